@@ -1,0 +1,296 @@
+"""``python -m aqa ...``: the command line. Every command has --help; listing commands have --json.
+
+Errors a user can fix print one line (``error: ...``) on stderr and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from aqa.errors import AQAError
+
+# The demo: tiny3d + linear head on the synthetic dives, sized to finish in a few minutes on
+# two CPU cores and reach Spearman rho >= 0.7 on the held-out clips.
+DEMO_METHOD, DEMO_DATASET = "regression", "synthetic"
+DEMO_OVERRIDES = ["train.epochs=6", "train.batch_size=8", "optim.lr=0.002",
+                  "optim.schedule=cosine", "train.log_every=10"]
+
+
+def _runs_dir_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs-dir", default=None,
+                   help="workspace folder (default: $AQA_RUNS_DIR, else ./runs)")
+
+
+def _json_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m aqa",
+                                     description="AQA Studio: train, track and compare action "
+                                                 "quality assessment models.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="render the synthetic dives and start a demo training run")
+    _runs_dir_arg(p)
+    _json_arg(p)
+    p.add_argument("--follow", action="store_true", help="print the run's output until it ends")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="change a config value of the demo run (repeatable)")
+
+    p = sub.add_parser("train", help="start a training run as a detached process")
+    p.add_argument("--method", required=True, help="registered method (see `aqa methods`)")
+    p.add_argument("--dataset", required=True, help="registered dataset (see `aqa methods`)")
+    p.add_argument("--data-root", default=None, help="the dataset's folder")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override such as train.epochs=5 (repeatable)")
+    p.add_argument("--gpus", default=None,
+                   help="GPUs: a count (2 = any two) or indices (0,1); default: CPU")
+    p.add_argument("--nproc", type=int, default=None,
+                   help="processes (default: one per GPU, else 1; >1 on the CPU uses gloo)")
+    p.add_argument("--follow", action="store_true", help="print the run's output until it ends")
+    _runs_dir_arg(p)
+    _json_arg(p)
+
+    runs = sub.add_parser("runs", help="list and manage runs").add_subparsers(
+        dest="runs_command", required=True, metavar="ACTION")
+    p = runs.add_parser("ls", help="list runs")
+    p.add_argument("--status", default=None, help="only runs with this status")
+    _runs_dir_arg(p)
+    _json_arg(p)
+    for name, text in (("show", "show one run"), ("stop", "stop a run (SIGTERM, then SIGKILL)"),
+                       ("resume", "resume a stopped or crashed run from its last checkpoint"),
+                       ("logs", "print a run's output")):
+        p = runs.add_parser(name, help=text)
+        p.add_argument("run_id", help="run id (or a unique prefix/suffix of it)")
+        _runs_dir_arg(p)
+        if name in ("show", "stop", "resume"):
+            _json_arg(p)
+        if name == "stop":
+            p.add_argument("--grace", type=float, default=30.0,
+                           help="seconds to wait for the checkpoint before SIGKILL")
+            p.add_argument("--no-wait", action="store_true", help="send SIGTERM and return")
+        if name == "logs":
+            p.add_argument("--follow", "-f", action="store_true", help="keep printing until it ends")
+            p.add_argument("--lines", "-n", type=int, default=0, help="only the last N lines")
+
+    p = sub.add_parser("index", help="ingest run directories into the SQLite index")
+    p.add_argument("--rebuild", action="store_true", help="recreate the index from scratch")
+    _runs_dir_arg(p)
+    _json_arg(p)
+
+    p = sub.add_parser("methods", help="list registered methods, backbones and datasets")
+    _json_arg(p)
+    return parser
+
+
+# ---------------------------------------------------------------- commands
+
+def cmd_demo(args) -> int:
+    from aqa.config import build_run_config
+    from aqa.jobs import submit
+    from aqa.registry import DATASETS
+    from aqa.runs.store import resolve_runs_dir
+
+    runs_dir = resolve_runs_dir(args.runs_dir)
+    overrides = DEMO_OVERRIDES + list(args.overrides)
+    cfg = build_run_config(DEMO_METHOD, DEMO_DATASET, overrides=overrides)
+    entry = DATASETS.get(DEMO_DATASET)
+    data = entry.resolve(cfg.data, runs_dir)
+    if not args.json:
+        print(f"rendering the synthetic dives into {data.root} (skipped if already there) ...")
+    t0 = time.time()
+    entry.prepare(data)
+    path = submit(runs_dir, DEMO_METHOD, DEMO_DATASET, overrides=overrides,
+                  argv=["aqa", "demo", *sys.argv[2:]])
+    if args.json:
+        _print_json({"run_id": path.name, "run_dir": str(path), "data_root": data.root})
+    else:
+        print(f"data ready in {time.time() - t0:.1f} s; started run {path.name}")
+        print(f"watch it: python -m aqa runs logs {path.name} --follow")
+    if args.follow:
+        return _follow(path)
+    return 0
+
+
+def cmd_train(args) -> int:
+    from aqa.jobs import submit
+    from aqa.runs.store import resolve_runs_dir
+
+    path = submit(resolve_runs_dir(args.runs_dir), args.method, args.dataset,
+                  data_root=args.data_root, overrides=args.overrides, gpus=args.gpus,
+                  nproc=args.nproc, argv=["aqa", "train", *sys.argv[2:]])
+    if args.json:
+        _print_json({"run_id": path.name, "run_dir": str(path)})
+    else:
+        print(path.name)
+    if args.follow:
+        return _follow(path)
+    return 0
+
+
+def _follow(path: Path, lines: int = 0) -> int:
+    """Print stdout.log as it grows until the run's process is gone; exit 0 if it finished."""
+    from aqa.jobs.local import run_status
+    from aqa.runs.store import STDOUT_LOG
+
+    log = path / STDOUT_LOG
+    offset = 0
+    if lines and log.exists():
+        text = log.read_bytes()
+        tail = b"\n".join(text.splitlines()[-lines:]) + b"\n"
+        sys.stdout.write(tail.decode(errors="replace"))
+        offset = len(text)
+    while True:
+        status = run_status(path)
+        if log.exists():
+            with open(log, "rb") as f:
+                f.seek(offset)
+                chunk = f.read()
+            offset += len(chunk)
+            sys.stdout.write(chunk.decode(errors="replace"))
+            sys.stdout.flush()
+        if status not in ("running", "queued"):
+            print(f"[run {path.name}: {status}]")
+            return 0 if status == "finished" else 1
+        time.sleep(0.5)
+
+
+def _runs_dir(args) -> Path:
+    from aqa.runs.store import resolve_runs_dir
+    return resolve_runs_dir(args.runs_dir)
+
+
+def _fmt_duration(seconds) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def cmd_runs(args) -> int:
+    from aqa.jobs import local
+    from aqa.runs import index, store
+
+    runs_dir = _runs_dir(args)
+    action = args.runs_command
+    if action == "ls":
+        rows = index.list_runs(runs_dir)
+        if args.status:
+            rows = [r for r in rows if r["status"] == args.status]
+        if args.json:
+            _print_json([{k: v for k, v in r.items() if k != "config"} for r in rows])
+            return 0
+        if not rows:
+            print(f"no runs in {runs_dir}; start one with `python -m aqa demo`")
+            return 0
+        print(f"{'RUN':<48} {'STATUS':<9} {'EPOCH':>7} {'BEST RHO':>8} {'ETA':>8}")
+        for r in rows:
+            rho = "-" if r["best_rho"] is None else f"{r['best_rho']:.4f}"
+            eta = _fmt_duration(r["eta_s"]) if r["status"] == "running" else "-"
+            print(f"{r['id']:<48} {r['status']:<9} {r['epoch'] or 0:>3}/{r['epochs'] or '?':<3} "
+                  f"{rho:>8} {eta:>8}")
+        return 0
+    path = store.find_run(runs_dir, args.run_id)
+    if action == "show":
+        index.sync(runs_dir)
+        row = index.get_run(runs_dir, path.name) or {}
+        info = {"run": {k: v for k, v in row.items() if k != "config"},
+                "spec": store.read_run(path), "job": store.read_job(path),
+                "checkpoints": index.run_checkpoints(runs_dir, path.name)}
+        if args.json:
+            _print_json(info)
+        else:
+            r = info["run"]
+            print(f"run       {path.name}\nstatus    {r.get('status')}"
+                  f"{' (' + r['message'] + ')' if r.get('message') else ''}\n"
+                  f"method    {r.get('method')}\ndataset   {r.get('dataset')}\n"
+                  f"epoch     {r.get('epoch')}/{r.get('epochs')}\n"
+                  f"best      {r.get('best_metric')} = {r.get('best_value')} "
+                  f"(epoch {r.get('best_epoch')})\ndirectory {path}")
+            for c in info["checkpoints"]:
+                print(f"  {c['name']:<16} epoch {c['epoch']}  {c['metrics']}")
+        return 0
+    if action == "stop":
+        status = local.stop(path, grace_s=args.grace, wait=not args.no_wait)
+        index.sync(runs_dir)
+        if args.json:
+            _print_json({"run_id": path.name, "status": status})
+        else:
+            print(f"{path.name}: {status}")
+        return 0
+    if action == "resume":
+        job = local.resume(path)
+        if args.json:
+            _print_json({"run_id": path.name, "pid": job["pid"]})
+        else:
+            print(f"{path.name}: resumed (pid {job['pid']})")
+        return 0
+    if action == "logs":
+        if args.follow:
+            return _follow(path, args.lines)
+        log = path / store.STDOUT_LOG
+        text = log.read_text(errors="replace") if log.exists() else ""
+        if args.lines:
+            text = "\n".join(text.splitlines()[-args.lines:]) + "\n"
+        sys.stdout.write(text)
+        return 0
+    return 2
+
+
+def cmd_index(args) -> int:
+    from aqa.runs import index
+
+    runs_dir = _runs_dir(args)
+    t0 = time.time()
+    result = index.rebuild(runs_dir) if args.rebuild else index.sync(runs_dir)
+    result["seconds"] = round(time.time() - t0, 3)
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"{'rebuilt' if args.rebuild else 'synced'} {runs_dir / index.INDEX_FILE}: "
+              f"{result['runs']} runs, {result['events']} new events, "
+              f"{result['removed']} removed, {result['seconds']} s")
+    return 0
+
+
+def cmd_methods(args) -> int:
+    from aqa.registry import BACKBONES, DATASETS, METHODS
+
+    info = {"methods": [{"name": n, "description": getattr(e, "description", ""),
+                         "default_backbone": e.default_backbone} for n, e in METHODS.items()],
+            "backbones": [{"name": n, "description": getattr(e, "description", "")}
+                          for n, e in BACKBONES.items()],
+            "datasets": [{"name": n, "description": getattr(e, "description", "")}
+                         for n, e in DATASETS.items()]}
+    if args.json:
+        _print_json(info)
+        return 0
+    for section, items in info.items():
+        print(f"{section}:")
+        for it in items:
+            print(f"  {it['name']:<14} {it['description']}")
+    return 0
+
+
+COMMANDS = {"demo": cmd_demo, "train": cmd_train, "runs": cmd_runs, "index": cmd_index,
+            "methods": cmd_methods}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except AQAError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130

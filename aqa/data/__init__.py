@@ -1,0 +1,1 @@
+"""Datasets: frame sampling, transforms, one module per dataset, synthetic dives, doctor."""

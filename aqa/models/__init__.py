@@ -1,0 +1,1 @@
+"""Backbones and methods. Each module registers itself in ``aqa.registry``."""

@@ -1,0 +1,75 @@
+"""The interface between the training loop and a method.
+
+A method knows its config dataclass, how to build its model, its loss terms and how it turns model
+output into a score. The loop (``aqa.train.loop``) knows no method by name.
+
+Batches are dicts:
+    video:      (B, C, T, H, W) uint8   clips as decoded; the backbone normalises them on device
+    score:      (B,) float32            ground-truth score
+    difficulty: (B,) float32            difficulty degree (1.0 where the dataset has none)
+    id:         list[str]               sample ids
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from aqa.config import RunConfig
+
+
+@dataclass
+class BackboneConfig:
+    name: str = "tiny3d"  # registered backbone
+    weights: str = ""  # path of pretrained weights to load ("" = the backbone's default)
+    freeze: bool = False  # keep backbone weights fixed (only the head trains)
+
+
+class Method:
+    """Base class of a registered method; subclasses set ``name`` and ``config_cls``."""
+
+    name: str = ""
+    config_cls: type = object
+    default_backbone: str = "tiny3d"
+    sample_kind: str = "single"  # "single": one clip per sample; pair methods add exemplars
+
+    def __init__(self, cfg: RunConfig):
+        self.cfg = cfg
+
+    @classmethod
+    def adjust_defaults(cls, cfg: RunConfig) -> RunConfig:
+        """Paper defaults for sections other than ``model`` (epochs, lr, ...)."""
+        return cfg
+
+    def build_model(self) -> nn.Module:
+        raise NotImplementedError
+
+    def param_groups(self, model: nn.Module) -> list[dict[str, Any]]:
+        """Optimizer parameter groups; the default gives the backbone its lr factor."""
+        lr = self.cfg.optim.lr
+        backbone = getattr(model, "backbone", None)
+        if backbone is None:
+            return [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}]
+        ids = {id(p) for p in backbone.parameters()}
+        rest = [p for p in model.parameters() if id(p) not in ids and p.requires_grad]
+        back = [p for p in backbone.parameters() if p.requires_grad]
+        groups = [{"params": rest, "lr": lr, "name": "head"}]
+        if back:
+            groups.append({"params": back, "lr": lr * self.cfg.optim.backbone_lr_factor,
+                           "name": "backbone"})
+        return groups
+
+    def losses(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
+        """Loss terms; the key ``loss`` is the total that is back-propagated."""
+        raise NotImplementedError
+
+    def predict(self, model: nn.Module, batch: dict) -> torch.Tensor:
+        """(B,) predicted scores in the dataset's score units."""
+        raise NotImplementedError
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,1 @@
+"""Run directories, their event logs, and the SQLite index over them."""

@@ -1,0 +1,279 @@
+"""The SQLite index of a workspace: ``<runs-dir>/index.db``, filled from the run directories.
+
+The run directories are the truth; this file is a cache that makes listing and comparing fast.
+It is filled by ingesting each run's ``events.jsonl`` from the byte offset where the last ingest
+stopped (cost O(new bytes)); rows are keyed by (run id, byte offset of the event), so ingesting
+the same bytes twice changes nothing. ``rebuild`` recreates the file from the run directories.
+
+Opened with WAL and a busy timeout so the app, the CLI and the scheduler can read and write it
+at the same time. Open it for one operation and close it (``with open_index(d) as db:``): no
+long-lived shared connection. Schema changes are numbered migrations (``MIGRATIONS``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+import sqlite_utils
+
+from aqa.runs import store
+from aqa.runs.events import EVENTS_FILE, tail
+
+INDEX_FILE = "index.db"
+BUSY_TIMEOUT_MS = 10_000
+HIGHER_IS_BETTER = {"rho": True, "accuracy": True, "l2": False, "rl2": False}
+
+
+def _m1_initial(db: sqlite_utils.Database) -> None:
+    db["runs"].create({
+        "id": str, "run_dir": str, "method": str, "dataset": str, "status": str, "message": str,
+        "created": float, "started": float, "ended": float, "last_t": float,
+        "epoch": int, "epochs": int, "step": int, "total_steps": int, "eta_s": float,
+        "best_metric": str, "best_value": float, "best_epoch": int, "best_rho": float,
+        "params": int, "attempts": int, "executor": str, "host": str, "pid": int, "gpus": str,
+        "last_status": str, "last_status_t": float, "offset": int, "config": str,
+    }, pk="id")
+    db["metrics"].create({
+        "run_id": str, "offset": int, "t": float, "epoch": int, "step": int, "split": str,
+        "name": str, "value": float,
+    }, pk=("run_id", "offset"))
+    db["metrics"].create_index(["run_id", "name", "split", "epoch"])
+    db["checkpoints"].create({
+        "run_id": str, "path": str, "name": str, "epoch": int, "step": int, "t": float,
+        "metrics": str,
+    }, pk=("run_id", "path"))
+
+
+MIGRATIONS: list[tuple[int, Callable[[sqlite_utils.Database], None]]] = [
+    (1, _m1_initial),
+]
+
+
+def _connect(path: Path) -> sqlite_utils.Database:
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    db = sqlite_utils.Database(conn)
+    if db.journal_mode != "wal":
+        db.enable_wal()
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return db
+
+
+def migrate(db: sqlite_utils.Database) -> int:
+    """Apply the migrations not yet applied, in order; returns the schema version."""
+    db.execute("CREATE TABLE IF NOT EXISTS _migrations (version INTEGER PRIMARY KEY, applied REAL)")
+    done = {r[0] for r in db.execute("SELECT version FROM _migrations").fetchall()}
+    for version, fn in MIGRATIONS:
+        if version in done:
+            continue
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            # another process may have applied it while we waited for the lock
+            if not db.execute("SELECT 1 FROM _migrations WHERE version=?", [version]).fetchone():
+                fn(db)
+                db.execute("INSERT INTO _migrations VALUES (?, ?)", [version, time.time()])
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    return max(v for v, _ in MIGRATIONS)
+
+
+@contextmanager
+def open_index(runs_dir: str | os.PathLike) -> Iterator[sqlite_utils.Database]:
+    """A short-lived connection to the workspace index, migrated; closed on exit."""
+    runs_dir = Path(runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    db = _connect(runs_dir / INDEX_FILE)
+    try:
+        migrate(db)
+        yield db
+    finally:
+        db.conn.close()
+
+
+# ---------------------------------------------------------------- ingest
+
+def ingest_run(db: sqlite_utils.Database, run_path: Path) -> int:
+    """Ingest the new bytes of one run's event log and refresh its status; returns events read."""
+    run_path = Path(run_path)
+    spec = store.read_run(run_path)
+    run_id = spec["id"]
+    existing = db.execute("SELECT * FROM runs WHERE id=?", [run_id]).fetchone()
+    row = dict(zip([d[0] for d in db.execute("SELECT * FROM runs LIMIT 0").description],
+                   existing)) if existing else _new_row(spec, run_path)
+    offset = row.get("offset") or 0
+    events_path = run_path / EVENTS_FILE
+    size = events_path.stat().st_size if events_path.exists() else 0
+    if size < offset:  # the log was replaced: start over for this run
+        db.execute("DELETE FROM metrics WHERE run_id=?", [run_id])
+        db.execute("DELETE FROM checkpoints WHERE run_id=?", [run_id])
+        row, offset = _new_row(spec, run_path), 0
+    if size == offset and existing:  # no new events: only liveness can have changed
+        before = row["status"]
+        _refresh_status(row, run_path)
+        if row["status"] != before:
+            db["runs"].upsert(row, pk="id")
+        return 0
+    events, new_offset = tail(events_path, offset) if size > offset else ([], offset)
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        best_dirty = _apply_events(db, row, run_id, events)
+        row["offset"] = new_offset
+        if best_dirty:
+            _refresh_best(db, row, spec)
+        _refresh_status(row, run_path)
+        db["runs"].upsert(row, pk="id")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    return len(events)
+
+
+def _new_row(spec: dict, run_path: Path) -> dict:
+    cfg = spec.get("config", {})
+    return {"id": spec["id"], "run_dir": str(run_path.resolve()), "method": spec.get("method"),
+            "dataset": spec.get("dataset"), "created": spec.get("created"), "status": "queued",
+            "epoch": 0, "step": 0, "epochs": cfg.get("train", {}).get("epochs"),
+            "best_metric": cfg.get("train", {}).get("best_metric", "rho"), "attempts": 0,
+            "offset": 0, "config": json.dumps(cfg)}
+
+
+def _apply_events(db: sqlite_utils.Database, row: dict, run_id: str,
+                  events: list[tuple[int, dict]]) -> bool:
+    pending: list[tuple] = []
+    best_dirty = False
+
+    def flush() -> None:
+        if pending:
+            db.conn.executemany("INSERT OR IGNORE INTO metrics VALUES (?,?,?,?,?,?,?,?)", pending)
+            pending.clear()
+
+    for off, e in events:
+        kind, t = e.get("type"), e.get("t")
+        row["last_t"] = t
+        if kind == "metric":
+            pending.append((run_id, off, t, e.get("epoch"), e.get("step"), e.get("split"),
+                            e.get("name"), e.get("value")))
+            if e.get("name") in ("rho", row.get("best_metric")):
+                best_dirty = True
+        elif kind == "start":
+            row["started"] = row.get("started") or t
+            row["attempts"] = (row.get("attempts") or 0) + 1
+            for key in ("epochs", "total_steps", "params"):
+                if e.get(key) is not None:
+                    row[key] = e[key]
+            if e.get("resumed_step") is not None:  # lost work after the checkpoint is superseded
+                flush()
+                db.execute("DELETE FROM metrics WHERE run_id=? AND step>? AND offset<?",
+                           [run_id, e["resumed_step"], off])
+                row["step"], row["epoch"] = e["resumed_step"], e.get("resumed_epoch", 0)
+                best_dirty = True
+        elif kind == "status":
+            row["last_status"], row["last_status_t"] = e.get("status"), t
+            row["message"] = e.get("message")
+            if e.get("status") in store.TERMINAL:
+                row["ended"] = t
+        elif kind == "heartbeat":
+            for key in ("epoch", "step", "total_steps", "eta_s"):
+                if e.get(key) is not None:
+                    row[key] = e[key]
+        elif kind == "checkpoint":
+            path = e.get("path", "")
+            db["checkpoints"].upsert({"run_id": run_id, "path": path, "name": Path(path).name,
+                                      "epoch": e.get("epoch"), "step": e.get("step"), "t": t,
+                                      "metrics": json.dumps(e.get("metrics") or {})},
+                                     pk=("run_id", "path"))
+        if kind in ("metric", "checkpoint") and e.get("epoch") is not None:
+            row["epoch"] = max(row.get("epoch") or 0, e["epoch"])
+            row["step"] = max(row.get("step") or 0, e.get("step") or 0)
+    flush()
+    return best_dirty
+
+
+def _refresh_best(db: sqlite_utils.Database, row: dict, spec: dict) -> None:
+    split = "test"
+    name = row.get("best_metric") or "rho"
+    order = "DESC" if HIGHER_IS_BETTER.get(name, True) else "ASC"
+    best = db.execute(f"SELECT value, epoch FROM metrics WHERE run_id=? AND name=? AND split=? "
+                      f"AND value IS NOT NULL ORDER BY value {order}, epoch LIMIT 1",
+                      [row["id"], name, split]).fetchone()
+    row["best_value"], row["best_epoch"] = best if best else (None, None)
+    rho = db.execute("SELECT max(value) FROM metrics WHERE run_id=? AND name='rho' AND split=?",
+                     [row["id"], split]).fetchone()
+    row["best_rho"] = rho[0] if rho else None
+
+
+def _refresh_status(row: dict, run_path: Path) -> None:
+    job = store.read_job(run_path)
+    if job:
+        row["executor"], row["host"] = job.get("executor"), job.get("host")
+        row["pid"], row["gpus"] = job.get("pid"), json.dumps(job.get("gpus") or [])
+    age = time.time() - row["last_t"] if row.get("last_t") else None
+    alive = store.job_alive(job, age)
+    row["status"] = store.derive_status(row.get("last_status"), job, alive,
+                                        row.get("last_status_t") or 0.0)
+    if row["status"] != "running":
+        row["eta_s"] = None
+
+
+def sync(runs_dir: str | os.PathLike) -> dict:
+    """Ingest every run directory of the workspace; drop rows whose directory is gone."""
+    runs_dir = Path(runs_dir)
+    seen, read = set(), 0
+    with open_index(runs_dir) as db:
+        for path in store.list_run_dirs(runs_dir):
+            try:
+                read += ingest_run(db, path)
+            except (ValueError, KeyError, store.RunError):
+                continue  # a run.json being written or damaged: the next sync tries again
+            seen.add(path.name)
+        gone = [r[0] for r in db.execute("SELECT id FROM runs").fetchall() if r[0] not in seen]
+        for run_id in gone:
+            for table in ("metrics", "checkpoints"):
+                db.execute(f"DELETE FROM {table} WHERE run_id=?", [run_id])
+            db.execute("DELETE FROM runs WHERE id=?", [run_id])
+    return {"runs": len(seen), "events": read, "removed": len(gone)}
+
+
+def rebuild(runs_dir: str | os.PathLike) -> dict:
+    """Delete the index file and ingest every run directory again."""
+    runs_dir = Path(runs_dir)
+    for suffix in ("", "-wal", "-shm"):
+        (runs_dir / (INDEX_FILE + suffix)).unlink(missing_ok=True)
+    return sync(runs_dir)
+
+
+# ---------------------------------------------------------------- queries (dicts out)
+
+def list_runs(runs_dir: str | os.PathLike, sync_first: bool = True) -> list[dict]:
+    if sync_first:
+        sync(runs_dir)
+    with open_index(runs_dir) as db:
+        return list(db.query("SELECT * FROM runs ORDER BY created DESC"))
+
+
+def get_run(runs_dir: str | os.PathLike, run_id: str) -> dict | None:
+    with open_index(runs_dir) as db:
+        rows = list(db.query("SELECT * FROM runs WHERE id=?", [run_id]))
+    return rows[0] if rows else None
+
+
+def run_metrics(runs_dir: str | os.PathLike, run_id: str, after_offset: int = -1) -> list[dict]:
+    """Metric rows of a run in log order, only those after ``after_offset`` if given."""
+    with open_index(runs_dir) as db:
+        return list(db.query("SELECT * FROM metrics WHERE run_id=? AND offset>? ORDER BY offset",
+                             [run_id, after_offset]))
+
+
+def run_checkpoints(runs_dir: str | os.PathLike, run_id: str) -> list[dict]:
+    with open_index(runs_dir) as db:
+        return list(db.query("SELECT * FROM checkpoints WHERE run_id=? ORDER BY epoch, name",
+                             [run_id]))

@@ -1,0 +1,223 @@
+"""Run directories: creation, ``run.json``/``job.json``, process liveness and run status.
+
+    <runs-dir>/<run_id>/
+      run.json       immutable spec: id, method, dataset, resolved config, argv, code version, created
+      job.json       how it executes: executor, pid, pgid, pid start time, host, gpus, attempts
+      events.jsonl   the event log (aqa.runs.events)
+      stdout.log     the process's stdout + stderr
+      checkpoints/   last.pt, best.pt, epoch_NNN.pt
+      predictions/   <split>_epoch_NNN.csv
+
+Status is derived, never stored as truth: from the last ``status`` event and whether the job's
+process is alive. A pid alone can lie (zombies, recycled pids), so liveness compares the
+process start time recorded in ``job.json`` with the one the kernel reports now.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from aqa.errors import RunError
+
+RUN_JSON, JOB_JSON, STDOUT_LOG = "run.json", "job.json", "stdout.log"
+STATUSES = ("queued", "running", "finished", "failed", "stopped", "crashed")
+TERMINAL = ("finished", "failed", "stopped")
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def resolve_runs_dir(arg: str | os.PathLike | None = None) -> Path:
+    """``--runs-dir`` if given, else ``$AQA_RUNS_DIR``, else ``runs/`` in the current folder."""
+    path = Path(arg or os.environ.get("AQA_RUNS_DIR") or "runs").expanduser()
+    return path.resolve()
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON to a temp file in the same folder, fsync, rename: never a half-written file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=2, sort_keys=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: Path) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def new_run_id(method: str, dataset: str, now: float | None = None) -> str:
+    """Sortable id: ``YYYYmmdd-HHMMSS-mmm-<method>-<dataset>``."""
+    now = time.time() if now is None else now
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    return f"{stamp}-{int(now * 1000) % 1000:03d}-{method}-{dataset}"
+
+
+def run_dir(runs_dir: Path, run_id: str) -> Path:
+    """The directory of run ``run_id``; refuses ids that are not plain names (no path escape)."""
+    if not _ID_RE.match(run_id or ""):
+        raise RunError(f"{run_id!r} is not a run id; list runs with `python -m aqa runs ls`")
+    path = Path(runs_dir) / run_id
+    if not (path / RUN_JSON).is_file():
+        raise RunError(f"no run {run_id!r} in {runs_dir}; list runs with `python -m aqa runs ls`")
+    return path
+
+
+def find_run(runs_dir: Path, ref: str) -> Path:
+    """A run by full id or a unique prefix/suffix of it."""
+    runs_dir = Path(runs_dir)
+    if _ID_RE.match(ref or "") and (runs_dir / ref / RUN_JSON).is_file():
+        return runs_dir / ref
+    matches = [p for p in list_run_dirs(runs_dir) if p.name.startswith(ref) or p.name.endswith(ref)]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise RunError(f"{ref!r} matches {len(matches)} runs; give more of the id")
+    return run_dir(runs_dir, ref)
+
+
+def list_run_dirs(runs_dir: Path) -> list[Path]:
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return []
+    return sorted(p for p in runs_dir.iterdir() if (p / RUN_JSON).is_file())
+
+
+def code_version() -> str:
+    import aqa
+
+    root = Path(aqa.__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{aqa.__version__}+{sha}" if sha else aqa.__version__
+
+
+def create_run(runs_dir: Path, config: dict, argv: list[str] | None = None,
+               extra: dict | None = None) -> Path:
+    """Make ``<runs-dir>/<new id>/`` with its ``run.json``; returns the directory."""
+    runs_dir = Path(runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for attempt in range(1000):
+        run_id = new_run_id(config["method"], config["dataset"], now + attempt / 1000)
+        path = runs_dir / run_id
+        try:
+            path.mkdir()
+            break
+        except FileExistsError:
+            continue
+    else:  # pragma: no cover - a thousand runs in one second
+        raise RunError(f"could not create a new run directory in {runs_dir}")
+    (path / "checkpoints").mkdir()
+    (path / "predictions").mkdir()
+    spec = {"id": run_id, "method": config["method"], "dataset": config["dataset"],
+            "config": config, "argv": list(argv or []), "code_version": code_version(),
+            "created": now, **(extra or {})}
+    write_json_atomic(path / RUN_JSON, spec)
+    return path
+
+
+def read_run(path: Path) -> dict:
+    try:
+        return read_json(Path(path) / RUN_JSON)
+    except FileNotFoundError:
+        raise RunError(f"{path} is not a run directory (no {RUN_JSON})") from None
+
+
+def read_job(path: Path) -> dict | None:
+    try:
+        return read_json(Path(path) / JOB_JSON)
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def write_job(path: Path, job: dict) -> None:
+    write_json_atomic(Path(path) / JOB_JSON, job)
+
+
+# ---------------------------------------------------------------- process liveness
+
+def process_start_time(pid: int) -> int | None:
+    """The kernel's start time of ``pid`` (clock ticks since boot), None if there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode(errors="replace")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
+    return int(fields[19])  # field 22 of proc(5): starttime
+
+
+def process_state(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode(errors="replace")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return stat[stat.rindex(")") + 2:].split()[0]
+
+
+def process_alive(pid: int | None, start_time: int | None) -> bool:
+    """True only for a live (not zombie) process whose start time matches the recorded one."""
+    if not pid:
+        return False
+    if not Path("/proc").is_dir():  # not Linux: best effort
+        try:
+            os.kill(pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+    state = process_state(pid)
+    if state is None or state in ("Z", "X"):
+        return False
+    return start_time is None or process_start_time(pid) == start_time
+
+
+def job_alive(job: dict | None, heartbeat_age: float | None = None) -> bool | None:
+    """Is the job's process alive? None when this host cannot tell (another machine's job)."""
+    if not job or job.get("state") == "queued":
+        return False
+    if job.get("host") not in (None, socket.gethostname()):
+        if heartbeat_age is None:
+            return None
+        return heartbeat_age < 3 * 60
+    return process_alive(job.get("pid"), job.get("start_time"))
+
+
+def derive_status(last_status: str | None, job: dict | None, alive: bool | None,
+                  last_status_t: float = 0.0) -> str:
+    """Status from the last status event, the job record and liveness.
+
+    | last status event       | job.json        | alive | status                        |
+    | finished/failed/stopped | any             | no    | that                          |
+    | finished/failed/stopped | started after it| yes   | running (a resumed attempt)   |
+    | none or running         | none, or queued | any   | queued                        |
+    | none or running         | started         | yes   | running                       |
+    | none or running         | started         | no    | crashed                       |
+    (alive None, i.e. this host cannot tell, counts as alive.)
+    """
+    started = (job or {}).get("started") or 0.0
+    if last_status in TERMINAL and not (alive is not False and job and started > last_status_t):
+        return last_status
+    if not job or job.get("state") == "queued":
+        return "queued"
+    if alive is False:
+        return "crashed"
+    return "running"

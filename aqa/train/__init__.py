@@ -1,0 +1,1 @@
+"""The method-agnostic training loop: ``python -m aqa.train RUN_DIR``."""

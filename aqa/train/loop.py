@@ -1,0 +1,408 @@
+"""The training loop, one for every method: ``python -m aqa.train RUN_DIR``.
+
+It reads ``run.json``, builds the method, data, optimizer and schedule, resumes from
+``checkpoints/last.pt`` when there is one, trains, evaluates every ``eval_every`` epochs,
+writes ``last.pt`` every epoch and ``best.pt`` by ``train.best_metric``, and logs events.
+
+Events and checkpoints are written by rank 0 only. SIGTERM (or SIGINT) makes every rank stop
+after the current optimizer update, write ``last.pt`` (mid-epoch if need be) and end with
+status ``stopped``; ``aqa runs resume`` continues from there. A resumed attempt logs a
+``start`` event with ``resumed_step``: events of the lost attempt after that step are
+superseded (see aqa.runs.events), so every epoch's metrics appear exactly once.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import random
+import signal
+import sys
+import threading
+import time
+import traceback
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from aqa import metrics as M
+from aqa.config import RunConfig, build_run_config, to_dict
+from aqa.errors import AQAError
+from aqa.models.base import count_parameters
+from aqa.registry import DATASETS, METHODS
+from aqa.runs import store
+from aqa.runs.events import EVENTS_FILE, EventWriter
+from aqa.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from aqa.train.distributed import DistContext
+from aqa.train.optim import build_optimizer, build_scheduler
+
+HIGHER_IS_BETTER = {"rho": True, "accuracy": True, "l2": False, "rl2": False}
+
+
+class _NullWriter:
+    """What non-zero ranks write events to."""
+
+    def emit(self, *a, **k) -> dict:
+        return {}
+
+    metric = emit
+
+    def sync(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class StopFlag:
+    """Set by SIGTERM/SIGINT; the loop polls it between optimizer updates."""
+
+    def __init__(self):
+        self.requested = False
+        self.signal = None
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+        self.signal = signal.Signals(signum).name
+
+
+def choose_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        name = f"cuda:{local_rank}"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise AQAError("train.device asks for CUDA but no GPU is visible; use train.device=cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    """The shuffled sample order of (1-based) ``epoch``: a pure function of seed and epoch, so a
+    resumed run sees the same order and can skip the batches it already did."""
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(n, generator=g).tolist()
+
+
+def collate(items: list[dict]) -> dict:
+    out = {}
+    for key in items[0]:
+        values = [it[key] for it in items]
+        out[key] = torch.stack(values) if torch.is_tensor(values[0]) else values
+    return out
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def _fmt_eta(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class Trainer:
+    def __init__(self, run_dir: Path, cfg: RunConfig, dist: DistContext):
+        self.run_dir, self.cfg, self.dist = Path(run_dir), cfg, dist
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.pred_dir = self.run_dir / "predictions"
+        self.device = choose_device(cfg.train.device, dist.local_rank)
+        self.amp = cfg.train.amp and self.device.type == "cuda"
+        self.events = EventWriter(self.run_dir / EVENTS_FILE) if dist.is_main else _NullWriter()
+        self.stop = StopFlag()
+        self.epoch = 0          # epochs completed
+        self.batch_in_epoch = 0  # batches of epoch+1 already done (after a mid-epoch stop)
+        self.step = 0           # batches done in all (per process)
+        self.best: dict = {"metric": cfg.train.best_metric, "value": None, "epoch": None}
+        self._t0 = time.time()
+        self._steps_this_attempt = 0
+        self._progress_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ setup
+    def setup(self) -> None:
+        cfg = self.cfg
+        seed_everything(cfg.train.seed + self.dist.rank)
+        entry = DATASETS.get(cfg.dataset)
+        if self.dist.is_main:
+            entry.prepare(cfg.data)
+        self.dist.barrier()
+        self.train_set = entry.build(cfg.data, "train", train=True, seed=cfg.train.seed)
+        self.test_set = entry.build(cfg.data, "test", train=False, seed=cfg.train.seed)
+        self.method = METHODS.get(cfg.method)(cfg)
+        model = self.method.build_model().to(self.device)
+        self.params = count_parameters(model)
+        self.trainable = count_parameters(model, trainable_only=True)
+        self.model = model
+        self.optimizer = build_optimizer(self.method.param_groups(model), cfg.optim)
+        self.scheduler = build_scheduler(self.optimizer, cfg.optim, cfg.train.epochs)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.ddp = model
+        if self.dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        per_rank = math.ceil(len(self.train_set) / self.dist.world)
+        self.steps_per_epoch = math.ceil(per_rank / cfg.train.batch_size)
+        self.total_steps = self.steps_per_epoch * cfg.train.epochs
+
+    def resume(self) -> bool:
+        path = self.ckpt_dir / "last.pt"
+        if not path.exists():
+            return False
+        state = load_checkpoint(path, map_location=self.device)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.step = state["epoch"], state["step"]
+        self.batch_in_epoch = state.get("batch_in_epoch", 0)
+        self.best = state["best"]
+        set_rng_state(state["rng"])
+        return True
+
+    # ------------------------------------------------------------------ checkpoints
+    def _state(self, metrics: dict) -> dict:
+        return {"method": self.cfg.method, "config": to_dict(self.cfg),
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
+                "best": self.best, "metrics": metrics, "rng": rng_state(),
+                "params": self.params}
+
+    def _save(self, name: str, metrics: dict) -> None:
+        if not self.dist.is_main:
+            return
+        path = self.ckpt_dir / name
+        size = save_checkpoint(path, self._state(metrics))
+        self.events.emit("checkpoint", path=str(path.relative_to(self.run_dir)), epoch=self.epoch,
+                         step=self.step, size=size, metrics=metrics)
+
+    def save_epoch_end(self, metrics: dict, improved: bool) -> None:
+        # best.pt first: a crash between the two leaves last.pt at the previous epoch, which
+        # is redone on resume, rather than a last.pt that believes in a best.pt never written.
+        if improved:
+            self._save("best.pt", metrics)
+        if self.cfg.train.keep_epoch_checkpoints:
+            self._save(f"epoch_{self.epoch:03d}.pt", metrics)
+        self._save("last.pt", metrics)
+        self.events.sync()
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self) -> tuple[dict, list[tuple[str, float, float]]]:
+        model = self.model
+        model.eval()
+        rows = []
+        idx = list(range(self.dist.rank, len(self.test_set), self.dist.world))
+        loader = DataLoader(Subset(self.test_set, idx), batch_size=self.cfg.train.batch_size,
+                            num_workers=self.cfg.data.num_workers, collate_fn=collate,
+                            pin_memory=self.device.type == "cuda")
+        for batch in loader:
+            batch = _to_device(batch, self.device)
+            with self._autocast():
+                pred = self.method.predict(model, batch)
+            rows += list(zip(batch["id"], batch["score"].tolist(), pred.float().tolist()))
+        model.train()
+        rows = [r for part in self.dist.gather(rows) for r in part]
+        y = [r[1] for r in rows]
+        p = [r[2] for r in rows]
+        return M.regression_metrics(p, y), rows
+
+    def _write_predictions(self, split: str, rows: list[tuple[str, float, float]]) -> None:
+        if not self.dist.is_main:
+            return
+        path = self.pred_dir / f"{split}_epoch_{self.epoch:03d}.csv"
+        tmp = path.with_suffix(".csv.tmp")
+        with open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["id", "true", "pred"])
+            w.writerows(rows)
+        os.replace(tmp, path)
+
+    def _is_better(self, value: float) -> bool:
+        if value is None or not math.isfinite(value):
+            return False
+        if self.best["value"] is None:
+            return True
+        if HIGHER_IS_BETTER.get(self.best["metric"], True):
+            return value > self.best["value"]
+        return value < self.best["value"]
+
+    # ------------------------------------------------------------------ loop
+    def _autocast(self):
+        if self.amp:
+            return torch.autocast("cuda", dtype=torch.float16)
+        return nullcontext()
+
+    def _eta(self) -> float | None:
+        done = self._steps_this_attempt
+        if done == 0:
+            return None
+        rate = done / max(1e-9, time.time() - self._t0)
+        return (self.total_steps - self.step) / rate
+
+    def _heartbeat_loop(self, stop: threading.Event) -> None:
+        while not stop.wait(self.cfg.train.heartbeat_s):
+            self.events.emit("heartbeat", epoch=self.epoch, step=self.step,
+                             total_steps=self.total_steps, eta_s=self._eta())
+
+    def train_epoch(self, epoch: int) -> dict[str, float] | None:
+        """Train (1-based) ``epoch``; returns mean losses, or None if a stop was requested."""
+        cfg = self.cfg
+        order = epoch_order(len(self.train_set), cfg.train.seed, epoch)[self.dist.rank::self.dist.world]
+        start = self.batch_in_epoch * cfg.train.batch_size
+        loader = DataLoader(Subset(self.train_set, order[start:]), batch_size=cfg.train.batch_size,
+                            num_workers=cfg.data.num_workers, collate_fn=collate,
+                            pin_memory=self.device.type == "cuda", drop_last=False)
+        accum = cfg.optim.accum_steps
+        sums: dict[str, float] = {}
+        count = 0
+        self.ddp.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        n_batches = len(loader)
+        for i, batch in enumerate(loader, start=1):
+            batch = _to_device(batch, self.device)
+            with self._autocast():
+                losses = self.method.losses(self.ddp, batch)
+            if not torch.isfinite(losses["loss"]):
+                raise AQAError(f"the loss became {losses['loss'].item()} at step {self.step + 1}; "
+                               "lower optim.lr or enable optim.grad_clip, then resume")
+            self.scaler.scale(losses["loss"] / accum).backward()
+            self.step += 1
+            self.batch_in_epoch += 1
+            self._steps_this_attempt += 1
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            count += 1
+            boundary = i % accum == 0 or i == n_batches
+            if boundary:
+                if cfg.optim.grad_clip > 0:
+                    self.scaler.unscale_(self.optimizer)
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.optimizer.zero_grad(set_to_none=True)
+            if self.step % cfg.train.log_every == 0:
+                self._log_step(epoch, losses)
+            if boundary and self.dist.any_true(self.stop.requested, self.device):
+                return None
+        return {k: v / max(1, count) for k, v in sums.items()}
+
+    def _log_step(self, epoch: int, losses: dict) -> None:
+        for name, v in losses.items():
+            self.events.metric(name, float(v.detach()), epoch=epoch, step=self.step, split="train")
+        eta = self._eta()
+        lr = self.optimizer.param_groups[0]["lr"]
+        rate = self._steps_this_attempt / max(1e-9, time.time() - self._t0)
+        if self.dist.is_main:
+            print(f"epoch {epoch}/{self.cfg.train.epochs} step {self.step}/{self.total_steps} "
+                  f"({100 * self.step / max(1, self.total_steps):.0f}%) "
+                  f"loss {float(losses['loss'].detach()):.4f} lr {lr:.2e} {rate:.2f} step/s "
+                  f"ETA {_fmt_eta(eta)}", flush=True)
+            self.events.emit("heartbeat", epoch=self.epoch, step=self.step,
+                             total_steps=self.total_steps, eta_s=eta)
+
+    def run(self) -> str:
+        """Train to the end or to a stop; returns the final status."""
+        cfg = self.cfg
+        resumed = self.resume()
+        self.events.emit("start", pid=os.getpid(), rank_count=self.dist.world,
+                         device=str(self.device), amp=self.amp, epochs=cfg.train.epochs,
+                         steps_per_epoch=self.steps_per_epoch, total_steps=self.total_steps,
+                         params=self.params, trainable=self.trainable,
+                         resumed_step=self.step if resumed else None,
+                         resumed_epoch=self.epoch if resumed else None)
+        self.events.emit("status", status="running")
+        self.events.sync()
+        if self.dist.is_main:
+            what = f"resumed at epoch {self.epoch}, step {self.step}" if resumed else "started"
+            print(f"{cfg.method} on {cfg.dataset}: {what}; {self.params:,} parameters, "
+                  f"{len(self.train_set)} train / {len(self.test_set)} test clips, "
+                  f"device {self.device}", flush=True)
+        while self.epoch < cfg.train.epochs:
+            epoch = self.epoch + 1
+            losses = self.train_epoch(epoch)
+            if losses is None:  # stop requested mid-epoch
+                self._save("last.pt", {})
+                return "stopped"
+            self.epoch, self.batch_in_epoch = epoch, 0
+            self.scheduler.step()
+            for name, v in losses.items():
+                self.events.metric(f"epoch_{name}", v, epoch=epoch, step=self.step, split="train")
+            metrics: dict = {}
+            improved = False
+            if epoch % cfg.train.eval_every == 0 or epoch == cfg.train.epochs:
+                metrics, rows = self.evaluate()
+                for name, v in metrics.items():
+                    self.events.metric(name, v, epoch=epoch, step=self.step, split="test")
+                self._write_predictions("test", rows)
+                value = metrics.get(cfg.train.best_metric)
+                improved = self._is_better(value)
+                if improved:
+                    self.best = {"metric": cfg.train.best_metric, "value": value, "epoch": epoch,
+                                 "metrics": metrics}
+                if self.dist.is_main:
+                    print(f"epoch {epoch} test " + " ".join(
+                        f"{k} {v:.4f}" for k, v in metrics.items() if v is not None), flush=True)
+            self.save_epoch_end(metrics, improved)
+            if self.dist.any_true(self.stop.requested, self.device):
+                return "stopped"
+        return "finished"
+
+
+def main(run_dir: str) -> int:
+    run_path = Path(run_dir).resolve()
+    dist = DistContext.from_env()
+    trainer = None
+    hb_stop = threading.Event()
+    try:
+        spec = store.read_run(run_path)
+        cfg = build_run_config(spec["method"], spec["dataset"], values=spec["config"])
+        trainer = Trainer(run_path, cfg, dist)
+        trainer.stop.install()
+        dist.init(trainer.device)
+        trainer.setup()
+        if dist.is_main:
+            threading.Thread(target=trainer._heartbeat_loop, args=(hb_stop,), daemon=True).start()
+        status = trainer.run()
+        trainer.events.emit("status", status=status, epoch=trainer.epoch, step=trainer.step,
+                            signal=trainer.stop.signal)
+        if dist.is_main:
+            print(f"run {status} at epoch {trainer.epoch}, step {trainer.step}", flush=True)
+        return 0
+    except AQAError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        _emit_failure(trainer, run_path, dist, str(exc))
+        return exc.exit_code
+    except Exception as exc:  # a bug: keep the traceback in stdout.log, the reason in the event
+        traceback.print_exc()
+        _emit_failure(trainer, run_path, dist, f"{type(exc).__name__}: {exc}"[:2000])
+        return 1
+    finally:
+        hb_stop.set()
+        if trainer is not None:
+            trainer.events.close()
+        dist.close()
+
+
+def _emit_failure(trainer: Trainer | None, run_path: Path, dist: DistContext, message: str) -> None:
+    if trainer is not None:
+        trainer.events.emit("status", status="failed", message=message)
+    elif dist.is_main and (run_path / store.RUN_JSON).is_file():
+        writer = EventWriter(run_path / EVENTS_FILE)
+        writer.emit("status", status="failed", message=message)
+        writer.close()

@@ -1,0 +1,163 @@
+"""Video decoding: probe a file, read frames by index, sample a fixed-length clip.
+
+One decoder (decord) behind four functions; decord is imported only when a video is opened,
+so ``import aqa.video`` stays cheap. Every failure a user can cause (missing, empty, corrupt
+or frameless file, an index past the end) is a :class:`~aqa.errors.VideoError` whose message
+names the file, says what went wrong and what to do.
+
+Frames come back as ``uint8`` numpy arrays of shape ``(T, H, W, 3)`` in RGB order.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple, Sequence
+
+import numpy as np
+
+from aqa.errors import VideoError
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from decord import VideoReader
+
+PathLike = str | os.PathLike
+
+_FIX_HINT = "re-export it as H.264 MP4 (e.g. `ffmpeg -i IN -c:v libx264 -pix_fmt yuv420p OUT.mp4`) or remove it"
+
+
+class VideoInfo(NamedTuple):
+    """What :func:`probe` learns about a video without decoding it all."""
+
+    num_frames: int  # frames the container reports
+    fps: float  # average frames per second
+    width: int  # native width in pixels
+    height: int  # native height in pixels
+
+
+def probe(path: PathLike) -> VideoInfo:
+    """Frame count, fps and native size of the video at ``path``.
+
+    Decodes one frame to learn the size, so a file that opens but cannot decode fails here.
+    """
+    path = _existing_file(path)
+    reader = _open(path)
+    num_frames = _num_frames(reader, path)
+    try:
+        height, width, _ = reader[0].shape  # (H, W, 3)
+        fps = float(reader.get_avg_fps())
+    except Exception as exc:  # decord raises RuntimeError, DECORDError and others
+        raise VideoError(f"{path}: cannot decode its first frame ({exc}); {_FIX_HINT}.") from exc
+    return VideoInfo(num_frames=num_frames, fps=fps, width=int(width), height=int(height))
+
+
+def read_frames(
+    path: PathLike, indices: Sequence[int], size: tuple[int, int] | None = None
+) -> np.ndarray:
+    """Frames ``indices`` of the video at ``path`` as uint8 RGB, shape ``(len(indices), H, W, 3)``.
+
+    ``indices`` may repeat and be unsorted; the sorted unique set is decoded in one batched call
+    and the frames are returned in the order asked for. ``size=(width, height)`` resizes inside
+    the decoder; ``None`` keeps the native size.
+    """
+    path = _existing_file(path)
+    wanted = np.asarray(indices, dtype=np.int64).reshape(-1)  # (T,)
+    if wanted.size == 0:
+        raise ValueError("read_frames needs at least one frame index")
+    reader = _open(path, size)
+    num_frames = _num_frames(reader, path)
+    bad = wanted[(wanted < 0) | (wanted >= num_frames)]
+    if bad.size:
+        raise VideoError(
+            f"{path}: frame index {int(bad[0])} is out of range: the video has {num_frames} frames "
+            f"(valid indices 0..{num_frames - 1}); sample indices with aqa.video.sample_indices."
+        )
+    unique, where = np.unique(wanted, return_inverse=True)  # (U,), (T,)
+    try:
+        batch = reader.get_batch(unique.tolist()).asnumpy()  # (U, H, W, 3)
+    except Exception as exc:
+        raise VideoError(
+            f"{path}: decoding frames {unique.min()}..{unique.max()} failed ({exc}); "
+            f"the file may be truncated or corrupt; {_FIX_HINT}."
+        ) from exc
+    return np.ascontiguousarray(batch[where], dtype=np.uint8)  # (T, H, W, 3)
+
+
+def sample_indices(num_available: int, num_wanted: int) -> list[int]:
+    """``num_wanted`` frame indices spread uniformly over ``num_available`` frames.
+
+    The rule (integer arithmetic, no rounding surprises):
+
+    - ``num_available >= num_wanted``: evenly spaced with both ends kept,
+      ``i -> round(i * (num_available - 1) / (num_wanted - 1))`` (halves round up); an exact fit
+      gives ``0..n-1`` and a single wanted frame is the middle one, ``(num_available - 1) // 2``.
+    - ``num_available < num_wanted``: every frame repeated ``num_wanted // num_available`` or one
+      more times, in order, ``i -> floor(i * num_available / num_wanted)``.
+
+    ``num_available == 0`` is a :class:`VideoError` (an empty video cannot be sampled).
+    """
+    if num_wanted < 1:
+        raise ValueError(f"num_wanted must be >= 1, got {num_wanted}")
+    if num_available < 1:
+        raise VideoError(f"cannot sample {num_wanted} frames from a video with 0 frames")
+    if num_available < num_wanted:
+        return [i * num_available // num_wanted for i in range(num_wanted)]
+    if num_wanted == 1:
+        return [(num_available - 1) // 2]
+    span, steps = num_available - 1, num_wanted - 1
+    return [(2 * i * span + steps) // (2 * steps) for i in range(num_wanted)]
+
+
+def read_clip(path: PathLike, num_frames: int, size: tuple[int, int] | None = None) -> np.ndarray:
+    """The whole video resampled to ``num_frames`` frames, uint8 RGB ``(num_frames, H, W, 3)``.
+
+    Probe, :func:`sample_indices`, then :func:`read_frames`; ``size=(width, height)`` as there.
+    """
+    info = probe(path)
+    return read_frames(path, sample_indices(info.num_frames, num_frames), size)
+
+
+def _existing_file(path: PathLike) -> Path:
+    """``path`` as a Path after checking it is a non-empty regular file."""
+    path = Path(path)
+    if not path.exists():
+        raise VideoError(f"{path}: no such video file; check the path or the dataset root.")
+    if not path.is_file():
+        raise VideoError(f"{path}: is not a file (a folder?); give the path of a video file.")
+    if path.stat().st_size == 0:
+        raise VideoError(f"{path}: the file is empty (0 bytes); copy or download it again.")
+    return path
+
+
+def _open(path: Path, size: tuple[int, int] | None = None) -> "VideoReader":
+    """A decord VideoReader on ``path`` (CPU, one thread), resizing to ``size=(w, h)`` if given."""
+    import decord
+
+    width, height = size if size is not None else (-1, -1)
+    if size is not None and (width < 1 or height < 1):
+        raise ValueError(f"size must be (width, height) with positive values, got {size}")
+    try:
+        return decord.VideoReader(
+            str(path), ctx=decord.cpu(0), width=width, height=height, num_threads=1
+        )
+    except Exception as exc:  # RuntimeError, decord.DECORDError, ...
+        raise VideoError(
+            f"{path}: cannot open as a video ({_first_line(exc)}); it is not a video decord can read, "
+            f"or it is truncated or corrupt; {_FIX_HINT}."
+        ) from exc
+
+
+def _num_frames(reader: "VideoReader", path: Path) -> int:
+    """Frame count of an open reader; a video without frames is a VideoError."""
+    num_frames = len(reader)
+    if num_frames < 1:
+        raise VideoError(f"{path}: the video has 0 frames; {_FIX_HINT}.")
+    return num_frames
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception message (decord's are multi-line tracebacks)."""
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()[:200]
+    return type(exc).__name__
