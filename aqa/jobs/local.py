@@ -34,12 +34,18 @@ PROJECT_ROOT = Path(aqa.__file__).resolve().parents[1]
 def submit(runs_dir: str | os.PathLike, method: str, dataset: str, *,
            data_root: str | None = None, overrides: list[str] | None = None,
            gpus: str | None = None, nproc: int | None = None, argv: list[str] | None = None,
-           start_now: bool = True) -> Path:
+           start_now: bool = True, submission_id: str | None = None) -> Path:
     """Create a run for ``method`` on ``dataset`` and start its job; returns the run directory.
 
     Config errors (unknown key, bad value, missing data root) raise before anything is written.
+    ``submission_id`` makes a submit idempotent: a second submit with the same id (a form
+    sent twice) returns the run of the first instead of starting a copy.
     """
     runs_dir = store.resolve_runs_dir(runs_dir)
+    if submission_id:
+        existing = store.find_submission(runs_dir, submission_id)
+        if existing is not None:
+            return existing
     overrides = list(overrides or [])
     if data_root:
         overrides.append(f"data.root={data_root}")
@@ -52,7 +58,8 @@ def submit(runs_dir: str | os.PathLike, method: str, dataset: str, *,
         raise JobError(f"--nproc {procs} does not match the {len(gpu_list)} GPU(s) asked for; "
                        "one process per GPU")
     resources = {"gpus": gpu_list, "nproc": procs}
-    path = store.create_run(runs_dir, to_dict(cfg), argv=argv, extra={"resources": resources})
+    extra = {"resources": resources, "submission_id": submission_id}
+    path = store.create_run(runs_dir, to_dict(cfg), argv=argv, extra=extra)
     if start_now:
         start(path)
     return path

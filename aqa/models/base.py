@@ -70,6 +70,11 @@ class Method:
         """(B,) predicted scores in the dataset's score units."""
         raise NotImplementedError
 
+    def score_clip(self, model: nn.Module, batch: dict) -> dict[str, Any]:
+        """Score one clip (a batch of 1) for ``aqa.scoring``: ``{"score": float, ...}`` plus
+        what the score rests on (``exemplars``, ``distribution``, ``spread``, ``notes``)."""
+        return {"score": float(self.predict(model, batch)[0])}
+
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)

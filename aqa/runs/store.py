@@ -97,6 +97,17 @@ def list_run_dirs(runs_dir: Path) -> list[Path]:
     return sorted(p for p in runs_dir.iterdir() if (p / RUN_JSON).is_file())
 
 
+def find_submission(runs_dir: Path, submission_id: str) -> Path | None:
+    """The run created by the submit carrying ``submission_id``, if any."""
+    for path in reversed(list_run_dirs(runs_dir)):
+        try:
+            if read_json(path / RUN_JSON).get("submission_id") == submission_id:
+                return path
+        except (OSError, ValueError):
+            continue
+    return None
+
+
 def code_version() -> str:
     import aqa
 

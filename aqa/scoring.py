@@ -1,0 +1,119 @@
+"""Scorer: a checkpoint -> ``score(video)`` -> ScoreResult.
+
+The checkpoint carries the resolved config, so no dataset needs to be on disk. A clip is read
+with the frame count and size the model was trained with: a clip of exactly that many frames
+(after the optional ``start``/``end`` trim) is used frame for frame, any other length is
+resampled uniformly (repeating frames when shorter), and the result says so.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from aqa.config import build_run_config
+from aqa.errors import CheckpointError, VideoError
+from aqa.registry import METHODS
+from aqa.train.checkpoint import load_checkpoint
+
+MIN_SOURCE_FRAMES = 4  # fewer frames than this is not a performance that can be scored
+
+
+@dataclass
+class ScoreResult:
+    score: float  # the predicted score, unrounded
+    method: str
+    checkpoint: str
+    source_frames: int  # frames in the (trimmed) clip
+    frames_used: int  # frames the model saw
+    resampled: bool  # True when source_frames != frames_used
+    frame_indices: list[int]  # which source frames were used, in order
+    timings: dict[str, float]  # seconds per stage: load, decode, model
+    difficulty: float | None = None
+    exemplars: list[dict] = field(default_factory=list)  # pair methods: id, score, difference
+    distribution: list[float] | None = None  # distribution methods: probability per score bin
+    spread: float | None = None  # standard deviation over voters, where there are voters
+    notes: list[str] = field(default_factory=list)
+    frames: np.ndarray | None = field(default=None, repr=False)  # (T, H, W, 3) uint8 as decoded
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("frames")
+        return d
+
+
+class Scorer:
+    """Holds one model in eval mode; ``score`` may be called many times."""
+
+    def __init__(self, method, model: torch.nn.Module, checkpoint: Path, device: torch.device,
+                 load_s: float):
+        self.method, self.model, self.checkpoint = method, model, checkpoint
+        self.device, self.load_s = device, load_s
+        self.cfg = method.cfg
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> "Scorer":
+        t0 = time.perf_counter()
+        path = Path(path)
+        state = load_checkpoint(path, map_location=device)
+        try:
+            cfg = build_run_config(state["method"], state["config"]["dataset"],
+                                   values=state["config"])
+        except KeyError as exc:
+            raise CheckpointError(f"{path} has no {exc} entry; it was not written by this "
+                                  "project's training loop") from None
+        method = METHODS.get(cfg.method)(cfg)
+        model = method.build_model()
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as exc:
+            raise CheckpointError(f"{path} does not fit the {cfg.method} model: "
+                                  f"{str(exc)[:300]}") from exc
+        model.to(device).eval()
+        return cls(method, model, path, torch.device(device), time.perf_counter() - t0)
+
+    def _indices(self, num_frames: int, start: int | None, end: int | None) -> tuple[list[int], int]:
+        from aqa.video import sample_indices
+
+        lo = 0 if start is None else max(0, start)
+        hi = num_frames if end is None else min(num_frames, end)
+        if hi - lo < MIN_SOURCE_FRAMES:
+            raise VideoError(f"the clip has {max(0, hi - lo)} frame(s) in the chosen range; at "
+                             f"least {MIN_SOURCE_FRAMES} are needed to score a performance")
+        wanted = self.cfg.data.num_frames
+        return [lo + i for i in sample_indices(hi - lo, wanted)], hi - lo
+
+    @torch.no_grad()
+    def score(self, video: str | Path, difficulty: float | None = None,
+              start: int | None = None, end: int | None = None) -> ScoreResult:
+        from aqa import video as V
+
+        t0 = time.perf_counter()
+        info = V.probe(video)
+        indices, source = self._indices(info.num_frames, start, end)
+        size = self.cfg.data.frame_size
+        frames = V.read_frames(video, indices, size=(size, size))  # (T, H, W, 3)
+        t1 = time.perf_counter()
+        clip = torch.from_numpy(frames).permute(3, 0, 1, 2).unsqueeze(0).to(self.device)
+        batch = {"video": clip,  # (1, C, T, H, W) uint8
+                 "difficulty": torch.tensor([difficulty or 1.0], device=self.device),
+                 "score": torch.zeros(1, device=self.device), "id": [Path(video).stem]}
+        out = self.method.score_clip(self.model, batch)
+        t2 = time.perf_counter()
+        notes = []
+        if source != len(indices):
+            notes.append(f"the clip has {source} frames; resampled uniformly to the model's "
+                         f"{len(indices)}")
+        return ScoreResult(score=float(out["score"]), method=self.cfg.method,
+                           checkpoint=str(self.checkpoint), source_frames=source,
+                           frames_used=len(indices), resampled=source != len(indices),
+                           frame_indices=indices, difficulty=difficulty,
+                           timings={"load": self.load_s, "decode": t1 - t0, "model": t2 - t1},
+                           exemplars=out.get("exemplars", []),
+                           distribution=out.get("distribution"), spread=out.get("spread"),
+                           notes=notes + out.get("notes", []), frames=frames)
