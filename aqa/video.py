@@ -47,7 +47,7 @@ def probe(path: PathLike) -> VideoInfo:
         height, width, _ = reader[0].shape  # (H, W, 3)
         fps = float(reader.get_avg_fps())
     except Exception as exc:  # decord raises RuntimeError, DECORDError and others
-        raise VideoError(f"{path}: cannot decode its first frame ({exc}); {_FIX_HINT}.") from exc
+        raise _decode_error(path, "its first frame", exc) from exc
     return VideoInfo(num_frames=num_frames, fps=fps, width=int(width), height=int(height))
 
 
@@ -76,10 +76,7 @@ def read_frames(
     try:
         batch = reader.get_batch(unique.tolist()).asnumpy()  # (U, H, W, 3)
     except Exception as exc:
-        raise VideoError(
-            f"{path}: decoding frames {unique.min()}..{unique.max()} failed ({exc}); "
-            f"the file may be truncated or corrupt; {_FIX_HINT}."
-        ) from exc
+        raise _decode_error(path, f"frames {unique.min()}..{unique.max()}", exc) from exc
     return np.ascontiguousarray(batch[where], dtype=np.uint8)  # (T, H, W, 3)
 
 
@@ -153,6 +150,20 @@ def _num_frames(reader: "VideoReader", path: Path) -> int:
     if num_frames < 1:
         raise VideoError(f"{path}: the video has 0 frames; {_FIX_HINT}.")
     return num_frames
+
+
+def _decode_error(path: Path, what: str, exc: Exception) -> VideoError:
+    """The VideoError for a file that opened but whose frames ``what`` did not decode."""
+    if "DECORDArrayCopyFromTo" in str(exc):  # decord 0.6 bug: rows padded for some small widths
+        return VideoError(
+            f"{path}: decord cannot return frames of this width (a decord 0.6 bug for a few small "
+            f"widths such as 8, 12, 16, 24, 48 and 72 pixels); decode at another size, e.g. a "
+            f"multiple of 32, or re-encode the video at another width."
+        )
+    return VideoError(
+        f"{path}: decoding {what} failed ({_first_line(exc)}); the file may be truncated or "
+        f"corrupt; {_FIX_HINT}."
+    )
 
 
 def _first_line(exc: BaseException) -> str:

@@ -42,10 +42,6 @@ def submit(runs_dir: str | os.PathLike, method: str, dataset: str, *,
     sent twice) returns the run of the first instead of starting a copy.
     """
     runs_dir = store.resolve_runs_dir(runs_dir)
-    if submission_id:
-        existing = store.find_submission(runs_dir, submission_id)
-        if existing is not None:
-            return existing
     overrides = list(overrides or [])
     if data_root:
         overrides.append(f"data.root={data_root}")
@@ -59,7 +55,16 @@ def submit(runs_dir: str | os.PathLike, method: str, dataset: str, *,
                        "one process per GPU")
     resources = {"gpus": gpu_list, "nproc": procs}
     extra = {"resources": resources, "submission_id": submission_id}
-    path = store.create_run(runs_dir, to_dict(cfg), argv=argv, extra=extra)
+    if submission_id:
+        claimed = store.claim_submission(runs_dir, submission_id)
+        if claimed is not None:
+            return claimed
+    path = None
+    try:
+        path = store.create_run(runs_dir, to_dict(cfg), argv=argv, extra=extra)
+    finally:
+        if submission_id:
+            store.record_submission(runs_dir, submission_id, path)
     if start_now:
         start(path)
     return path

@@ -97,15 +97,38 @@ def list_run_dirs(runs_dir: Path) -> list[Path]:
     return sorted(p for p in runs_dir.iterdir() if (p / RUN_JSON).is_file())
 
 
-def find_submission(runs_dir: Path, submission_id: str) -> Path | None:
-    """The run created by the submit carrying ``submission_id``, if any."""
-    for path in reversed(list_run_dirs(runs_dir)):
-        try:
-            if read_json(path / RUN_JSON).get("submission_id") == submission_id:
-                return path
-        except (OSError, ValueError):
-            continue
-    return None
+def _submission_marker(runs_dir: Path, submission_id: str) -> Path:
+    import hashlib
+    digest = hashlib.sha1(submission_id.encode()).hexdigest()[:20]
+    return Path(runs_dir) / ".submissions" / digest
+
+
+def claim_submission(runs_dir: Path, submission_id: str, wait_s: float = 30.0) -> Path | None:
+    """Claim ``submission_id`` atomically. None: this caller goes on to create the run. A path:
+    an earlier submit with this id created that run (waits for it while it is being made)."""
+    marker = _submission_marker(runs_dir, submission_id)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        return None
+    except FileExistsError:
+        pass
+    deadline = time.time() + wait_s
+    while time.time() < deadline:
+        text = marker.read_text().strip()
+        if text:
+            return Path(runs_dir) / text if text != "-" else None
+        time.sleep(0.05)
+    raise RunError(f"an earlier submit with the same id is still being created in {runs_dir}")
+
+
+def record_submission(runs_dir: Path, submission_id: str, path: Path | None) -> None:
+    """Record the run a claimed submission created ("-" when it failed, so it may be retried)."""
+    marker = _submission_marker(runs_dir, submission_id)
+    if path is None:
+        marker.unlink(missing_ok=True)
+        return
+    marker.write_text(Path(path).name)
 
 
 def code_version() -> str:

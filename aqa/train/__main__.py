@@ -1,12 +1,17 @@
 """``python -m aqa.train RUN_DIR``: the one training entry point (app, CLI, jobs and tests)."""
 
+import signal
 import sys
-
-from aqa.train.loop import main
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or sys.argv[1] in ("-h", "--help"):
         print("usage: python -m aqa.train RUN_DIR\n\nTrain (or resume) the run in RUN_DIR, "
               "created by `python -m aqa train`.", file=sys.stderr)
         sys.exit(0 if len(sys.argv) == 2 else 2)
+    # Catch a stop before the heavy imports: a SIGTERM during start-up still ends "stopped".
+    from aqa.train.stopflag import STOP
+
+    STOP.install()
+    from aqa.train.loop import main
+
     sys.exit(main(sys.argv[1]))

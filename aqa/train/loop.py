@@ -17,7 +17,6 @@ import csv
 import math
 import os
 import random
-import signal
 import sys
 import threading
 import time
@@ -39,6 +38,7 @@ from aqa.runs.events import EVENTS_FILE, EventWriter
 from aqa.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from aqa.train.distributed import DistContext
 from aqa.train.optim import build_optimizer, build_scheduler
+from aqa.train.stopflag import STOP
 
 HIGHER_IS_BETTER = {"rho": True, "accuracy": True, "l2": False, "rl2": False}
 
@@ -56,22 +56,6 @@ class _NullWriter:
 
     def close(self) -> None:
         pass
-
-
-class StopFlag:
-    """Set by SIGTERM/SIGINT; the loop polls it between optimizer updates."""
-
-    def __init__(self):
-        self.requested = False
-        self.signal = None
-
-    def install(self) -> None:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._handle)
-
-    def _handle(self, signum, frame) -> None:
-        self.requested = True
-        self.signal = signal.Signals(signum).name
 
 
 def choose_device(name: str, local_rank: int = 0) -> torch.device:
@@ -124,7 +108,7 @@ class Trainer:
         self.device = choose_device(cfg.train.device, dist.local_rank)
         self.amp = cfg.train.amp and self.device.type == "cuda"
         self.events = EventWriter(self.run_dir / EVENTS_FILE) if dist.is_main else _NullWriter()
-        self.stop = StopFlag()
+        self.stop = STOP
         self.epoch = 0          # epochs completed
         self.batch_in_epoch = 0  # batches of epoch+1 already done (after a mid-epoch stop)
         self.step = 0           # batches done in all (per process)
@@ -378,7 +362,7 @@ def main(run_dir: str) -> int:
         trainer.setup()
         if dist.is_main:
             threading.Thread(target=trainer._heartbeat_loop, args=(hb_stop,), daemon=True).start()
-        status = trainer.run()
+        status = "stopped" if trainer.stop.requested else trainer.run()
         trainer.events.emit("status", status=status, epoch=trainer.epoch, step=trainer.step,
                             signal=trainer.stop.signal)
         if dist.is_main:

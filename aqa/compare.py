@@ -1,0 +1,276 @@
+"""Comparing runs, checkpoints and the papers: rows in, tables (CSV / Markdown / LaTeX) out.
+
+A comparison row is one (run, epoch): its test metrics recomputed from
+``predictions/test_epoch_NNN.csv`` (Spearman rho with a percentile-bootstrap 95% CI, L2, RL2)
+where that file exists, else the values logged in the index. RL2 is reported x100, as in the
+papers. A predictions CSV with a ``class`` column (AQA-7) also gets one rho per class and their
+Fisher-z mean, AQA-7's "Avg. Corr.".
+
+The papers' numbers are METHODS.md section 8 (8.1 MTL-AQA, 8.2 AQA-7), copied verbatim; they are
+reference rows, never recomputed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from aqa import metrics as M
+
+# ---------------------------------------------------------------- the papers (METHODS.md §8)
+
+AQA7_CLASSES = ("Diving", "Vault", "Ski", "Snowb.", "Sync3m", "Sync10m")
+
+# METHODS.md §8.1: MTL-AQA test split (353 clips); rho and RL2 x 100 (None where not reported).
+PAPER_MTL_AQA: list[dict] = [
+    {"method": "C3D-AVG-MTL (Parmar & Morris 2019)", "rho": 0.9044, "rl2x100": None},
+    {"method": "USDL (w/o DD)", "rho": 0.9066, "rl2x100": 0.654},
+    {"method": "MUSDL (w/ DD)", "rho": 0.9273, "rl2x100": 0.451},
+    {"method": "I3D+MLP (w/o DD)", "rho": 0.9196, "rl2x100": 0.443},
+    {"method": "I3D+MLP (w/ DD)", "rho": 0.9381, "rl2x100": 0.394},
+    {"method": "CoRe (w/o DD)", "rho": 0.9341, "rl2x100": 0.365},
+    {"method": "CoRe (w/ DD)", "rho": 0.9512, "rl2x100": 0.260},
+    {"method": "TSA-Net (USDL head + TSA)", "rho": 0.9393, "rl2x100": None},
+    {"method": "TPT", "rho": 0.9607, "rl2x100": 0.238},
+]
+
+# METHODS.md §8.2: AQA-7 split_4, per-class rho; "avg" is the paper's Fisher-z average.
+PAPER_AQA7: list[dict] = [
+    {"method": "USDL", "per_class": (0.8099, 0.7570, 0.6538, 0.7109, 0.9166, 0.8878),
+     "rho": 0.8102, "rl2x100": None},
+    {"method": "I3D+MLP", "per_class": (0.8685, 0.6939, 0.5391, 0.5180, 0.8782, 0.8486),
+     "rho": 0.7601, "rl2x100": 3.20},
+    {"method": "CoRe", "per_class": (0.8824, 0.7746, 0.7115, 0.6624, 0.9442, 0.9078),
+     "rho": 0.8401, "rl2x100": 2.12},
+    {"method": "TSA-Net", "per_class": (0.8379, 0.8004, 0.6657, 0.6962, 0.9493, 0.9334),
+     "rho": 0.8476, "rl2x100": None},
+    {"method": "TPT", "per_class": (0.8969, 0.8043, 0.7336, 0.6965, 0.9456, 0.9545),
+     "rho": 0.8715, "rl2x100": None},
+]
+
+SOURCES = {"mtl_aqa": "METHODS.md §8.1 (MTL-AQA test split)",
+           "aqa7": "METHODS.md §8.2 (AQA-7 split_4)"}
+
+
+def benchmark_of(dataset: str) -> str | None:
+    """Which paper table a dataset name belongs to: "mtl_aqa", "aqa7" or None."""
+    key = dataset.lower().replace("-", "").replace("_", "")
+    if "mtl" in key:
+        return "mtl_aqa"
+    if "aqa7" in key:
+        return "aqa7"
+    return None
+
+
+def reference_rows(benchmark: str) -> list[dict]:
+    """The papers' rows for ``benchmark`` ("mtl_aqa" or "aqa7") in the comparison-row shape."""
+    if benchmark == "mtl_aqa":
+        return [{"label": f"{r['method']} [paper]", "kind": "paper", "method": r["method"],
+                 "dataset": "MTL-AQA", "rho": r["rho"], "rl2x100": r["rl2x100"],
+                 "source": SOURCES["mtl_aqa"]} for r in PAPER_MTL_AQA]
+    if benchmark == "aqa7":
+        return [{"label": f"{r['method']} [paper]", "kind": "paper", "method": r["method"],
+                 "dataset": "AQA-7", "rho": r["rho"], "rl2x100": r["rl2x100"],
+                 "per_class": dict(zip(AQA7_CLASSES, r["per_class"])),
+                 "source": SOURCES["aqa7"]} for r in PAPER_AQA7]
+    return []
+
+
+# ---------------------------------------------------------------- predictions
+
+def predictions_path(run_dir: str | Path, epoch: int, split: str = "test") -> Path:
+    return Path(run_dir) / "predictions" / f"{split}_epoch_{int(epoch):03d}.csv"
+
+
+def read_predictions(path: str | Path) -> list[dict]:
+    """Rows ``{id, true, pred[, class]}`` of a predictions CSV (numbers as floats)."""
+    with open(path, newline="") as f:
+        rows = []
+        for row in csv.DictReader(f):
+            out = {"id": row["id"], "true": float(row["true"]), "pred": float(row["pred"])}
+            if row.get("class"):
+                out["class"] = row["class"]
+            rows.append(out)
+    return rows
+
+
+def prediction_epochs(run_dir: str | Path, split: str = "test") -> list[int]:
+    """Epochs that have a predictions CSV, ascending."""
+    folder = Path(run_dir) / "predictions"
+    epochs = []
+    for p in folder.glob(f"{split}_epoch_*.csv"):
+        try:
+            epochs.append(int(p.stem.rsplit("_", 1)[1]))
+        except ValueError:
+            continue
+    return sorted(epochs)
+
+
+def evaluate_predictions(true: Sequence[float], pred: Sequence[float], n_boot: int = 1000,
+                         seed: int = 0) -> dict:
+    """rho with its bootstrap 95% CI, L2 and RL2 x 100 of one set of predictions."""
+    lo, hi = M.bootstrap_ci(pred, true, M.spearman, n=n_boot, seed=seed) if n_boot else (None, None)
+    return {"rho": M.spearman(pred, true), "rho_lo": lo, "rho_hi": hi, "l2": M.l2(pred, true),
+            "rl2x100": 100.0 * M.rl2(pred, true), "n": len(true)}
+
+
+def per_class_rho(rows: Iterable[dict]) -> dict[str, float]:
+    """Spearman rho per ``class`` of prediction rows (rows without a class are ignored)."""
+    groups: dict[str, tuple[list, list]] = {}
+    for r in rows:
+        if r.get("class"):
+            t, p = groups.setdefault(r["class"], ([], []))
+            t.append(r["true"])
+            p.append(r["pred"])
+    return {c: M.spearman(p, t) for c, (t, p) in sorted(groups.items())}
+
+
+def fisher_z_avg(per_class: dict[str, float]) -> float | None:
+    values = [v for v in per_class.values() if v is not None and math.isfinite(v) and abs(v) < 1]
+    return M.fisher_z_mean(values) if values else None
+
+
+# ---------------------------------------------------------------- rows from runs
+
+def _metrics_at(db_rows: list[dict], epoch: int) -> dict[str, float]:
+    return {r["name"]: r["value"] for r in db_rows
+            if r["split"] == "test" and r["epoch"] == epoch and r["value"] is not None}
+
+
+def run_row(run: dict, epoch: int | None, metric_rows: list[dict], n_boot: int = 1000,
+            label: str | None = None) -> dict:
+    """One comparison row for ``run`` (an index ``runs`` row) at ``epoch`` (None: best epoch).
+
+    ``metric_rows`` are the run's index ``metrics`` rows; the predictions CSV of that epoch, when
+    present, gives the bootstrap CI, L2 and RL2 recomputed from the raw predictions.
+    """
+    test_epochs = sorted({r["epoch"] for r in metric_rows if r["split"] == "test"})
+    if epoch is None:
+        epoch = run.get("best_epoch") or (test_epochs[-1] if test_epochs else None)
+    logged = _metrics_at(metric_rows, epoch) if epoch is not None else {}
+    row = {"label": label or f"{run['id']} @ epoch {epoch}", "kind": "run", "run_id": run["id"],
+           "method": run.get("method"), "dataset": run.get("dataset"), "epoch": epoch,
+           "rho": logged.get("rho"), "rho_lo": None, "rho_hi": None, "l2": logged.get("l2"),
+           "rl2x100": 100.0 * logged["rl2"] if logged.get("rl2") is not None else None,
+           "accuracy": logged.get("accuracy"), "params": run.get("params"),
+           "train_time_s": _train_time(run), "n": None, "source": "index"}
+    path = predictions_path(run["run_dir"], epoch) if epoch is not None else None
+    if path is not None and path.is_file():
+        preds = read_predictions(path)
+        if len(preds) >= 2:
+            row.update(evaluate_predictions([r["true"] for r in preds],
+                                            [r["pred"] for r in preds], n_boot=n_boot))
+            row["source"] = path.name
+            classes = per_class_rho(preds)
+            if classes:
+                row["per_class"] = classes
+                row["rho_fz_avg"] = fisher_z_avg(classes)
+    return row
+
+
+def _train_time(run: dict) -> float | None:
+    start = run.get("started")
+    end = run.get("ended") or run.get("last_t")
+    return (end - start) if start and end else None
+
+
+# ---------------------------------------------------------------- tables
+
+def table_columns(rows: list[dict]) -> list[tuple[str, str]]:
+    """(key, header) of the columns that have a value in any row, in display order."""
+    cols = [("label", "run / reference"), ("method", "method"), ("dataset", "dataset"),
+            ("epoch", "epoch"), ("rho", "ρ"), ("rho_ci", "ρ 95% CI"), ("l2", "L2"),
+            ("rl2x100", "RL2 (×100)"), ("accuracy", "accuracy"), ("params", "parameters"),
+            ("train_time_s", "training time (s)")]
+    classes = [c for c in AQA7_CLASSES if any(c in (r.get("per_class") or {}) for r in rows)]
+    extra = sorted({c for r in rows for c in (r.get("per_class") or {})} - set(classes))
+    cols += [(f"class:{c}", f"ρ {c}") for c in classes + extra]
+    if classes or extra:
+        cols.append(("rho_fz_avg", "ρ avg (Fisher-z)"))
+    cols.append(("source", "source"))
+    flat = [flatten(r) for r in rows]
+    return [(k, h) for k, h in cols if k == "label" or any(f.get(k) not in (None, "") for f in flat)]
+
+
+def flatten(row: dict) -> dict:
+    """A row with ``per_class`` spread into ``class:<name>`` keys and the CI as one string."""
+    out = {k: v for k, v in row.items() if k != "per_class"}
+    for c, v in (row.get("per_class") or {}).items():
+        out[f"class:{c}"] = v
+    if row.get("kind") == "paper" and row.get("per_class"):
+        out.setdefault("rho_fz_avg", row.get("rho"))
+    if row.get("rho_lo") is not None and row.get("rho_hi") is not None:
+        out["rho_ci"] = f"[{row['rho_lo']:.4f}, {row['rho_hi']:.4f}]"
+    return out
+
+
+_FORMATS = {"rho": "{:.4f}", "l2": "{:.2f}", "rl2x100": "{:.3f}", "accuracy": "{:.4f}",
+            "rho_fz_avg": "{:.4f}", "train_time_s": "{:.0f}", "params": "{:,}"}
+
+
+def format_value(key: str, value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    fmt = _FORMATS.get(key) or ("{:.4f}" if key.startswith("class:") else None)
+    if fmt and isinstance(value, (int, float)):
+        return fmt.format(value)
+    return str(value)
+
+
+def to_records(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    cols = table_columns(rows)
+    body = [[format_value(k, flatten(r).get(k)) for k, _ in cols] for r in rows]
+    return [h for _, h in cols], body
+
+
+def to_csv(rows: list[dict]) -> str:
+    """Raw (unrounded) values, one column per key."""
+    cols = table_columns(rows)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow([h for _, h in cols])
+    for r in rows:
+        f = flatten(r)
+        w.writerow(["" if f.get(k) is None else f.get(k) for k, _ in cols])
+    return buf.getvalue()
+
+
+def to_markdown(rows: list[dict]) -> str:
+    header, body = to_records(rows)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in line) + " |" for line in body]
+    return "\n".join(lines) + "\n"
+
+
+_LATEX_ESCAPE = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+                 "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                 "\\": r"\textbackslash{}", "ρ": r"$\rho$", "×": r"$\times$", "–": "--",
+                 "§": r"\S{}"}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_ESCAPE.get(ch, ch) for ch in text)
+
+
+def to_latex(rows: list[dict], caption: str = "Comparison of runs and published results.") -> str:
+    """A booktabs ``table`` (needs ``\\usepackage{booktabs}``)."""
+    header, body = to_records(rows)
+    spec = "l" + "r" * (len(header) - 1)
+    lines = [r"\begin{table}[t]", r"\centering", f"\\caption{{{latex_escape(caption)}}}",
+             f"\\begin{{tabular}}{{{spec}}}", r"\toprule",
+             " & ".join(latex_escape(h) for h in header) + r" \\", r"\midrule"]
+    lines += [" & ".join(latex_escape(c) for c in line) + r" \\" for line in body]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def checkpoint_metrics(ckpt_row: dict) -> dict:
+    """The metrics dict stored (as JSON) in an index ``checkpoints`` row."""
+    try:
+        return json.loads(ckpt_row.get("metrics") or "{}")
+    except ValueError:
+        return {}

@@ -1,0 +1,129 @@
+"""Real training subprocesses on the synthetic dives with tiny3d: finish, stop, crash, resume."""
+
+import os
+import signal
+import time
+
+import pytest
+
+from aqa.jobs import local
+from aqa.runs import index, store
+from aqa.runs.events import effective_metrics, read_events
+from conftest import wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def events(path):
+    return read_events(path / "events.jsonl")
+
+
+def wait_status(path, statuses, timeout=180):
+    return wait_for(lambda: local.run_status(path) in statuses and local.run_status(path),
+                    timeout=timeout, what=f"run status in {statuses}; log:\n" +
+                    ((path / "stdout.log").read_text() if (path / "stdout.log").exists() else ""))
+
+
+def epoch_rows(runs_dir, run_id, name="rho"):
+    return sorted(r["epoch"] for r in index.run_metrics(runs_dir, run_id)
+                  if r["name"] == name and r["split"] == "test")
+
+
+def test_run_finishes_and_is_indexed(runs_dir, fast_overrides):
+    path = local.submit(runs_dir, "regression", "synthetic", overrides=fast_overrides)
+    assert wait_status(path, {"finished", "failed", "crashed"}) == "finished", \
+        (path / "stdout.log").read_text()
+    index.sync(runs_dir)
+    row = index.get_run(runs_dir, path.name)
+    assert row["status"] == "finished" and row["epoch"] == 2 and row["epochs"] == 2
+    assert row["best_rho"] is not None
+    assert epoch_rows(runs_dir, path.name) == [1, 2]
+    assert {c["name"] for c in index.run_checkpoints(runs_dir, path.name)} >= {"last.pt", "best.pt"}
+    assert (path / "predictions" / "test_epoch_002.csv").read_text().startswith("id,true,pred\n")
+    log = (path / "stdout.log").read_text()
+    assert "ETA" in log and "run finished" in log
+    job = store.read_job(path)
+    assert job["start_time"] and job["pid"]
+    wait_for(lambda: not store.process_alive(job["pid"], job["start_time"]), what="process exit")
+
+
+def test_stop_checkpoints_and_ends_stopped(runs_dir, fast_overrides):
+    path = local.submit(runs_dir, "regression", "synthetic",
+                        overrides=fast_overrides + ["train.epochs=50"])
+    wait_for(lambda: any(e["type"] == "metric" for e in events(path)), what="first metric")
+    assert local.stop(path, grace_s=60) == "stopped"
+    last = [e for e in events(path) if e["type"] == "status"][-1]
+    assert last["status"] == "stopped" and last["signal"] == "SIGTERM"
+    assert (path / "checkpoints" / "last.pt").exists()
+    index.sync(runs_dir)
+    assert index.get_run(runs_dir, path.name)["status"] == "stopped"
+
+
+def test_kill_9_then_resume_completes_with_each_epoch_once(runs_dir, fast_overrides):
+    epochs = 5
+    overrides = fast_overrides + [f"train.epochs={epochs}", "data.frame_size=48",
+                                  "data.num_frames=16"]
+    path = local.submit(runs_dir, "regression", "synthetic", overrides=overrides)
+    # kill -9 mid-epoch, after the first checkpoint and some steps of the next epoch
+    wait_for(lambda: any(e["type"] == "checkpoint" for e in events(path)) and
+             any(e["type"] == "metric" and e["epoch"] >= 2 and e["split"] == "train"
+                 for e in events(path)), interval=0.02, what="epoch 2 under way")
+    job = store.read_job(path)
+    os.kill(job["pid"], signal.SIGKILL)
+    wait_for(lambda: not store.process_alive(job["pid"], job["start_time"]), what="process gone")
+    assert local.run_status(path) == "crashed"
+    index.sync(runs_dir)
+    assert index.get_run(runs_dir, path.name)["status"] == "crashed"
+
+    local.resume(path)
+    assert wait_status(path, {"finished", "failed", "crashed"}) == "finished", \
+        (path / "stdout.log").read_text()
+    index.sync(runs_dir)
+    row = index.get_run(runs_dir, path.name)
+    assert row["status"] == "finished" and row["epoch"] == epochs and row["attempts"] == 2
+    assert epoch_rows(runs_dir, path.name) == list(range(1, epochs + 1))
+    assert epoch_rows(runs_dir, path.name, "epoch_loss") == []  # train-split rows, checked below
+    train_epochs = sorted(r["epoch"] for r in index.run_metrics(runs_dir, path.name)
+                          if r["name"] == "epoch_loss")
+    assert train_epochs == list(range(1, epochs + 1))
+    # the same holds straight from the event log, without the index
+    kept = [(m["epoch"], m["name"]) for m in effective_metrics(events(path)) if m["split"] == "test"]
+    assert sorted(e for e, n in kept if n == "rho") == list(range(1, epochs + 1))
+    steps = [m["step"] for m in effective_metrics(events(path))]
+    assert steps == sorted(steps)  # no step logged twice out of order
+    # the index rebuilt from scratch agrees
+    index.rebuild(runs_dir)
+    assert epoch_rows(runs_dir, path.name) == list(range(1, epochs + 1))
+
+
+def test_two_process_gloo_run(runs_dir, fast_overrides):
+    path = local.submit(runs_dir, "regression", "synthetic", overrides=fast_overrides, nproc=2)
+    assert wait_status(path, {"finished", "failed", "crashed"}) == "finished", \
+        (path / "stdout.log").read_text()
+    evs = events(path)
+    starts = [e for e in evs if e["type"] == "start"]
+    assert len(starts) == 1 and starts[0]["rank_count"] == 2  # rank 0 alone writes events
+    assert sorted(e["epoch"] for e in evs if e["type"] == "metric" and e["name"] == "rho") == [1, 2]
+    job = store.read_job(path)
+    assert "torch.distributed.run" in job["argv"] and "--standalone" in job["argv"]
+    # both ranks evaluated their shard; rank 0 wrote every test clip's prediction
+    rows = (path / "predictions" / "test_epoch_002.csv").read_text().strip().splitlines()
+    assert len(rows) - 1 == 6
+
+
+def test_failed_run_reports_its_reason(runs_dir, fast_overrides, tmp_path):
+    path = local.submit(runs_dir, "regression", "folder",
+                        overrides=fast_overrides + [f"data.root={tmp_path / 'nowhere'}"])
+    assert wait_status(path, {"finished", "failed", "crashed"}) == "failed"
+    last = [e for e in events(path) if e["type"] == "status"][-1]
+    assert "does not exist" in last["message"] and "--data-root" in last["message"]
+
+
+def test_resume_refuses_a_running_or_finished_run(runs_dir, fast_overrides):
+    from aqa.errors import RunError
+    path = local.submit(runs_dir, "regression", "synthetic", overrides=fast_overrides)
+    with pytest.raises(RunError, match="running"):
+        local.resume(path)
+    wait_status(path, {"finished"})
+    with pytest.raises(RunError, match="finished"):
+        local.resume(path)
