@@ -87,6 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
     _runs_dir_arg(p)
     _json_arg(p)
 
+    p = sub.add_parser("score", help="score one clip with a checkpoint")
+    p.add_argument("video", help="the clip (mp4, mov, avi, mkv, webm)")
+    p.add_argument("--checkpoint", required=True, help="a checkpoint file (e.g. RUN/checkpoints/best.pt)")
+    p.add_argument("--difficulty", type=float, default=None, help="the dive's difficulty degree")
+    p.add_argument("--start", type=int, default=None, help="first frame to use (0-based)")
+    p.add_argument("--end", type=int, default=None, help="frame to stop before")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    _json_arg(p)
+
     p = sub.add_parser("methods", help="list registered methods, backbones and datasets")
     _json_arg(p)
     return parser
@@ -281,8 +290,23 @@ def cmd_methods(args) -> int:
     return 0
 
 
+def cmd_score(args) -> int:
+    from aqa.scoring import Scorer
+
+    result = Scorer.from_checkpoint(args.checkpoint, device=args.device).score(
+        args.video, difficulty=args.difficulty, start=args.start, end=args.end)
+    if args.json:
+        _print_json(result.to_dict())
+        return 0
+    print(f"score {result.score:.2f}  ({result.method}, {Path(result.checkpoint).name})")
+    for note in result.notes:
+        print(f"  note: {note}")
+    print("  time: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in result.timings.items()))
+    return 0
+
+
 COMMANDS = {"demo": cmd_demo, "train": cmd_train, "runs": cmd_runs, "index": cmd_index,
-            "methods": cmd_methods}
+            "methods": cmd_methods, "score": cmd_score}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,79 @@
+import json
+import math
+
+import pytest
+import torch
+
+from aqa.config import build_run_config, to_dict
+from aqa.errors import CheckpointError, VideoError
+from aqa.registry import METHODS
+from aqa.scoring import Scorer
+from aqa.train.checkpoint import save_checkpoint
+from conftest import shared_clip
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    cfg = build_run_config("regression", "synthetic", overrides=["data.num_frames=8",
+                                                                 "data.frame_size=32"])
+    torch.manual_seed(0)
+    model = METHODS.get("regression")(cfg).build_model()
+    path = tmp_path / "best.pt"
+    save_checkpoint(path, {"method": "regression", "config": to_dict(cfg),
+                           "model": model.state_dict()})
+    return path
+
+
+def test_scores_the_real_dive_and_says_it_resampled(checkpoint):
+    result = Scorer.from_checkpoint(checkpoint).score(shared_clip())
+    assert math.isfinite(result.score)
+    assert result.source_frames == 21 and result.frames_used == 8 and result.resampled
+    assert result.frame_indices == [0, 3, 6, 9, 11, 14, 17, 20]  # both ends kept
+    assert result.frames.shape == (8, 32, 32, 3)
+    assert "resampled" in result.notes[0]
+    assert set(result.timings) == {"load", "decode", "model"}
+    json.dumps(result.to_dict())  # serialisable without the frames
+
+
+def test_trim_and_exact_length(checkpoint):
+    result = Scorer.from_checkpoint(checkpoint).score(shared_clip(), start=3, end=11)
+    assert result.frame_indices == list(range(3, 11)) and not result.resampled
+
+
+def test_too_short_clip(checkpoint):
+    with pytest.raises(VideoError, match="at least 4"):
+        Scorer.from_checkpoint(checkpoint).score(shared_clip(), start=0, end=3)
+
+
+def test_same_prediction_as_the_model(checkpoint):
+    scorer = Scorer.from_checkpoint(checkpoint)
+    a = scorer.score(shared_clip()).score
+    b = Scorer.from_checkpoint(checkpoint).score(shared_clip()).score
+    assert a == b
+
+
+def test_bad_checkpoints(tmp_path, checkpoint):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        Scorer.from_checkpoint(junk)
+    plain = tmp_path / "plain.pt"
+    torch.save({"weights": torch.zeros(2)}, plain)
+    with pytest.raises(CheckpointError, match="not an AQA Studio checkpoint"):
+        Scorer.from_checkpoint(plain)
+    state = torch.load(checkpoint, weights_only=True)
+    state["model"] = {k: v for k, v in state["model"].items() if "head" not in k}
+    broken = tmp_path / "broken.pt"
+    torch.save(state, broken)
+    with pytest.raises(CheckpointError, match="does not fit"):
+        Scorer.from_checkpoint(broken)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        Scorer.from_checkpoint(tmp_path / "missing.pt")
+
+
+def test_truncated_checkpoint_is_refused(tmp_path, checkpoint):
+    data = checkpoint.read_bytes()
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError):
+        Scorer.from_checkpoint(cut)
