@@ -1,0 +1,258 @@
+"""AppTest: every page on an empty and a seeded workspace, launching, scoring, bad uploads.
+
+The seeded workspace is written directly (run directories, events, job.json, a checkpoint built
+from an untrained tiny3d model), so only the launch test starts a real training process.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from aqa.config import build_run_config, to_dict
+from aqa.runs import store
+from aqa.runs.events import EVENTS_FILE, EventWriter
+from conftest import FAST, SMALL_CLIPS, wait_for
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = ["home", "launch", "runs", "compare", "score", "data"]
+TINY = ["data.num_frames=8", "data.frame_size=32"]
+
+
+def app(page: str, **query) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
+    at.run()  # st.navigation registers the pages on the first run
+    at.switch_page(f"pages/{page}.py")
+    for k, v in query.items():
+        at.query_params[k] = v
+    return at.run()
+
+
+def no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+# ---------------------------------------------------------------- seeding
+
+def _write_checkpoint(run_path: Path, cfg) -> Path:
+    from aqa.registry import METHODS
+    from aqa.train.checkpoint import save_checkpoint
+
+    model = METHODS.get(cfg.method)(cfg).build_model()
+    path = run_path / "checkpoints" / "best.pt"
+    save_checkpoint(path, {"method": cfg.method, "config": to_dict(cfg),
+                           "model": model.state_dict(), "epoch": 2, "step": 10})
+    return path
+
+
+def seed_run(runs_dir: Path, kind: str, synthetic_root: Path) -> Path:
+    """A run that looks ``finished``, ``running`` (this pid) or ``crashed`` (a dead pid)."""
+    cfg = build_run_config("regression", "synthetic",
+                           overrides=TINY + [f"data.root={synthetic_root}", "train.epochs=3",
+                                             f"data.num_clips={SMALL_CLIPS}"])
+    path = store.create_run(runs_dir, to_dict(cfg))
+    ev = EventWriter(path / EVENTS_FILE)
+    ev.emit("start", epochs=3, total_steps=30, params=12345)
+    ev.emit("status", status="running")
+    for step in range(1, 21):
+        ev.metric("loss", 1.0 / step, epoch=1 + step // 10, step=step, split="train")
+    for epoch, rho in ((1, 0.5), (2, 0.7)):
+        ev.metric("rho", rho, epoch=epoch, step=10 * epoch, split="test")
+        ev.metric("l2", 100.0 / epoch, epoch=epoch, step=10 * epoch, split="test")
+        ev.metric("rl2", 0.05 / epoch, epoch=epoch, step=10 * epoch, split="test")
+        (path / "predictions" / f"test_epoch_{epoch:03d}.csv").write_text(
+            "id,true,pred\na,10,12\nb,20,18\nc,30,33\nd,40,39\ne,50,47\n")
+    ckpt = _write_checkpoint(path, cfg)
+    ev.emit("checkpoint", path=str(ckpt.relative_to(path)), epoch=2, step=20,
+            size=ckpt.stat().st_size, metrics={"rho": 0.7, "l2": 50.0, "rl2": 0.025})
+    ev.emit("heartbeat", epoch=2, step=20, total_steps=30, eta_s=12.0)
+    if kind == "finished":
+        ev.emit("status", status="finished", epoch=3, step=30)
+    ev.close()
+    (path / store.STDOUT_LOG).write_text("epoch 1/3 step 10/30 loss 0.1\nepoch 2 test rho 0.7\n")
+    if kind == "running":
+        pid = os.getpid()
+    else:
+        proc = subprocess.Popen(["true"])
+        proc.wait()
+        pid = proc.pid
+    start = store.process_start_time(pid) if kind == "running" else 1
+    store.write_job(path, {"executor": "local", "pid": pid, "pgid": pid, "start_time": start,
+                           "host": socket.gethostname(), "gpus": [], "nproc": 1,
+                           "started": time.time() - 60, "state": "started", "attempts": []})
+    return path
+
+
+@pytest.fixture
+def seeded(runs_dir, synthetic_root) -> dict[str, Path]:
+    return {kind: seed_run(runs_dir, kind, synthetic_root)
+            for kind in ("finished", "running", "crashed")}
+
+
+# ---------------------------------------------------------------- every page renders
+
+@pytest.mark.parametrize("page", PAGES)
+def test_pages_render_on_empty_workspace(runs_dir, page):
+    at = app(page)
+    no_exception(at)
+    assert at.title, f"{page} rendered no title"
+
+
+def test_home_offers_the_demo_on_empty_workspace(runs_dir):
+    at = app("home")
+    assert [b.label for b in at.button] == ["Start the demo run on the synthetic dives"]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_pages_render_on_seeded_workspace(seeded, page):
+    at = app(page)
+    no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_seeded_statuses_and_run_pages(seeded):
+    from aqa.runs import index
+
+    statuses = {Path(r["run_dir"]).name: r["status"] for r in index.list_runs(store.resolve_runs_dir())}
+    assert sorted(statuses.values()) == ["crashed", "finished", "running"]
+    for kind, path in seeded.items():
+        at = app("runs", run=path.name)
+        no_exception(at)
+        assert at.title[0].value == f"Run {path.name}"
+        assert at.button(key="stop").disabled == (kind != "running")
+        assert at.button(key="resume").disabled == (kind not in ("crashed",))
+        assert any("metric points" in c.value for c in at.caption)
+        if kind == "crashed":
+            assert "This run crashed" in at.error[0].value
+
+
+def test_runs_table_filters(seeded):
+    at = app("runs")
+    no_exception(at)
+    assert any(c.value == "3 of 3 runs" for c in at.caption), [c.value for c in at.caption]
+    at.multiselect(key="f_status").set_value(["crashed"]).run()
+    assert any(c.value == "1 of 3 runs" for c in at.caption)
+
+
+def test_compare_table_has_ci_and_paper_rows(seeded):
+    at = app("compare")
+    no_exception(at)
+    table = at.dataframe[0].value
+    assert "ρ 95% CI" in table.columns and "RL2 (×100)" in table.columns
+    assert (table["run / reference"] == "paper, §8.1").sum() == 9
+    assert at.get("download_button")
+
+
+def test_data_doctor_and_prepare(runs_dir, synthetic_root):
+    at = app("data")
+    at.text_input(key="ds_root").set_value(str(synthetic_root))
+    at.button(key="doctor").click().run()
+    no_exception(at)
+    assert "Data ready: 24 samples" in at.success[0].value
+
+
+# ---------------------------------------------------------------- launch
+
+def test_launch_form_refuses_bad_values(runs_dir, synthetic_root):
+    at = app("launch")
+    prefix = "regression:synthetic:tiny3d:None"
+    at.text_input(key=f"{prefix}:optim.lr").set_value("-1")
+    at.button(key="FormSubmitter:launch_form-Launch").click().run()
+    no_exception(at)
+    assert at.error[-1].value == "Not launched: optim.lr must be positive"
+    at.text_input(key=f"{prefix}:optim.lr").set_value("fast")
+    at.button(key="FormSubmitter:launch_form-Launch").click().run()
+    assert at.error[-1].value == "Not launched: optim.lr: expected float, got 'fast'"
+    assert store.list_run_dirs(runs_dir) == []
+
+
+@pytest.mark.slow
+def test_launch_form_submits_a_real_run(runs_dir, synthetic_root):
+    from aqa import jobs
+    from aqa.jobs.local import run_status
+
+    at = app("launch")
+    at.text_input(key="data_root").set_value(str(synthetic_root)).run()
+    prefix = "regression:synthetic:tiny3d:None"
+    values = dict(v.split("=") for v in FAST)
+    values.update({"train.epochs": "1", "data.num_clips": str(SMALL_CLIPS)})
+    for key, value in values.items():
+        widget = at.get_by_key(f"{prefix}:{key}") if hasattr(at, "get_by_key") else None
+        widget = widget or at.text_input(key=f"{prefix}:{key}")
+        widget.set_value(int(value) if widget.type == "number_input" else value)
+    token = at.session_state["token:launch"]
+    at.button(key="FormSubmitter:launch_form-Launch").click().run()
+    no_exception(at)
+    runs = store.list_run_dirs(runs_dir)
+    assert len(runs) == 1
+    spec = store.read_run(runs[0])
+    assert spec["config"]["train"]["epochs"] == 1 and spec["config"]["data"]["frame_size"] == 32
+    # the same submission again (a form sent twice) does not start a copy
+    again = jobs.submit(runs_dir, "regression", "synthetic", data_root=str(synthetic_root),
+                        overrides=[f"{k}={v}" for k, v in values.items()], submission_id=token)
+    assert again == runs[0] and len(store.list_run_dirs(runs_dir)) == 1
+    assert at.title[0].value == f"Run {runs[0].name}"  # landed on the run's page
+    wait_for(lambda: run_status(runs[0]) == "finished", timeout=180, what="the run to finish")
+
+
+# ---------------------------------------------------------------- score
+
+def _upload_dirs() -> set[str]:
+    return {p.name for p in Path(tempfile.gettempdir()).glob("aqa-upload-*")}
+
+
+def _score(at: AppTest, name: str, data: bytes) -> AppTest:
+    at.file_uploader(key="upload").set_value((name, data, "video/mp4"))
+    at.run()
+    return at.button(key="score_btn").click().run()
+
+
+def test_score_page_scores_an_upload(seeded, synthetic_root):
+    before = _upload_dirs()
+    at = app("score")
+    clip = synthetic_root / "clips" / "dive_0003.mp4"
+    at = _score(at, "dive.mp4", clip.read_bytes())
+    no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    assert at.metric[0].label == "Predicted score"
+    float(at.metric[0].value)
+    assert _upload_dirs() == before
+    assert "needs a pair method" in at.info[-1].value  # head to head: honest, disabled
+    assert at.button(key="h2h_btn").disabled
+
+
+def _short_clip(tmp_path: Path) -> bytes:
+    from aqa.data.synthetic import draw_dive, render_clip, write_mp4
+
+    path = tmp_path / "short.mp4"
+    write_mp4(path, render_clip(draw_dive(0, 0), num_frames=2, size=32), fps=12)
+    return path.read_bytes()
+
+
+def test_bad_uploads_show_a_message(seeded, synthetic_root, tmp_path):
+    good = (synthetic_root / "clips" / "dive_0003.mp4").read_bytes()
+    cases = {
+        "empty.mp4": (b"", "the file is empty (0 bytes)"),
+        "random.mp4": (os.urandom(4096), "cannot open as a video"),
+        "truncated.mp4": (good[: len(good) // 3], ""),
+        "notes.mp4": (b"these are my notes, not a video\n" * 20, "cannot open as a video"),
+        "short.mp4": (_short_clip(tmp_path), "at least 4 are needed"),
+    }
+    before = _upload_dirs()
+    at = app("score")
+    for name, (data, message) in cases.items():
+        at = _score(at, name, data)
+        no_exception(at)
+        assert at.error, f"{name}: no error message shown"
+        assert message in at.error[0].value, (name, at.error[0].value)
+        assert not at.metric, f"{name}: a score was shown"
+        assert _upload_dirs() == before, f"{name}: a temporary file was left behind"
+    at = _score(at, "dive.mp4", good)  # still usable afterwards
+    assert not at.error and at.metric[0].label == "Predicted score"

@@ -1,0 +1,87 @@
+"""aqa.compare: paper rows, metrics from predictions, per-class Fisher-z, exports."""
+
+import json
+
+import pytest
+
+from aqa import compare
+
+
+def test_reference_rows_are_methods_section_8():
+    mtl = compare.reference_rows("mtl_aqa")
+    assert len(mtl) == 9
+    core = next(r for r in mtl if r["method"] == "CoRe (w/ DD)")
+    assert (core["rho"], core["rl2x100"], core["dataset"]) == (0.9512, 0.260, "MTL-AQA")
+    assert core["source"] == "METHODS.md §8.1 (MTL-AQA test split)"
+    aqa7 = {r["method"]: r for r in compare.reference_rows("aqa7")}
+    assert aqa7["USDL"]["per_class"]["Diving"] == 0.8099
+    assert aqa7["CoRe"]["rl2x100"] == 2.12
+    assert compare.reference_rows("synthetic") == []
+
+
+def test_paper_fisher_z_of_per_class_lists():
+    # METHODS.md §8.2: the Fisher-z of USDL's list is 0.8102, of TPT's 0.8714, of CoRe's 0.8433
+    fz = {r["method"]: compare.fisher_z_avg(r["per_class"]) for r in compare.reference_rows("aqa7")}
+    assert round(fz["USDL"], 4) == 0.8102
+    assert round(fz["TPT"], 4) == 0.8714
+    assert round(fz["CoRe"], 4) == 0.8433
+
+
+def test_benchmark_of():
+    assert compare.benchmark_of("mtl_aqa") == "mtl_aqa"
+    assert compare.benchmark_of("MTL-AQA") == "mtl_aqa"
+    assert compare.benchmark_of("aqa7") == "aqa7"
+    assert compare.benchmark_of("synthetic") is None
+
+
+def test_evaluate_predictions_literal():
+    m = compare.evaluate_predictions([1, 2, 3, 4], [1, 2, 3, 5], n_boot=0)
+    assert m["rho"] == 1.0
+    assert m["l2"] == 0.25  # (5-4)^2 / 4
+    assert m["rl2x100"] == pytest.approx(100 / 36)  # 100 * mean(((p - y) / 3)^2): y spans 1..4
+    assert m["n"] == 4
+
+
+def _seed_run(tmp_path, epoch=2):
+    run_dir = tmp_path / "r1"
+    (run_dir / "predictions").mkdir(parents=True)
+    (run_dir / "predictions" / f"test_epoch_{epoch:03d}.csv").write_text(
+        "id,true,pred,class\na,1,1.5,Diving\nb,2,2.5,Diving\nc,3,2.0,Diving\n"
+        "d,10,11,Vault\ne,20,19,Vault\nf,30,33,Vault\n")
+    run = {"id": "r1", "run_dir": str(run_dir), "method": "regression", "dataset": "aqa7",
+           "best_epoch": epoch, "params": 1234, "started": 100.0, "ended": 160.0}
+    metrics = [{"split": "test", "epoch": epoch, "name": "rho", "value": 0.5},
+               {"split": "test", "epoch": epoch, "name": "accuracy", "value": 0.75}]
+    return run, metrics
+
+
+def test_run_row_from_predictions(tmp_path):
+    run, metrics = _seed_run(tmp_path)
+    row = compare.run_row(run, None, metrics, n_boot=200)
+    assert row["epoch"] == 2 and row["source"] == "test_epoch_002.csv"
+    assert row["l2"] == pytest.approx((0.25 + 0.25 + 1 + 1 + 1 + 9) / 6)
+    assert row["accuracy"] == 0.75 and row["params"] == 1234 and row["train_time_s"] == 60.0
+    assert row["per_class"] == {"Diving": 0.5, "Vault": 1.0}
+    assert row["rho_lo"] <= row["rho"] <= row["rho_hi"]
+    # Vault's rho of 1.0 cannot be Fisher-z transformed; the mean is over the finite ones
+    assert row["rho_fz_avg"] == pytest.approx(0.5)
+
+
+def test_exports(tmp_path):
+    run, metrics = _seed_run(tmp_path)
+    rows = [compare.run_row(run, 2, metrics, n_boot=0)] + compare.reference_rows("aqa7")[:1]
+    md = compare.to_markdown(rows)
+    assert md.splitlines()[0].startswith("| run / reference | method | dataset | epoch | ρ |")
+    assert "| paper, §8.2 | USDL | AQA-7 | – | 0.8102 |" in md
+    assert "RL2 (×100)" in md and "ρ Diving" in md and "ρ avg (Fisher-z)" in md
+    tex = compare.to_latex(rows)
+    assert r"\begin{tabular}" in tex and r"RL2 ($\times$100)" in tex and r"paper, \S{}8.2" in tex
+    csv_text = compare.to_csv(rows)
+    header = csv_text.splitlines()[0].split(",")
+    assert header[:5] == ["run / reference", "method", "dataset", "epoch", "ρ"]
+    assert csv_text.splitlines()[2].startswith('"paper, §8.2",USDL,AQA-7,,0.8102,')
+
+
+def test_checkpoint_metrics():
+    assert compare.checkpoint_metrics({"metrics": json.dumps({"rho": 0.9})}) == {"rho": 0.9}
+    assert compare.checkpoint_metrics({"metrics": "oops"}) == {}
