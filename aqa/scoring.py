@@ -51,8 +51,10 @@ class Scorer:
     """Holds one model in eval mode; ``score`` may be called many times."""
 
     def __init__(self, method, model: torch.nn.Module, checkpoint: Path, device: torch.device,
-                 load_s: float):
+                 load_s: float, state: dict | None = None):
         self.method, self.model, self.checkpoint = method, model, checkpoint
+        self.state = {k: v for k, v in (state or {}).items()
+                      if k not in ("model", "optimizer", "scheduler", "scaler", "rng")}
         self.device, self.load_s = device, load_s
         self.cfg = method.cfg
 
@@ -75,7 +77,7 @@ class Scorer:
             raise CheckpointError(f"{path} does not fit the {cfg.method} model: "
                                   f"{str(exc)[:300]}") from exc
         model.to(device).eval()
-        return cls(method, model, path, torch.device(device), time.perf_counter() - t0)
+        return cls(method, model, path, torch.device(device), time.perf_counter() - t0, state)
 
     def _indices(self, num_frames: int, start: int | None, end: int | None) -> tuple[list[int], int]:
         from aqa.video import sample_indices
@@ -103,7 +105,7 @@ class Scorer:
         batch = {"video": clip,  # (1, C, T, H, W) uint8
                  "difficulty": torch.tensor([difficulty or 1.0], device=self.device),
                  "score": torch.zeros(1, device=self.device), "id": [Path(video).stem]}
-        out = self.method.score_clip(self.model, batch)
+        out = self.method.score_clip(self.model, batch, self.state)
         t2 = time.perf_counter()
         notes = []
         if source != len(indices):

@@ -47,6 +47,16 @@ class Method:
     def build_model(self) -> nn.Module:
         raise NotImplementedError
 
+    def wrap_dataset(self, clips: Any, split: str, train_clips: Any) -> Any:
+        """The dataset the loop iterates for ``split``. Single-clip methods use the clips as they
+        are; pair methods wrap them to add exemplars drawn from ``train_clips``."""
+        return clips
+
+    def checkpoint_extras(self, model: nn.Module) -> dict[str, Any]:
+        """Extra entries of ``best.pt`` (tensors and plain values only), e.g. the exemplar bank
+        that lets ``aqa.scoring`` score a clip with no dataset on disk."""
+        return {}
+
     def param_groups(self, model: nn.Module) -> list[dict[str, Any]]:
         """Optimizer parameter groups; the default gives the backbone its lr factor."""
         lr = self.cfg.optim.lr
@@ -70,9 +80,10 @@ class Method:
         """(B,) predicted scores in the dataset's score units."""
         raise NotImplementedError
 
-    def score_clip(self, model: nn.Module, batch: dict) -> dict[str, Any]:
+    def score_clip(self, model: nn.Module, batch: dict, state: dict | None = None) -> dict[str, Any]:
         """Score one clip (a batch of 1) for ``aqa.scoring``: ``{"score": float, ...}`` plus
-        what the score rests on (``exemplars``, ``distribution``, ``spread``, ``notes``)."""
+        what the score rests on (``exemplars``, ``distribution``, ``spread``, ``notes``).
+        ``state`` is the loaded checkpoint (for the extras ``checkpoint_extras`` saved)."""
         return {"score": float(self.predict(model, batch)[0])}
 
 

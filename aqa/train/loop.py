@@ -125,9 +125,12 @@ class Trainer:
         if self.dist.is_main:
             entry.prepare(cfg.data)
         self.dist.barrier()
-        self.train_set = entry.build(cfg.data, "train", train=True, seed=cfg.train.seed)
-        self.test_set = entry.build(cfg.data, "test", train=False, seed=cfg.train.seed)
+        train_clips = entry.build(cfg.data, "train", train=True, seed=cfg.train.seed)
+        test_clips = entry.build(cfg.data, "test", train=False, seed=cfg.train.seed)
         self.method = METHODS.get(cfg.method)(cfg)
+        # pair methods wrap the clip datasets to add exemplars drawn from the training split
+        self.train_set = self.method.wrap_dataset(train_clips, "train", train_clips)
+        self.test_set = self.method.wrap_dataset(test_clips, "test", train_clips)
         model = self.method.build_model().to(self.device)
         self.params = count_parameters(model)
         self.trainable = count_parameters(model, trainable_only=True)
@@ -159,27 +162,27 @@ class Trainer:
         return True
 
     # ------------------------------------------------------------------ checkpoints
-    def _state(self, metrics: dict) -> dict:
-        return {"method": self.cfg.method, "config": to_dict(self.cfg),
+    def _state(self, metrics: dict, extra: dict | None = None) -> dict:
+        return {**(extra or {}),"method": self.cfg.method, "config": to_dict(self.cfg),
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                 "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
                 "best": self.best, "metrics": metrics, "rng": rng_state(),
                 "params": self.params}
 
-    def _save(self, name: str, metrics: dict) -> None:
+    def _save(self, name: str, metrics: dict, extra: dict | None = None) -> None:
         if not self.dist.is_main:
             return
         path = self.ckpt_dir / name
-        size = save_checkpoint(path, self._state(metrics))
+        size = save_checkpoint(path, self._state(metrics, extra))
         self.events.emit("checkpoint", path=str(path.relative_to(self.run_dir)), epoch=self.epoch,
                          step=self.step, size=size, metrics=metrics)
 
     def save_epoch_end(self, metrics: dict, improved: bool) -> None:
         # best.pt first: a crash between the two leaves last.pt at the previous epoch, which
         # is redone on resume, rather than a last.pt that believes in a best.pt never written.
-        if improved:
-            self._save("best.pt", metrics)
+        if improved:  # with what scoring needs without the dataset (an exemplar bank)
+            self._save("best.pt", metrics, self.method.checkpoint_extras(self.model))
         if self.cfg.train.keep_epoch_checkpoints:
             self._save(f"epoch_{self.epoch:03d}.pt", metrics)
         self._save("last.pt", metrics)
