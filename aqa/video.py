@@ -47,7 +47,10 @@ def probe(path: PathLike) -> VideoInfo:
         height, width, _ = reader[0].shape  # (H, W, 3)
         fps = float(reader.get_avg_fps())
     except Exception as exc:  # decord raises RuntimeError, DECORDError and others
-        raise _decode_error(path, "its first frame", exc) from exc
+        if not _is_width_bug(exc):
+            raise _decode_error(path, "its first frame", exc) from exc
+        height, width, _ = _pyav_frames(path, [0], None)[0].shape
+        fps = float(reader.get_avg_fps())
     return VideoInfo(num_frames=num_frames, fps=fps, width=int(width), height=int(height))
 
 
@@ -76,8 +79,41 @@ def read_frames(
     try:
         batch = reader.get_batch(unique.tolist()).asnumpy()  # (U, H, W, 3)
     except Exception as exc:
-        raise _decode_error(path, f"frames {unique.min()}..{unique.max()}", exc) from exc
+        if not _is_width_bug(exc):
+            raise _decode_error(path, f"frames {unique.min()}..{unique.max()}", exc) from exc
+        batch = _pyav_frames(path, unique.tolist(), size)  # (U, H, W, 3)
     return np.ascontiguousarray(batch[where], dtype=np.uint8)  # (T, H, W, 3)
+
+
+def _is_width_bug(exc: BaseException) -> bool:
+    """decord 0.6 cannot return frames of a few small widths (8, 12, 16, 24, 48, 72 ...)."""
+    return "DECORDArrayCopyFromTo" in str(exc)
+
+
+def _pyav_frames(path: Path, indices: list[int], size: tuple[int, int] | None) -> np.ndarray:
+    """Frames ``indices`` (sorted, unique) decoded with PyAV in one sequential pass, scaled by
+    libswscale to ``size=(w, h)``: the fallback for what decord cannot return."""
+    import av
+
+    wanted = set(indices)
+    kwargs = {"width": size[0], "height": size[1]} if size else {}
+    out: dict[int, np.ndarray] = {}
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for i, frame in enumerate(container.decode(stream)):
+                if i in wanted:
+                    out[i] = frame.to_ndarray(format="rgb24", **kwargs)  # (H, W, 3)
+                if i >= indices[-1]:
+                    break
+    except Exception as exc:  # av.error.* and friends
+        raise _decode_error(path, f"frames {indices[0]}..{indices[-1]}", exc) from exc
+    missing = [i for i in indices if i not in out]
+    if missing:
+        raise VideoError(f"{path}: frame {missing[0]} could not be decoded (the stream ended "
+                         f"early); {_FIX_HINT}.")
+    return np.stack([out[i] for i in indices])
 
 
 def sample_indices(num_available: int, num_wanted: int) -> list[int]:
