@@ -1,0 +1,83 @@
+"""Frame-index maths of every method, as pure functions (METHODS.md sections 1-5).
+
+Positions are 0-based indices into a sample's frame list (or a video's frames). A method reads a
+*window* of frames (103 for CoRe/MUSDL/TSA/TPT) and cuts it into *clips* for the backbone:
+
+    plan     clip starts inside the window                 clip length   window
+    CORE     0, 10, ..., 80, 86   (frame 102 never used)   16            103
+    MUSDL    0, 10, ..., 80, 87   (the last 16 frames)     16            103
+    TSA      0, 16, 32, 48, 64, 80, 87                     16            103
+    TPT      0, 5, ..., 95        (20 overlapping clips)    8            103
+
+Short samples: when a sample has fewer frames than the window needs, the window is the sample
+resampled uniformly with repetition (``aqa.video.sample_indices``: frame ``floor(i*n/W)``),
+never an index error. A window that would run past either end of a longer sample is moved
+inside it (the official loaders would crash or read a neighbouring dive).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from aqa.video import sample_indices
+
+
+class ClipPlan(NamedTuple):
+    starts: tuple[int, ...]  # clip start positions inside the window
+    clip_len: int  # frames per clip
+    window: int  # frames in the window
+
+
+CORE = ClipPlan(tuple(range(0, 90, 10)) + (86,), 16, 103)
+MUSDL = ClipPlan(tuple(range(0, 90, 10)) + (87,), 16, 103)
+TSA = ClipPlan((0, 16, 32, 48, 64, 80, 87), 16, 103)
+TPT = ClipPlan(tuple(range(0, 100, 5)), 8, 103)
+
+
+def clip_indices(plan: ClipPlan) -> np.ndarray:
+    """(n_clips, clip_len) window positions of each clip."""
+    starts = np.asarray(plan.starts)[:, None]  # (N, 1)
+    out = starts + np.arange(plan.clip_len)[None, :]  # (N, L)
+    if out.max() >= plan.window:
+        raise ValueError(f"a clip of {plan} runs past its {plan.window}-frame window")
+    return out
+
+
+def fit_window(start: int, length: int, num_available: int) -> list[int]:
+    """``length`` positions from ``start``, kept inside ``[0, num_available)``.
+
+    Shorter samples are resampled uniformly with repetition; a window past an end is moved in.
+    """
+    if num_available < length:
+        return sample_indices(num_available, length)
+    start = min(max(0, start), num_available - length)
+    return list(range(start, start + length))
+
+
+def core_window(end_frame: int, num_available: int, shift: int = 0, length: int = 103) -> list[int]:
+    """CoRe's MTL-AQA window: the ``length`` list positions ending just before
+    ``end_frame + shift`` (positions ``[end+shift-length, end+shift)``; list position k is the
+    frame file numbered k+1). ``shift`` is the train-time temporal jitter in [-3, 3]."""
+    return fit_window(end_frame + shift - length, length, num_available)
+
+
+def offset_window(offset: int, num_available: int, length: int = 103) -> list[int]:
+    """MUSDL's and TPT's pre-trimmed folders: ``length`` frames from ``offset`` (MUSDL: train
+    offset randint(0, 6), test 0; TPT: 3 + randint(-3, 3) train, 3 at test)."""
+    return fit_window(offset, length, num_available)
+
+
+def linspace_indices(num_available: int, count: int) -> list[int]:
+    """``np.linspace(0, n-1, count).astype(int)``: JIGSAWS's 160 frames (floor, not round)."""
+    if num_available < 1:
+        raise ValueError("cannot sample from 0 frames")
+    return np.linspace(0, num_available - 1, count).astype(int).tolist()
+
+
+def window_clips(window: list[int], plan: ClipPlan) -> np.ndarray:
+    """(n_clips, clip_len) sample positions: the plan's clips cut out of ``window``."""
+    if len(window) != plan.window:
+        raise ValueError(f"the window has {len(window)} frames, the plan needs {plan.window}")
+    return np.asarray(window)[clip_indices(plan)]
