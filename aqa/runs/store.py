@@ -188,24 +188,26 @@ def write_job(path: Path, job: dict) -> None:
 
 # ---------------------------------------------------------------- process liveness
 
-def process_start_time(pid: int) -> int | None:
-    """The kernel's start time of ``pid`` (clock ticks since boot), None if there is no such process."""
+def _proc_stat(pid: int) -> list[str] | None:
+    """Fields 3.. of /proc/PID/stat (state, ppid, ...), None if there is no such process."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read().decode(errors="replace")
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
-    fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
-    return int(fields[19])  # field 22 of proc(5): starttime
+    return stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
+
+
+def process_start_time(pid: int) -> int | None:
+    """The kernel's start time of ``pid`` (clock ticks since boot), None if there is no such process."""
+    fields = _proc_stat(pid)
+    return int(fields[19]) if fields else None  # field 22 of proc(5): starttime
 
 
 def process_state(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read().decode(errors="replace")
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    return stat[stat.rindex(")") + 2:].split()[0]
+    """The one-letter state of ``pid`` (R, S, D, Z, ...), None if there is no such process."""
+    fields = _proc_stat(pid)
+    return fields[0] if fields else None
 
 
 def process_alive(pid: int | None, start_time: int | None) -> bool:
