@@ -18,6 +18,7 @@ T = TypeVar("T")
 # Modules whose import registers the built-in entries.
 _BUILTIN_MODULES = (
     "aqa.models.tiny3d",
+    "aqa.models.i3d",
     "aqa.models.regression",
     "aqa.data.folder",
 )
