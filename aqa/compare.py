@@ -69,11 +69,11 @@ def benchmark_of(dataset: str) -> str | None:
 def reference_rows(benchmark: str) -> list[dict]:
     """The papers' rows for ``benchmark`` ("mtl_aqa" or "aqa7") in the comparison-row shape."""
     if benchmark == "mtl_aqa":
-        return [{"label": f"{r['method']} [paper]", "kind": "paper", "method": r["method"],
+        return [{"label": "paper, §8.1", "kind": "paper", "method": r["method"],
                  "dataset": "MTL-AQA", "rho": r["rho"], "rl2x100": r["rl2x100"],
                  "source": SOURCES["mtl_aqa"]} for r in PAPER_MTL_AQA]
     if benchmark == "aqa7":
-        return [{"label": f"{r['method']} [paper]", "kind": "paper", "method": r["method"],
+        return [{"label": "paper, §8.2", "kind": "paper", "method": r["method"],
                  "dataset": "AQA-7", "rho": r["rho"], "rl2x100": r["rl2x100"],
                  "per_class": dict(zip(AQA7_CLASSES, r["per_class"])),
                  "source": SOURCES["aqa7"]} for r in PAPER_AQA7]

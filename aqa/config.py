@@ -259,6 +259,11 @@ _CHOICES = {
 }
 
 
+def choices(section: str, key: str) -> tuple[str, ...] | None:
+    """The allowed values of a string field, where they are a fixed set (for forms)."""
+    return _CHOICES.get((section, key))
+
+
 def validate(cfg: RunConfig) -> None:
     """Check value ranges and choices that the types alone cannot express."""
     for (section, key), choices in _CHOICES.items():

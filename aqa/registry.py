@@ -9,6 +9,7 @@ is tested the day it lands.
 from __future__ import annotations
 
 import importlib
+import threading
 from typing import Any, Callable, Generic, TypeVar
 
 from aqa.errors import ConfigError
@@ -58,12 +59,18 @@ BACKBONES: Registry[Any] = Registry("backbone")
 DATASETS: Registry[Any] = Registry("dataset")
 
 _loaded = False
+_lock = threading.RLock()
 
 
 def load_builtins() -> None:
+    """Import the modules that register the built-in entries, once, thread-safely (the app runs
+    scripts in several threads; a second thread must wait, not see half-filled registries)."""
     global _loaded
     if _loaded:
         return
-    _loaded = True
-    for module in _BUILTIN_MODULES:
-        importlib.import_module(module)
+    with _lock:  # re-entrant: a module being imported may itself call get()
+        if _loaded:
+            return
+        for module in _BUILTIN_MODULES:
+            importlib.import_module(module)
+        _loaded = True

@@ -198,7 +198,8 @@ def test_launch_form_submits_a_real_run(runs_dir, synthetic_root):
     again = jobs.submit(runs_dir, "regression", "synthetic", data_root=str(synthetic_root),
                         overrides=[f"{k}={v}" for k, v in values.items()], submission_id=token)
     assert again == runs[0] and len(store.list_run_dirs(runs_dir)) == 1
-    assert at.title[0].value == f"Run {runs[0].name}"  # landed on the run's page
+    # st.switch_page to the run's page (AppTest records the query but stays on the page)
+    assert at.query_params["run"] == runs[0].name
     wait_for(lambda: run_status(runs[0]) == "finished", timeout=180, what="the run to finish")
 
 
@@ -221,8 +222,8 @@ def test_score_page_scores_an_upload(seeded, synthetic_root):
     at = _score(at, "dive.mp4", clip.read_bytes())
     no_exception(at)
     assert not at.error, [e.value for e in at.error]
-    assert at.metric[0].label == "Predicted score"
-    float(at.metric[0].value)
+    assert at.main.metric[0].label == "Predicted score"
+    float(at.main.metric[0].value)
     assert _upload_dirs() == before
     assert "needs a pair method" in at.info[-1].value  # head to head: honest, disabled
     assert at.button(key="h2h_btn").disabled
@@ -252,7 +253,7 @@ def test_bad_uploads_show_a_message(seeded, synthetic_root, tmp_path):
         no_exception(at)
         assert at.error, f"{name}: no error message shown"
         assert message in at.error[0].value, (name, at.error[0].value)
-        assert not at.metric, f"{name}: a score was shown"
+        assert not at.main.metric, f"{name}: a score was shown"
         assert _upload_dirs() == before, f"{name}: a temporary file was left behind"
     at = _score(at, "dive.mp4", good)  # still usable afterwards
-    assert not at.error and at.metric[0].label == "Predicted score"
+    assert not at.error and at.main.metric[0].label == "Predicted score"

@@ -74,6 +74,8 @@ def check(dataset: str, data_root: str | None, runs_dir: str | Path, probe_video
         for split in SPLITS:
             by_split[split] = entry.samples(cfg, split)
     except AQAError as exc:
+        if dataset == "synthetic":
+            report.messages.append(f"the synthetic dives are not rendered at {cfg.root} yet")
         report.messages.append(str(exc))
         report.fix = prepare_command(dataset, cfg.root)
         return report

@@ -1,0 +1,156 @@
+"""Benchmark the app in headless Chromium: page render times, live-chart latency. JSON out.
+
+    .venv/bin/python bench/app.py [--runs 200] [--events 100000] [--out bench/out/app.json]
+
+Seeds a workspace with ``--runs`` finished runs and one running run of ``--events`` metric
+events (written directly, no training), syncs the index, starts ``streamlit run app.py`` on a
+free port and measures, per page, the seconds from navigation to its first meaningful content
+(a selector that only appears once the page's data is drawn). Then appends one metric event to
+the running run's log and measures how long the live chart takes to show it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from aqa.config import build_run_config, to_dict  # noqa: E402
+from aqa.runs import index, store  # noqa: E402
+from aqa.runs.events import EVENTS_FILE, EventWriter  # noqa: E402
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+def seed(runs_dir: Path, n_runs: int, n_events: int) -> str:
+    cfg = to_dict(build_run_config("regression", "synthetic", overrides=["train.epochs=10"]))
+    for i in range(n_runs):
+        path = store.create_run(runs_dir, cfg)
+        ev = EventWriter(path / EVENTS_FILE)
+        ev.emit("start", epochs=10, total_steps=100, params=180_000)
+        for epoch in range(1, 11):
+            ev.metric("loss", 1.0 / epoch, epoch=epoch, step=10 * epoch, split="train")
+            ev.metric("rho", 0.5 + 0.04 * epoch + 0.001 * i, epoch=epoch, step=10 * epoch,
+                      split="test")
+        ev.emit("status", status="finished")
+        ev.close()
+        store.write_job(path, {"executor": "local", "pid": 1, "start_time": 1, "state": "started",
+                               "host": socket.gethostname(), "started": time.time() - 100})
+    big = store.create_run(runs_dir, cfg)
+    ev = EventWriter(big / EVENTS_FILE)
+    ev.emit("start", epochs=10, total_steps=n_events, params=180_000)
+    ev.emit("status", status="running")
+    for step in range(1, n_events + 1):
+        ev.metric("loss", 1.0 / (1 + step ** 0.5) + (0.3 if step % 997 == 0 else 0.0),
+                  epoch=1 + step * 10 // n_events, step=step, split="train")
+    ev.close()
+    store.write_job(big, {"executor": "local", "pid": os.getpid(), "pgid": os.getpid(),
+                          "start_time": store.process_start_time(os.getpid()),
+                          "host": socket.gethostname(), "started": time.time(),
+                          "state": "started"})
+    return big.name
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=200)
+    ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    tmp = Path(tempfile.mkdtemp(prefix="aqa-bench-"))
+    runs_dir = tmp / "runs"
+    t0 = time.perf_counter()
+    big = seed(runs_dir, args.runs, args.events)
+    seed_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    index.sync(runs_dir)
+    sync_s = time.perf_counter() - t0
+
+    port = free_port()
+    env = dict(os.environ, AQA_RUNS_DIR=str(runs_dir))
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
+                               "--server.port", str(port), "--server.headless", "true",
+                               "--server.fileWatcherType", "none"], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    pages = {  # name: (path, selector of the first meaningful content)
+        "home": ("/", "[data-testid=stDataFrame]"),
+        "runs": ("/runs", "[data-testid=stDataFrame]"),
+        "run (100k events)": (f"/runs?run={big}", ".js-plotly-plot"),
+        "launch": ("/launch", "[data-testid=stForm]"),
+        "compare": ("/compare", "[data-testid=stDataFrame]"),
+        "score": ("/score", "[data-testid=stFileUploader], [data-testid=stAlert]"),
+        "data": ("/data", "button:has-text('Run the doctor')"),
+    }
+    result = {"runs": args.runs, "events": args.events, "seed_s": round(seed_s, 2),
+              "index_sync_s": round(sync_s, 2), "pages_s": {}, "cold_first_page_s": None}
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(120_000)
+            for _ in range(600):
+                try:
+                    t0 = time.perf_counter()
+                    page.goto(base)
+                    break
+                except Exception:
+                    time.sleep(0.2)
+            page.wait_for_selector(pages["home"][1])
+            result["cold_first_page_s"] = round(time.perf_counter() - t0, 3)
+            for name, (path, selector) in pages.items():
+                times = []
+                for _ in range(3):
+                    t0 = time.perf_counter()
+                    page.goto(base + path)
+                    page.wait_for_selector(selector)
+                    times.append(time.perf_counter() - t0)
+                result["pages_s"][name] = {"median": round(sorted(times)[1], 3),
+                                           "min": round(min(times), 3)}
+            # live chart: append one event, wait until the point count shows it
+            page.goto(f"{base}/runs?run={big}")
+            label = page.get_by_text(re.compile(r"\d+ metric points")).first
+            label.wait_for()
+            latencies = []
+            for k in range(3):
+                before = int(label.inner_text().split()[0])
+                ev = EventWriter(runs_dir / big / EVENTS_FILE)
+                t0 = time.perf_counter()
+                ev.metric("loss", 0.01, epoch=10, step=args.events + 1 + k, split="train")
+                ev.close()
+                while int(label.inner_text().split()[0]) <= before:
+                    time.sleep(0.02)
+                latencies.append(time.perf_counter() - t0)
+            result["live_event_to_chart_s"] = {"each": [round(x, 3) for x in latencies],
+                                               "poll_interval_s": 2.0}
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""Compare: runs and checkpoints side by side, against the papers' numbers (METHODS.md §8)."""
+
+import streamlit as st
+
+from aqa import compare
+from ui import charts, common, comparing, tables
+
+common.ensure_app()  # a page opened by URL on a fresh server runs through app.py
+st.title("Compare")
+runs_dir = common.runs_dir()
+runs = {r["id"]: r for r in common.list_runs()}
+if not runs:
+    st.info("No runs yet. Start one on the Launch page, or the demo from Home.")
+evaluated = [i for i, r in runs.items() if r["best_rho"] is not None]
+chosen = st.multiselect("Runs", list(runs), default=evaluated[:3], key="cmp_runs",
+                        format_func=lambda i: f"{i} · {runs[i]['method']} · {runs[i]['dataset']}"
+                        f" · best ρ {common.fmt_float(runs[i]['best_rho'])}")
+
+rows = []
+if chosen:
+    st.caption("Checkpoint (epoch) of each run; ρ's 95% CI is a percentile bootstrap over the "
+               "test clips (1,000 resamples) from the epoch's predictions file.")
+    cols = st.columns(min(len(chosen), 4))
+    for i, run_id in enumerate(chosen):
+        run = runs[run_id]
+        choices = comparing.epoch_choices(run)
+        pick = cols[i % len(cols)].selectbox(run_id[-30:], list(choices), key=f"cmp_ep:{run_id}")
+        rows.append(compare.run_row(run, choices[pick],
+                                    comparing.metric_rows(runs_dir, run_id, split="test"),
+                                    label=f"{run_id} ({pick})"))
+
+benches = {"MTL-AQA (§8.1)": "mtl_aqa", "AQA-7 (§8.2)": "aqa7"}
+matched = [k for k, b in benches.items() if any(compare.benchmark_of(r["dataset"] or "") == b
+                                                for r in rows)]
+refs = st.multiselect("Paper reference rows (METHODS.md §8)", list(benches),
+                      default=matched or ["MTL-AQA (§8.1)"], key="cmp_refs")
+if refs and not matched:
+    st.caption("The papers' rows are on their own benchmarks: references, not results on the "
+               "runs' dataset.")
+all_rows = rows + [r for k in refs for r in compare.reference_rows(benches[k])]
+
+if all_rows:
+    st.dataframe(tables.comparison_frame(all_rows), hide_index=True, width="stretch")
+    c = st.columns(3)
+    c[0].download_button("CSV", compare.to_csv(all_rows), "comparison.csv", "text/csv", icon=":material/download:",
+                         key="dl_csv", on_click="ignore")
+    c[1].download_button("Markdown", compare.to_markdown(all_rows), "comparison.md",
+                         "text/markdown", icon=":material/download:", key="dl_md", on_click="ignore")
+    c[2].download_button("LaTeX", compare.to_latex(all_rows), "comparison.tex", "text/x-tex", icon=":material/download:",
+                         key="dl_tex", on_click="ignore")
+    with st.expander("Markdown / LaTeX source"):
+        t1, t2 = st.tabs(["Markdown", "LaTeX"])
+        t1.code(compare.to_markdown(all_rows), language="markdown")
+        t2.code(compare.to_latex(all_rows), language="latex")
+
+if chosen:
+    st.subheader("Learning curves")
+    names = comparing.metric_names(runs_dir, chosen)
+    if names:
+        labels = [f"{n} ({s})" for s, n in names]
+        default = labels.index("rho (test)") if "rho (test)" in labels else 0
+        split, name = names[labels.index(st.selectbox("Metric", labels, index=default,
+                                                      key="cmp_metric"))]
+        axis = "step" if charts.by_step(split, name) else "epoch"
+        curves = {}
+        for run_id in chosen:
+            m = comparing.metric_rows(runs_dir, run_id, split=split, name=name)
+            curves[run_id] = ([r[axis] for r in m], [r["value"] for r in m])
+        st.plotly_chart(charts.overlay_figure(curves, f"{name} ({split}) by {axis}", axis),
+                        key="cmp_curves")
+
+    st.subheader("Predicted vs true (test split)")
+    cols = st.columns(min(len(rows), 3) or 1)
+    for i, row in enumerate(rows):
+        path = compare.predictions_path(runs[row["run_id"]]["run_dir"], row["epoch"] or 0)
+        with cols[i % len(cols)]:
+            if path.is_file():
+                st.plotly_chart(comparing.scatter_figure(row["label"],
+                                                         compare.read_predictions(path)),
+                                key=f"scatter:{row['run_id']}")
+            else:
+                st.caption(f"{row['label']}: no predictions file for this epoch.")

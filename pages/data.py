@@ -1,0 +1,44 @@
+"""Data: pick a dataset and root, run the doctor, prepare the data with a progress bar."""
+
+import streamlit as st
+
+from aqa.data import doctor
+from aqa.errors import AQAError
+from aqa.registry import DATASETS
+from ui import common, data, jobs
+
+common.ensure_app()  # a page opened by URL on a fresh server runs through app.py
+st.title("Data")
+runs_dir = common.runs_dir()
+names = DATASETS.names()
+c1, c2 = st.columns([1, 2])
+dataset = c1.selectbox("Dataset type", names, index=names.index("synthetic")
+                       if "synthetic" in names else 0, key="ds",
+                       format_func=lambda d: f"{d} — {DATASETS.get(d).description}")
+root = c2.text_input("Data root", key="ds_root", placeholder="empty = the dataset's default location")
+
+c = st.columns([1, 1, 3])
+if c[0].button("Run the doctor", icon=":material/medical_services:", type="primary", key="doctor"):
+    with st.spinner("opening every video…"):
+        report = doctor.check(dataset, root or None, runs_dir)
+    data.full_report(report)
+
+entry = DATASETS.get(dataset)
+can_prepare = dataset == "synthetic"
+if c[1].button("Prepare", key="prepare", disabled=not can_prepare,
+               help="render the synthetic dives" if can_prepare else
+               "this dataset is brought by you; the doctor says what is missing"):
+    try:
+        cfg = entry.config_cls()
+        if root:
+            cfg.root = root
+        cfg = entry.resolve(cfg, runs_dir)
+        jobs.render_synthetic(cfg.root, cfg.num_clips, cfg.render_seed,
+                              f"rendering {cfg.num_clips} synthetic dives into {cfg.root}")
+    except (AQAError, ValueError) as exc:
+        common.show_error(exc)
+    else:
+        st.success(f"Rendered into {cfg.root}.")
+        data.full_report(doctor.check(dataset, cfg.root, runs_dir))
+if not can_prepare:
+    st.caption(f"Preparing {dataset}: " + doctor.prepare_command(dataset, root or "<root>"))

@@ -1,0 +1,87 @@
+"""Launch: method, dataset (with the doctor's verdict), backbone, hyperparameters, GPUs -> a run."""
+
+import streamlit as st
+
+from aqa import jobs
+from aqa.config import build_run_config
+from aqa.errors import AQAError
+from aqa.jobs.gpus import probe_gpus
+from aqa.registry import BACKBONES, DATASETS, METHODS
+from aqa.runs import store
+from ui import common, data, forms
+from ui import jobs as ui_jobs
+
+common.ensure_app()  # a page opened by URL on a fresh server runs through app.py
+st.title("Launch a run")
+runs_dir = common.runs_dir()
+
+# "Duplicate with changes": ?from=<run id> fills the form with that run's config.
+source, prefill = st.query_params.get("from"), {}
+if source:
+    try:
+        spec = store.read_run(store.run_dir(runs_dir, source))
+        prefill = forms.flatten_config(spec["config"])
+        st.info(f"Duplicating run {source}: change what you need and launch.")
+    except AQAError as exc:
+        common.show_error(exc)
+
+
+def _index(options: list[str], value: str | None, fallback: int = 0) -> int:
+    return options.index(value) if value in options else fallback
+
+
+methods, datasets, backbones = METHODS.names(), DATASETS.names(), BACKBONES.names()
+c = st.columns(3)
+method = c[0].selectbox("Method", methods, index=_index(methods, prefill.get("method")),
+                        format_func=lambda m: f"{m} — {METHODS.get(m).description}", key="method")
+dataset = c[1].selectbox("Dataset", datasets, index=_index(datasets, prefill.get("dataset"),
+                                                           _index(datasets, "synthetic")),
+                         format_func=lambda d: f"{d} — {DATASETS.get(d).description}",
+                         key="dataset")
+backbone = c[2].selectbox("Backbone", backbones,
+                          index=_index(backbones, prefill.get("backbone.name")
+                                       or METHODS.get(method).default_backbone),
+                          key="backbone", help="the backbone weights are set in its tab below")
+root = st.text_input("Data root", value=prefill.get("data.root", ""), key="data_root",
+                     placeholder="empty = the dataset's default location",
+                     help="the folder holding the dataset (clips and annotations)")
+data.verdict(data.quick_check(dataset, root, str(runs_dir)), will_prepare=dataset == "synthetic")
+
+gpus = probe_gpus()
+if gpus:
+    labels = {g["index"]: f"GPU {g['index']} · {g['name']} · {g['free_mb'] / 1024:.1f} GiB free "
+                          f"of {g['total_mb'] / 1024:.1f} GiB · {g['util']:.0f}% busy" for g in gpus}
+    chosen = st.multiselect("GPUs (none = CPU)", list(labels), format_func=labels.get, key="gpus")
+    gpu_arg = ",".join(str(i) for i in chosen) or None
+else:
+    st.radio("Device", ["CPU (this machine reports no GPU)"], key="device")
+    gpu_arg = None
+st.caption("Memory estimate: arrives with the `plan` command (not available yet); no estimate "
+           "is shown rather than a guessed one.")
+
+try:
+    base = build_run_config(method, dataset, overrides=[f"backbone.name={backbone}"])
+except AQAError as exc:
+    common.show_error(exc)
+    st.stop()
+
+token = ui_jobs.form_token("launch")
+with st.form("launch_form"):
+    st.subheader("Hyperparameters")
+    st.caption("Defaults are the method's paper settings; hover the ? next to a field for what it does.")
+    overrides = forms.config_form(base, prefill, skip={"data.root", "backbone.name"},
+                                  key_prefix=f"{method}:{dataset}:{backbone}:{source}")
+    problem = st.empty()
+    submitted = st.form_submit_button("Launch", icon=":material/rocket_launch:", type="primary")
+
+if submitted:
+    overrides = [f"backbone.name={backbone}"] + overrides
+    try:
+        build_run_config(method, dataset, overrides=overrides)  # refuse bad values with the reason
+        path = jobs.submit(runs_dir, method, dataset, data_root=root or None, overrides=overrides,
+                           gpus=gpu_arg, argv=["app", "launch"], submission_id=token)
+    except AQAError as exc:
+        problem.error(f"Not launched: {exc}", icon=":material/error:")
+    else:
+        ui_jobs.new_token("launch")
+        common.open_run(path.name)

@@ -1,0 +1,114 @@
+"""Score: a clip (upload or sample) + a checkpoint -> the score and what it rests on."""
+
+from contextlib import nullcontext
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from aqa.errors import AQAError
+from aqa.registry import METHODS
+from ui import common, scoring
+
+common.ensure_app()  # a page opened by URL on a fresh server runs through app.py
+st.title("Score a clip")
+runs_dir = common.runs_dir()
+options = scoring.checkpoint_options(runs_dir)
+if not options:
+    st.info("No checkpoint yet: train a run first (the demo on Home takes a minute or two).")
+    st.stop()
+
+labels = list(options)
+wanted = st.query_params.get("ckpt")
+default = next((i for i, lab in enumerate(labels) if options[lab][0] == wanted), 0)
+label = st.selectbox("Checkpoint", labels, index=default, key="ckpt")
+ckpt, method = options[label]
+
+source = st.radio("Clip", ["Upload a clip", "A sample clip"], horizontal=True, key="source")
+upload = sample = None
+if source == "Upload a clip":
+    upload = st.file_uploader(
+        "Video file", type=list(scoring.ALLOWED), key="upload",
+        help="The clip is decoded on the server and deleted right after scoring.")
+    st.caption(f"Accepted: {', '.join('.' + e for e in scoring.ALLOWED)} · up to "
+               f"{scoring.max_upload_mb()} MB")
+else:
+    samples = scoring.sample_clips(runs_dir)
+    if samples:
+        sample = samples[st.selectbox("Sample clip", list(samples), key="sample")]
+    else:
+        st.caption("No sample clips found (../shared/data/clips or the rendered synthetic dives).")
+c1, c2 = st.columns([1, 2], vertical_alignment="bottom")
+use_dd = c1.checkbox("I know the difficulty", key="use_dd")
+difficulty = c2.number_input("Difficulty degree", min_value=0.0, max_value=10.0, value=2.0,
+                             step=0.1, disabled=not use_dd, key="dd")
+
+if st.button("Score", type="primary", key="score_btn", disabled=not (upload or sample)):
+    name = upload.name if upload else Path(sample).name
+    try:
+        with st.spinner("scoring…"):
+            ctx = scoring.saved_upload(upload.name, upload.getbuffer()) if upload \
+                else nullcontext(Path(sample))
+            with ctx as clip:
+                result = scoring.scorer(ckpt).score(clip, difficulty=difficulty if use_dd else None)
+    except AQAError as exc:
+        common.show_error(exc)
+    except Exception as exc:  # a decoder failure we do not know yet: a message, not a traceback
+        st.error(f"{name}: could not be scored ({type(exc).__name__}: {str(exc)[:300]}). "
+                 "Re-encode it as H.264 MP4 and try again.", icon=":material/error:")
+    else:
+        st.metric("Predicted score", f"{result.score:.2f}")
+        for note in result.notes:
+            st.caption(note)
+        st.markdown(f"**Frames the model saw** ({result.frames_used} of {result.source_frames})")
+        step = max(1, len(result.frames) // 8)
+        picks = list(range(0, len(result.frames), step))[:8]
+        st.image([result.frames[i] for i in picks], width=96,
+                 caption=[f"frame {result.frame_indices[i]}" for i in picks])
+        if result.exemplars:
+            st.markdown("**Exemplars and predicted differences**")
+            st.dataframe(pd.DataFrame(result.exemplars), hide_index=True)
+        if result.distribution:
+            st.markdown("**Score distribution**")
+            fig = go.Figure(go.Bar(y=result.distribution))
+            fig.update_layout(height=240, margin=dict(l=10, r=10, t=10, b=10),
+                              xaxis_title="score bin", yaxis_title="probability")
+            st.plotly_chart(fig, key="dist")
+        st.markdown("**Timings**")
+        st.dataframe(pd.DataFrame([{"stage": k, "seconds": round(v, 3)}
+                                   for k, v in result.timings.items()]), hide_index=True)
+        scoring.add_history(runs_dir, {"clip": name, "score": result.score,
+                                       "checkpoint": label, "difficulty": result.difficulty})
+
+st.subheader("History")
+history = scoring.read_history(runs_dir)
+if history:
+    st.dataframe(pd.DataFrame([{"when": common.fmt_time(h["t"]), "clip": h["clip"],
+                                "score": round(h["score"], 2), "difficulty": h.get("difficulty"),
+                                "checkpoint": h["checkpoint"]} for h in history]),
+                 hide_index=True, width="stretch")
+else:
+    st.caption("No clip scored yet.")
+
+st.subheader("Head to head")
+pair = METHODS.get(method).sample_kind != "single"
+if not pair:
+    st.info(f"Comparing two clips (\"which dive is better, and by how much\") needs a pair "
+            f"method such as CoRe, which predicts the difference between two dives. This "
+            f"checkpoint's method, {method or '?'}, scores one clip at a time.", icon=":material/info:")
+c1, c2 = st.columns(2)
+clip_a = c1.file_uploader("Clip A", type=list(scoring.ALLOWED), disabled=not pair, key="h2h_a")
+clip_b = c2.file_uploader("Clip B", type=list(scoring.ALLOWED), disabled=not pair, key="h2h_b")
+if st.button("Compare A and B", disabled=not (pair and clip_a and clip_b), key="h2h_btn"):
+    model = scoring.scorer(ckpt)
+    if not hasattr(model, "compare"):
+        st.warning("This version of aqa.scoring.Scorer has no head-to-head comparison yet.")
+    else:
+        try:
+            with scoring.saved_upload(clip_a.name, clip_a.getbuffer()) as a, \
+                    scoring.saved_upload(clip_b.name, clip_b.getbuffer()) as b:
+                verdict = model.compare(a, b)
+            st.write(verdict)
+        except AQAError as exc:
+            common.show_error(exc)

@@ -1,0 +1,117 @@
+"""Workspace, sidebar, formatting and navigation helpers shared by every page.
+
+Run state is read from the run directories through the index on every script run (short
+connections, ``aqa.runs.index``); nothing about runs is kept in ``st.session_state``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import streamlit as st
+
+from aqa.runs import index, store
+
+PAGES = {
+    "home": "pages/home.py",
+    "launch": "pages/launch.py",
+    "runs": "pages/runs.py",
+    "compare": "pages/compare.py",
+    "score": "pages/score.py",
+    "data": "pages/data.py",
+}
+
+STATUS_ICON = {"running": "●", "queued": "○", "finished": "✓", "failed": "✗",
+               "stopped": "■", "crashed": "⚠"}
+
+
+APP_SCRIPT = Path(__file__).resolve().parents[1] / "app.py"
+
+
+def ensure_app() -> None:
+    """Rerun through ``app.py`` when Streamlit ran a page file on its own.
+
+    With a ``pages/`` folder, the first session of a fresh server whose URL names a page
+    (``/score``) runs that file in Streamlit's legacy multipage mode, skipping ``app.py`` (no
+    sidebar, the wrong navigation) until some session calls ``st.navigation``; switch that
+    legacy mode off as ``st.navigation`` itself does, and rerun through ``app.py``.
+    """
+    import inspect
+
+    frames = [f.filename for f in inspect.stack(0)]
+    if any(f.endswith("app.py") and Path(f).resolve() == APP_SCRIPT for f in frames):
+        return
+    from streamlit.runtime.pages_manager import PagesManager
+
+    PagesManager.uses_pages_directory = False
+    if any("streamlit/testing/" in f for f in frames):
+        # AppTest resets that mode before every run and runs a switched-to page on its own: a
+        # rerun would drop the widget event being tested, so do app.py's work here instead.
+        sidebar()
+        return
+    st.rerun()
+
+
+def runs_dir() -> Path:
+    """The workspace: ``$AQA_RUNS_DIR`` or ``./runs`` (resolved)."""
+    return store.resolve_runs_dir(None)
+
+
+def list_runs(sync: bool = False) -> list[dict]:
+    """Rows of the index (the sidebar syncs it once at the top of every script run)."""
+    return index.list_runs(runs_dir(), sync_first=sync)
+
+
+def sidebar() -> None:
+    """Workspace path and the counts of running and queued jobs."""
+    rows = list_runs(sync=True)
+    counts = {s: sum(1 for r in rows if r["status"] == s) for s in store.STATUSES}
+    with st.sidebar:
+        st.caption("Workspace")
+        st.code(str(runs_dir()), language=None)
+        c1, c2 = st.columns(2)
+        c1.metric("running", counts["running"])
+        c2.metric("queued", counts["queued"])
+        st.caption(f"{len(rows)} run(s) · {counts['finished']} finished · "
+                   f"{counts['crashed']} crashed · {counts['failed']} failed")
+
+
+def status_label(status: str | None) -> str:
+    return f"{STATUS_ICON.get(status or '', '')} {status or '?'}".strip()
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = int(max(0, seconds))
+    h, m, s = seconds // 3600, seconds % 3600 // 60, seconds % 60
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def fmt_time(t: float | None) -> str:
+    if not t:
+        return "–"
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
+
+
+def fmt_float(value: float | None, digits: int = 4) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def run_duration(row: dict) -> float | None:
+    start = row.get("started")
+    if not start:
+        return None
+    end = row.get("ended") or (time.time() if row.get("status") == "running" else row.get("last_t"))
+    return (end - start) if end else None
+
+
+def open_run(run_id: str) -> None:
+    """Go to the run's page."""
+    st.switch_page(PAGES["runs"], query_params={"run": run_id})
+
+
+def show_error(exc: BaseException) -> None:
+    """An AQAError's message, as the user should see it (no traceback)."""
+    st.error(str(exc), icon=":material/error:")

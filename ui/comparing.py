@@ -1,0 +1,56 @@
+"""Queries and charts for the Compare page (logic and export live in ``aqa.compare``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import plotly.graph_objects as go
+
+from aqa import compare
+from aqa.runs import index
+
+
+def metric_rows(runs_dir: Path, run_id: str, split: str | None = None,
+                name: str | None = None) -> list[dict]:
+    """A run's metric rows from the index, optionally one split / one metric (log order)."""
+    sql, args = "SELECT * FROM metrics WHERE run_id=?", [run_id]
+    if split:
+        sql, args = sql + " AND split=?", args + [split]
+    if name:
+        sql, args = sql + " AND name=?", args + [name]
+    with index.open_index(runs_dir) as db:
+        return list(db.query(sql + " ORDER BY offset", args))
+
+
+def metric_names(runs_dir: Path, run_ids: list[str]) -> list[tuple[str, str]]:
+    if not run_ids:
+        return []
+    marks = ",".join("?" * len(run_ids))
+    with index.open_index(runs_dir) as db:
+        rows = db.execute(f"SELECT DISTINCT split, name FROM metrics WHERE run_id IN ({marks})",
+                          run_ids).fetchall()
+    return sorted((s, n) for s, n in rows)
+
+
+def epoch_choices(run: dict) -> dict[str, int | None]:
+    """Label -> epoch for one run: its best epoch, then every epoch with test predictions."""
+    choices: dict[str, int | None] = {}
+    if run.get("best_epoch"):
+        choices[f"best (epoch {run['best_epoch']})"] = run["best_epoch"]
+    for e in reversed(compare.prediction_epochs(run["run_dir"])):
+        choices[f"epoch {e}"] = e
+    return choices or {"latest": None}
+
+
+def scatter_figure(label: str, rows: list[dict]) -> go.Figure:
+    true = [r["true"] for r in rows]
+    pred = [r["pred"] for r in rows]
+    lo, hi = min(true + pred), max(true + pred)
+    fig = go.Figure([go.Scatter(x=true, y=pred, mode="markers", name="clips",
+                                text=[r["id"] for r in rows]),
+                     go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x",
+                                line=dict(dash="dot", color="grey"))])
+    fig.update_layout(title=dict(text=label, font=dict(size=13)), height=320, showlegend=False,
+                      margin=dict(l=10, r=10, t=36, b=10), xaxis_title="true score",
+                      yaxis_title="predicted score")
+    return fig

@@ -1,0 +1,165 @@
+"""One run's page: header, live charts, stdout tail, checkpoints and the run's actions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from aqa import compare, jobs
+from aqa.errors import AQAError
+from aqa.runs import index, store
+from ui import charts, common, tables
+
+ACTIVE = ("running", "queued")
+LIVE_EVERY_S = 2.0
+TAIL_BYTES = 64_000
+
+
+def stdout_tail(path: Path, lines: int = 40) -> str:
+    log = path / store.STDOUT_LOG
+    if not log.exists():
+        return "(no output yet)"
+    with open(log, "rb") as f:
+        f.seek(max(0, log.stat().st_size - TAIL_BYTES))
+        text = f.read().decode(errors="replace")
+    return "\n".join(text.splitlines()[-lines:]) or "(no output yet)"
+
+
+def header(row: dict) -> None:
+    c = st.columns([1.6, 1, 1, 1, 1, 1])
+    c[0].metric("status", common.status_label(row["status"]))
+    c[1].metric("epoch", f"{row['epoch'] or 0}/{row['epochs'] or '?'}")
+    c[2].metric("step", f"{row['step'] or 0}/{row['total_steps'] or '?'}")
+    c[3].metric("ETA", common.fmt_duration(row["eta_s"]) if row["status"] == "running" else "–")
+    c[4].metric("best ρ", common.fmt_float(row["best_rho"]))
+    c[5].metric("duration", common.fmt_duration(common.run_duration(row)))
+
+
+def show(runs_dir: Path, run_id: str) -> None:
+    try:
+        path = store.run_dir(runs_dir, run_id)
+    except AQAError as exc:
+        common.show_error(exc)
+        return
+    row = index.get_run(runs_dir, run_id)
+    if row is None:
+        st.warning("The index has not seen this run yet; reload in a moment.")
+        return
+    st.title(f"Run {run_id}")
+    st.caption(f"{row['method']} on {row['dataset']} · started {common.fmt_time(row['started'])}"
+               f" · {path}")
+    actions(path, row)
+    live(runs_dir, run_id, path, row["status"] in ACTIVE)
+    checkpoints(runs_dir, run_id, path, row)
+    with st.expander("Resolved config (run.json)"):
+        st.json(store.read_run(path).get("config", {}), expanded=False)
+
+
+def actions(path: Path, row: dict) -> None:
+    status = row["status"]
+    if status == "crashed":
+        st.error("This run crashed: its process is gone without a final status. Resume continues "
+                 "from checkpoints/last.pt; only the work after that checkpoint is lost.")
+    elif status == "failed":
+        st.error(f"This run failed: {row.get('message') or 'see the output below'}")
+    c = st.columns([1, 1, 2, 4])
+    if c[0].button("Stop", icon=":material/stop:", disabled=status != "running", key="stop",
+                   help="SIGTERM: the trainer writes last.pt and exits; SIGKILL after 30 s"):
+        try:
+            jobs.stop(path, wait=False)
+            st.toast("Stop requested; the run checkpoints and exits.")
+        except AQAError as exc:
+            common.show_error(exc)
+    if c[1].button("Resume", icon=":material/play_arrow:", disabled=status not in ("stopped", "crashed", "failed"),
+                   key="resume", type="primary" if status == "crashed" else "secondary",
+                   help="start again from checkpoints/last.pt"):
+        try:
+            jobs.resume(path)
+            st.rerun()
+        except AQAError as exc:
+            common.show_error(exc)
+    if c[2].button("Duplicate with changes", icon=":material/content_copy:", key="duplicate",
+                   help="open the Launch form filled with this run's config"):
+        st.switch_page(common.PAGES["launch"], query_params={"from": row["id"]})
+
+
+def live(runs_dir: Path, run_id: str, path: Path, active: bool) -> None:
+    @st.fragment(run_every=LIVE_EVERY_S if active else None)
+    def _live() -> None:
+        series, _ = charts.live_series(runs_dir, run_id, path)
+        row = index.get_run(runs_dir, run_id) or {}
+        if row:
+            header(row)
+        points = sum(len(s["value"]) for s in series.values())
+        last_step = max((max(s["step"] or [0]) for s in series.values()), default=0)
+        st.caption(f"{points} metric points · last step {last_step}"
+                   + (" · updating every 2 s" if active else ""))
+        figs = charts.run_figures(series)
+        if not figs:
+            st.info("No metrics logged yet.")
+        cols = st.columns(2)
+        for i, (key, fig) in enumerate(figs):
+            cols[i % 2].plotly_chart(fig, key=f"chart-{key}", config={"displaylogo": False})
+        with st.expander("Output (stdout.log, last 40 lines)", expanded=active):
+            st.code(stdout_tail(path), language=None)
+        if active and row and row.get("status") not in ACTIVE:
+            st.rerun()  # the run ended: redraw the page (actions, checkpoints) without polling
+
+    _live()
+
+
+def checkpoints(runs_dir: Path, run_id: str, path: Path, row: dict) -> None:
+    st.subheader("Checkpoints")
+    ckpts = [c for c in index.run_checkpoints(runs_dir, run_id) if (path / c["path"]).is_file()]
+    if not ckpts:
+        st.caption("No checkpoint yet (one is written at the end of each epoch).")
+        return
+    table = []
+    for c in ckpts:
+        m = compare.checkpoint_metrics(c)
+        table.append({"checkpoint": c["name"], "epoch": c["epoch"], "ρ": m.get("rho"),
+                      "L2": m.get("l2"), "RL2 (×100)": 100 * m["rl2"] if m.get("rl2") else None,
+                      "size (MB)": (path / c["path"]).stat().st_size / 1e6,
+                      "written": common.fmt_time(c["t"])})
+    st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch",
+                 column_config={"ρ": st.column_config.NumberColumn(format="%.4f"),
+                                "L2": st.column_config.NumberColumn(format="%.2f"),
+                                "RL2 (×100)": st.column_config.NumberColumn(format="%.3f"),
+                                "size (MB)": st.column_config.NumberColumn(format="%.2f")})
+    names = [c["name"] for c in ckpts]
+    c = st.columns([2, 1, 1, 1], vertical_alignment="bottom")
+    chosen = c[0].selectbox("Checkpoint", names, index=names.index("best.pt")
+                            if "best.pt" in names else 0, key="ckpt_pick")
+    ck = ckpts[names.index(chosen)]
+    ck_path = path / ck["path"]
+    evaluate = c[1].button("Evaluate", key="ckpt_eval",
+                           help="ρ with its bootstrap 95% CI, L2 and RL2 from this epoch's "
+                                "test predictions")
+    if c[2].button("Score with it", key="ckpt_score"):
+        st.switch_page(common.PAGES["score"], query_params={"ckpt": str(ck_path)})
+    c[3].download_button("Download", data=lambda: ck_path.read_bytes(),
+                         file_name=f"{run_id}-{chosen}", mime="application/octet-stream",
+                         key="ckpt_dl", on_click="ignore")
+    if evaluate:
+        metric_rows = index.run_metrics(runs_dir, run_id)
+        result = compare.run_row(row, ck["epoch"], metric_rows, label=f"{chosen} (epoch {ck['epoch']})")
+        if result["source"] == "index":
+            st.warning("No predictions file for this epoch; showing the logged metrics only.")
+        st.dataframe(tables.comparison_frame([result]), hide_index=True, width="stretch")
+
+
+def filtered(rows: list[dict], statuses: list[str], methods: list[str], datasets: list[str],
+             text: str) -> list[dict]:
+    return [r for r in rows
+            if (not statuses or r["status"] in statuses) and (not methods or r["method"] in methods)
+            and (not datasets or r["dataset"] in datasets) and (text.lower() in r["id"].lower())]
+
+
+def config_json(row: dict) -> dict:
+    try:
+        return json.loads(row.get("config") or "{}")
+    except ValueError:
+        return {}

@@ -1,0 +1,124 @@
+"""Scoring from the app: uploads to a private temp folder, cached scorers, the score history.
+
+An upload is checked (extension, size) before anything decodes it, written to a fresh
+``tempfile.mkdtemp()`` folder (mode 0700) and deleted in ``finally`` whatever happens.
+Models are cached per (checkpoint path, modification time), so a rewritten ``best.pt`` loads anew.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import streamlit as st
+
+from aqa.errors import AQAError
+from aqa.runs import index
+
+ALLOWED = ("mp4", "mov", "avi", "mkv", "webm")
+TMP_PREFIX = "aqa-upload-"
+HISTORY = Path(".app") / "score_history.jsonl"
+SHARED_CLIPS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clips"
+
+
+class UploadError(AQAError):
+    """An upload refused before decoding (wrong type, empty, too large)."""
+
+
+def max_upload_mb() -> int:
+    return int(st.get_option("server.maxUploadSize"))
+
+
+@contextmanager
+def saved_upload(name: str, data: bytes | memoryview) -> Iterator[Path]:
+    """Write an upload to a private temp folder; yields its path; removes the folder after."""
+    ext = Path(name).suffix.lower().lstrip(".")
+    if ext not in ALLOWED:
+        raise UploadError(f"{name}: .{ext or '(no extension)'} files are not accepted; upload a "
+                          f"video file ({', '.join('.' + e for e in ALLOWED)}).")
+    size = len(data)
+    if size == 0:
+        raise UploadError(f"{name}: the file is empty (0 bytes); upload the clip again.")
+    if size > max_upload_mb() * 1024 * 1024:
+        raise UploadError(f"{name}: {size / 2**20:.0f} MB is over the {max_upload_mb()} MB limit; "
+                          "trim or re-encode the clip.")
+    folder = tempfile.mkdtemp(prefix=TMP_PREFIX)
+    os.chmod(folder, 0o700)
+    try:
+        path = Path(folder) / f"upload.{ext}"
+        with open(path, "wb") as f:
+            f.write(data)
+        yield path
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@st.cache_resource(max_entries=4, show_spinner="loading the model…")
+def _scorer(path: str, mtime: float):
+    from aqa.scoring import Scorer
+
+    return Scorer.from_checkpoint(path, device="cpu")
+
+
+def scorer(path: str | Path):
+    path = Path(path)
+    return _scorer(str(path), path.stat().st_mtime)
+
+
+def checkpoint_options(runs_dir: Path) -> dict[str, tuple[str, str]]:
+    """Label -> (absolute path, method) of every checkpoint file the index knows, newest first."""
+    options = {}
+    for run in index.list_runs(runs_dir, sync_first=False):
+        for c in index.run_checkpoints(runs_dir, run["id"]):
+            path = Path(run["run_dir"]) / c["path"]
+            if path.is_file():
+                try:
+                    rho = json.loads(c["metrics"] or "{}").get("rho")
+                except ValueError:
+                    rho = None
+                extra = f", ρ {rho:.3f}" if rho is not None else ""
+                options[f"{run['id']} / {c['name']} (epoch {c['epoch']}{extra})"] = \
+                    (str(path), run["method"])
+    return options
+
+
+def sample_clips(runs_dir: Path, limit: int = 6) -> dict[str, str]:
+    """Name -> path of sample clips: the shared real clips, then a few synthetic test dives."""
+    clips = {}
+    for p in sorted(SHARED_CLIPS.glob("*.mp4")):
+        clips[p.name] = str(p)
+    synth = runs_dir / "datasets" / "synthetic"
+    if (synth / "scores.csv").is_file():
+        import csv
+        with open(synth / "scores.csv", newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("split") == "test"][:limit]
+        for r in rows:
+            clips[f"synthetic {Path(r['video']).name} (true score {r['score']})"] = \
+                str(synth / r["video"])
+    return clips
+
+
+def add_history(runs_dir: Path, entry: dict) -> None:
+    path = runs_dir / HISTORY
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"t": time.time(), **entry}) + "\n")
+
+
+def read_history(runs_dir: Path, limit: int = 20) -> list[dict]:
+    path = runs_dir / HISTORY
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines()[-limit:]:
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    return rows[::-1]

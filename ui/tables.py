@@ -1,0 +1,49 @@
+"""The runs table (Home and Runs pages): index rows -> a DataFrame with readable columns."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from ui.common import fmt_duration, run_duration, status_label
+
+COLUMNS = ["open", "status", "method", "dataset", "epoch", "ETA", "best ρ", "started", "duration",
+           "id"]
+
+
+def runs_frame(rows: list[dict]) -> pd.DataFrame:
+    data = []
+    for r in rows:
+        data.append({
+            "open": f"/runs?run={r['id']}",
+            "status": status_label(r["status"]),
+            "method": r["method"], "dataset": r["dataset"],
+            "epoch": f"{r['epoch'] or 0}/{r['epochs'] or '?'}",
+            "ETA": fmt_duration(r["eta_s"]) if r["status"] == "running" else "–",
+            "best ρ": r["best_rho"],
+            "started": pd.to_datetime(r["started"], unit="s") if r.get("started") else None,
+            "duration": fmt_duration(run_duration(r)),
+            "id": r["id"],
+        })
+    return pd.DataFrame(data, columns=COLUMNS)
+
+
+def show_runs(rows: list[dict], key: str, height: int | str = "auto") -> None:
+    if not rows:
+        st.caption("none")
+        return
+    st.dataframe(
+        runs_frame(rows), hide_index=True, key=key, height=height, width="stretch",
+        column_config={
+            "open": st.column_config.LinkColumn("run", display_text="open", width="small"),
+            "best ρ": st.column_config.NumberColumn(format="%.4f"),
+            "started": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+        })
+
+
+def comparison_frame(rows: list[dict]) -> pd.DataFrame:
+    """Comparison rows (``aqa.compare``) formatted for display: one string per cell."""
+    from aqa import compare
+
+    header, body = compare.to_records(rows)
+    return pd.DataFrame(body, columns=header)
