@@ -52,6 +52,14 @@ class Method:
         are; pair methods wrap them to add exemplars drawn from ``train_clips``."""
         return clips
 
+    def set_train_mode(self, model: nn.Module) -> None:
+        """Put the model in training mode (methods that freeze BatchNorm override this)."""
+        model.train()
+
+    def on_eval_start(self, model: nn.Module, device: torch.device) -> None:
+        """Called with the model in eval mode before each evaluation (pair methods compute the
+        exemplar pool's features here, once, instead of once per query)."""
+
     def checkpoint_extras(self, model: nn.Module) -> dict[str, Any]:
         """Extra entries of ``best.pt`` (tensors and plain values only), e.g. the exemplar bank
         that lets ``aqa.scoring`` score a clip with no dataset on disk."""

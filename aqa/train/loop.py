@@ -193,6 +193,7 @@ class Trainer:
     def evaluate(self) -> tuple[dict, list[tuple[str, float, float]]]:
         model = self.model
         model.eval()
+        self.method.on_eval_start(model, self.device)  # e.g. features of the exemplar pool
         rows = []
         idx = list(range(self.dist.rank, len(self.test_set), self.dist.world))
         loader = DataLoader(Subset(self.test_set, idx), batch_size=self.cfg.train.batch_size,
@@ -258,7 +259,7 @@ class Trainer:
         accum = cfg.optim.accum_steps
         sums: dict[str, float] = {}
         count = 0
-        self.ddp.train()
+        self.method.set_train_mode(self.ddp)  # train(), with frozen BN where the method says
         self.optimizer.zero_grad(set_to_none=True)
         n_batches = len(loader)
         for i, batch in enumerate(loader, start=1):
