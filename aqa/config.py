@@ -39,6 +39,7 @@ class DataConfig:
     num_workers: int = 0  # DataLoader worker processes (0 = load in the training process)
     cache: bool = True  # keep decoded clips in memory after the first epoch
     hflip: bool = False  # random horizontal flip of the whole clip during training
+    allow_missing: bool = False  # train on the samples that are present; record the exclusions in the run
 
 
 @dataclass

@@ -21,6 +21,7 @@ _BUILTIN_MODULES = (
     "aqa.models.tiny3d",
     "aqa.models.i3d",
     "aqa.models.regression",
+    "aqa.models.core",
     "aqa.data.folder",
 )
 

@@ -104,6 +104,7 @@ class Scorer:
         clip = torch.from_numpy(frames).permute(3, 0, 1, 2).unsqueeze(0).to(self.device)
         batch = {"video": clip,  # (1, C, T, H, W) uint8
                  "difficulty": torch.tensor([difficulty or 1.0], device=self.device),
+                 "difficulty_given": difficulty,
                  "score": torch.zeros(1, device=self.device), "id": [Path(video).stem]}
         out = self.method.score_clip(self.model, batch, self.state)
         t2 = time.perf_counter()

@@ -1,0 +1,283 @@
+"""CoRe: Group-aware Contrastive Regression (Yu et al., ICCV 2021). METHODS.md sections 0.5, 1.
+
+A query is scored *relative to exemplars* of the training split:
+
+    video (B, C, 103, H, W) --10 clips of 16 frames at [0,10,...,80,86]--> I3D --> (10B, 1024)
+        --mean over clips--> f (B, 1024)
+    pair feature  [f_exemplar, f_query, s_exemplar / theta]               (B, 2049)
+    regression tree: 16 leaves of score differences (group_tree), per leaf a log-probability
+        and a regression r in the leaf;  d = left + (right - left) * r  at the argmax leaf
+    score = mean over voters of (s_exemplar + d)  (x difficulty with DD: s is score / DD)
+
+Training uses one same-difficulty exemplar a query and both directions of the pair; the loss is
+NLL over the leaf of the true difference + the per-leaf MSE of r (METHODS.md 1.2).
+
+Evaluation and scoring do not run the backbone on exemplars again: the training split's features
+are computed once (``on_eval_start``) and saved in ``best.pt`` as the exemplar bank, so a clip is
+scored with one backbone pass and no dataset on disk. With the same weights this gives the
+official test loop's prediction (BatchNorm is in eval mode at test, so a video's feature does not
+depend on what it is batched with).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader
+
+from aqa.config import RunConfig
+from aqa.data.base import Sample
+from aqa.data.exemplars import KEYS, pool_by, pool_key
+from aqa.data.pairs import PairDataset, voters
+from aqa.errors import ConfigError
+from aqa.models.base import Method
+from aqa.models.group_tree import build_leaves, decode, leaf_labels, pair_differences
+from aqa.registry import BACKBONES, METHODS
+
+CORE_STARTS = [0, 10, 20, 30, 40, 50, 60, 70, 80, 86]
+
+
+@dataclass
+class CoReConfig:
+    depth: int = 5  # regression tree depth: 2**(depth-1) = 16 leaves
+    hidden: int = 256  # width of every tree node
+    score_range: float = 30.0  # theta: top bin edge and exemplar-score divisor (30 with DD, 100 without)
+    use_dd: bool = True  # regress completeness = score / difficulty, multiply back at the end
+    exemplar_rule: str = "difficulty"  # exemplar groups: difficulty, dive_number, class or none
+    voter_number: int = 10  # exemplars averaged per test query
+    clip_len: int = 16  # frames per backbone clip
+    clip_starts: list[int] = field(default_factory=lambda: list(CORE_STARTS))  # clip starts in the window
+    fix_bn: bool = True  # keep every BatchNorm in eval mode while training (the official default)
+    edge_bug: bool = False  # reproduce the official label of |difference| >= score_range: leaf 0, no regression
+
+
+class RegressTree(nn.Module):
+    """CoRe's tree head (module names as the official ``RegressTree``, so its weights import)."""
+
+    def __init__(self, in_dim: int, hidden: int, depth: int):
+        super().__init__()
+        self.depth = depth
+        self.num_leaf = 2 ** (depth - 1)
+        self.first_layer = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(inplace=True))
+        self.feature_layers = nn.ModuleList(
+            nn.Sequential(nn.Conv1d(2**d * hidden, 2**d * 2 * hidden, 1, groups=2**d),
+                          nn.ReLU(inplace=True)) for d in range(depth - 1))
+        self.clf_layers = nn.ModuleList(
+            nn.Conv1d(2**d * hidden, 2**d * 2, 1, groups=2**d) for d in range(depth - 1))
+        self.reg_layer = nn.Conv1d(self.num_leaf * hidden, self.num_leaf, 1, groups=self.num_leaf)
+
+    def forward(self, pair: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, in_dim) -> leaf log-probabilities (B, L) and per-leaf regressions (B, L)."""
+        b = pair.shape[0]
+        x = self.first_layer(pair).unsqueeze(-1)  # (B, hidden, 1)
+        logp = None
+        for clf, feat in zip(self.clf_layers, self.feature_layers):
+            step = F.log_softmax(clf(x).view(b, -1, 2), dim=-1)  # (B, nodes, 2)
+            if logp is not None:  # each node's parent log-probability, for both children
+                step = step + logp.view(b, -1, 1).expand(b, -1, 2)
+            logp = step
+            x = feat(x)  # (B, 2*nodes*hidden, 1)
+        return logp.reshape(b, -1), self.reg_layer(x).squeeze(-1)
+
+
+class CoReModel(nn.Module):
+    def __init__(self, backbone: nn.Module, cfg: CoReConfig, leaves: torch.Tensor):
+        super().__init__()
+        self.backbone = backbone
+        self.regressor = RegressTree(2 * backbone.out_dim + 1, cfg.hidden, cfg.depth)
+        self.register_buffer("leaves", leaves.to(torch.float64))  # (L, 2), saved with the weights
+        self.clip_starts, self.clip_len = list(cfg.clip_starts), cfg.clip_len
+
+    def video_features(self, video: torch.Tensor) -> torch.Tensor:
+        """(B, C, T, H, W) -> (B, D): the backbone on each clip, averaged over clips."""
+        b, t = video.shape[0], video.shape[2]
+        if max(self.clip_starts) + self.clip_len > t:
+            raise ConfigError(f"model.clip_starts/clip_len need {max(self.clip_starts) + self.clip_len}"
+                              f" frames but clips have {t}; set data.num_frames accordingly")
+        pack = torch.cat([video[:, :, s:s + self.clip_len] for s in self.clip_starts])  # (N*B, C, L, H, W)
+        feats = self.backbone(pack)  # (N*B, D), clip-major as in the official code
+        return feats.reshape(len(self.clip_starts), b, -1).mean(0)  # (B, D)
+
+    def head(self, f_exemplar: torch.Tensor, f_query: torch.Tensor,
+             s_exemplar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predict s_query - s_exemplar: (B, D), (B, D), (B,) scaled score -> (B, L), (B, L)."""
+        pair = torch.cat([f_exemplar, f_query, s_exemplar[:, None].to(f_query.dtype)], dim=1)
+        return self.regressor(pair)
+
+    def forward(self, video_q: torch.Tensor, video_e: torch.Tensor, s_q: torch.Tensor,
+                s_e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training pairs in both directions (the query as the exemplar's exemplar, then the
+        other way round), one backbone pass for both videos: -> (2B, L), (2B, L)."""
+        b = video_q.shape[0]
+        f = self.video_features(torch.cat([video_q, video_e]))  # (2B, D)
+        f_q, f_e = f[:b], f[b:]
+        return self.head(torch.cat([f_q, f_e]), torch.cat([f_e, f_q]), torch.cat([s_q, s_e]))
+
+
+@METHODS.register("core")
+class CoRe(Method):
+    name = "core"
+    config_cls = CoReConfig
+    default_backbone = "i3d"
+    sample_kind = "pair"
+    description = "CoRe: group-aware contrastive regression against same-difficulty exemplars"
+
+    def __init__(self, cfg: RunConfig):
+        super().__init__(cfg)
+        m = cfg.model
+        if m.exemplar_rule not in KEYS:
+            raise ConfigError(f"model.exemplar_rule={m.exemplar_rule!r} is not one of {', '.join(KEYS)}")
+        self.leaves = torch.zeros(2 ** (m.depth - 1), 2, dtype=torch.float64)
+        self._pool_clips = None
+        self._bank: dict | None = None
+
+    @classmethod
+    def adjust_defaults(cls, cfg: RunConfig) -> RunConfig:
+        """The paper's MTL-AQA settings (METHODS.md 1.2): Adam 1e-3, backbone x0.1, 200 epochs,
+        batch 1 with 2-step accumulation, 103 frames at 224 px."""
+        return replace(cfg, optim=replace(cfg.optim, name="adam", lr=1e-3, backbone_lr_factor=0.1,
+                                          weight_decay=0.0, accum_steps=2),
+                       train=replace(cfg.train, epochs=200, batch_size=1),
+                       data=replace(cfg.data, num_frames=103, frame_size=224))
+
+    # ------------------------------------------------------------ targets
+    def target(self, score: torch.Tensor, difficulty: torch.Tensor) -> torch.Tensor:
+        """What the tree regresses: completeness score / DD with use_dd, else the score."""
+        return score / difficulty if self.cfg.model.use_dd else score
+
+    # ------------------------------------------------------------ data
+    def wrap_dataset(self, clips: Any, split: str, train_clips: Any) -> Any:
+        if split != "train":
+            return clips
+        m = self.cfg.model
+        samples = train_clips.samples
+        targets = [s.score / s.difficulty if m.use_dd else s.score for s in samples]
+        groups = [pool_key(s, m.exemplar_rule) for s in samples]
+        self.leaves = build_leaves(pair_differences(targets, groups), m.depth, m.score_range)
+        return PairDataset(clips, m.exemplar_rule)
+
+    def build_model(self) -> nn.Module:
+        backbone = BACKBONES.get(self.cfg.backbone.name).build(self.cfg.backbone)
+        if self.cfg.backbone.freeze:
+            backbone.requires_grad_(False)
+        return CoReModel(backbone, self.cfg.model, self.leaves)
+
+    def set_train_mode(self, model: nn.Module) -> None:
+        model.train()
+        if self.cfg.model.fix_bn:
+            for module in model.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+
+    # ------------------------------------------------------------ training
+    def losses(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
+        core = getattr(model, "module", model)  # the CoReModel behind a DDP wrapper
+        b = batch["video"].shape[0]
+        y_q = self.target(batch["score"], batch["difficulty"])
+        y_e = self.target(batch["exemplar_score"], batch["exemplar_difficulty"])
+        theta = self.cfg.model.score_range
+        logp, delta = model(batch["video"], batch["exemplar_video"], y_q / theta, y_e / theta)
+        idx, r = leaf_labels(torch.cat([y_e - y_q, y_q - y_e]).detach().cpu(), core.leaves.cpu(),
+                             edge_bug=self.cfg.model.edge_bug)
+        idx, r = idx.to(logp.device), r.to(logp.device)
+        nll = F.nll_loss(logp[:b].float(), idx[:b]) + F.nll_loss(logp[b:].float(), idx[b:])
+        mse = logp.new_zeros((), dtype=torch.float32)
+        for half in (slice(0, b), slice(b, 2 * b)):  # per direction, per leaf: mean over its pairs
+            for leaf in range(delta.shape[1]):
+                mask = (idx[half] == leaf) & (r[half] >= 0)
+                if mask.any():
+                    mse = mse + F.mse_loss(delta[half][mask, leaf].float(), r[half][mask])
+        return {"loss": nll + mse, "nll": nll.detach(), "mse": mse.detach()}
+
+    # ------------------------------------------------------------ evaluation and the bank
+    def on_eval_start(self, model: nn.Module, device: torch.device) -> None:
+        from aqa.registry import DATASETS
+
+        if self._pool_clips is None:  # the training split without augmentation
+            self._pool_clips = DATASETS.get(self.cfg.dataset).build(self.cfg.data, "train",
+                                                                    train=False)
+        from aqa.train.loop import collate
+
+        loader = DataLoader(self._pool_clips, batch_size=self.cfg.train.batch_size,
+                            num_workers=self.cfg.data.num_workers, collate_fn=collate)
+        feats = []
+        with torch.no_grad():
+            for batch in loader:
+                feats.append(model.video_features(batch["video"].to(device)).float().cpu())
+        samples = self._pool_clips.samples
+        self._bank = bank_from(samples, torch.cat(feats), self.cfg.model.exemplar_rule)
+
+    def checkpoint_extras(self, model: nn.Module) -> dict[str, Any]:
+        return {"exemplar_bank": self._bank} if self._bank is not None else {}
+
+    def predict(self, model: nn.Module, batch: dict) -> torch.Tensor:
+        if self._bank is None:
+            raise RuntimeError("CoRe.predict needs on_eval_start to have built the exemplar bank")
+        preds = []
+        f_q = model.video_features(batch["video"])  # (B, D)
+        for i in range(f_q.shape[0]):
+            query = Sample(id=str(batch["id"][i]), video=Path(""), score=0.0,
+                           difficulty=float(batch["difficulty"][i]))
+            preds.append(self._vote(model, f_q[i:i + 1], query, self._bank)["score"])
+        return torch.tensor(preds, device=f_q.device)
+
+    def _vote(self, model: nn.Module, f_q: torch.Tensor, query: Sample, bank: dict) -> dict:
+        """Score one query (1, D) against its voters from the bank."""
+        m = self.cfg.model
+        pool = bank_pool(bank, m.exemplar_rule)
+        chosen = voters(query, pool, m.voter_number, seed=self.cfg.train.seed).samples
+        rows = [bank["ids"].index(s.id) for s in chosen]
+        f_e = bank["features"][rows].to(f_q.device, f_q.dtype)  # (V, D)
+        s_e = bank["scores"][rows].to(f_q.device)
+        d_e = bank["difficulty"][rows].to(f_q.device)
+        y_e = self.target(s_e, d_e)
+        logp, delta = model.head(f_e, f_q.expand(len(rows), -1), y_e / m.score_range)
+        diff = decode(logp.float(), delta.float(), model.leaves).to(f_q.device)  # (V,)
+        per_voter = y_e + diff
+        if m.use_dd:
+            per_voter = per_voter * query.difficulty
+        return {"score": float(per_voter.mean()), "per_voter": per_voter.tolist(),
+                "exemplars": [{"id": s.id, "score": float(s.score), "difficulty": s.difficulty,
+                               "difference": float(dv) * (query.difficulty if m.use_dd else 1.0)}
+                              for s, dv in zip(chosen, diff.tolist())]}
+
+    def score_clip(self, model: nn.Module, batch: dict, state: dict | None = None) -> dict[str, Any]:
+        bank = (state or {}).get("exemplar_bank")
+        if not bank:
+            raise ConfigError("this CoRe checkpoint has no exemplar bank: score with best.pt, or "
+                              "import it with --dataset/--data-root so the training split is cached")
+        notes = []
+        difficulty = batch.get("difficulty_given")
+        if difficulty is None:
+            difficulty = float(torch.median(bank["difficulty"]))
+            if self.cfg.model.use_dd or self.cfg.model.exemplar_rule == "difficulty":
+                notes.append(f"no difficulty given: assumed the training split's median "
+                             f"{difficulty:g}; give the dive's difficulty for a faithful score")
+        query = Sample(id=str(batch["id"][0]), video=Path(""), score=0.0, difficulty=difficulty)
+        f_q = model.video_features(batch["video"])
+        out = self._vote(model, f_q, query, bank)
+        spread = torch.tensor(out["per_voter"]).std(unbiased=False).item() if out["per_voter"] else None
+        return {"score": out["score"], "exemplars": out["exemplars"], "spread": spread,
+                "notes": notes}
+
+
+def bank_from(samples: list[Sample], features: torch.Tensor, rule: str) -> dict:
+    """The exemplar bank: training-split features and what the pool needs (plain values only)."""
+    return {"features": features.float(), "ids": [s.id for s in samples],
+            "scores": torch.tensor([s.score for s in samples], dtype=torch.float32),
+            "difficulty": torch.tensor([s.difficulty for s in samples], dtype=torch.float32),
+            "groups": [None if rule in ("difficulty", "none") else str(pool_key(s, rule))
+                       for s in samples], "rule": rule}
+
+
+def bank_pool(bank: dict, rule: str):
+    samples = [Sample(id=i, video=Path(""), score=float(s), difficulty=float(d),
+                      meta={rule: g} if g is not None else {})
+               for i, s, d, g in zip(bank["ids"], bank["scores"], bank["difficulty"],
+                                     bank["groups"])]
+    return pool_by(samples, rule)
