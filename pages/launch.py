@@ -41,7 +41,8 @@ dataset = c[1].selectbox("Dataset", datasets, index=_index(datasets, prefill.get
 backbone = c[2].selectbox("Backbone", backbones,
                           index=_index(backbones, prefill.get("backbone.name")
                                        or METHODS.get(method).default_backbone),
-                          key="backbone", help="the backbone weights are set in its tab below")
+                          key=f"backbone:{method}",  # a new method starts at its default backbone
+                          help="the backbone weights are set in its tab below")
 root = st.text_input("Data root", value=prefill.get("data.root", ""), key="data_root",
                      placeholder="empty = the dataset's default location",
                      help="the folder holding the dataset (clips and annotations)")

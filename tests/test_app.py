@@ -162,6 +162,7 @@ def test_data_doctor_and_prepare(runs_dir, synthetic_root):
 
 def test_launch_form_refuses_bad_values(runs_dir, synthetic_root):
     at = app("launch")
+    at.selectbox(key="method").set_value("regression").run()
     prefix = "regression:synthetic:tiny3d:None"
     at.text_input(key=f"{prefix}:optim.lr").set_value("-1")
     at.button(key="FormSubmitter:launch_form-Launch").click().run()
@@ -179,6 +180,7 @@ def test_launch_form_submits_a_real_run(runs_dir, synthetic_root):
     from aqa.jobs.local import run_status
 
     at = app("launch")
+    at.selectbox(key="method").set_value("regression").run()
     at.text_input(key="data_root").set_value(str(synthetic_root)).run()
     prefix = "regression:synthetic:tiny3d:None"
     values = dict(v.split("=") for v in FAST)

@@ -1,0 +1,185 @@
+"""Clip transforms: pure functions on ``(C, T, H, W)`` tensors, and the historical pipelines.
+
+Two layers (as in pytorchvideo): functional ops below, and :class:`Pipeline`, a small frozen
+dataclass holding the parameters of one method's preprocessing. A pipeline has two halves:
+
+- ``decode_size`` ``(width, height)`` and ``interpolation``: the resize done while decoding
+  (in the video decoder, or by PIL for JPEG frames), so full-size frames never reach Python;
+- :meth:`Pipeline.apply`: crop and flip on the decoded uint8 clip ``(C, T, H, W)``. The same
+  random crop and flip are applied to every frame of a clip.
+
+Normalisation is not part of the pipeline: clips stay uint8 and the backbone normalises on the
+device (:func:`normalize` with :data:`IMAGENET` or :data:`MINUS_ONE_ONE`, chosen by backbone).
+
+The pipelines (METHODS.md 0.3):
+
+    name     decode (W x H)   interpolation       train                 test
+    square   S x S            bilinear            flip (if hflip)       -
+    tvv      256 x 455        bilinear (*)        flip, random crop C   center crop C
+    tvv_fixed 455 x 256       bilinear            flip, random crop C   center crop C
+    musdl    455 x 256        random of 4 (**)    flip, center crop C   center crop C
+
+(*) ``legacy_tvv_resize``: torch_videovision's ``Resize((455, 256))`` hands ``(256, 455)`` to
+PIL, which reads it as (width, height): frames come out 256 wide and 455 tall; and its
+interpolation names are swapped, so the default ``'nearest'`` is PIL BILINEAR. CoRe, TPT,
+FineDiving-TSA and PECoP trained on that; ``tvv_fixed`` is the landscape resize they meant.
+(**) MUSDL/TSA-Net draw one of NEAREST, BILINEAR, BICUBIC, LANCZOS per clip, at test time too;
+here the draw is seeded per sample, so evaluation is repeatable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # (mean, std) per RGB channel
+MINUS_ONE_ONE = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # maps [0, 1] to [-1, 1] (piergiaj I3D)
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos")
+
+
+# ----------------------------------------------------------------- functional ops, (C, T, H, W)
+
+def to_float(clip: torch.Tensor) -> torch.Tensor:
+    """uint8 ``(C, T, H, W)`` in 0..255 -> float32 in [0, 1]."""
+    return clip.float().div_(255.0) if clip.dtype == torch.uint8 else clip.float()
+
+
+def normalize(clip: torch.Tensor, mean_std: tuple = IMAGENET) -> torch.Tensor:
+    """``(clip/255 - mean) / std`` per channel; ``clip`` is ``(C, T, H, W)`` or ``(B, C, T, H, W)``."""
+    mean, std = (torch.tensor(v, dtype=torch.float32, device=clip.device) for v in mean_std)
+    shape = (-1, 1, 1, 1)  # broadcast over T, H, W (and a leading batch dim)
+    return (to_float(clip) - mean.view(shape)) / std.view(shape)
+
+
+def hflip(clip: torch.Tensor) -> torch.Tensor:
+    """Mirror every frame left-right (the last axis is W)."""
+    return clip.flip(-1)
+
+
+def crop(clip: torch.Tensor, top: int, left: int, height: int, width: int) -> torch.Tensor:
+    """The same ``height x width`` window at ``(top, left)`` of every frame."""
+    H, W = clip.shape[-2:]
+    if top < 0 or left < 0 or top + height > H or left + width > W:
+        raise ValueError(f"crop {height}x{width} at ({top}, {left}) does not fit a {H}x{W} frame")
+    return clip[..., top:top + height, left:left + width]
+
+
+def center_crop(clip: torch.Tensor, size: int) -> torch.Tensor:
+    """The central ``size x size`` window; offsets round down like torchvision's
+    ``int(round((H - size) / 2))`` for even differences (both agree on 455 -> 224: top 115)."""
+    H, W = clip.shape[-2:]
+    return crop(clip, int(round((H - size) / 2.0)), int(round((W - size) / 2.0)), size, size)
+
+
+def random_crop(clip: torch.Tensor, size: int, rng: np.random.Generator) -> torch.Tensor:
+    """A ``size x size`` window at a seeded random position, the same for every frame."""
+    H, W = clip.shape[-2:]
+    top, left = int(rng.integers(0, H - size + 1)), int(rng.integers(0, W - size + 1))
+    return crop(clip, top, left, size, size)
+
+
+def resize(clip: torch.Tensor, height: int, width: int, mode: str = "bilinear") -> torch.Tensor:
+    """Every frame resized to ``height x width`` (torch ``interpolate``; for tensors already in
+    memory, e.g. a scored clip; datasets resize while decoding instead)."""
+    x = to_float(clip) if clip.dtype == torch.uint8 else clip
+    C, T = x.shape[:2]
+    frames = x.permute(1, 0, 2, 3)  # (T, C, H, W)
+    kwargs = {} if mode == "nearest" else {"align_corners": False, "antialias": True}
+    out = F.interpolate(frames, size=(height, width), mode=mode, **kwargs).permute(1, 0, 2, 3)
+    if clip.dtype == torch.uint8:
+        return out.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
+    return out
+
+
+# ----------------------------------------------------------------- the torch_videovision quirk
+
+def tvv_resize_size(size: tuple[int, int] = (455, 256)) -> tuple[int, int]:
+    """The PIL ``(width, height)`` torch_videovision's ``Resize(size)`` really produces:
+    it swaps the tuple, and PIL reads the swapped tuple as (width, height)."""
+    h_meant, w_meant = size  # torch_videovision documents size as (h, w)
+    return (w_meant, h_meant)  # -> (256, 455): 256 wide, 455 tall
+
+
+def tvv_interpolation(name: str = "nearest") -> str:
+    """The PIL filter torch_videovision really uses for its interpolation ``name`` (PIL input):
+    ``'bilinear'`` gives NEAREST and anything else (its default ``'nearest'``) gives BILINEAR."""
+    return "nearest" if name == "bilinear" else "bilinear"
+
+
+def pil_filter(name: str):
+    from PIL import Image
+
+    return {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
+            "lanczos": Image.LANCZOS}[name]
+
+
+def resize_image(image, size: tuple[int, int], interpolation: str = "bilinear") -> np.ndarray:
+    """A PIL image (or HxWx3 uint8 array) resized to ``size=(width, height)``, as HxWx3 uint8."""
+    from PIL import Image
+
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    if image.size != tuple(size):
+        image = image.resize(tuple(size), pil_filter(interpolation))
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+# ----------------------------------------------------------------- pipelines
+
+@dataclass(frozen=True)
+class Pipeline:
+    """One method's spatial preprocessing (see the module docstring for the table)."""
+
+    name: str
+    decode_size: tuple[int, int]  # (width, height) the decoder resizes to
+    interpolation: str = "bilinear"  # PIL filter name, or "random" (one of 4 per clip)
+    crop: int = 0  # output size of the square crop (0 = no crop)
+    random_crop: bool = False  # random crop position at train time (else centre)
+    hflip: bool = False  # random horizontal flip (p = 0.5) at train time
+
+    def draw_interpolation(self, rng: np.random.Generator) -> str:
+        if self.interpolation != "random":
+            return self.interpolation
+        return INTERPOLATIONS[int(rng.integers(len(INTERPOLATIONS)))]
+
+    def apply(self, clip: torch.Tensor, train: bool, rng: np.random.Generator) -> torch.Tensor:
+        """Flip then crop the decoded uint8 clip ``(C, T, H, W)`` (same for every frame)."""
+        if train and self.hflip and rng.random() < 0.5:
+            clip = hflip(clip)
+        if self.crop:
+            if train and self.random_crop:
+                clip = random_crop(clip, self.crop, rng)
+            else:
+                clip = center_crop(clip, self.crop)
+        return clip.contiguous()
+
+    @property
+    def out_size(self) -> tuple[int, int]:
+        """(H, W) of the clips the pipeline yields."""
+        if self.crop:
+            return (self.crop, self.crop)
+        return (self.decode_size[1], self.decode_size[0])
+
+
+PIPELINES = ("square", "tvv", "tvv_fixed", "musdl")
+
+
+def build_pipeline(name: str, frame_size: int = 224, hflip: bool = True,
+                   resize: tuple[int, int] = (455, 256)) -> Pipeline:
+    """The pipeline ``name`` (:data:`PIPELINES`); ``frame_size`` is the crop (the square side for
+    ``square``), ``resize`` the landscape (width, height) of the historical pipelines."""
+    w, h = resize
+    if name == "square":
+        return Pipeline("square", (frame_size, frame_size), "bilinear", 0, False, hflip)
+    if name == "tvv":  # legacy_tvv_resize: 256 wide x 455 tall, bilinear
+        return Pipeline("tvv", tvv_resize_size((w, h)), tvv_interpolation("nearest"), frame_size,
+                        True, hflip)
+    if name == "tvv_fixed":
+        return Pipeline("tvv_fixed", (w, h), "bilinear", frame_size, True, hflip)
+    if name == "musdl":
+        return Pipeline("musdl", (w, h), "random", frame_size, False, hflip)
+    from aqa.errors import ConfigError
+    raise ConfigError(f"unknown data.pipeline {name!r}; choose one of {', '.join(PIPELINES)}")
