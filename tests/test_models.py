@@ -12,18 +12,32 @@ def test_every_backbone_maps_clips_to_features():
         assert model(video).shape == (2, model.out_dim), name
 
 
-def test_every_method_trains_and_predicts_on_tiny3d():
+# What each method needs to run on 8-frame 32-pixel clips with tiny3d.
+TINY = {"core": ["model.clip_starts=0,4", "model.clip_len=4", "model.voter_number=2"]}
+
+
+def test_every_method_trains_and_predicts_on_tiny3d(synthetic_root):
+    from aqa.registry import DATASETS
+    from aqa.train.loop import collate
     for name, entry in METHODS.items():
-        cfg = build_run_config(name, "synthetic")
+        cfg = build_run_config(name, "synthetic", overrides=[
+            "backbone.name=tiny3d", "data.num_frames=8", "data.frame_size=32",
+            f"data.root={synthetic_root}", "data.num_clips=24", "train.batch_size=2",
+            *TINY.get(name, [])])
+        data = DATASETS.get("synthetic")
+        train = data.build(cfg.data, "train", train=True)
         method = entry(cfg)
+        pairs = method.wrap_dataset(train, "train", train)
         model = method.build_model()
-        batch = {"video": torch.randint(0, 256, (2, 3, 8, 32, 32), dtype=torch.uint8),
-                 "score": torch.tensor([30.0, 60.0]), "difficulty": torch.tensor([2.0, 3.0]),
-                 "id": ["a", "b"]}
-        losses = method.losses(model, batch)
+        method.set_train_mode(model)
+        losses = method.losses(model, collate([pairs[0], pairs[1]]))
         losses["loss"].backward()
-        assert losses["loss"].ndim == 0 and torch.isfinite(losses["loss"])
-        assert method.predict(model, batch).shape == (2,)
+        assert losses["loss"].ndim == 0 and torch.isfinite(losses["loss"]), name
+        model.eval()
+        method.on_eval_start(model, torch.device("cpu"))
+        test = method.wrap_dataset(data.build(cfg.data, "test", train=False), "test", train)
+        with torch.no_grad():
+            assert method.predict(model, collate([test[0], test[1]])).shape == (2,), name
 
 
 def test_tiny3d_parameter_count():
