@@ -96,6 +96,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     _json_arg(p)
 
+    p = sub.add_parser("import-checkpoint", help="import an official checkpoint (CoRe's MTL_CoRe.pth, ...)")
+    p.add_argument("file", help="the official checkpoint")
+    p.add_argument("--method", required=True, help="the method it belongs to (core)")
+    p.add_argument("--dataset", default=None, help="dataset whose training split becomes the exemplar bank")
+    p.add_argument("--data-root", default=None, help="that dataset's folder")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for the imported model (repeatable)")
+    p.add_argument("--out", default=None, help="where to write the checkpoint (default: a new run)")
+    p.add_argument("--device", default="cpu", help="device for building the exemplar bank")
+    _runs_dir_arg(p)
+    _json_arg(p)
+
     p = sub.add_parser("methods", help="list registered methods, backbones and datasets")
     _json_arg(p)
     return parser
@@ -290,6 +302,21 @@ def cmd_methods(args) -> int:
     return 0
 
 
+def cmd_import(args) -> int:
+    from aqa.importers import import_checkpoint
+
+    result = import_checkpoint(args.file, args.method, _runs_dir(args), dataset=args.dataset,
+                               data_root=args.data_root, overrides=args.overrides, out=args.out,
+                               device=args.device)
+    if args.json:
+        _print_json(result)
+        return 0
+    print(f"imported {args.file} as run {result['run_id']}: {result['checkpoint']}")
+    for note in result["notes"]:
+        print(f"  note: {note}")
+    return 0
+
+
 def cmd_score(args) -> int:
     from aqa.scoring import Scorer
 
@@ -306,7 +333,8 @@ def cmd_score(args) -> int:
 
 
 COMMANDS = {"demo": cmd_demo, "train": cmd_train, "runs": cmd_runs, "index": cmd_index,
-            "methods": cmd_methods, "score": cmd_score}
+            "methods": cmd_methods, "score": cmd_score,
+            "import-checkpoint": cmd_import}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,164 @@
+"""Import the official implementations' checkpoints as checkpoints of this project.
+
+    python -m aqa import-checkpoint MTL_CoRe.pth --method core [--dataset mtl_aqa --data-root P]
+
+Official training checkpoints hold numpy scalars (``rho_best`` from scipy) and sometimes an
+argparse Namespace, which ``torch.load(weights_only=True)`` refuses. They are read with
+``weights_only=True`` plus an explicit allowlist of exactly those globals; anything else in the
+file is refused with a message, never unpickled. Weights are then mapped key by key.
+
+The import makes a run directory (``run.json``, an event log with one checkpoint event and a
+``finished`` status), so the imported checkpoint is listed in the index and the app like a
+trained one. With a dataset given, its training split becomes the exemplar bank (pair methods),
+so the checkpoint can score a clip with no dataset on disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from aqa.config import build_run_config, flat_fields, to_dict
+from aqa.errors import CheckpointError, ConfigError
+from aqa.registry import DATASETS, METHODS
+from aqa.runs import store
+from aqa.runs.events import EVENTS_FILE, EventWriter
+from aqa.train.checkpoint import save_checkpoint
+
+# What the official checkpoints contain besides tensors and containers.
+_OFFICIAL_GLOBALS = [argparse.Namespace, np.dtype, np.ndarray,
+                     np._core.multiarray.scalar, np._core.multiarray._reconstruct,
+                     type(np.dtype(np.float64)), type(np.dtype(np.float32)),
+                     type(np.dtype(np.int64))]
+
+
+def load_official(path: str | Path) -> dict:
+    """A checkpoint of an official implementation, read without executing pickled code."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no file {path}")
+    try:
+        with torch.serialization.safe_globals(_OFFICIAL_GLOBALS):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{path} cannot be imported safely: {str(exc).splitlines()[0][:300]}"
+                              "; only tensors, numbers, numpy scalars and argparse Namespaces are "
+                              "allowed in an official checkpoint") from exc
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds a {type(state).__name__}, not a checkpoint dict")
+    return state
+
+
+def _strip_module(state: dict) -> dict:
+    """Drop the ``module.`` prefix nn.DataParallel adds."""
+    return {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars -> Python numbers, so our checkpoint holds plain values only."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if torch.is_tensor(value) and value.numel() == 1:
+        return value.item()
+    return value
+
+
+def core_state(raw: dict, model: torch.nn.Module) -> tuple[dict, list[str]]:
+    """Map an official CoRe checkpoint (``base_model`` + ``regressor``) or a bare I3D state dict
+    (hassony2 ``model_rgb.pth``) onto our CoReModel's keys."""
+    notes = []
+    own = model.state_dict()
+    if "base_model" in raw and "regressor" in raw:
+        base = _strip_module(raw["base_model"])
+        mapped = {k if k.startswith("backbone.") else f"backbone.{k}": v for k, v in base.items()}
+        mapped.update({f"regressor.{k}": v for k, v in _strip_module(raw["regressor"]).items()})
+    elif any(k.endswith("conv3d.weight") for k in raw):
+        mapped = {f"backbone.{k}": v for k, v in _strip_module(raw).items()}
+        mapped.update({k: v for k, v in own.items() if k.startswith("regressor.")})
+        notes.append("the file holds I3D weights only: the regression tree starts untrained")
+    else:
+        raise CheckpointError("not a CoRe checkpoint: expected 'base_model' and 'regressor' "
+                              f"entries or an I3D state dict; found {sorted(raw)[:8]}")
+    mapped["leaves"] = own["leaves"]  # bins come from the training split, not the file
+    for k, v in own.items():  # PyTorch 0.3 files have no BatchNorm counters
+        if k.endswith("num_batches_tracked") and k not in mapped:
+            mapped[k] = v
+    missing = [k for k in own if k not in mapped]
+    unexpected = [k for k in mapped if k not in own]
+    wrong = [k for k in own if k in mapped and tuple(mapped[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or wrong:
+        raise CheckpointError(f"the weights do not fit CoRe: missing {missing[:5]} ({len(missing)}), "
+                              f"unexpected {unexpected[:5]} ({len(unexpected)}), wrong shape {wrong[:5]}")
+    return mapped, notes
+
+
+def import_checkpoint(path: str | Path, method: str, runs_dir: str | Path, *,
+                      dataset: str | None = None, data_root: str | None = None,
+                      overrides: list[str] | None = None, out: str | Path | None = None,
+                      device: str = "cpu") -> dict:
+    """Import ``path`` as a ``method`` checkpoint; returns {"checkpoint", "run_id", "notes"}."""
+    if method != "core":
+        raise ConfigError(f"importing official {method!r} checkpoints is not supported yet; "
+                          "supported: core (I3D weight files load directly with "
+                          "--set backbone.weights=FILE)")
+    raw = load_official(path)
+    runs_dir = store.resolve_runs_dir(runs_dir)
+    name = dataset or ("mtl_aqa" if "mtl_aqa" in DATASETS.names() else "folder")
+    sets = ["backbone.name=i3d", "backbone.family=hassony2", "backbone.input_norm=imagenet",
+            "backbone.weights="]
+    keys = {k for k, *_ in flat_fields(build_run_config(method, name))}
+    if "data.pipeline" in keys:  # the preprocessing CoRe was trained with (METHODS.md 0.3)
+        sets.append("data.pipeline=tvv")
+    if data_root:
+        sets.append(f"data.root={data_root}")
+    cfg = build_run_config(method, name, overrides=sets + list(overrides or []))
+    method_obj = METHODS.get(method)(cfg)
+    notes: list[str] = []
+    clips = None
+    if dataset:
+        entry = DATASETS.get(dataset)
+        cfg = replace(cfg, data=entry.resolve(cfg.data, runs_dir))
+        method_obj.cfg = cfg
+        clips = entry.build(cfg.data, "train", train=False)
+        method_obj.wrap_dataset(clips, "train", clips)  # bins from the training split
+    else:
+        notes.append("no dataset given: no exemplar bank and no bins; give --dataset and "
+                     "--data-root to score clips with this checkpoint")
+    model = method_obj.build_model()
+    mapped, more = core_state(raw, model)
+    notes += more
+    model.load_state_dict(mapped, strict=True)
+    model.to(device).eval()
+    extras = {}
+    if clips is not None:
+        method_obj._pool_clips = clips
+        method_obj.on_eval_start(model, torch.device(device))
+        extras = method_obj.checkpoint_extras(model)
+    metrics = {k: _plain(raw[k]) for k in ("rho_best", "L2_min", "RL2_min") if k in raw}
+    epoch = int(_plain(raw.get("epoch", 0)) or 0)
+    run_path = store.create_run(runs_dir, to_dict(cfg), argv=["aqa", "import-checkpoint", str(path)],
+                                extra={"imported_from": str(Path(path).resolve())})
+    target = Path(out) if out else run_path / "checkpoints" / "best.pt"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    state = {"method": method, "config": to_dict(cfg), "model": model.cpu().state_dict(),
+             "epoch": epoch, "step": 0, "metrics": metrics,
+             "best": {"metric": "rho", "value": metrics.get("rho_best"), "epoch": epoch},
+             "imported_from": str(Path(path).resolve()), **extras}
+    size = save_checkpoint(target, state)
+    events = EventWriter(run_path / EVENTS_FILE)
+    events.emit("start", imported=True, epochs=epoch, total_steps=0)
+    for name_, value in (("rho", metrics.get("rho_best")), ("l2", metrics.get("L2_min")),
+                         ("rl2", metrics.get("RL2_min"))):
+        if value is not None:
+            events.metric(name_, value, epoch=epoch, step=0, split="test")
+    events.emit("checkpoint", path=str(target), epoch=epoch, step=0, size=size, metrics=metrics)
+    events.emit("status", status="finished", message="imported " + Path(path).name)
+    events.close()
+    store.write_job(run_path, {"executor": "import", "state": "done", "started": time.time()})
+    return {"checkpoint": str(target), "run_id": run_path.name, "notes": notes}

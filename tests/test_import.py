@@ -1,0 +1,98 @@
+"""Importing an official CoRe checkpoint: safe loading, key mapping, the same prediction."""
+
+import argparse
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from aqa.config import build_run_config
+from aqa.errors import CheckpointError
+from aqa.importers import import_checkpoint, load_official
+from aqa.models.core import CoRe
+from aqa.models.group_tree import decode
+from aqa.scoring import Scorer
+from conftest import SMALL_CLIPS
+
+SMALL = ["model.clip_starts=0", "model.clip_len=8", "data.num_frames=8", "data.frame_size=64",
+         "model.voter_number=3", "train.batch_size=4"]
+
+
+def official_core_checkpoint(path, seed=0):
+    """What CoRe's tools/helper.save_checkpoint writes: DataParallel keys, numpy scalars."""
+    cfg = build_run_config("core", "synthetic", overrides=["backbone.weights=",
+                                                            "backbone.family=hassony2"] + SMALL)
+    torch.manual_seed(seed)
+    model = CoRe(cfg).build_model()
+    state = model.state_dict()
+    torch.save({"base_model": {f"module.{k}": v for k, v in state.items() if k.startswith("backbone.")},
+                "regressor": {f"module.{k[10:]}": v for k, v in state.items()
+                              if k.startswith("regressor.")},
+                "optimizer": {"state": {}, "param_groups": []}, "epoch": np.int64(120),
+                "epoch_best": 97, "rho_best": np.float64(0.9512), "L2_min": np.float64(47.1),
+                "RL2_min": np.float64(0.0026), "args": argparse.Namespace(bs_train=1)}, path)
+    return state
+
+
+def test_numpy_scalars_and_namespaces_load_without_unpickling_code(tmp_path):
+    official_core_checkpoint(tmp_path / "MTL_CoRe.pth")
+    raw = load_official(tmp_path / "MTL_CoRe.pth")
+    assert float(raw["rho_best"]) == 0.9512 and raw["args"].bs_train == 1
+
+
+def test_arbitrary_code_is_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned > " + str(tmp_path / "pwned"),))
+    torch.save({"regressor": Evil()}, tmp_path / "evil.pth")
+    with pytest.raises(CheckpointError, match="cannot be imported safely"):
+        load_official(tmp_path / "evil.pth")
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_import_predicts_what_the_official_test_loop_predicts(tmp_path, runs_dir, synthetic_root):
+    state = official_core_checkpoint(tmp_path / "MTL_CoRe.pth")
+    result = import_checkpoint(tmp_path / "MTL_CoRe.pth", "core", runs_dir, dataset="synthetic",
+                               data_root=str(synthetic_root),
+                               overrides=SMALL + [f"data.num_clips={SMALL_CLIPS}"])
+    scorer = Scorer.from_checkpoint(result["checkpoint"])
+    clip = synthetic_root / "clips" / "dive_0003.mp4"
+    ours = scorer.score(clip, difficulty=2.8)
+    # the official way: query and each exemplar through the backbone, with the file's weights
+    model = scorer.model
+    for k, v in state.items():
+        if k != "leaves":
+            assert torch.equal(model.state_dict()[k], v), k
+    from aqa.registry import DATASETS
+    cfg = scorer.cfg
+    clips = DATASETS.get("synthetic").build(cfg.data, "train", train=False)
+    index = {s.id: i for i, s in enumerate(clips.samples)}
+    query = torch.from_numpy(ours.frames).permute(3, 0, 1, 2)[None]
+    total = 0.0
+    with torch.no_grad():
+        for ex in ours.exemplars:
+            item = clips[index[ex["id"]]]
+            f = model.video_features(torch.cat([item["video"][None], query]))
+            y_e = item["score"] / item["difficulty"]
+            logp, delta = model.head(f[:1], f[1:], (y_e / 30.0)[None])
+            total += float((y_e + decode(logp, delta, model.leaves)) * 2.8)
+    assert ours.score == pytest.approx(total / len(ours.exemplars), rel=1e-5)
+    # the import is a run in the index, with the official numbers as its metrics
+    from aqa.runs import index
+    row = [r for r in index.list_runs(runs_dir) if r["id"] == result["run_id"]][0]
+    assert row["status"] == "finished" and row["best_rho"] == pytest.approx(0.9512)
+
+
+def test_import_without_dataset_says_what_is_missing(tmp_path, runs_dir):
+    official_core_checkpoint(tmp_path / "MTL_CoRe.pth")
+    result = import_checkpoint(tmp_path / "MTL_CoRe.pth", "core", runs_dir, overrides=SMALL)
+    assert "no exemplar bank" in result["notes"][0]
+    state = torch.load(result["checkpoint"], weights_only=True)
+    assert state["method"] == "core" and "exemplar_bank" not in state
+
+
+def test_wrong_file_is_refused(tmp_path, runs_dir):
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "x.pth")
+    with pytest.raises(CheckpointError, match="not a CoRe checkpoint"):
+        import_checkpoint(tmp_path / "x.pth", "core", runs_dir, overrides=SMALL)
