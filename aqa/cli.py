@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from aqa import cli_data, cli_jobs
 from aqa.errors import AQAError
 
 # The demo: tiny3d + linear head on the synthetic dives, sized to finish in a few minutes on
@@ -52,10 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None, help="the dataset's folder")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override such as train.epochs=5 (repeatable)")
-    p.add_argument("--gpus", default=None,
-                   help="GPUs: a count (2 = any two) or indices (0,1); default: CPU")
-    p.add_argument("--nproc", type=int, default=None,
-                   help="processes (default: one per GPU, else 1; >1 on the CPU uses gloo)")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="train on the annotated samples that are present; the exclusions are "
+                        "recorded in the run (see `aqa doctor`)")
+    cli_jobs.add_executor_args(p)
     p.add_argument("--follow", action="store_true", help="print the run's output until it ends")
     _runs_dir_arg(p)
     _json_arg(p)
@@ -81,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "logs":
             p.add_argument("--follow", "-f", action="store_true", help="keep printing until it ends")
             p.add_argument("--lines", "-n", type=int, default=0, help="only the last N lines")
+    p = runs.add_parser("rerun", help="queue a copy of a run's spec, with changes")
+    p.add_argument("run_id", help="run id (or a unique prefix/suffix of it)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config change for the copy, such as train.epochs=5 (repeatable)")
+    cli_jobs.add_executor_args(p)
+    _runs_dir_arg(p)
+    _json_arg(p)
 
     p = sub.add_parser("index", help="ingest run directories into the SQLite index")
     p.add_argument("--rebuild", action="store_true", help="recreate the index from scratch")
@@ -110,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("methods", help="list registered methods, backbones and datasets")
     _json_arg(p)
+    cli_jobs.add_parsers(sub)
+    cli_data.add_parsers(sub)
     return parser
 
 
@@ -146,9 +156,11 @@ def cmd_train(args) -> int:
     from aqa.jobs import submit
     from aqa.runs.store import resolve_runs_dir
 
+    overrides = args.overrides + (["data.allow_missing=true"] if args.allow_missing else [])
     path = submit(resolve_runs_dir(args.runs_dir), args.method, args.dataset,
-                  data_root=args.data_root, overrides=args.overrides, gpus=args.gpus,
-                  nproc=args.nproc, argv=["aqa", "train", *sys.argv[2:]])
+                  data_root=args.data_root, overrides=overrides, gpus=args.gpus,
+                  nproc=args.nproc, argv=["aqa", "train", *sys.argv[2:]],
+                  executor=args.executor, slurm=cli_jobs.slurm_args(args))
     if args.json:
         _print_json({"run_id": path.name, "run_dir": str(path)})
     else:
@@ -251,9 +263,22 @@ def cmd_runs(args) -> int:
     if action == "resume":
         job = local.resume(path)
         if args.json:
-            _print_json({"run_id": path.name, "pid": job["pid"]})
-        else:
+            _print_json({"run_id": path.name, "pid": job.get("pid"), "state": job.get("state")})
+        elif job.get("pid"):
             print(f"{path.name}: resumed (pid {job['pid']})")
+        else:
+            print(f"{path.name}: resumed, {job.get('state')} "
+                  f"(slurm job {job['slurm_job_id']})" if job.get("slurm_job_id") else
+                  f"{path.name}: queued to resume (see `python -m aqa queue ls`)")
+        return 0
+    if action == "rerun":
+        new = local.rerun(path, overrides=args.overrides, gpus=args.gpus, nproc=args.nproc,
+                          argv=["aqa", "runs", *sys.argv[2:]], executor=args.executor,
+                          slurm=cli_jobs.slurm_args(args))
+        if args.json:
+            _print_json({"run_id": new.name, "run_dir": str(new), "from": path.name})
+        else:
+            print(new.name)
         return 0
     if action == "logs":
         if args.follow:
@@ -333,8 +358,8 @@ def cmd_score(args) -> int:
 
 
 COMMANDS = {"demo": cmd_demo, "train": cmd_train, "runs": cmd_runs, "index": cmd_index,
-            "methods": cmd_methods, "score": cmd_score,
-            "import-checkpoint": cmd_import}
+            "methods": cmd_methods, "score": cmd_score, "import-checkpoint": cmd_import,
+            **cli_jobs.COMMANDS, **cli_data.COMMANDS}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,12 @@ _BUILTIN_MODULES = (
     "aqa.models.regression",
     "aqa.models.core",
     "aqa.data.folder",
+    "aqa.data.mtl_aqa",
+    "aqa.data.aqa7",
+    "aqa.data.frfs",
+    "aqa.data.fisv",
+    "aqa.data.jigsaws",
+    "aqa.data.pd4t",
 )
 
 

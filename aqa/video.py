@@ -1,9 +1,14 @@
 """Video decoding: probe a file, read frames by index, sample a fixed-length clip.
 
-One decoder (decord) behind four functions; decord is imported only when a video is opened,
-so ``import aqa.video`` stays cheap. Every failure a user can cause (missing, empty, corrupt
-or frameless file, an index past the end) is a :class:`~aqa.errors.VideoError` whose message
-names the file, says what went wrong and what to do.
+decord reads what it can (batched ``get_batch`` reads, resized in the decoder); PyAV reads the
+rest: containers decord cannot open (GIF, some MOV/WebM), widths decord 0.6 garbles, and clips
+with a display rotation (portrait phone video: decord 0.6 returns garbled frames for those),
+which are turned upright as ffmpeg would show them. Audio streams are ignored. Frame indices
+count decoded frames (not time x fps), so variable-frame-rate files are read exactly. Both
+decoders are imported only when a video is opened, so ``import aqa.video`` stays cheap. Every
+failure a user can cause (missing, empty, corrupt or frameless file, an index past the end) is
+a :class:`~aqa.errors.VideoError` whose message names the file, says what went wrong and what
+to do.
 
 Frames come back as ``uint8`` numpy arrays of shape ``(T, H, W, 3)`` in RGB order.
 """
@@ -36,21 +41,28 @@ class VideoInfo(NamedTuple):
 
 
 def probe(path: PathLike) -> VideoInfo:
-    """Frame count, fps and native size of the video at ``path``.
+    """Frame count, fps and upright size of the video at ``path`` (width and height swapped for
+    a portrait clip whose container says to rotate it by 90 or 270 degrees).
 
     Decodes one frame to learn the size, so a file that opens but cannot decode fails here.
     """
     path = _existing_file(path)
-    reader = _open(path)
-    num_frames = _num_frames(reader, path)
-    try:
-        height, width, _ = reader[0].shape  # (H, W, 3)
-        fps = float(reader.get_avg_fps())
-    except Exception as exc:  # decord raises RuntimeError, DECORDError and others
-        if not _is_width_bug(exc):
-            raise _decode_error(path, "its first frame", exc) from exc
-        height, width, _ = _pyav_frames(path, [0], None)[0].shape
-        fps = float(reader.get_avg_fps())
+    backend = _backend(path)
+    if backend.pyav:
+        num_frames, fps, width, height = _pyav_info(path)
+    else:
+        reader = _open(path)
+        num_frames = _num_frames(reader, path)
+        try:
+            height, width, _ = reader[0].shape  # (H, W, 3)
+            fps = float(reader.get_avg_fps())
+        except Exception as exc:  # decord raises RuntimeError, DECORDError and others
+            if not _is_width_bug(exc):
+                raise _decode_error(path, "its first frame", exc) from exc
+            height, width, _ = _pyav_frames(path, [0], None)[0].shape
+            fps = float(reader.get_avg_fps())
+    if backend.rotation % 180:
+        width, height = height, width
     return VideoInfo(num_frames=num_frames, fps=fps, width=int(width), height=int(height))
 
 
@@ -67,8 +79,16 @@ def read_frames(
     wanted = np.asarray(indices, dtype=np.int64).reshape(-1)  # (T,)
     if wanted.size == 0:
         raise ValueError("read_frames needs at least one frame index")
-    reader = _open(path, size)
-    num_frames = _num_frames(reader, path)
+    if size is not None and (size[0] < 1 or size[1] < 1):
+        raise ValueError(f"size must be (width, height) with positive values, got {size}")
+    backend = _backend(path)
+    # a clip shown rotated by 90/270 is stored transposed: decode at the transposed size
+    decode_size = (size[1], size[0]) if size is not None and backend.rotation % 180 else size
+    if backend.pyav:
+        num_frames = _pyav_info(path)[0]
+    else:
+        reader = _open(path, decode_size)
+        num_frames = _num_frames(reader, path)
     bad = wanted[(wanted < 0) | (wanted >= num_frames)]
     if bad.size:
         raise VideoError(
@@ -76,13 +96,101 @@ def read_frames(
             f"(valid indices 0..{num_frames - 1}); sample indices with aqa.video.sample_indices."
         )
     unique, where = np.unique(wanted, return_inverse=True)  # (U,), (T,)
-    try:
-        batch = reader.get_batch(unique.tolist()).asnumpy()  # (U, H, W, 3)
-    except Exception as exc:
-        if not _is_width_bug(exc):
-            raise _decode_error(path, f"frames {unique.min()}..{unique.max()}", exc) from exc
-        batch = _pyav_frames(path, unique.tolist(), size)  # (U, H, W, 3)
+    if backend.pyav:
+        batch = _pyav_frames(path, unique.tolist(), decode_size)  # (U, H, W, 3)
+    else:
+        try:
+            batch = reader.get_batch(unique.tolist()).asnumpy()  # (U, H, W, 3), one batched read
+        except Exception as exc:
+            if not _is_width_bug(exc):
+                raise _decode_error(path, f"frames {unique.min()}..{unique.max()}", exc) from exc
+            batch = _pyav_frames(path, unique.tolist(), decode_size)  # (U, H, W, 3)
+    if backend.rotation:
+        batch = np.rot90(batch, k=backend.rotation // 90, axes=(1, 2))  # counter-clockwise
     return np.ascontiguousarray(batch[where], dtype=np.uint8)  # (T, H, W, 3)
+
+
+class _Backend(NamedTuple):
+    pyav: bool  # decode with PyAV (decord cannot open the container: GIF, some MOV/WebM)
+    rotation: int  # counter-clockwise degrees to turn decoded frames upright: 0, 90, 180, 270
+
+
+_backends: dict[tuple, _Backend] = {}
+
+
+def _backend(path: Path) -> _Backend:
+    """Which decoder reads ``path`` and how to rotate its frames; learned once per file version.
+
+    decord is tried first (fast batched reads). A file decord cannot open goes to PyAV. A clip
+    with a display rotation (portrait phone video) also goes to PyAV: decord 0.6 returns garbled
+    4-channel frames for those.
+    """
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key in _backends:
+        return _backends[key]
+    rotation = _pyav_rotation(path)
+    pyav = bool(rotation)
+    if not pyav:
+        try:
+            _open(path)
+        except VideoError as decord_error:
+            try:
+                _pyav_info(path)
+            except VideoError:
+                raise decord_error  # keeps decord's chained cause
+            pyav = True
+    _backends[key] = _Backend(pyav, rotation)
+    return _backends[key]
+
+
+def _pyav_rotation(path: Path) -> int:
+    """The display rotation of the first video frame (0 when PyAV cannot tell)."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                return 0
+            for frame in container.decode(container.streams.video[0]):
+                return int(round(getattr(frame, "rotation", 0) or 0)) % 360 // 90 * 90
+    except Exception:  # unreadable: let decord's open produce the error message
+        return 0
+    return 0
+
+
+_pyav_infos: dict[tuple, tuple[int, float, int, int]] = {}
+
+
+def _pyav_info(path: Path) -> tuple[int, float, int, int]:
+    """``(num_frames, fps, width, height)`` (stored size) counting the stream's packets, so
+    containers without a frame count (GIF) and variable frame rate are exact."""
+    import av
+
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key in _pyav_infos:
+        return _pyav_infos[key]
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise VideoError(f"{path}: the file has no video stream (audio only?); {_FIX_HINT}.")
+            stream = container.streams.video[0]
+            width, height = stream.codec_context.width, stream.codec_context.height
+            num_frames = sum(1 for packet in container.demux(stream) if packet.size)
+            duration = (float(stream.duration * stream.time_base) if stream.duration
+                        else (container.duration or 0) / 1e6)
+            rate = stream.average_rate or stream.guessed_rate
+            fps = float(rate) if rate else (num_frames / duration if duration else 0.0)
+    except VideoError:
+        raise
+    except Exception as exc:  # av.error.* and friends
+        raise VideoError(f"{path}: cannot open as a video ({_first_line(exc)}); it is not a video "
+                         f"PyAV or decord can read, or it is truncated or corrupt; {_FIX_HINT}.") from exc
+    if num_frames < 1:
+        raise VideoError(f"{path}: the video has 0 frames; {_FIX_HINT}.")
+    _pyav_infos[key] = (num_frames, fps, int(width), int(height))
+    return _pyav_infos[key]
 
 
 def _is_width_bug(exc: BaseException) -> bool:
@@ -162,8 +270,22 @@ def _existing_file(path: PathLike) -> Path:
     return path
 
 
+def decode_threads() -> int:
+    """Decoder threads: ``$AQA_DECODE_THREADS``, else 1 inside a DataLoader worker (the workers
+    already keep the cores busy) and 0 (= as many as the cores) in the main process."""
+    env = os.environ.get("AQA_DECODE_THREADS")
+    if env:
+        return int(env)
+    try:
+        from torch.utils.data import get_worker_info
+        return 1 if get_worker_info() is not None else 0
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return 0
+
+
 def _open(path: Path, size: tuple[int, int] | None = None) -> "VideoReader":
-    """A decord VideoReader on ``path`` (CPU, one thread), resizing to ``size=(w, h)`` if given."""
+    """A decord VideoReader on ``path`` (CPU, :func:`decode_threads` threads), resizing to
+    ``size=(w, h)`` in the decoder if given."""
     import decord
 
     width, height = size if size is not None else (-1, -1)
@@ -171,7 +293,7 @@ def _open(path: Path, size: tuple[int, int] | None = None) -> "VideoReader":
         raise ValueError(f"size must be (width, height) with positive values, got {size}")
     try:
         return decord.VideoReader(
-            str(path), ctx=decord.cpu(0), width=width, height=height, num_threads=1
+            str(path), ctx=decord.cpu(0), width=width, height=height, num_threads=decode_threads()
         )
     except Exception as exc:  # RuntimeError, decord.DECORDError, ...
         raise VideoError(

@@ -9,7 +9,13 @@ free port and measures, per page, the seconds from navigation to its first meani
 the running run's log and measures how long the live chart takes to show it.
 """
 
-from __future__ import annotations
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+# the project first, and not bench/ itself: bench/queue.py would shadow the stdlib queue module
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+
 
 import argparse
 import json

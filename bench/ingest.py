@@ -7,7 +7,13 @@ Tailing costs O(new bytes): it seeks to the stored byte offset and reads only wh
 so it is compared against a full read of the file to show the difference.
 """
 
-from __future__ import annotations
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+# the project first, and not bench/ itself: bench/queue.py would shadow the stdlib queue module
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+
 
 import argparse
 import json
@@ -16,7 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aqa.runs import index, store  # noqa: E402
 from aqa.runs.events import EventWriter, read_events, tail  # noqa: E402

@@ -155,7 +155,7 @@ def test_data_doctor_and_prepare(runs_dir, synthetic_root):
     at.text_input(key="ds_root").set_value(str(synthetic_root))
     at.button(key="doctor").click().run()
     no_exception(at)
-    assert "Data ready: 24 samples" in at.success[0].value
+    assert "Data ready: 24 annotated samples: 18 train, 6 test" in at.success[0].value
 
 
 # ---------------------------------------------------------------- launch

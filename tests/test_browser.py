@@ -137,7 +137,7 @@ def test_demo_live_chart_stop_compare_score(server, page):
     shot(page, "launch")
     goto(page, f"{base}/data", "Data")
     page.get_by_role("button", name=re.compile("Run the doctor")).click()
-    page.get_by_text(re.compile("Data ready: 240 samples")).wait_for()
+    page.get_by_text(re.compile("Data ready: 240 annotated samples")).wait_for()
     shot(page, "data")
 
     goto(page, f"{base}/score", "Score a clip")

@@ -51,3 +51,45 @@ def test_window_size_is_checked():
     with pytest.raises(ValueError):
         S.window_clips(list(range(50)), S.CORE)
     assert np.array_equal(S.window_clips(list(range(103)), S.TSA)[0], np.arange(16))
+
+
+def test_vspp_literal_table():
+    # 32 frames, 4 segments of 8; segment 2 (clip frames 8..16) at rate 3, the rest at 1
+    idx = S.vspp_indices(200, 10, fr=1, rate=3, segment=2)
+    assert idx[:9] == list(range(10, 19))
+    assert idx[8:18] == [18, 21, 24, 27, 30, 33, 36, 39, 42, 45]
+    assert idx[18:21] == [46, 47, 48] and len(idx) == 32
+    assert S.vspp_indices(20, 15, fr=2, rate=1, segment=4, clip_len=8, max_segment=4)[:4] == [15, 17, 19, 1]
+
+
+def test_draw_vspp_labels():
+    rng = np.random.default_rng(0)
+    draws = [S.draw_vspp(rng, 100, fr=3) for _ in range(200)]
+    assert {d.pace for d in draws} == {0, 1, 3, 4}  # pace class fr-1 = 2 never occurs
+    assert {d.segment for d in draws} == {0, 1, 2, 3}
+    assert all(len(d.indices) == 32 and max(d.indices) < 100 for d in draws)
+
+
+@pytest.mark.parametrize("name", sorted(S.PLANS))
+def test_every_plan_on_a_21_frame_clip_and_an_exact_fit(name):
+    plan = S.PLANS[name]
+    short = S.offset_window(0, 21, plan.window)  # the 21-frame dive clip
+    assert S.window_clips(short, plan).max() == 20 and short == sorted(short)
+    exact = S.offset_window(0, plan.window, plan.window)
+    assert exact == list(range(plan.window))
+
+
+def test_real_dive_clip_samples_to_every_method_clip_shape():
+    from aqa.video import probe, read_frames
+    from conftest import shared_clip
+
+    path = shared_clip()
+    n = probe(path).num_frames
+    assert n == 21
+    for name, plan in S.PLANS.items():
+        window = S.core_window(n, n, length=plan.window) if name != "jigsaws" else \
+            S.linspace_indices(n, plan.window)
+        clips = S.window_clips(window, plan)  # (n_clips, clip_len)
+        frames = read_frames(path, clips.ravel().tolist(), size=(112, 112))
+        assert frames.shape == (clips.size, 112, 112, 3)
+        assert frames.reshape(*clips.shape, 112, 112, 3).shape[:2] == (len(plan.starts), plan.clip_len)

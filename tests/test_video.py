@@ -148,3 +148,71 @@ def test_widths_decord_cannot_return_fall_back_to_pyav(clip, width):
     # the same frames, in the asked order: compare brightness means at a common size
     assert np.allclose(frames.reshape(3, -1).mean(1), reference.reshape(3, -1).mean(1), atol=6)
     assert (frames[0] == frames[2]).all()
+
+
+# --- containers decord cannot read, portrait phone clips, variable frame rate --------------
+
+def ffmpeg(*args: str) -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed")
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", *args], check=True)
+
+
+def ffmpeg_frames(path: Path, width: int, height: int) -> np.ndarray:
+    """What ffmpeg shows (autorotated), as (T, H, W, 3)."""
+    raw = path.with_suffix(".raw")
+    ffmpeg("-i", str(path), "-pix_fmt", "rgb24", "-f", "rawvideo", str(raw))
+    return np.fromfile(raw, np.uint8).reshape(-1, height, width, 3)
+
+
+def test_rotated_portrait_mov_with_audio_decodes_upright(tmp_path, clip):
+    stored = tmp_path / "stored.mp4"  # 64x48 as stored, with an AAC audio track
+    ffmpeg("-i", str(clip), "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
+           "-shortest", "-c:v", "copy", "-c:a", "aac", str(stored))
+    mov = tmp_path / "phone.mov"  # a display matrix saying: show it turned by 90 degrees
+    ffmpeg("-i", str(stored), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(mov))
+    info = probe(mov)
+    assert (info.width, info.height, info.num_frames) == (48, 64, 10)
+    shown = ffmpeg_frames(mov, 48, 64)  # (10, 64, 48, 3): portrait
+    ours = read_frames(mov, list(range(10)))
+    assert ours.shape == (10, 64, 48, 3)
+    assert np.abs(ours.astype(int) - shown).mean() < 2
+    assert read_frames(mov, [3, 1], size=(24, 32)).shape == (2, 32, 24, 3)
+
+
+def test_gif_decodes_through_pyav(tmp_path, clip):
+    gif = tmp_path / "clip.gif"
+    ffmpeg("-i", str(clip), str(gif))
+    assert probe(gif).num_frames == 10 and (probe(gif).width, probe(gif).height) == (64, 48)
+    assert frame_ids(read_frames(gif, [9, 0, 4])) == [9, 0, 4]
+    assert read_clip(gif, 4, size=(32, 24)).shape == (4, 24, 32, 3)
+
+
+def test_variable_frame_rate_counts_frames_not_time(tmp_path):
+    import av
+
+    path = tmp_path / "vfr.mp4"
+    pts = [0, 1, 2, 5, 6, 10, 11, 20, 21, 22]  # irregular gaps, time base 1/12
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=12)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.options = {"crf": "0", "threads": "1"}
+        for i, t in enumerate(pts):
+            image = np.zeros((48, 64, 3), np.uint8)
+            image[: 4 * (i + 1)] = 255
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = t
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    assert probe(path).num_frames == 10
+    assert frame_ids(read_frames(path, list(range(10)))) == list(range(10))
+
+
+def test_audio_only_file_is_a_video_error(tmp_path):
+    wav = tmp_path / "sound.m4a"
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=0.5", "-c:a", "aac", str(wav))
+    with pytest.raises(VideoError, match=r"sound\.m4a"):
+        probe(wav)

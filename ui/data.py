@@ -31,11 +31,11 @@ def verdict(report: doctor.DoctorReport, will_prepare: bool = False) -> None:
 
 def full_report(report: doctor.DoctorReport) -> None:
     verdict(report)
-    st.caption(f"Data root: {report.root} · {report.probed} video(s) opened")
+    st.caption(f"Data root: {report.root} · {report.checked_files} file(s) opened")
     if report.samples:
         st.dataframe(pd.DataFrame([
-            {"split": s, "samples": n, "min score": report.score_range.get(s, (None, None))[0],
-             "max score": report.score_range.get(s, (None, None))[1]}
+            {"split": s, "samples": n, "min score": report.ranges.get(s, (None, None))[0],
+             "max score": report.ranges.get(s, (None, None))[1]}
             for s, n in report.samples.items()]), hide_index=True)
     if report.missing_count:
         st.warning(f"{report.missing_count} missing file(s); the first: "

@@ -87,7 +87,11 @@ def num_available(sample: Sample) -> int:
     """Frames the sample holds: its span's count, or the probed frame count of its video."""
     if sample.frames is not None:
         return sample.frames.count
-    key = str(sample.video)
+    try:
+        st = os.stat(sample.video)
+        key = f"{sample.video}|{st.st_size}|{st.st_mtime_ns}"
+    except OSError:
+        key = str(sample.video)  # probe raises the VideoError that names the file
     if key not in _probe_memo:
         from aqa import video
         _probe_memo[key] = video.probe(sample.video).num_frames

@@ -8,6 +8,8 @@ Positions are 0-based indices into a sample's frame list (or a video's frames). 
     MUSDL    0, 10, ..., 80, 87   (the last 16 frames)     16            103
     TSA      0, 16, 32, 48, 64, 80, 87                     16            103
     TPT      0, 5, ..., 95        (20 overlapping clips)    8            103
+    PECOP    0                    (one clip)               32            32
+    JIGSAWS  0, 16, ..., 144      (10 clips, 160 frames)   16            160
 
 Short samples: when a sample has fewer frames than the window needs, the window is the sample
 resampled uniformly with repetition (``aqa.video.sample_indices``: frame ``floor(i*n/W)``),
@@ -34,6 +36,10 @@ CORE = ClipPlan(tuple(range(0, 90, 10)) + (86,), 16, 103)
 MUSDL = ClipPlan(tuple(range(0, 90, 10)) + (87,), 16, 103)
 TSA = ClipPlan((0, 16, 32, 48, 64, 80, 87), 16, 103)
 TPT = ClipPlan(tuple(range(0, 100, 5)), 8, 103)
+PECOP = ClipPlan((0,), 32, 32)
+JIGSAWS = ClipPlan(tuple(range(0, 160, 16)), 16, 160)
+PLANS = {"core": CORE, "musdl": MUSDL, "usdl": MUSDL, "tsa": TSA, "tpt": TPT, "pecop": PECOP,
+         "jigsaws": JIGSAWS}
 
 
 def clip_indices(plan: ClipPlan) -> np.ndarray:
@@ -81,3 +87,40 @@ def window_clips(window: list[int], plan: ClipPlan) -> np.ndarray:
     if len(window) != plan.window:
         raise ValueError(f"the window has {len(window)} frames, the plan needs {plan.window}")
     return np.asarray(window)[clip_indices(plan)]
+
+
+class VSPPClip(NamedTuple):
+    indices: list  # clip_len frame positions
+    pace: int  # pace label r - 1 (0..max_sr-1; class fr - 1 never occurs)
+    segment: int  # segment label s - 1 (0..max_segment-1)
+
+
+def vspp_indices(num_available: int, start: int, fr: int, rate: int, segment: int,
+                 clip_len: int = 32, max_segment: int = 4) -> list[int]:
+    """PECoP's segment-pace clip (METHODS.md 6.2): ``clip_len`` positions from ``start``,
+    stepping ``fr`` frames, except inside segment ``segment`` (1-based: clip frames ``i`` with
+    ``int((s-1)*L/S) <= i <= int(s*L/S)``) where the step is ``rate``. Positions past the end
+    wrap to the first frame (``% num_available``)."""
+    if num_available < 1:
+        raise ValueError("cannot sample from 0 frames")
+    if not 1 <= segment <= max_segment:
+        raise ValueError(f"segment must be in 1..{max_segment}, got {segment}")
+    seg = clip_len / max_segment
+    lo, hi = int((segment - 1) * seg), int(segment * seg)
+    out, pos = [], start
+    for i in range(clip_len):
+        out.append(pos % num_available)
+        pos += rate if lo <= i <= hi else fr
+    return out
+
+
+def draw_vspp(rng: np.random.Generator, num_available: int, fr: int = 1, max_sr: int = 5,
+              clip_len: int = 32, max_segment: int = 4) -> VSPPClip:
+    """A random VSPP clip: segment s in 1..max_segment, rate r in 1..max_sr other than ``fr``,
+    start uniform over the sample (PECoP uses ``num_frames - 3`` as the sample's length)."""
+    rates = [r for r in range(1, max_sr + 1) if r != fr]
+    rate = int(rng.choice(rates))
+    segment = int(rng.integers(1, max_segment + 1))
+    start = int(rng.integers(0, max(num_available, 1)))
+    return VSPPClip(vspp_indices(num_available, start, fr, rate, segment, clip_len, max_segment),
+                    rate - 1, segment - 1)

@@ -1,4 +1,10 @@
-"""What GPUs the machine has, and choosing some for a run."""
+"""What GPUs the machine has, and choosing some for a run.
+
+``probe_gpus`` asks nvidia-smi; everything else here is pure: ``allocate`` takes the inventory,
+the GPUs this workspace's running jobs hold and a request, and returns indices or None (wait).
+A GPU that a process this project did not start holds (``foreign_mb`` above the workspace's
+``[gpus] busy_threshold_mb``) is not handed out.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +13,52 @@ import subprocess
 
 from aqa.errors import JobError
 
+DEFAULT_BUSY_THRESHOLD_MB = 1024.0
 
-def probe_gpus() -> list[dict]:
-    """[{index, name, total_mb, free_mb, util}] from nvidia-smi; [] on a machine without GPUs."""
+
+def _smi(args: list[str]) -> list[list[str]]:
     exe = shutil.which("nvidia-smi")
     if not exe:
         return []
     try:
-        out = subprocess.run([exe, "--query-gpu=index,name,memory.total,memory.free,utilization.gpu",
-                              "--format=csv,noheader,nounits"], capture_output=True, text=True,
-                             timeout=10, check=True).stdout
+        out = subprocess.run([exe, *args, "--format=csv,noheader,nounits"], capture_output=True,
+                             text=True, timeout=10, check=True).stdout
     except (OSError, subprocess.SubprocessError):
         return []
-    gpus = []
-    for line in out.strip().splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) >= 5:
-            gpus.append({"index": int(parts[0]), "name": parts[1], "total_mb": float(parts[2]),
-                         "free_mb": float(parts[3]), "util": float(parts[4] or 0)})
-    return gpus
+    return [[p.strip() for p in line.split(",")] for line in out.strip().splitlines() if line]
+
+
+def _num(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:  # "[N/A]"
+        return 0.0
+
+
+def probe_gpus() -> list[dict]:
+    """[{index, name, uuid, total_mb, free_mb, util}] from nvidia-smi; [] without GPUs."""
+    rows = _smi(["--query-gpu=index,name,memory.total,memory.free,utilization.gpu,uuid"])
+    return [{"index": int(r[0]), "name": r[1], "total_mb": _num(r[2]), "free_mb": _num(r[3]),
+             "util": _num(r[4]), "uuid": r[5]} for r in rows if len(r) >= 6]
+
+
+def probe_compute_apps() -> list[dict]:
+    """[{gpu_uuid, pid, used_mb}]: every process holding GPU memory (nvidia-smi's view)."""
+    rows = _smi(["--query-compute-apps=gpu_uuid,pid,used_memory"])
+    return [{"gpu_uuid": r[0], "pid": int(r[1]), "used_mb": _num(r[2])}
+            for r in rows if len(r) >= 3 and r[1].isdigit()]
+
+
+def mark_foreign(inventory: list[dict], apps: list[dict], our_pids: set[int]) -> list[dict]:
+    """The inventory with ``foreign_mb`` and ``foreign_pids`` added: memory held by processes
+    that are not ours (``our_pids``: every pid of this workspace's jobs)."""
+    out = []
+    for g in inventory:
+        mine = [a for a in apps if a["gpu_uuid"] == g.get("uuid")]
+        foreign = [a for a in mine if a["pid"] not in our_pids]
+        out.append({**g, "foreign_mb": sum(a["used_mb"] for a in foreign),
+                    "foreign_pids": sorted(a["pid"] for a in foreign)})
+    return out
 
 
 def parse_gpus(text: str | None) -> tuple[list[int] | None, int]:
@@ -33,34 +66,65 @@ def parse_gpus(text: str | None) -> tuple[list[int] | None, int]:
 
     Returns (explicit indices or None, count).
     """
-    if text is None or text.strip() in ("", "0", "cpu"):
+    if text is None or str(text).strip() in ("", "0", "cpu"):
         return None, 0
-    text = text.strip()
+    text = str(text).strip()
     try:
         if "," in text:
             idx = [int(x) for x in text.split(",") if x.strip()]
             if len(set(idx)) != len(idx) or min(idx) < 0:
                 raise ValueError
             return idx, len(idx)
-        return None, int(text)
+        count = int(text)
+        if count < 0:
+            raise ValueError
+        return None, count
     except ValueError:
         raise JobError(f"--gpus {text!r}: give a count (2 = any two) or a list of indices "
                        "(0,2 = those two)") from None
 
 
-def choose_gpus(text: str | None, inventory: list[dict]) -> list[int]:
-    """Indices for a run: the ones asked for, or the ``count`` with the most free memory."""
-    explicit, count = parse_gpus(text)
-    if count == 0:
-        return []
-    have = {g["index"]: g for g in inventory}
+def check_request(request: tuple[list[int] | None, int], inventory: list[dict]) -> None:
+    """Raise if the machine can never satisfy ``request`` (so it does not wait forever)."""
+    explicit, count = request
+    have = {g["index"] for g in inventory}
     if explicit is not None:
         missing = [i for i in explicit if i not in have]
         if missing:
             raise JobError(f"GPU(s) {missing} not found; this machine has "
-                           f"{sorted(have) or 'no GPUs'} (see `nvidia-smi`)")
-        return explicit
-    if count > len(have):
-        raise JobError(f"asked for {count} GPU(s) but this machine has {len(have)}")
-    ranked = sorted(inventory, key=lambda g: -g["free_mb"])
+                           f"{sorted(have) or 'no GPUs'} (see `python -m aqa gpus`)")
+    elif count > len(have):
+        raise JobError(f"asked for {count} GPU(s) but this machine has {len(have)} "
+                       "(see `python -m aqa gpus`)")
+
+
+def allocate(inventory: list[dict], held: set[int], request: tuple[list[int] | None, int],
+             busy_threshold_mb: float = DEFAULT_BUSY_THRESHOLD_MB) -> list[int] | None:
+    """GPU indices for ``request`` = (explicit indices or None, count), or None: wait.
+
+    A GPU is free when no job of this workspace holds it (``held``) and processes we did not
+    start use at most ``busy_threshold_mb`` of it. "Any N" takes the N free GPUs with the most
+    free memory (ties: lowest index). [] for a CPU request.
+    """
+    explicit, count = request
+    if count == 0:
+        return []
+    free = [g for g in inventory if g["index"] not in held
+            and g.get("foreign_mb", 0.0) <= busy_threshold_mb]
+    if explicit is not None:
+        ok = {g["index"] for g in free}
+        return sorted(explicit) if set(explicit) <= ok else None
+    if len(free) < count:
+        return None
+    ranked = sorted(free, key=lambda g: (-g.get("free_mb", 0.0), g["index"]))
     return sorted(g["index"] for g in ranked[:count])
+
+
+def choose_gpus(text: str | None, inventory: list[dict]) -> list[int]:
+    """Indices for a run now, ignoring what is busy: the ones asked for, or the ``count`` with
+    the most free memory. (The queue uses ``allocate``, which waits for busy GPUs.)"""
+    request = parse_gpus(text)
+    if request[1] == 0:
+        return []
+    check_request(request, inventory)
+    return allocate(inventory, set(), request, busy_threshold_mb=float("inf")) or []

@@ -227,14 +227,46 @@ def process_alive(pid: int | None, start_time: int | None) -> bool:
 
 
 def job_alive(job: dict | None, heartbeat_age: float | None = None) -> bool | None:
-    """Is the job's process alive? None when this host cannot tell (another machine's job)."""
-    if not job or job.get("state") == "queued":
+    """Is the job's process alive? None when this host cannot tell (another machine's job).
+
+    A Slurm job is alive while ``squeue`` reports it active (polled by ``aqa.jobs.slurm``, cached
+    for a second or two); the state it saw is left in ``job["slurm_state"]`` (in memory only,
+    for ``derive_status``). Without ``squeue`` it is judged by its heartbeat like a remote job.
+    """
+    if not job or job.get("state") in ("queued", "starting", "cancelled"):
         return False
+    if job.get("executor") == "slurm":
+        from aqa.jobs.slurm import SLURM_ACTIVE, slurm_state
+        state = slurm_state(job.get("slurm_job_id"))
+        job["slurm_state"] = state
+        if state is not None:
+            return state in SLURM_ACTIVE
+        return None if heartbeat_age is None else heartbeat_age < 3 * 60
     if job.get("host") not in (None, socket.gethostname()):
         if heartbeat_age is None:
             return None
         return heartbeat_age < 3 * 60
     return process_alive(job.get("pid"), job.get("start_time"))
+
+
+SLURM_PENDING = ("PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
+                 "RESV_DEL_HOLD", "SUSPENDED")
+
+
+def _slurm_status(last_status: str | None, job: dict, alive: bool | None,
+                  last_status_t: float) -> str:
+    """A Slurm job: Slurm's state merged with the run's events. ``stopped`` can be followed by
+    a requeue (preemption), so only finished/failed after the submit are final."""
+    slurm_state = job.get("slurm_state")
+    if last_status in ("finished", "failed") and (job.get("submitted_at") or 0) <= last_status_t:
+        return last_status
+    if slurm_state in SLURM_PENDING:
+        return "queued"
+    if alive or (alive is None and last_status not in TERMINAL):
+        return "running"
+    if last_status in TERMINAL:
+        return last_status
+    return "stopped" if slurm_state == "CANCELLED" else "crashed"
 
 
 def derive_status(last_status: str | None, job: dict | None, alive: bool | None,
@@ -245,10 +277,20 @@ def derive_status(last_status: str | None, job: dict | None, alive: bool | None,
     | finished/failed/stopped | any             | no    | that                          |
     | finished/failed/stopped | started after it| yes   | running (a resumed attempt)   |
     | none or running         | none, or queued | any   | queued                        |
+    | any, older than queued  | queued/starting | any   | queued (a resume waiting)     |
+    | any, older than cancel  | cancelled       | any   | stopped (taken off the queue) |
     | none or running         | started         | yes   | running                       |
     | none or running         | started         | no    | crashed                       |
-    (alive None, i.e. this host cannot tell, counts as alive.)
+    (alive None, i.e. this host cannot tell, counts as alive.) Slurm jobs: ``_slurm_status``.
     """
+    state = (job or {}).get("state")
+    if job and job.get("executor") == "slurm" and job.get("slurm_job_id"):
+        return _slurm_status(last_status, job, alive, last_status_t)
+    if state in ("queued", "starting", "cancelled"):
+        since = job.get("cancelled_at" if state == "cancelled" else "queued_at") or 0.0
+        if last_status in TERMINAL and since <= last_status_t:
+            return last_status
+        return "stopped" if state == "cancelled" else "queued"
     started = (job or {}).get("started") or 0.0
     if last_status in TERMINAL and not (alive is not False and job and started > last_status_t):
         return last_status

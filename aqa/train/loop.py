@@ -129,6 +129,7 @@ class Trainer:
         test_clips = entry.build(cfg.data, "test", train=False, seed=cfg.train.seed)
         self.method = METHODS.get(cfg.method)(cfg)
         # pair methods wrap the clip datasets to add exemplars drawn from the training split
+        self._train_clips, self._test_clips = train_clips, test_clips
         self.train_set = self.method.wrap_dataset(train_clips, "train", train_clips)
         self.test_set = self.method.wrap_dataset(test_clips, "test", train_clips)
         model = self.method.build_model().to(self.device)
@@ -314,6 +315,11 @@ class Trainer:
                          params=self.params, trainable=self.trainable,
                          resumed_step=self.step if resumed else None,
                          resumed_epoch=self.epoch if resumed else None)
+        excluded = {split: list(getattr(ds, "excluded", ()) or ())
+                    for split, ds in (("train", self._train_clips), ("test", self._test_clips))}
+        if any(excluded.values()):  # --allow-missing: what was left out, in the run's record
+            self.events.emit("excluded", samples=excluded,
+                             count=sum(len(v) for v in excluded.values()))
         self.events.emit("status", status="running")
         self.events.sync()
         if self.dist.is_main:

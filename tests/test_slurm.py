@@ -1,0 +1,155 @@
+"""The Slurm executor against a real one-node cluster started by scripts/slurm_cluster.sh
+(munge + slurmctld + slurmd from Debian's packages). Skipped, with the reason, where Slurm is
+not installed or the tests do not run as root. The status table is tested without a cluster."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from aqa.jobs import local, slurm
+from aqa.runs import index, store
+from aqa.runs.events import read_events
+from aqa.runs.store import derive_status
+from conftest import ROOT, wait_for
+
+SCRIPT = ROOT / "scripts" / "slurm_cluster.sh"
+
+
+@pytest.mark.parametrize("last, slurm_state, alive, want", [
+    (None, "PENDING", False, "queued"),
+    (None, "RUNNING", True, "running"),
+    ("running", "RUNNING", True, "running"),
+    ("finished", "COMPLETING", True, "finished"),
+    ("stopped", "CANCELLED", False, "stopped"),
+    ("stopped", "PENDING", False, "queued"),        # preempted or requeued: waits to resume
+    ("stopped", "RUNNING", True, "running"),
+    (None, "CANCELLED", False, "stopped"),          # cancelled while pending
+    ("running", "GONE", False, "crashed"),
+    ("running", None, None, "running"),             # no squeue here: cannot tell
+])
+def test_slurm_status_merges_slurm_state_and_events(last, slurm_state, alive, want):
+    job = {"executor": "slurm", "slurm_job_id": "7", "state": "submitted", "submitted_at": 10.0,
+           "slurm_state": slurm_state}
+    assert derive_status(last, job, alive, 20.0 if last else 0.0) == want
+
+
+@pytest.mark.parametrize("text, minutes", [("90", 90), ("2:00:00", 120), ("30:30", 31),
+                                           ("1-00:00:00", 1440), (None, None)])
+def test_parse_time(text, minutes):
+    assert slurm.parse_time(text) == minutes
+
+
+def _why_no_slurm() -> str | None:
+    missing = [e for e in ("slurmctld", "slurmd", "munged", "sbatch") if not shutil.which(e)]
+    if missing:
+        return (f"Slurm is not installed ({', '.join(missing)} missing): apt-get install -y "
+                "--no-install-recommends slurm-wlm munge")
+    if os.geteuid() != 0:
+        return "the one-node Slurm cluster needs root (munged, slurmd)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory):
+    reason = _why_no_slurm()
+    if reason:
+        print(f"\nskipping Slurm tests: {reason}")
+        pytest.skip(reason)
+    d = tmp_path_factory.mktemp("slurm")
+    env = {**os.environ, "SLURM_CLUSTER_PORT": str(17000 + os.getpid() % 500 * 2)}
+    out = subprocess.run(["bash", str(SCRIPT), "start", str(d)], capture_output=True, text=True,
+                         env=env, timeout=60)
+    if out.returncode != 0:
+        subprocess.run(["bash", str(SCRIPT), "stop", str(d)], env=env, timeout=60)
+        pytest.fail(f"the Slurm cluster did not start:\n{out.stdout}\n{out.stderr}")
+    old = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = str(d / "slurm.conf")
+    yield d
+    subprocess.run(["bash", str(SCRIPT), "stop", str(d)], env=env, timeout=60)
+    if old is None:
+        os.environ.pop("SLURM_CONF", None)
+    else:
+        os.environ["SLURM_CONF"] = old
+
+
+def _events(path):
+    return read_events(path / "events.jsonl")
+
+
+def _log(path):
+    text = (path / "stdout.log").read_text() if (path / "stdout.log").exists() else ""
+    for f in sorted((path / "slurm").glob("*.out")) if (path / "slurm").exists() else []:
+        text += f"\n--- {f.name}\n" + f.read_text()
+    return text
+
+
+def _final(path):
+    s = local.run_status(path)
+    return s if s in ("finished", "failed", "crashed", "stopped") else None
+
+
+@pytest.mark.slow
+def test_slurm_run_finishes_and_is_indexed(cluster, tmp_path, fast_overrides):
+    runs_dir = tmp_path / "runs"
+    sets = [a for o in fast_overrides + ["train.epochs=1"] for a in ("--set", o)]
+    out = subprocess.run([sys.executable, "-m", "aqa", "train", "--method", "regression",
+                          "--dataset", "synthetic", *sets, "--executor", "slurm", "--time", "10",
+                          "--json", "--runs-dir", str(runs_dir)], capture_output=True,
+                         text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    path = runs_dir / json.loads(out.stdout)["run_id"]
+    job = store.read_job(path)
+    assert job["executor"] == "slurm" and job["slurm_job_id"]
+    assert wait_for(lambda: _final(path), timeout=180, what="the Slurm run; log:\n" + _log(path)) \
+        == "finished", _log(path)
+    index.sync(runs_dir)
+    row = index.get_run(runs_dir, path.name)
+    assert (row["status"], row["executor"], row["epoch"]) == ("finished", "slurm", 1)
+    assert row["best_rho"] is not None
+
+
+@pytest.mark.slow
+def test_scancel_stops_with_a_checkpoint(cluster, runs_dir, fast_overrides):
+    path = local.submit(runs_dir, "regression", "synthetic", executor="slurm",
+                        overrides=fast_overrides + ["train.epochs=50"])
+    wait_for(lambda: any(e["type"] == "metric" for e in _events(path)), timeout=120,
+             what="the first metric; log:\n" + _log(path))
+    assert local.run_status(path) == "running"
+    assert local.stop(path, grace_s=30) == "stopped", _log(path)
+    last = [e for e in _events(path) if e["type"] == "status"][-1]
+    assert last["status"] == "stopped" and last["signal"] == "SIGTERM"
+    assert (path / "checkpoints" / "last.pt").exists()
+    index.sync(runs_dir)
+    assert index.get_run(runs_dir, path.name)["status"] == "stopped"
+
+
+@pytest.mark.slow
+def test_requeued_job_resumes_from_last_pt(cluster, runs_dir, fast_overrides):
+    path = local.submit(runs_dir, "regression", "synthetic", executor="slurm",
+                        overrides=fast_overrides + ["train.epochs=50"])
+    job_id = store.read_job(path)["slurm_job_id"]
+    wait_for(lambda: any(e["type"] == "checkpoint" for e in _events(path)), timeout=120,
+             what="the first checkpoint; log:\n" + _log(path))
+    subprocess.run(["scontrol", "requeue", job_id], check=True, timeout=30)
+    wait_for(lambda: local.run_status(path) == "queued", timeout=60, what="requeued -> queued")
+    # a requeued job waits for its begin time; let it go now
+    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True,
+                   timeout=30)
+    starts = wait_for(lambda: [e for e in _events(path) if e["type"] == "start"][1:], timeout=120,
+                      what="the second attempt; log:\n" + _log(path))
+    assert starts[0]["resumed_step"] is not None and starts[0]["resumed_step"] > 0
+    assert local.stop(path, grace_s=30) == "stopped"
+
+
+@pytest.mark.slow
+def test_a_request_slurm_rejects_is_an_error_and_leaves_nothing(cluster, runs_dir,
+                                                                fast_overrides):
+    from aqa.errors import JobError
+    with pytest.raises(JobError, match="Slurm refused the job"):
+        local.submit(runs_dir, "regression", "synthetic", executor="slurm",
+                     overrides=fast_overrides, slurm={"cpus_per_task": 512})
+    assert store.list_run_dirs(runs_dir) == []
