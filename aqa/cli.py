@@ -104,6 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     _json_arg(p)
 
+    p = sub.add_parser("eval", help="evaluate a run's best checkpoint (or a checkpoint file)")
+    p.add_argument("ref", help="a run id (best.pt, else last.pt) or a checkpoint file")
+    p.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    p.add_argument("--data-root", default=None, help="the dataset's folder, if it moved")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--out", default=None, help="predictions CSV (default: the run's predictions/)")
+    _runs_dir_arg(p)
+    _json_arg(p)
+
     p = sub.add_parser("import-checkpoint", help="import an official checkpoint (CoRe's MTL_CoRe.pth, ...)")
     p.add_argument("file", help="the official checkpoint")
     p.add_argument("--method", required=True, help="the method it belongs to (core)")
@@ -327,6 +336,21 @@ def cmd_methods(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    from aqa.evaluate import evaluate_checkpoint
+
+    result = evaluate_checkpoint(args.ref, split=args.split, runs_dir=_runs_dir(args),
+                                 data_root=args.data_root, device=args.device, out=args.out)
+    if args.json:
+        _print_json(result)
+        return 0
+    m, (lo, hi) = result["metrics"], result["rho_ci95"]
+    print(f"{result['checkpoint']} on {result['split']} ({result['samples']} clips): "
+          f"rho {m['rho']:.4f} [95% CI {lo:.4f}, {hi:.4f}]  L2 {m['l2']:.3f}  "
+          f"RL2x100 {result['rl2_x100']:.3f}\npredictions: {result['predictions']}")
+    return 0
+
+
 def cmd_import(args) -> int:
     from aqa.importers import import_checkpoint
 
@@ -358,7 +382,7 @@ def cmd_score(args) -> int:
 
 
 COMMANDS = {"demo": cmd_demo, "train": cmd_train, "runs": cmd_runs, "index": cmd_index,
-            "methods": cmd_methods, "score": cmd_score, "import-checkpoint": cmd_import,
+            "methods": cmd_methods, "score": cmd_score, "import-checkpoint": cmd_import, "eval": cmd_eval,
             **cli_jobs.COMMANDS, **cli_data.COMMANDS}
 
 

@@ -91,6 +91,33 @@ class Scorer:
         return [lo + i for i in sample_indices(hi - lo, wanted)], hi - lo
 
     @torch.no_grad()
+    def compare(self, video_a: str | Path, video_b: str | Path, difficulty_a: float | None = None,
+                difficulty_b: float | None = None) -> dict[str, Any]:
+        """Head to head (pair methods): which clip is better, and by how much.
+
+        Returns ``score_a``, ``score_b`` (each scored against the exemplar bank), ``difference``
+        (B minus A, predicted by the pair head from both orders of the two clips), ``better``
+        ("A", "B" or "tie") and ``summary``, a sentence.
+        """
+        batches = []
+        for video, difficulty in ((video_a, difficulty_a), (video_b, difficulty_b)):
+            from aqa import video as V
+            indices, _ = self._indices(V.probe(video).num_frames, None, None)
+            size = self.cfg.data.frame_size
+            frames = V.read_frames(video, indices, size=(size, size))
+            clip = torch.from_numpy(frames).permute(3, 0, 1, 2).unsqueeze(0).to(self.device)
+            batches.append({"video": clip, "difficulty_given": difficulty, "id": [Path(video).stem],
+                            "difficulty": torch.tensor([difficulty or 1.0], device=self.device)})
+        out = self.method.compare_clips(self.model, batches[0], batches[1], self.state)
+        diff = out["difference"]
+        better = "tie" if abs(diff) < 1e-6 else ("B" if diff > 0 else "A")
+        out["better"] = better
+        out["summary"] = ("the two dives are level" if better == "tie" else
+                          f"{better} is better by {abs(diff):.2f} points "
+                          f"(A {out['score_a']:.2f}, B {out['score_b']:.2f})")
+        return out
+
+    @torch.no_grad()
     def score(self, video: str | Path, difficulty: float | None = None,
               start: int | None = None, end: int | None = None) -> ScoreResult:
         from aqa import video as V

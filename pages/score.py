@@ -101,14 +101,17 @@ c1, c2 = st.columns(2)
 clip_a = c1.file_uploader("Clip A", type=list(scoring.ALLOWED), disabled=not pair, key="h2h_a")
 clip_b = c2.file_uploader("Clip B", type=list(scoring.ALLOWED), disabled=not pair, key="h2h_b")
 if st.button("Compare A and B", disabled=not (pair and clip_a and clip_b), key="h2h_btn"):
-    model = scoring.scorer(ckpt)
-    if not hasattr(model, "compare"):
-        st.warning("This version of aqa.scoring.Scorer has no head-to-head comparison yet.")
-    else:
-        try:
-            with scoring.saved_upload(clip_a.name, clip_a.getbuffer()) as a, \
-                    scoring.saved_upload(clip_b.name, clip_b.getbuffer()) as b:
-                verdict = model.compare(a, b)
-            st.write(verdict)
-        except AQAError as exc:
-            common.show_error(exc)
+    try:
+        with scoring.saved_upload(clip_a.name, clip_a.getbuffer()) as a, \
+                scoring.saved_upload(clip_b.name, clip_b.getbuffer()) as b:
+            dd = difficulty if use_dd else None
+            verdict = scoring.scorer(ckpt).compare(a, b, dd, dd)
+        st.success(verdict["summary"])
+        m = st.columns(3)
+        m[0].metric("A", f"{verdict['score_a']:.2f}")
+        m[1].metric("B", f"{verdict['score_b']:.2f}")
+        m[2].metric("B − A", f"{verdict['difference']:+.2f}")
+        for note in verdict.get("notes", []):
+            st.caption(note)
+    except AQAError as exc:
+        common.show_error(exc)

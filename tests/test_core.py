@@ -114,7 +114,7 @@ def tiny_core(synthetic_root, extra=()):
 def test_losses_backpropagate(synthetic_root):
     method, model, pairs, _ = tiny_core(synthetic_root)
     model.train()
-    from aqa.train.loop import collate
+    from aqa.evaluate import collate
     batch = collate([pairs[0], pairs[1]])
     losses = method.losses(model, batch)
     losses["loss"].backward()
@@ -170,6 +170,15 @@ def test_core_trains_and_scores_from_its_bank(runs_dir, synthetic_root):
     assert all({"id", "score", "difference"} <= set(e) for e in result.exemplars)
     no_dd = Scorer.from_checkpoint(path / "checkpoints" / "best.pt").score(shared_clip())
     assert "no difficulty given" in no_dd.notes[-1]
+    # head to head: each clip against the bank, and the pair head on the two clips
+    scorer = Scorer.from_checkpoint(path / "checkpoints" / "best.pt")
+    a, b = synthetic_root / "clips" / "dive_0001.mp4", synthetic_root / "clips" / "dive_0002.mp4"
+    verdict = scorer.compare(a, b, 2.8, 2.8)
+    assert verdict["score_a"] == pytest.approx(scorer.score(a, difficulty=2.8).score)
+    assert verdict["better"] == ("B" if verdict["difference"] > 0 else "A")
+    assert verdict["summary"].startswith(f"{verdict['better']} is better by")
+    same = scorer.compare(a, a, 2.8, 2.8)
+    assert abs(same["difference"]) < abs(same["score_a"]) * 0.5  # a clip against itself: small
 
 
 def test_core_model_loads_official_regressor_keys():

@@ -42,6 +42,14 @@ def test_run_finishes_and_is_indexed(runs_dir, fast_overrides):
     assert (path / "predictions" / "test_epoch_002.csv").read_text().startswith("id,true,pred\n")
     log = (path / "stdout.log").read_text()
     assert "ETA" in log and "run finished" in log
+    # evaluating best.pt again gives the rho the loop logged for that epoch
+    from aqa.evaluate import evaluate_checkpoint
+    result = evaluate_checkpoint(path.name, runs_dir=runs_dir)
+    logged = [r["value"] for r in index.run_metrics(runs_dir, path.name)
+              if r["name"] == "rho" and r["epoch"] == row["best_epoch"]]
+    assert result["metrics"]["rho"] == pytest.approx(logged[0], abs=1e-6)
+    assert result["rho_ci95"][0] <= result["metrics"]["rho"] <= result["rho_ci95"][1]
+    assert (path / "predictions" / "test_eval_best.csv").exists()
     job = store.read_job(path)
     assert job["start_time"] and job["pid"]
     wait_for(lambda: not store.process_alive(job["pid"], job["start_time"]), what="process exit")

@@ -18,7 +18,7 @@ TINY = {"core": ["model.clip_starts=0,4", "model.clip_len=4", "model.voter_numbe
 
 def test_every_method_trains_and_predicts_on_tiny3d(synthetic_root):
     from aqa.registry import DATASETS
-    from aqa.train.loop import collate
+    from aqa.evaluate import collate
     for name, entry in METHODS.items():
         cfg = build_run_config(name, "synthetic", overrides=[
             "backbone.name=tiny3d", "data.num_frames=8", "data.frame_size=32",

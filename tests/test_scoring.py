@@ -77,3 +77,9 @@ def test_truncated_checkpoint_is_refused(tmp_path, checkpoint):
     cut.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError):
         Scorer.from_checkpoint(cut)
+
+
+def test_single_clip_methods_refuse_head_to_head(checkpoint):
+    from aqa.errors import ConfigError
+    with pytest.raises(ConfigError, match="needs a pair method"):
+        Scorer.from_checkpoint(checkpoint).compare(shared_clip(), shared_clip())

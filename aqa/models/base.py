@@ -88,6 +88,13 @@ class Method:
         """(B,) predicted scores in the dataset's score units."""
         raise NotImplementedError
 
+    def compare_clips(self, model: nn.Module, batch_a: dict, batch_b: dict,
+                      state: dict | None = None) -> dict[str, Any]:
+        """Head to head for pair methods: ``{"score_a", "score_b", "difference" (B - A)}``."""
+        from aqa.errors import ConfigError
+        raise ConfigError(f"{self.name} scores one clip at a time; comparing two clips head to "
+                          "head needs a pair method such as core")
+
     def score_clip(self, model: nn.Module, batch: dict, state: dict | None = None) -> dict[str, Any]:
         """Score one clip (a batch of 1) for ``aqa.scoring``: ``{"score": float, ...}`` plus
         what the score rests on (``exemplars``, ``distribution``, ``spread``, ``notes``).

@@ -201,7 +201,7 @@ class CoRe(Method):
         if self._pool_clips is None:  # the training split without augmentation
             self._pool_clips = DATASETS.get(self.cfg.dataset).build(self.cfg.data, "train",
                                                                     train=False)
-        from aqa.train.loop import collate
+        from aqa.evaluate import collate
 
         loader = DataLoader(self._pool_clips, batch_size=self.cfg.train.batch_size,
                             num_workers=self.cfg.data.num_workers, collate_fn=collate)
@@ -264,6 +264,29 @@ class CoRe(Method):
         spread = torch.tensor(out["per_voter"]).std(unbiased=False).item() if out["per_voter"] else None
         return {"score": out["score"], "exemplars": out["exemplars"], "spread": spread,
                 "notes": notes}
+
+
+    def compare_clips(self, model: nn.Module, batch_a: dict, batch_b: dict,
+                      state: dict | None = None) -> dict[str, Any]:
+        """Each clip scored against the bank, then the tree on the pair itself, both orders:
+        with A as the exemplar at its predicted score, the predicted B minus A; and the reverse."""
+        a = self.score_clip(model, batch_a, state)
+        b = self.score_clip(model, batch_b, state)
+        m = self.cfg.model
+        f_a = model.video_features(batch_a["video"])
+        f_b = model.video_features(batch_b["video"])
+        median = float(torch.median(state["exemplar_bank"]["difficulty"]))  # as score_clip assumes
+        dd_a = (batch_a.get("difficulty_given") or median) if m.use_dd else 1.0
+        dd_b = (batch_b.get("difficulty_given") or median) if m.use_dd else 1.0
+        y_a, y_b = a["score"] / dd_a, b["score"] / dd_b
+        t = lambda y: torch.tensor([y], device=f_a.device) / m.score_range  # noqa: E731
+        logp, delta = model.head(f_a, f_b, t(y_a))
+        b_from_a = (y_a + float(decode(logp.float(), delta.float(), model.leaves)[0])) * dd_b
+        logp, delta = model.head(f_b, f_a, t(y_b))
+        a_from_b = (y_b + float(decode(logp.float(), delta.float(), model.leaves)[0])) * dd_a
+        difference = ((b_from_a - a["score"]) + (b["score"] - a_from_b)) / 2
+        return {"score_a": a["score"], "score_b": b["score"], "difference": difference,
+                "notes": a["notes"] + [n for n in b["notes"] if n not in a["notes"]]}
 
 
 def bank_from(samples: list[Sample], features: torch.Tensor, rule: str) -> dict:

@@ -13,7 +13,6 @@ superseded (see aqa.runs.events), so every epoch's metrics appear exactly once.
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import random
@@ -31,6 +30,7 @@ from torch.utils.data import DataLoader, Subset
 from aqa import metrics as M
 from aqa.config import RunConfig, build_run_config, to_dict
 from aqa.errors import AQAError
+from aqa.evaluate import collate, predict_rows, write_predictions
 from aqa.models.base import count_parameters
 from aqa.registry import DATASETS, METHODS
 from aqa.runs import store
@@ -79,14 +79,6 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     resumed run sees the same order and can skip the batches it already did."""
     g = torch.Generator().manual_seed(seed * 100_003 + epoch)
     return torch.randperm(n, generator=g).tolist()
-
-
-def collate(items: list[dict]) -> dict:
-    out = {}
-    for key in items[0]:
-        values = [it[key] for it in items]
-        out[key] = torch.stack(values) if torch.is_tensor(values[0]) else values
-    return out
 
 
 def _to_device(batch: dict, device: torch.device) -> dict:
@@ -195,16 +187,10 @@ class Trainer:
         model = self.model
         model.eval()
         self.method.on_eval_start(model, self.device)  # e.g. features of the exemplar pool
-        rows = []
-        idx = list(range(self.dist.rank, len(self.test_set), self.dist.world))
-        loader = DataLoader(Subset(self.test_set, idx), batch_size=self.cfg.train.batch_size,
-                            num_workers=self.cfg.data.num_workers, collate_fn=collate,
-                            pin_memory=self.device.type == "cuda")
-        for batch in loader:
-            batch = _to_device(batch, self.device)
-            with self._autocast():
-                pred = self.method.predict(model, batch)
-            rows += list(zip(batch["id"], batch["score"].tolist(), pred.float().tolist()))
+        idx = range(self.dist.rank, len(self.test_set), self.dist.world)  # this rank's shard
+        rows = predict_rows(self.method, model, self.test_set, self.device,
+                            self.cfg.train.batch_size, self.cfg.data.num_workers, idx,
+                            autocast=self._autocast if self.amp else None)
         model.train()
         rows = [r for part in self.dist.gather(rows) for r in part]
         y = [r[1] for r in rows]
@@ -212,15 +198,8 @@ class Trainer:
         return M.regression_metrics(p, y), rows
 
     def _write_predictions(self, split: str, rows: list[tuple[str, float, float]]) -> None:
-        if not self.dist.is_main:
-            return
-        path = self.pred_dir / f"{split}_epoch_{self.epoch:03d}.csv"
-        tmp = path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["id", "true", "pred"])
-            w.writerows(rows)
-        os.replace(tmp, path)
+        if self.dist.is_main:
+            write_predictions(self.pred_dir / f"{split}_epoch_{self.epoch:03d}.csv", rows)
 
     def _is_better(self, value: float) -> bool:
         if value is None or not math.isfinite(value):

@@ -1,0 +1,112 @@
+"""Evaluation: a model's predictions on a split, and the metrics of METHODS.md section 0.4.
+
+``predict_rows`` is what the training loop's per-epoch evaluation runs; ``evaluate_checkpoint``
+runs the same on a saved checkpoint (``python -m aqa eval RUN_OR_CKPT``): it rebuilds the model
+and the dataset from the checkpoint's config, predicts the split, and reports rho with its
+bootstrap 95% interval, L2 and RL2, writing a predictions CSV beside the checkpoint's run.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from aqa import metrics as M
+from aqa.config import build_run_config
+from aqa.errors import RunError
+from aqa.registry import DATASETS, METHODS
+from aqa.train.checkpoint import load_checkpoint
+
+
+def collate(items: list[dict]) -> dict:
+    """Stack tensors, keep lists of everything else (ids)."""
+    out = {}
+    for key in items[0]:
+        values = [it[key] for it in items]
+        out[key] = torch.stack(values) if torch.is_tensor(values[0]) else values
+    return out
+
+
+@torch.no_grad()
+def predict_rows(method, model: torch.nn.Module, dataset, device: torch.device, batch_size: int,
+                 num_workers: int = 0, indices: Sequence[int] | None = None,
+                 autocast=None) -> list[tuple[str, float, float]]:
+    """(id, true score, predicted score) for ``dataset`` (or its ``indices``), model in eval mode.
+    The caller has run ``method.on_eval_start``."""
+    subset = Subset(dataset, list(indices)) if indices is not None else dataset
+    loader = DataLoader(subset, batch_size=batch_size, num_workers=num_workers,
+                        collate_fn=collate, pin_memory=device.type == "cuda")
+    rows = []
+    for batch in loader:
+        batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
+                 for k, v in batch.items()}
+        if autocast is not None:
+            with autocast():
+                pred = method.predict(model, batch)
+        else:
+            pred = method.predict(model, batch)
+        rows += list(zip(batch["id"], batch["score"].tolist(), pred.float().tolist()))
+    return rows
+
+
+def write_predictions(path: Path, rows: list[tuple[str, float, float]]) -> None:
+    """``id,true,pred`` CSV, written to a temp file and renamed."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "true", "pred"])
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+def resolve_checkpoint(ref: str | Path, runs_dir: str | Path | None = None) -> Path:
+    """A checkpoint file, or a run (directory or id) whose ``best.pt`` (else ``last.pt``) is used."""
+    path = Path(ref)
+    if path.is_file():
+        return path
+    if not path.is_dir() and runs_dir is not None:
+        from aqa.runs.store import find_run
+        path = find_run(Path(runs_dir), str(ref))
+    for name in ("best.pt", "last.pt"):
+        if (path / "checkpoints" / name).is_file():
+            return path / "checkpoints" / name
+    raise RunError(f"{ref}: neither a checkpoint file nor a run with checkpoints/best.pt")
+
+
+def evaluate_checkpoint(ref: str | Path, *, split: str = "test", runs_dir: str | Path | None = None,
+                        data_root: str | None = None, device: str = "cpu",
+                        batch_size: int | None = None, out: str | Path | None = None) -> dict:
+    """Evaluate a checkpoint on ``split``; returns metrics, the rho CI and where predictions went."""
+    ckpt = resolve_checkpoint(ref, runs_dir)
+    state = load_checkpoint(ckpt, map_location=device)
+    cfg = build_run_config(state["method"], state["config"]["dataset"], values=state["config"])
+    if data_root:
+        cfg = replace(cfg, data=replace(cfg.data, root=str(Path(data_root).resolve())))
+    entry = DATASETS.get(cfg.dataset)
+    train = entry.build(cfg.data, "train", train=False)
+    clips = entry.build(cfg.data, split, train=False)
+    method = METHODS.get(cfg.method)(cfg)
+    method.wrap_dataset(train, "train", train)  # pair methods: the exemplar pool and its bins
+    dataset = method.wrap_dataset(clips, split, train)
+    model = method.build_model()
+    model.load_state_dict(state["model"])
+    dev = torch.device(device)
+    model.to(dev).eval()
+    method.on_eval_start(model, dev)
+    rows = predict_rows(method, model, dataset, dev, batch_size or cfg.train.batch_size,
+                        cfg.data.num_workers)
+    y, p = [r[1] for r in rows], [r[2] for r in rows]
+    result = M.regression_metrics(p, y)
+    lo, hi = M.bootstrap_ci(p, y)
+    target = Path(out) if out else ckpt.parent.parent / "predictions" / f"{split}_eval_{ckpt.stem}.csv"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_predictions(target, rows)
+    return {"checkpoint": str(ckpt), "split": split, "samples": len(rows), "metrics": result,
+            "rho_ci95": [lo, hi], "rl2_x100": result["rl2"] * 100, "predictions": str(target),
+            "epoch": state.get("epoch")}
