@@ -24,21 +24,35 @@ if c[0].button("Run the doctor", icon=":material/medical_services:", type="prima
     data.full_report(report)
 
 entry = DATASETS.get(dataset)
-can_prepare = dataset == "synthetic"
+PREPARE = {"synthetic": "render the synthetic dives",
+           "mtl_aqa": "extract frames from videos/ into new/new_total_frames_256s/ (ffmpeg)"}
+can_prepare = dataset in PREPARE
 if c[1].button("Prepare", key="prepare", disabled=not can_prepare,
-               help="render the synthetic dives" if can_prepare else
-               "this dataset is brought by you; the doctor says what is missing"):
+               help=PREPARE.get(dataset, "this dataset is brought by you; the doctor says what "
+                                         "is missing")):
     try:
         cfg = entry.config_cls()
         if root:
             cfg.root = root
         cfg = entry.resolve(cfg, runs_dir)
-        jobs.render_synthetic(cfg.root, cfg.num_clips, cfg.render_seed,
-                              f"rendering {cfg.num_clips} synthetic dives into {cfg.root}")
+        if dataset == "synthetic":
+            jobs.render_synthetic(cfg.root, cfg.num_clips, cfg.render_seed,
+                                  f"rendering {cfg.num_clips} synthetic dives into {cfg.root}")
+        else:
+            from pathlib import Path
+
+            from aqa.data.prepare import extract_frames, mtl_aqa_jobs
+            bar = st.progress(0.0, text="extracting frames…")
+            result = extract_frames(mtl_aqa_jobs(Path(cfg.root)), progress=lambda n, total:
+                                    bar.progress(n / total, text=f"extracted {n} of {total} videos"))
+            bar.progress(1.0, text=f"{len(result.done)} extracted, {len(result.skipped)} already "
+                                   f"there, {len(result.failed)} failed")
+            for failure in result.failed:
+                st.error(failure)
     except (AQAError, ValueError) as exc:
         common.show_error(exc)
     else:
-        st.success(f"Rendered into {cfg.root}.")
+        st.success(f"Prepared {cfg.root}.")
         data.full_report(doctor.check(dataset, cfg.root, runs_dir))
 if not can_prepare:
     st.caption(f"Preparing {dataset}: " + doctor.prepare_command(dataset, root or "<root>"))

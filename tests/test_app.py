@@ -150,6 +150,21 @@ def test_compare_table_has_ci_and_paper_rows(seeded):
     assert at.get("download_button")
 
 
+def test_data_page_extracts_mtl_aqa_frames(runs_dir, synthetic_root, tmp_path):
+    import shutil
+    root = tmp_path / "MTL-AQA"
+    (root / "videos").mkdir(parents=True)
+    shutil.copy(synthetic_root / "clips" / "dive_0000.mp4", root / "videos" / "01.mp4")
+    at = app("data")
+    at.selectbox(key="ds").set_value("mtl_aqa").run()
+    at.text_input(key="ds_root").set_value(str(root))
+    at.button(key="prepare").click().run()
+    no_exception(at)
+    frames = sorted((root / "new" / "new_total_frames_256s" / "01").iterdir())
+    assert [f.name for f in frames[:2]] == ["00000001.jpg", "00000002.jpg"] and len(frames) == 24
+    assert at.success[0].value.startswith("Prepared ")
+
+
 def test_data_doctor_and_prepare(runs_dir, synthetic_root):
     at = app("data")
     at.text_input(key="ds_root").set_value(str(synthetic_root))
