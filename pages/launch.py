@@ -60,6 +60,25 @@ else:
 st.caption("Memory estimate: arrives with the `plan` command (not available yet); no estimate "
            "is shown rather than a guessed one.")
 
+executor, slurm = "local", None
+if jobs.slurm_available():  # sbatch on the PATH: offer the cluster
+    executor = st.radio("Executor", ["local", "slurm"], horizontal=True, key="executor",
+                        help="slurm submits the run to the cluster through submitit; its run "
+                             "directory must be on the shared filesystem")
+    if executor == "slurm":
+        defaults = ui_jobs.slurm_defaults(runs_dir)
+        s = st.columns(5)
+        slurm = {"partition": s[0].text_input("partition", defaults.get("partition") or "",
+                                              key="sl_partition") or None,
+                 "time": s[1].text_input("time", defaults.get("time") or "2:00:00", key="sl_time"),
+                 "account": s[2].text_input("account", defaults.get("account") or "",
+                                            key="sl_account") or None,
+                 "gpus_per_node": int(s[3].number_input("GPUs per node", 0, 16,
+                                                        int(defaults.get("gpus_per_node") or 0),
+                                                        key="sl_gpus")),
+                 "nodes": int(s[4].number_input("nodes", 1, 64, int(defaults.get("nodes") or 1),
+                                                key="sl_nodes"))}
+
 try:
     base = build_run_config(method, dataset, overrides=[f"backbone.name={backbone}"])
 except AQAError as exc:
@@ -80,7 +99,8 @@ if submitted:
     try:
         build_run_config(method, dataset, overrides=overrides)  # refuse bad values with the reason
         path = jobs.submit(runs_dir, method, dataset, data_root=root or None, overrides=overrides,
-                           gpus=gpu_arg, argv=["app", "launch"], submission_id=token)
+                           gpus=gpu_arg, argv=["app", "launch"], submission_id=token,
+                           executor=executor, slurm=slurm)
     except AQAError as exc:
         problem.error(f"Not launched: {exc}", icon=":material/error:")
     else:

@@ -274,3 +274,32 @@ def test_bad_uploads_show_a_message(seeded, synthetic_root, tmp_path):
         assert _upload_dirs() == before, f"{name}: a temporary file was left behind"
     at = _score(at, "dive.mp4", good)  # still usable afterwards
     assert not at.error and at.main.metric[0].label == "Predicted score"
+
+
+def test_queued_runs_show_their_queue_position(runs_dir, synthetic_root):
+    from aqa.jobs import queue, submit
+    queue.set_paused(runs_dir, True)  # nothing starts: both runs wait
+    first = submit(runs_dir, "regression", "synthetic", overrides=[f"data.root={synthetic_root}"])
+    second = submit(runs_dir, "regression", "synthetic", overrides=[f"data.root={synthetic_root}"])
+    at = app("runs")
+    no_exception(at)
+    table = at.dataframe[0].value
+    status = dict(zip(table["id"], table["status"]))
+    assert status[first.name].endswith("queued #1") and status[second.name].endswith("queued #2")
+    at = app("runs", run=second.name)
+    no_exception(at)
+    assert at.metric[0].value.endswith("queued #2")
+
+
+def test_launch_offers_slurm_when_sbatch_is_on_the_path(runs_dir, tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text("#!/bin/sh\nexit 1\n")
+    (bin_dir / "sbatch").chmod(0o755)
+    (runs_dir / "workspace.toml").write_text('[slurm]\npartition = "gpu"\ntime = "4:00:00"\n')
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    at = app("launch")
+    at.radio(key="executor").set_value("slurm").run()
+    no_exception(at)
+    assert at.text_input(key="sl_partition").value == "gpu"
+    assert at.text_input(key="sl_time").value == "4:00:00"

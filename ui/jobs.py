@@ -46,3 +46,13 @@ def start_demo(runs_dir: Path, submission_id: str) -> Path:
     render_synthetic(data.root, data.num_clips, data.render_seed, "rendering the synthetic dives")
     return jobs.submit(runs_dir, DEMO_METHOD, DEMO_DATASET, overrides=DEMO_OVERRIDES,
                        argv=["app", "demo"], submission_id=submission_id)
+
+
+def slurm_defaults(runs_dir: Path) -> dict:
+    """The cluster defaults of the workspace config (``runs/workspace.toml``, [slurm])."""
+    from aqa.errors import AQAError
+    from aqa.jobs import workspace
+    try:
+        return workspace.load(runs_dir).get("slurm", {})
+    except AQAError:
+        return {}

@@ -30,7 +30,9 @@ def stdout_tail(path: Path, lines: int = 40) -> str:
 
 def header(row: dict) -> None:
     c = st.columns([1.6, 1, 1, 1, 1, 1])
-    c[0].metric("status", common.status_label(row["status"]))
+    pos = tables.queue_positions([row]).get(row["id"])
+    c[0].metric("status", common.status_label(row["status"]) + (f" #{pos}" if pos else ""),
+                help="queued runs: their place in the queue" if pos else None)
     c[1].metric("epoch", f"{row['epoch'] or 0}/{row['epochs'] or '?'}")
     c[2].metric("step", f"{row['step'] or 0}/{row['total_steps'] or '?'}")
     c[3].metric("ETA", common.fmt_duration(row["eta_s"]) if row["status"] == "running" else "–")

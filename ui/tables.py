@@ -11,12 +11,27 @@ COLUMNS = ["open", "status", "method", "dataset", "epoch", "ETA", "best ρ", "st
            "id"]
 
 
-def runs_frame(rows: list[dict]) -> pd.DataFrame:
+def queue_positions(rows: list[dict]) -> dict[str, int]:
+    """Queue positions of the waiting runs among ``rows`` (none asked for when none waits)."""
+    if not any(r["status"] == "queued" for r in rows):
+        return {}
+    from aqa.jobs import queue_positions as positions
+    from ui.common import runs_dir
+    return positions(runs_dir())
+
+
+def _status(r: dict, positions: dict[str, int]) -> str:
+    pos = positions.get(r["id"])
+    return status_label(r["status"]) + (f" #{pos}" if pos else "")
+
+
+def runs_frame(rows: list[dict], positions: dict[str, int] | None = None) -> pd.DataFrame:
+    positions = positions or {}
     data = []
     for r in rows:
         data.append({
             "open": f"/runs?run={r['id']}",
-            "status": status_label(r["status"]),
+            "status": _status(r, positions),
             "method": r["method"], "dataset": r["dataset"],
             "epoch": f"{r['epoch'] or 0}/{r['epochs'] or '?'}",
             "ETA": fmt_duration(r["eta_s"]) if r["status"] == "running" else "–",
@@ -33,7 +48,7 @@ def show_runs(rows: list[dict], key: str, height: int | str = "auto") -> None:
         st.caption("none")
         return
     st.dataframe(
-        runs_frame(rows), hide_index=True, key=key, height=height, width="stretch",
+        runs_frame(rows, queue_positions(rows)), hide_index=True, key=key, height=height, width="stretch",
         column_config={
             "open": st.column_config.LinkColumn("run", display_text="open", width="small"),
             "best ρ": st.column_config.NumberColumn(format="%.4f"),
