@@ -22,6 +22,7 @@ _BUILTIN_MODULES = (
     "aqa.models.i3d",
     "aqa.models.regression",
     "aqa.models.core",
+    "aqa.models.usdl",
     "aqa.data.folder",
     "aqa.data.mtl_aqa",
     "aqa.data.aqa7",

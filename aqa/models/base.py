@@ -35,6 +35,7 @@ class Method:
     config_cls: type = object
     default_backbone: str = "tiny3d"
     sample_kind: str = "single"  # "single": one clip per sample; pair methods add exemplars
+    required_keys: tuple[str, ...] = ()  # item keys beyond video/score/difficulty (e.g. judge_scores)
 
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
