@@ -202,6 +202,10 @@ class Trainer:
             write_predictions(self.pred_dir / f"{split}_epoch_{self.epoch:03d}.csv", rows)
 
     def _is_better(self, value: float) -> bool:
+        """The first evaluation always makes a best.pt (even with an undefined metric, e.g. rho
+        of constant predictions); later ones must beat it with a finite value."""
+        if self.best["epoch"] is None:
+            return True
         if value is None or not math.isfinite(value):
             return False
         if self.best["value"] is None:
@@ -326,7 +330,9 @@ class Trainer:
                 value = metrics.get(cfg.train.best_metric)
                 improved = self._is_better(value)
                 if improved:
-                    self.best = {"metric": cfg.train.best_metric, "value": value, "epoch": epoch,
+                    finite = value is not None and math.isfinite(value)
+                    self.best = {"metric": cfg.train.best_metric,
+                                 "value": value if finite else None, "epoch": epoch,
                                  "metrics": metrics}
                 if self.dist.is_main:
                     print(f"epoch {epoch} test " + " ".join(
