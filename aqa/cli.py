@@ -245,9 +245,12 @@ def cmd_runs(args) -> int:
     if action == "show":
         index.sync(runs_dir)
         row = index.get_run(runs_dir, path.name) or {}
+        from aqa.evaluate import summarize
         info = {"run": {k: v for k, v in row.items() if k != "config"},
                 "spec": store.read_run(path), "job": store.read_job(path),
-                "checkpoints": index.run_checkpoints(runs_dir, path.name)}
+                "checkpoints": index.run_checkpoints(runs_dir, path.name),
+                "results": summarize(index.run_metrics(runs_dir, path.name),
+                                     row.get("best_metric") or "rho", path / "predictions")}
         if args.json:
             _print_json(info)
         else:
@@ -258,6 +261,14 @@ def cmd_runs(args) -> int:
                   f"epoch     {r.get('epoch')}/{r.get('epochs')}\n"
                   f"best      {r.get('best_metric')} = {r.get('best_value')} "
                   f"(epoch {r.get('best_epoch')})\ndirectory {path}")
+            off, hon = info["results"]["official"], info["results"]["honest"]
+            if off:
+                print("official  (best of each test metric, as the papers report): " + "  ".join(
+                    f"{k} {off[k]:.4f} (epoch {off[k + '_epoch']})"
+                    for k in ("rho", "l2", "rl2") if k in off))
+            if hon:
+                print(f"honest    (epoch {hon['epoch']}, chosen on {hon['selected_on']}): " +
+                      "  ".join(f"{k} {hon[k]:.4f}" for k in ("rho", "l2", "rl2") if k in hon))
             for c in info["checkpoints"]:
                 print(f"  {c['name']:<16} epoch {c['epoch']}  {c['metrics']}")
         return 0

@@ -69,6 +69,7 @@ class TrainConfig:
     log_every: int = 10  # print a progress line every N steps
     keep_epoch_checkpoints: bool = False  # also keep checkpoints/epoch_NNN.pt for every epoch
     heartbeat_s: float = 30.0  # seconds between heartbeat events while training
+    val_fraction: float = 0.0  # share of the training split held out to pick the best epoch honestly (0 = best on test, the papers' protocol)
 
 
 @dataclass
@@ -277,6 +278,8 @@ def validate(cfg: RunConfig) -> None:
     for section, key in positive:
         if getattr(getattr(cfg, section), key) < 1:
             raise ConfigError(f"{section}.{key} must be at least 1")
+    if not 0.0 <= cfg.train.val_fraction < 1.0:
+        raise ConfigError("train.val_fraction must be in [0, 1)")
     if cfg.optim.lr <= 0:
         raise ConfigError("optim.lr must be positive")
     if cfg.optim.grad_clip < 0:

@@ -54,10 +54,36 @@ def show(runs_dir: Path, run_id: str) -> None:
     st.caption(f"{row['method']} on {row['dataset']} · started {common.fmt_time(row['started'])}"
                f" · {path}")
     actions(path, row)
+    results(runs_dir, run_id, path, row)
     live(runs_dir, run_id, path, row["status"] in ACTIVE)
     checkpoints(runs_dir, run_id, path, row)
     with st.expander("Resolved config (run.json)"):
         st.json(store.read_run(path).get("config", {}), expanded=False)
+
+
+def results(runs_dir: Path, run_id: str, path: Path, row: dict) -> None:
+    """The run's best results both ways: the papers' protocol and an honest held-out choice."""
+    from aqa.evaluate import summarize
+    summary = summarize(index.run_metrics(runs_dir, run_id), row.get("best_metric") or "rho",
+                        path / "predictions")
+    off, hon = summary["official"], summary["honest"]
+    if not off:
+        return
+    fmt = common.fmt_float
+    x100 = lambda v: fmt(v * 100 if v is not None else None)  # noqa: E731
+    ci = lambda part: (f"[{fmt(part['rho_ci95'][0])}, {fmt(part['rho_ci95'][1])}]"  # noqa: E731
+                       if part and "rho_ci95" in part else "–")
+    table = [{"protocol": "official: best of each test metric (as the papers report)",
+              "epoch": f"ρ@{off.get('rho_epoch')}", "ρ": fmt(off.get("rho")), "ρ 95% CI": ci(off),
+              "L2": fmt(off.get("l2")), "RL2 ×100": x100(off.get("rl2"))}]
+    if hon:
+        table.append({"protocol": f"honest: one epoch chosen on {hon['selected_on']}",
+                      "epoch": str(hon["epoch"]), "ρ": fmt(hon.get("rho")), "ρ 95% CI": ci(hon),
+                      "L2": fmt(hon.get("l2")), "RL2 ×100": x100(hon.get("rl2"))})
+    st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch")
+    if not hon:
+        st.caption("No validation split: set train.val_fraction to choose the best epoch on "
+                   "held-out training data instead of the test split.")
 
 
 def actions(path: Path, row: dict) -> None:

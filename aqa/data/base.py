@@ -367,3 +367,26 @@ def build_clip_dataset(cfg: FramesDataConfig, samples: list[Sample], split: str,
     return ClipDataset(kept, cfg.num_frames, cfg.frame_size, train=train, hflip=cfg.hflip,
                        cache=cfg.cache, seed=seed, pipeline=build_pipeline(cfg.pipeline, cfg.frame_size, cfg.hflip),
                        jitter=cfg.jitter, disk_cache=disk, extra_keys=extra_keys, excluded=excluded)
+
+
+def holdout_indices(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Split ``range(n)`` into (kept, held out): a seeded ``round(n * fraction)`` held out."""
+    held = sorted(np.random.default_rng(seed).permutation(n)[:round(n * fraction)].tolist())
+    gone = set(held)
+    return [i for i in range(n) if i not in gone], held
+
+
+class SampleSubset(Dataset):
+    """The samples ``indices`` of a dataset, keeping what the loop and methods read from it."""
+
+    def __init__(self, dataset: Dataset, indices: Sequence[int]):
+        self.dataset, self.indices = dataset, list(indices)
+        self.samples = [dataset.samples[i] for i in self.indices]
+        self.extra_keys = getattr(dataset, "extra_keys", ())
+        self.excluded = getattr(dataset, "excluded", ())
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.dataset[self.indices[i]]

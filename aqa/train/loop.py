@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Subset
 
 from aqa import metrics as M
 from aqa.config import RunConfig, build_run_config, to_dict
+from aqa.data.base import SampleSubset, holdout_indices
 from aqa.errors import AQAError
 from aqa.evaluate import collate, predict_rows, write_predictions
 from aqa.models.base import count_parameters
@@ -119,11 +120,18 @@ class Trainer:
         self.dist.barrier()
         train_clips = entry.build(cfg.data, "train", train=True, seed=cfg.train.seed)
         test_clips = entry.build(cfg.data, "test", train=False, seed=cfg.train.seed)
+        self._train_clips, self._test_clips = train_clips, test_clips
+        val_clips = None
+        if cfg.train.val_fraction > 0:  # hold part of the training split out to pick best.pt
+            kept, held = holdout_indices(len(train_clips), cfg.train.val_fraction, cfg.train.seed)
+            plain = entry.build(cfg.data, "train", train=False, seed=cfg.train.seed)
+            train_clips, val_clips = SampleSubset(train_clips, kept), SampleSubset(plain, held)
         self.method = METHODS.get(cfg.method)(cfg)
         # pair methods wrap the clip datasets to add exemplars drawn from the training split
-        self._train_clips, self._test_clips = train_clips, test_clips
         self.train_set = self.method.wrap_dataset(train_clips, "train", train_clips)
         self.test_set = self.method.wrap_dataset(test_clips, "test", train_clips)
+        self.val_set = (self.method.wrap_dataset(val_clips, "val", train_clips)
+                        if val_clips is not None else None)
         model = self.method.build_model().to(self.device)
         self.params = count_parameters(model)
         self.trainable = count_parameters(model, trainable_only=True)
@@ -183,15 +191,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
-    def evaluate(self) -> tuple[dict, list[tuple[str, float, float]]]:
-        model = self.model
-        model.eval()
-        self.method.on_eval_start(model, self.device)  # e.g. features of the exemplar pool
-        idx = range(self.dist.rank, len(self.test_set), self.dist.world)  # this rank's shard
-        rows = predict_rows(self.method, model, self.test_set, self.device,
+    def evaluate(self, dataset) -> tuple[dict, list[tuple[str, float, float]]]:
+        """Metrics and (id, true, pred) rows of ``dataset``; the model is in eval mode and the
+        method's ``on_eval_start`` has run."""
+        idx = range(self.dist.rank, len(dataset), self.dist.world)  # this rank's shard
+        rows = predict_rows(self.method, self.model, dataset, self.device,
                             self.cfg.train.batch_size, self.cfg.data.num_workers, idx,
                             autocast=self._autocast if self.amp else None)
-        model.train()
         rows = [r for part in self.dist.gather(rows) for r in part]
         y = [r[1] for r in rows]
         p = [r[2] for r in rows]
@@ -323,20 +329,30 @@ class Trainer:
             metrics: dict = {}
             improved = False
             if epoch % cfg.train.eval_every == 0 or epoch == cfg.train.epochs:
-                metrics, rows = self.evaluate()
-                for name, v in metrics.items():
-                    self.events.metric(name, v, epoch=epoch, step=self.step, split="test")
-                self._write_predictions("test", rows)
-                value = metrics.get(cfg.train.best_metric)
+                self.model.eval()
+                self.method.on_eval_start(self.model, self.device)  # e.g. the exemplar pool
+                splits = [("val", self.val_set)] if self.val_set is not None else []
+                results = {}
+                for split, dataset in splits + [("test", self.test_set)]:
+                    results[split], rows = self.evaluate(dataset)
+                    for name, v in results[split].items():
+                        self.events.metric(name, v, epoch=epoch, step=self.step, split=split)
+                    self._write_predictions(split, rows)
+                self.model.train()
+                metrics = results["test"]
+                # best.pt: chosen on the held-out validation split when there is one (honest),
+                # else on the test split (the papers' protocol)
+                value = results["val" if splits else "test"].get(cfg.train.best_metric)
                 improved = self._is_better(value)
                 if improved:
                     finite = value is not None and math.isfinite(value)
                     self.best = {"metric": cfg.train.best_metric,
                                  "value": value if finite else None, "epoch": epoch,
-                                 "metrics": metrics}
+                                 "selected_on": "val" if splits else "test", "metrics": metrics}
                 if self.dist.is_main:
-                    print(f"epoch {epoch} test " + " ".join(
-                        f"{k} {v:.4f}" for k, v in metrics.items() if v is not None), flush=True)
+                    for split, m in results.items():
+                        print(f"epoch {epoch} {split} " + " ".join(
+                            f"{k} {v:.4f}" for k, v in m.items() if v is not None), flush=True)
             self.save_epoch_end(metrics, improved)
             if self.dist.any_true(self.stop.requested, self.device):
                 return "stopped"
