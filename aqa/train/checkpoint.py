@@ -77,19 +77,28 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return state
 
 
-def load_backbone_weights(backbone: torch.nn.Module, path: str | os.PathLike) -> None:
-    """Load backbone weights from an AQA Studio checkpoint (its ``backbone.*`` keys) or a plain
-    state dict saved with torch.save; strict, with a message naming the mismatched keys."""
+def read_backbone_state(path: str | os.PathLike, what: str = "backbone weights") -> dict:
+    """The backbone's state dict from an AQA Studio checkpoint (its ``backbone.*`` keys) or from
+    a plain state dict saved with torch.save (weights_only: no code is unpickled)."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"backbone weights {path} not found")
+        raise CheckpointError(f"{what} {path} not found")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"cannot read backbone weights {path}: {exc}") from exc
+        raise CheckpointError(f"cannot read {what} {path}: {str(exc)[:300]}") from exc
     if isinstance(state, dict) and state.get("format") == FORMAT:
         state = {k[len("backbone."):]: v for k, v in state["model"].items()
                  if k.startswith("backbone.")}
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds a {type(state).__name__}, not a state dict")
+    return state
+
+
+def load_backbone_weights(backbone: torch.nn.Module, path: str | os.PathLike) -> None:
+    """Load backbone weights (see ``read_backbone_state``) strictly, with a message naming the
+    mismatched keys."""
+    state = read_backbone_state(path)
     try:
         backbone.load_state_dict(state, strict=True)
     except RuntimeError as exc:
