@@ -69,6 +69,27 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def i3d_state_for(backbone: torch.nn.Module, raw: dict, notes: list[str]) -> dict:
+    """A bare I3D state dict (hassony2 ``model_rgb.pth`` or piergiaj ``rgb_i3d_pretrained.pt``)
+    renamed to ``backbone``'s family; a logits layer of another class count (MUSDL/TSA's 157
+    Charades classes) is replaced by the backbone's own, which CoRe never uses."""
+    from aqa.models.i3d import family_of, hassony2_to_piergiaj, piergiaj_to_hassony2
+
+    state = _strip_module(raw)
+    source, target = family_of(state), getattr(backbone, "family", None)
+    if source == "piergiaj" and target == "hassony2":
+        state = {piergiaj_to_hassony2(k): v for k, v in state.items()}
+    elif source == "hassony2" and target == "piergiaj":
+        state = {hassony2_to_piergiaj(k): v for k, v in state.items()}
+    own = backbone.state_dict()
+    logits = [k for k in own if k.startswith(("conv3d_0c_1x1.", "logits."))]
+    if any(k in state and tuple(state[k].shape) != tuple(own[k].shape) for k in logits):
+        notes.append(f"the file's logits layer ({tuple(state[logits[0]].shape)[0]} classes) is "
+                     "not used by this method and was replaced by an unused 400-class one")
+        state.update({k: own[k] for k in logits})
+    return state
+
+
 def core_state(raw: dict, model: torch.nn.Module) -> tuple[dict, list[str]]:
     """Map an official CoRe checkpoint (``base_model`` + ``regressor``) or a bare I3D state dict
     (hassony2 ``model_rgb.pth``) onto our CoReModel's keys."""
@@ -79,7 +100,7 @@ def core_state(raw: dict, model: torch.nn.Module) -> tuple[dict, list[str]]:
         mapped = {k if k.startswith("backbone.") else f"backbone.{k}": v for k, v in base.items()}
         mapped.update({f"regressor.{k}": v for k, v in _strip_module(raw["regressor"]).items()})
     elif any(k.endswith("conv3d.weight") for k in raw):
-        mapped = {f"backbone.{k}": v for k, v in _strip_module(raw).items()}
+        mapped = {f"backbone.{k}": v for k, v in i3d_state_for(model.backbone, raw, notes).items()}
         mapped.update({k: v for k, v in own.items() if k.startswith("regressor.")})
         notes.append("the file holds I3D weights only: the regression tree starts untrained")
     else:

@@ -96,3 +96,22 @@ def test_wrong_file_is_refused(tmp_path, runs_dir):
     torch.save({"weights": torch.zeros(3)}, tmp_path / "x.pth")
     with pytest.raises(CheckpointError, match="not a CoRe checkpoint"):
         import_checkpoint(tmp_path / "x.pth", "core", runs_dir, overrides=SMALL)
+
+
+def test_musdl_tsa_i3d_weights_import_as_a_core_backbone(tmp_path, runs_dir):
+    """rgb_i3d_pretrained.pt: piergiaj names, a 157-class logits layer."""
+    from aqa.models.i3d import I3D
+    torch.manual_seed(1)
+    piergiaj = I3D(family="piergiaj", num_classes=157)
+    state = piergiaj.state_dict()
+    torch.save({k: v for k, v in state.items() if not k.endswith("num_batches_tracked")},
+               tmp_path / "rgb_i3d_pretrained.pt")
+    result = import_checkpoint(tmp_path / "rgb_i3d_pretrained.pt", "core", runs_dir,
+                               overrides=SMALL)
+    assert any("157 classes" in n for n in result["notes"])
+    assert any("regression tree starts untrained" in n for n in result["notes"])
+    ours = torch.load(result["checkpoint"], weights_only=True)["model"]
+    assert torch.equal(ours["backbone.conv3d_1a_7x7.conv3d.weight"],
+                       state["Conv3d_1a_7x7.conv3d.weight"])
+    assert torch.equal(ours["backbone.mixed_5c.branch_2.1.batch3d.running_var"],
+                       state["Mixed_5c.b2b.bn.running_var"])
