@@ -108,7 +108,6 @@ class Trainer:
         self.best: dict = {"metric": cfg.train.best_metric, "value": None, "epoch": None}
         self._t0 = time.time()
         self._steps_this_attempt = 0
-        self._progress_lock = threading.Lock()
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -164,7 +163,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def _state(self, metrics: dict, extra: dict | None = None) -> dict:
-        return {**(extra or {}),"method": self.cfg.method, "config": to_dict(self.cfg),
+        return {**(extra or {}), "method": self.cfg.method, "config": to_dict(self.cfg),
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                 "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
