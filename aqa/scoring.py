@@ -90,6 +90,22 @@ class Scorer:
         wanted = self.cfg.data.num_frames
         return [lo + i for i in sample_indices(hi - lo, wanted)], hi - lo
 
+    def _batch(self, video: str | Path, difficulty: float | None, start: int | None = None,
+               end: int | None = None) -> tuple[dict, Any, list[int], int]:
+        """A batch of one clip as the model was trained on it: (batch, frames (T, H, W, 3)
+        uint8, the source frame indices used, the frame count of the trimmed clip)."""
+        from aqa import video as V
+
+        indices, source = self._indices(V.probe(video).num_frames, start, end)
+        size = self.cfg.data.frame_size
+        frames = V.read_frames(video, indices, size=(size, size))  # (T, H, W, 3)
+        clip = torch.from_numpy(frames).permute(3, 0, 1, 2).unsqueeze(0).to(self.device)
+        batch = {"video": clip,  # (1, C, T, H, W) uint8
+                 "difficulty": torch.tensor([difficulty or 1.0], device=self.device),
+                 "difficulty_given": difficulty,
+                 "score": torch.zeros(1, device=self.device), "id": [Path(video).stem]}
+        return batch, frames, indices, source
+
     @torch.no_grad()
     def compare(self, video_a: str | Path, video_b: str | Path, difficulty_a: float | None = None,
                 difficulty_b: float | None = None) -> dict[str, Any]:
@@ -99,16 +115,9 @@ class Scorer:
         (B minus A, predicted by the pair head from both orders of the two clips), ``better``
         ("A", "B" or "tie") and ``summary``, a sentence.
         """
-        batches = []
-        for video, difficulty in ((video_a, difficulty_a), (video_b, difficulty_b)):
-            from aqa import video as V
-            indices, _ = self._indices(V.probe(video).num_frames, None, None)
-            size = self.cfg.data.frame_size
-            frames = V.read_frames(video, indices, size=(size, size))
-            clip = torch.from_numpy(frames).permute(3, 0, 1, 2).unsqueeze(0).to(self.device)
-            batches.append({"video": clip, "difficulty_given": difficulty, "id": [Path(video).stem],
-                            "difficulty": torch.tensor([difficulty or 1.0], device=self.device)})
-        out = self.method.compare_clips(self.model, batches[0], batches[1], self.state)
+        batch_a = self._batch(video_a, difficulty_a)[0]
+        batch_b = self._batch(video_b, difficulty_b)[0]
+        out = self.method.compare_clips(self.model, batch_a, batch_b, self.state)
         diff = out["difference"]
         better = "tie" if abs(diff) < 1e-6 else ("B" if diff > 0 else "A")
         out["better"] = better
@@ -120,19 +129,9 @@ class Scorer:
     @torch.no_grad()
     def score(self, video: str | Path, difficulty: float | None = None,
               start: int | None = None, end: int | None = None) -> ScoreResult:
-        from aqa import video as V
-
         t0 = time.perf_counter()
-        info = V.probe(video)
-        indices, source = self._indices(info.num_frames, start, end)
-        size = self.cfg.data.frame_size
-        frames = V.read_frames(video, indices, size=(size, size))  # (T, H, W, 3)
+        batch, frames, indices, source = self._batch(video, difficulty, start, end)
         t1 = time.perf_counter()
-        clip = torch.from_numpy(frames).permute(3, 0, 1, 2).unsqueeze(0).to(self.device)
-        batch = {"video": clip,  # (1, C, T, H, W) uint8
-                 "difficulty": torch.tensor([difficulty or 1.0], device=self.device),
-                 "difficulty_given": difficulty,
-                 "score": torch.zeros(1, device=self.device), "id": [Path(video).stem]}
         out = self.method.score_clip(self.model, batch, self.state)
         t2 = time.perf_counter()
         notes = []

@@ -105,3 +105,17 @@ class Method:
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def clip_features(backbone: nn.Module, video: torch.Tensor, starts: list[int],
+                  clip_len: int) -> torch.Tensor:
+    """(B, C, T, H, W) -> (B, D): the backbone on each clip ``video[:, :, s:s + clip_len]``, all
+    clips in one batch (clip-major, as the official CoRe/MUSDL code packs them), averaged."""
+    from aqa.errors import ConfigError
+
+    b, t = video.shape[0], video.shape[2]
+    if max(starts) + clip_len > t:
+        raise ConfigError(f"model.clip_starts/clip_len need {max(starts) + clip_len} frames but "
+                          f"clips have {t}; set data.num_frames accordingly")
+    pack = torch.cat([video[:, :, s:s + clip_len] for s in starts])  # (N*B, C, L, H, W)
+    return backbone(pack).reshape(len(starts), b, -1).mean(0)  # (B, D)

@@ -35,7 +35,7 @@ from aqa.data.base import Sample
 from aqa.data.exemplars import KEYS, pool_by, pool_key
 from aqa.data.pairs import PairDataset, voters
 from aqa.errors import ConfigError
-from aqa.models.base import Method
+from aqa.models.base import Method, clip_features
 from aqa.models.group_tree import build_leaves, decode, leaf_labels, pair_differences
 from aqa.registry import BACKBONES, METHODS
 
@@ -95,13 +95,7 @@ class CoReModel(nn.Module):
 
     def video_features(self, video: torch.Tensor) -> torch.Tensor:
         """(B, C, T, H, W) -> (B, D): the backbone on each clip, averaged over clips."""
-        b, t = video.shape[0], video.shape[2]
-        if max(self.clip_starts) + self.clip_len > t:
-            raise ConfigError(f"model.clip_starts/clip_len need {max(self.clip_starts) + self.clip_len}"
-                              f" frames but clips have {t}; set data.num_frames accordingly")
-        pack = torch.cat([video[:, :, s:s + self.clip_len] for s in self.clip_starts])  # (N*B, C, L, H, W)
-        feats = self.backbone(pack)  # (N*B, D), clip-major as in the official code
-        return feats.reshape(len(self.clip_starts), b, -1).mean(0)  # (B, D)
+        return clip_features(self.backbone, video, self.clip_starts, self.clip_len)
 
     def head(self, f_exemplar: torch.Tensor, f_query: torch.Tensor,
              s_exemplar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

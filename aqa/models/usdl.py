@@ -28,7 +28,7 @@ from torch.nn import functional as F
 
 from aqa.config import RunConfig
 from aqa.errors import ConfigError
-from aqa.models.base import Method
+from aqa.models.base import Method, clip_features
 from aqa.registry import BACKBONES, METHODS
 
 MUSDL_STARTS = [0, 10, 20, 30, 40, 50, 60, 70, 80, 87]
@@ -76,12 +76,7 @@ class DistributionModel(nn.Module):
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         """(B, C, T, H, W) -> (B, heads, bins) logits."""
-        b, t = video.shape[0], video.shape[2]
-        if max(self.clip_starts) + self.clip_len > t:
-            raise ConfigError(f"model.clip_starts/clip_len need {max(self.clip_starts) + self.clip_len}"
-                              f" frames but clips have {t}; set data.num_frames accordingly")
-        pack = torch.cat([video[:, :, s:s + self.clip_len] for s in self.clip_starts])  # (N*B, ...)
-        feat = self.backbone(pack).reshape(len(self.clip_starts), b, -1).mean(0)  # (B, D)
+        feat = clip_features(self.backbone, video, self.clip_starts, self.clip_len)  # (B, D)
         return torch.stack([head(feat) for head in self.heads], dim=1)  # (B, H, K)
 
 
