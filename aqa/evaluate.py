@@ -102,7 +102,7 @@ def evaluate_checkpoint(ref: str | Path, *, split: str = "test", runs_dir: str |
     rows = predict_rows(method, model, dataset, dev, batch_size or cfg.train.batch_size,
                         cfg.data.num_workers)
     y, p = [r[1] for r in rows], [r[2] for r in rows]
-    result = M.regression_metrics(p, y)
+    result = method.eval_metrics(p, y)
     lo, hi = M.bootstrap_ci(p, y)
     target = Path(out) if out else ckpt.parent.parent / "predictions" / f"{split}_eval_{ckpt.stem}.csv"
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -89,6 +89,13 @@ class Method:
         """(B,) predicted scores in the dataset's score units."""
         raise NotImplementedError
 
+    def eval_metrics(self, preds: list[float], labels: list[float]) -> dict[str, float]:
+        """The per-epoch evaluation metrics of predictions against labels (the loop, ``aqa eval``
+        and the best.pt choice use these). Regression methods report rho, L2, RL2; a
+        classification method (TSA on FR-FS) reports accuracy."""
+        from aqa import metrics as M
+        return M.regression_metrics(preds, labels)
+
     def compare_clips(self, model: nn.Module, batch_a: dict, batch_b: dict,
                       state: dict | None = None) -> dict[str, Any]:
         """Head to head for pair methods: ``{"score_a", "score_b", "difference" (B - A)}``."""

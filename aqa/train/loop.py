@@ -27,7 +27,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from aqa import metrics as M
 from aqa.config import RunConfig, build_run_config, to_dict
 from aqa.data.base import SampleSubset, holdout_indices
 from aqa.errors import AQAError
@@ -200,7 +199,7 @@ class Trainer:
         rows = [r for part in self.dist.gather(rows) for r in part]
         y = [r[1] for r in rows]
         p = [r[2] for r in rows]
-        return M.regression_metrics(p, y), rows
+        return self.method.eval_metrics(p, y), rows
 
     def _write_predictions(self, split: str, rows: list[tuple[str, float, float]]) -> None:
         if self.dist.is_main:
