@@ -89,6 +89,28 @@ class Method:
         """(B,) predicted scores in the dataset's score units."""
         raise NotImplementedError
 
+    def example_batch(self, batch_size: int, device: torch.device | str = "cpu") -> dict:
+        """A training batch of the configured shape filled with plausible values, for the memory
+        planner (``aqa plan``) and ``bench/train_step.py``: what ``losses`` receives. Methods whose
+        batches carry more (exemplar videos, boxes, judge scores) override it."""
+        d = self.cfg.data
+        gen = torch.Generator().manual_seed(0)
+        video = torch.randint(0, 256, (batch_size, 3, d.num_frames, d.frame_size, d.frame_size),
+                              generator=gen, dtype=torch.uint8)
+        batch = {"video": video, "score": torch.rand(batch_size, generator=gen) * 100,
+                 "difficulty": torch.full((batch_size,), 3.0), "id": [f"x{i}" for i in range(batch_size)]}
+        return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    def module_sizes(self, model: nn.Module) -> dict[str, int]:
+        """Parameter count of each part of the model (``aqa methods --json``): ``backbone``,
+        ``head`` (everything else), ``trainable`` and ``total``. Methods with more parts (adapters,
+        a decoder) override it and add their own keys."""
+        backbone = getattr(model, "backbone", None)
+        n_back = count_parameters(backbone) if backbone is not None else 0
+        total = count_parameters(model)
+        return {"backbone": n_back, "head": total - n_back,
+                "trainable": count_parameters(model, trainable_only=True), "total": total}
+
     def eval_metrics(self, preds: list[float], labels: list[float]) -> dict[str, float]:
         """The per-epoch evaluation metrics of predictions against labels (the loop, ``aqa eval``
         and the best.pt choice use these). Regression methods report rho, L2, RL2; a
