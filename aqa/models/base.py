@@ -57,6 +57,16 @@ class Method:
         """Put the model in training mode (methods that freeze BatchNorm override this)."""
         model.train()
 
+    def should_evaluate(self, epoch: int) -> bool:
+        """Whether the loop evaluates after (1-based) ``epoch``: every ``train.eval_every``
+        epochs and after the last (a method may follow its paper's sparser schedule)."""
+        t = self.cfg.train
+        return epoch % t.eval_every == 0 or epoch == t.epochs
+
+    def resumable(self) -> bool:
+        """False makes the loop ignore ``last.pt`` (only to reproduce an official broken resume)."""
+        return True
+
     def on_eval_start(self, model: nn.Module, device: torch.device) -> None:
         """Called with the model in eval mode before each evaluation (pair methods compute the
         exemplar pool's features here, once, instead of once per query)."""

@@ -147,7 +147,7 @@ class Trainer:
 
     def resume(self) -> bool:
         path = self.ckpt_dir / "last.pt"
-        if not path.exists():
+        if not path.exists() or not self.method.resumable():
             return False
         state = load_checkpoint(path, map_location=self.device)
         self.model.load_state_dict(state["model"])
@@ -326,7 +326,7 @@ class Trainer:
                 self.events.metric(f"epoch_{name}", v, epoch=epoch, step=self.step, split="train")
             metrics: dict = {}
             improved = False
-            if epoch % cfg.train.eval_every == 0 or epoch == cfg.train.epochs:
+            if self.method.should_evaluate(epoch):
                 self.model.eval()
                 self.method.on_eval_start(self.model, self.device)  # e.g. the exemplar pool
                 splits = [("val", self.val_set)] if self.val_set is not None else []
