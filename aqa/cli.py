@@ -359,6 +359,8 @@ def cmd_eval(args) -> int:
     print(f"{result['checkpoint']} on {result['split']} ({result['samples']} clips): "
           f"rho {m['rho']:.4f} [95% CI {lo:.4f}, {hi:.4f}]  L2 {m['l2']:.3f}  "
           f"RL2x100 {result['rl2_x100']:.3f}\npredictions: {result['predictions']}")
+    if result.get("protocol"):
+        print("protocol: " + result["protocol"]["summary"])
     return 0
 
 

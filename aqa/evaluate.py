@@ -107,9 +107,12 @@ def evaluate_checkpoint(ref: str | Path, *, split: str = "test", runs_dir: str |
     target = Path(out) if out else ckpt.parent.parent / "predictions" / f"{split}_eval_{ckpt.stem}.csv"
     target.parent.mkdir(parents=True, exist_ok=True)
     write_predictions(target, rows)
-    return {"checkpoint": str(ckpt), "split": split, "samples": len(rows), "metrics": result,
-            "rho_ci95": [lo, hi], "rl2_x100": result["rl2"] * 100, "predictions": str(target),
-            "epoch": state.get("epoch")}
+    out = {"checkpoint": str(ckpt), "split": split, "samples": len(rows), "metrics": result,
+           "rho_ci95": [lo, hi], "rl2_x100": result["rl2"] * 100, "predictions": str(target),
+           "epoch": state.get("epoch")}
+    if hasattr(method, "eval_protocol"):  # e.g. TPT's voters: how many, how many padded
+        out["protocol"] = method.eval_protocol()
+    return out
 
 
 HIGHER_IS_BETTER = {"rho": True, "accuracy": True, "l2": False, "rl2": False}

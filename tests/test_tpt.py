@@ -319,7 +319,8 @@ def test_bank_vote_equals_the_official_per_voter_loop():
     assert out["score"] == pytest.approx(total, rel=1e-5)
 
 
-def test_tpt_trains_evaluates_and_scores_with_one_backbone_pass(runs_dir, synthetic_root):
+def test_tpt_trains_evaluates_and_scores_with_one_backbone_pass(runs_dir, synthetic_root, capsys):
+    from aqa.cli import main as cli
     from aqa.evaluate import evaluate_checkpoint
     from aqa.jobs import local
     from aqa.scoring import Scorer
@@ -336,6 +337,13 @@ def test_tpt_trains_evaluates_and_scores_with_one_backbone_pass(runs_dir, synthe
     result = evaluate_checkpoint(path)
     assert result["samples"] == 6 and set(result["metrics"]) >= {"rho", "l2", "rl2"}
     assert result["metrics"]["l2"] > 0
+    proto = result["protocol"]
+    assert proto["queries"] == 6 and proto["voters"] == 24  # 4 voters for each test dive
+    assert "padded from the nearest groups with weight 0" in proto["summary"]
+    capsys.readouterr()
+    assert cli(["eval", str(path), "--runs-dir", str(runs_dir)]) == 0  # python -m aqa eval RUN
+    printed = capsys.readouterr().out
+    assert "rho" in printed and "RL2x100" in printed and "protocol: 4 voters" in printed
     scorer = Scorer.from_checkpoint(best)
     passes = []
     forward = scorer.model.backbone.forward
@@ -347,7 +355,7 @@ def test_tpt_trains_evaluates_and_scores_with_one_backbone_pass(runs_dir, synthe
     scorer.model.backbone.forward = counted
     clip = synthetic_root / "clips" / "dive_0001.mp4"
     scored = scorer.score(clip, difficulty=2.8)
-    assert sum(passes) == 20  # the query's clips; the 4 voters come from the bank (official: 20 x 5)
+    assert sum(passes) == 20  # the query's clips; voters come from the bank (official: 2 x 20 a voter)
     assert len(scored.exemplars) == 4 and sum(e["weight"] for e in scored.exemplars) == pytest.approx(1)
     verdict = scorer.compare(clip, synthetic_root / "clips" / "dive_0002.mp4", 2.8, 2.8)
     assert verdict["better"] in ("A", "B", "tie")

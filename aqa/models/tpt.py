@@ -345,6 +345,22 @@ class TPT(CoRe):
                 "trainable": count_parameters(model, trainable_only=True), "total": total}
 
     # ------------------------------------------------------------ evaluation
+    def on_eval_start(self, model: nn.Module, device: torch.device) -> None:
+        super().on_eval_start(model, device)  # the bank: per-clip features of the training split
+        self._voter_stats = {"queries": 0, "voters": 0, "padded": 0, "padded_queries": 0}
+
+    def eval_protocol(self) -> dict[str, Any]:
+        """What ``aqa eval`` reports beside the metrics: the voting of METHODS.md 5.3."""
+        m, st = self.cfg.model, dict(getattr(self, "_voter_stats", {}))
+        summary = (f"{m.voter_number} voters a query from its {m.exemplar_rule} group"
+                   + (", padded from the nearest groups with weight 0" if m.pad_voters else "")
+                   + "; weighted mean")
+        if st.get("queries"):
+            summary += (f"; {st['queries']} queries, {st['padded_queries']} padded "
+                        f"({st['padded']} of {st['voters']} voters at weight 0)")
+        return {"voter_number": m.voter_number, "pad_voters": m.pad_voters, **st,
+                "summary": summary}
+
     def _vote(self, model: nn.Module, f_q: torch.Tensor, query: Sample, bank: dict) -> dict:
         """Score one query (1, N, D) against its voters' bank features (V, N, D): the query's
         group, padded to voter_number from the nearest groups with weight 0 (METHODS.md 5.3)."""
@@ -365,6 +381,13 @@ class TPT(CoRe):
         per_voter = (y_e + diff) * scale
         w = torch.as_tensor(weights, device=f_q.device)
         real = w > 0
+        st = getattr(self, "_voter_stats", None)
+        if st is not None:
+            n_pad = int((~real).sum())
+            st["queries"] += 1
+            st["voters"] += len(rows)
+            st["padded"] += n_pad
+            st["padded_queries"] += int(n_pad > 0)
         return {"score": float((per_voter * w).sum()), "per_voter": per_voter[real].tolist(),
                 "exemplars": [{"id": s.id, "score": float(s.score), "difficulty": s.difficulty,
                                "difference": float(dv) * scale, "weight": float(wv)}
