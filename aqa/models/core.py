@@ -243,8 +243,8 @@ class CoRe(Method):
     def score_clip(self, model: nn.Module, batch: dict, state: dict | None = None) -> dict[str, Any]:
         bank = (state or {}).get("exemplar_bank")
         if not bank:
-            raise ConfigError(f"this {self.name} checkpoint has no exemplar bank: score with best.pt, or "
-                              "import it with --dataset/--data-root so the training split is cached")
+            raise ConfigError(f"this {self.name} checkpoint has no exemplar bank: score with "
+                              "best.pt, or import it with --dataset/--data-root so the training split is cached")
         notes = []
         difficulty = batch.get("difficulty_given")
         if difficulty is None:
