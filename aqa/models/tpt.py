@@ -106,7 +106,8 @@ class ActionDecoderLayer(nn.Module):
         logits = key @ query.transpose(-1, -2) / key.shape[-1] / self.temp  # (B, T, K)
         att = F.softmax(logits.float(), dim=1).to(value.dtype)  # over time; fp32 under AMP
         tgt = self.norm1(tgt + self.dropout1(att.transpose(-1, -2) @ value))  # (B, K, d)
-        tgt = self.norm2(tgt + self.dropout3(self.linear2(self.dropout2(F.relu(self.linear1(tgt))))))
+        ffn = self.linear2(self.dropout2(F.relu(self.linear1(tgt))))  # (B, K, d)
+        tgt = self.norm2(tgt + self.dropout3(ffn))
         if self.isfirst:
             q = (tgt + pos).transpose(0, 1)  # (K, B, d): sequence first, as nn.MultiheadAttention
             out = self.self_attn(q, q, tgt.transpose(0, 1))[0].transpose(0, 1)  # (B, K, d)
@@ -172,13 +173,15 @@ class TPTModel(nn.Module):
         one batch; I3D's forward pools Mixed_5c over (1, 7, 7) for 8-frame clips, as TPT does."""
         b, t = video.shape[0], video.shape[2]
         if max(self.clip_starts) + self.clip_len > t:
-            raise ConfigError(f"model.clip_starts/clip_len need {max(self.clip_starts) + self.clip_len} "
-                              f"frames but clips have {t}; set data.num_frames accordingly")
+            need = max(self.clip_starts) + self.clip_len
+            raise ConfigError(f"model.clip_starts/clip_len need {need} frames but clips have "
+                              f"{t}; set data.num_frames accordingly")
         pack = torch.stack([video[:, :, s:s + self.clip_len] for s in self.clip_starts], 1)
         pack = pack.flatten(0, 1)  # (B*N, C, L, H, W), sample-major as the official view(-1, ...)
         return self.backbone(pack).reshape(b, len(self.clip_starts), -1)  # (B, N, D)
 
-    def compare(self, parts_e: torch.Tensor, parts_q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def compare(self, parts_e: torch.Tensor,
+                parts_q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Parts (B, K, d) of exemplar and query -> leaf log-probs (B, L), sigmoid regs (B, L)
         predicting s_query - s_exemplar."""
         pair = self.pair_encoder(parts_e, parts_q)  # (B, d)
