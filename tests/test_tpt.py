@@ -327,7 +327,7 @@ def test_tpt_trains_evaluates_and_scores_with_one_backbone_pass(runs_dir, synthe
     from aqa.train.loop import main
 
     path = local.submit(runs_dir, "tpt", "synthetic", start_now=False, overrides=TINY + [
-        f"data.root={synthetic_root}", "data.num_clips=24", "train.epochs=2", "train.log_every=4",
+        f"data.root={synthetic_root}", "data.num_clips=24", "train.epochs=1", "train.log_every=4",
         "optim.accum_steps=2", "train.heartbeat_s=5"])
     assert main(str(path)) == 0, (path / "stdout.log").read_text()[-2000:] if (path / "stdout.log").exists() else ""
     best = path / "checkpoints" / "best.pt"
