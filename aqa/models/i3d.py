@@ -423,8 +423,8 @@ def resolve_weights_ref(ref: str, runs_dir: str | os.PathLike | None = None) -> 
     try:
         return str(resolve_checkpoint(path, resolve_runs_dir(runs_dir)).resolve())
     except (RunError, OSError):
-        raise CheckpointError(f"backbone.weights={ref!r} is neither a weights file, a run "
-                              "directory nor a run id with checkpoints (use \"kinetics400\", \"\" "
+        raise CheckpointError(f"i3d weights {ref!r} not found: neither a weights file, a "
+                              "run directory nor a run id with checkpoints (use \"kinetics400\", \"\" "
                               "for random init, a .pt/.pth file, or a run id)") from None
 
 
