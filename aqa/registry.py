@@ -23,6 +23,7 @@ _BUILTIN_MODULES = (
     "aqa.models.regression",
     "aqa.models.core",
     "aqa.models.usdl",
+    "aqa.models.tsa",
     "aqa.data.folder",
     "aqa.data.mtl_aqa",
     "aqa.data.aqa7",
