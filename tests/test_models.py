@@ -15,7 +15,9 @@ def test_every_backbone_maps_clips_to_features():
 # What each method needs to run on 8-frame 32-pixel clips with tiny3d.
 TINY = {"core": ["model.clip_starts=0,4", "model.clip_len=4", "model.voter_number=2"],
         "usdl": ["model.clip_starts=0,4", "model.clip_len=4"],
-        "musdl": ["model.clip_starts=0,4", "model.clip_len=4"]}
+        "musdl": ["model.clip_starts=0,4", "model.clip_len=4"],
+        "tsa": ["model.clip_starts=0,4", "model.clip_len=4"],
+        "plain": ["model.clip_starts=0,4", "model.clip_len=4"]}
 
 
 def test_every_method_trains_and_predicts_on_tiny3d(synthetic_root):
