@@ -69,13 +69,13 @@ def i3d():
 
 
 def test_all_false_mask_equals_the_plain_network(i3d):
-    video = torch.randint(0, 256, (1, 3, 32, 112, 112), dtype=torch.uint8)
+    video = torch.randint(0, 256, (1, 3, 32, 64, 64), dtype=torch.uint8)
     tsa_net = TSANet(i3d, use_tsa=True, starts=(0, 16)).eval()
     plain = TSANet(i3d, use_tsa=False, starts=(0, 16)).eval()
     with torch.no_grad():
         tsa_net.tsa.W[1].weight.fill_(1.0)  # not the identity any more where the mask is set
         a = plain(video)
-        h = i3d.features_at(video[:, :, :16], "MaxPool3d_4a_3x3").shape  # (1, 480, 4, 7, 7)
+        h = i3d.features_at(video[:, :, :16], "MaxPool3d_4a_3x3").shape  # (1, 480, 4, 4, 4)
         mask_off = torch.zeros(1, 2 * h[2], h[3], h[4], dtype=torch.bool)
         b = tsa_net(video, mask_off)
         c = tsa_net(video, torch.ones_like(mask_off))
@@ -95,3 +95,174 @@ def test_official_clip_order_interleaves_clips(i3d):
         fixed = TSANet(i3d, use_tsa=True, starts=(0, 16)).eval()(video, off)
         bug = TSANet(i3d, use_tsa=True, starts=(0, 16), clip_order_bug=True).eval()(video, off)
     assert rel(fixed, plain) < 1e-5 and rel(fixed, bug) > 1e-3
+
+
+# ------------------------------------------------------------------ the registered methods
+
+from aqa.config import build_run_config  # noqa: E402
+from aqa.errors import CheckpointError, ConfigError  # noqa: E402
+from aqa.models.base import count_parameters  # noqa: E402
+from aqa.models.tsa import TSA, TSAHead  # noqa: E402
+from aqa.registry import METHODS  # noqa: E402
+from aqa.models.tubes import motion_boxes, swap_first_corners  # noqa: E402
+
+# A random-init I3D on 64-pixel, 8-frame clips: stage 1 gives (B, 480, 2, 4, 4) per clip.
+SMALL = ["backbone.weights=", "data.num_frames=16", "data.frame_size=64", "model.clip_len=8",
+         "model.clip_starts=0,8"]
+
+
+def method(name="tsa", dataset="frfs", *extra):
+    cfg = build_run_config(name, dataset, overrides=SMALL + list(extra))
+    return METHODS.get(name)(cfg)
+
+
+def test_parameter_counts():
+    # g and W.0: Conv1d(480, 480, 1) with bias; W.1: BatchNorm1d(480) scale and shift
+    assert count_parameters(TubeSelfAttention(480)) == 2 * (480 * 480 + 480) + 2 * 480 == 462_720
+    assert count_parameters(TSAHead(1024, 1)) == 262_400 + 32_896 + 129  # the FR-FS MLP_block
+    cfg = build_run_config("tsa", "frfs", overrides=["backbone.weights="])
+    tsa = TSA(cfg)
+    sizes = tsa.module_sizes(tsa.build_model())
+    assert sizes == {"backbone": 12_697_264, "tsa": 462_720, "head": 295_425,
+                     "trainable": 13_455_409, "total": 13_455_409}
+    plain = METHODS.get("plain")(build_run_config("plain", "frfs", overrides=["backbone.weights="]))
+    assert plain.module_sizes(plain.build_model())["total"] == 12_697_264 + 295_425
+
+
+def test_paper_defaults_and_head_choice():
+    cfg = build_run_config("tsa", "frfs")
+    assert (cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay, cfg.train.epochs,
+            cfg.train.batch_size, cfg.train.best_metric) == ("adam", 1e-4, 1e-5, 20, 4, "accuracy")
+    assert (cfg.data.num_frames, cfg.data.frame_size, cfg.data.pipeline, cfg.data.hflip) == \
+        (103, 224, "musdl", False)
+    assert (cfg.backbone.family, cfg.backbone.input_norm) == ("piergiaj", "imagenet")
+    assert cfg.model.clip_starts == [0, 16, 32, 48, 64, 80, 87] and cfg.model.swap_first_corners
+    assert TSA(cfg).head_kind == "bce"
+    mtl = build_run_config("tsa", "mtl_aqa")
+    assert TSA(mtl).head_kind == "usdl" and mtl.train.best_metric == "rho"
+    with pytest.raises(ConfigError, match="best_metric=accuracy does not fit the usdl head"):
+        TSA(build_run_config("tsa", "frfs", overrides=["model.head=usdl"]))
+    with pytest.raises(ConfigError, match="model.tube='box' is not one of"):
+        TSA(build_run_config("tsa", "frfs", overrides=["model.tube=box"]))
+
+
+def test_forward_shapes_and_the_mask_grid_follows_the_frame_size():
+    m = method()
+    torch.manual_seed(0)
+    model = m.build_model().eval()
+    video = torch.randint(0, 256, (2, 3, 16, 64, 64), dtype=torch.uint8)
+    box = torch.tensor([0.0, 0, 320, 0, 320, 180, 0, 180])  # the top-left quarter of 640x360
+    batch = {"video": video, "boxes": box.expand(2, 16, 8).clone()}
+    tubes, sources = m.tubes(batch)
+    assert sources == ["boxes", "boxes"]
+    with torch.no_grad():
+        assert model.features(video, tubes=tubes).shape == (2, 1024)
+        assert model(video, tubes=tubes).shape == (2, 1)
+    mask = model.masks(tubes, t1=2, grid=(4, 4), device="cpu")  # the 64-pixel stage-1 map
+    assert mask.shape == (2, 4, 4, 4) and mask[0, 0].int().tolist() == \
+        [[1, 1, 1, 0], [1, 1, 1, 0], [1, 1, 1, 0], [0, 0, 0, 0]]  # corners 320/160=2, 180/90=2
+    big = model.masks(tubes, t1=4, grid=(14, 14), device="cpu")  # 224 px: the official 14x14
+    assert big.shape == (2, 8, 14, 14) and big[0, 0].sum() == 8 * 8  # cells 0..7 on both axes
+    with pytest.raises(ConfigError, match="does not fit the feature map"):
+        model(video, mask=torch.ones(2, 4, 7, 7, dtype=torch.bool))
+
+
+def test_first_frame_corners_are_swapped_as_the_official_loader_does():
+    crossed = np.array([[0, 0, 630, 0, 0, 350, 630, 350]] * 4, dtype=np.float64)  # 3 and 4 crossed
+    fixed = swap_first_corners(crossed)
+    assert fixed[0].tolist() == [0, 0, 630, 0, 630, 350, 0, 350] and (fixed[1:] == crossed[1:]).all()
+    full = tube_mask(fixed, starts=(0,), clip_len=4, t_ratio=4)[0]  # frames 0-3 OR-ed: the bow tie
+    bow = tube_mask(crossed[:1].repeat(4, 0), starts=(0,), clip_len=4, t_ratio=4)[0]
+    assert full.sum() > bow.sum()
+    on, off = method(), method("tsa", "frfs", "model.swap_first_corners=false")
+    batch = {"video": torch.zeros(1, 3, 16, 64, 64, dtype=torch.uint8),
+             "boxes": torch.from_numpy(np.concatenate([crossed] * 4)).float()[None]}
+    assert on.tubes(batch)[0][0][0][0].tolist() == fixed[0].tolist()
+    assert off.tubes(batch)[0][0][0][0].tolist() == crossed[0].tolist()
+
+
+def moving_square(frames=24, size=64, side=10):
+    """A bright square moving along the top-left to centre diagonal on black: (T, H, W, 3)."""
+    video = np.zeros((frames, size, size, 3), np.uint8)
+    for t in range(frames):
+        p = 4 + t  # top-left corner at (4, 4) .. (27, 27)
+        video[t, p:p + side, p:p + side] = 230
+    return video
+
+
+def test_motion_tube_follows_a_moving_square_and_not_the_far_corner():
+    video = moving_square()
+    corners, found = motion_boxes(video)
+    assert found and corners.shape == (24, 8)
+    again, _ = motion_boxes(video)
+    assert np.array_equal(corners, again)  # deterministic
+    mask = tube_mask(corners, starts=(0, 8, 16), clip_len=8, t_ratio=4, grid=(8, 8),
+                     frame_size=(64, 64))  # (6, 8, 8): 8-pixel cells
+    for t in range(24):
+        p = 4 + t
+        square = np.zeros((8, 8), bool)
+        square[p // 8:(p + 9) // 8 + 1, p // 8:(p + 9) // 8 + 1] = True
+        assert mask[t // 4][square].all(), t  # the square's cells in that frame's time step
+    assert not mask[:, 7, 7].any() and not mask[:, 0, 7].any() and not mask[:, 7, 0].any()
+    still, found = motion_boxes(np.full((8, 32, 48, 3), 90, np.uint8))
+    assert not found and still[0].tolist() == [0, 0, 47, 0, 47, 31, 0, 31]  # the whole frame
+
+
+def test_tube_sources_and_score_notes():
+    m = method("tsa", "frfs")
+    torch.manual_seed(0)
+    model = m.build_model().eval()
+    video = torch.from_numpy(np.concatenate([moving_square(16)])).permute(3, 0, 1, 2)[None]
+    clip = {"video": video, "id": ["x"]}
+    assert m.tubes(clip)[1] == ["motion"]
+    assert m.tubes({**clip, "tube": "full"})[1] == ["full"]
+    assert m.tubes({**clip, "boxes": torch.zeros(1, 16, 8)})[1] == ["motion"]  # all-zero boxes
+    with pytest.raises(ConfigError, match="has no boxes"):
+        m.tubes({**clip, "tube": "boxes"})
+    still = {"video": torch.full((1, 3, 16, 64, 64), 7, dtype=torch.uint8), "id": ["s"]}
+    assert m.tubes(still)[1] == ["still"]
+    with torch.no_grad():
+        out = m.score_clip(model, clip)
+    assert 0 <= out["score"] <= 1 and out["distribution"] == pytest.approx([1 - out["score"], out["score"]])
+    assert out["notes"][0].startswith("the score is the fall probability")
+    assert out["notes"][0].endswith("verdict fall" if out["score"] > 0.5 else "verdict no fall")
+    assert out["notes"][1] == "tube: estimated from motion (the clip has no athlete boxes)"
+    plain = method("plain", "frfs")
+    with torch.no_grad():
+        assert plain.score_clip(plain.build_model().eval(), clip)["notes"][-1] == \
+            "Plain-Net: no tube attention"
+
+
+def test_bce_loss_is_the_official_bce_on_the_sigmoid_and_metrics_are_accuracy():
+    m = method()
+    torch.manual_seed(0)
+    model = m.build_model()
+    batch = m.example_batch(2)
+    batch["video"] = batch["video"][:, :, :16, :64, :64]
+    with torch.no_grad():
+        logits = model(batch["video"], tubes=m.tubes(batch)[0])[:, 0]
+    loss = m.losses(model, batch)["loss"]
+    official = torch.nn.BCELoss()(torch.sigmoid(logits), batch["label"])
+    assert loss.item() == pytest.approx(official.item(), rel=1e-4)
+    assert m.eval_metrics([0.9, 0.2, 0.6, 0.4], [1.0, 0.0, 0.0, 0.0]) == \
+        {"accuracy": 0.75, "rho": pytest.approx(0.7746, abs=1e-4)}
+
+
+def test_usdl_head_training_step_reaches_the_attention():
+    m = method("tsa", "mtl_aqa", "model.tube=full")
+    torch.manual_seed(0)
+    model = m.build_model()
+    m.set_train_mode(model)
+    batch = {"video": torch.randint(0, 256, (2, 3, 16, 64, 64), dtype=torch.uint8),
+             "score": torch.tensor([20.9, 98.0]), "difficulty": torch.ones(2), "id": ["a", "b"]}
+    loss = m.losses(model, batch)["loss"]
+    loss.backward()
+    assert torch.isfinite(loss) and model.head.mlp[4].out_features == 101
+    assert model.tsa.W[1].weight.grad.abs().sum() > 0  # the zero-initialised BN scale learns
+    assert model.backbone.Conv3d_1a_7x7.conv3d.weight.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        pred = m.predict(model, batch)
+    assert pred.shape == (2,) and torch.allclose(pred * 100 / 104.5, (pred * 100 / 104.5).round(),
+                                                 atol=1e-3)
+    assert set(m.eval_metrics([1.0, 2.0, 3.0], [1.0, 3.0, 2.0])) == {"rho", "l2", "rl2"}
