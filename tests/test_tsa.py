@@ -266,3 +266,140 @@ def test_usdl_head_training_step_reaches_the_attention():
     assert pred.shape == (2,) and torch.allclose(pred * 100 / 104.5, (pred * 100 / 104.5).round(),
                                                  atol=1e-3)
     assert set(m.eval_metrics([1.0, 2.0, 3.0], [1.0, 3.0, 2.0])) == {"rho", "l2", "rl2"}
+
+
+# ------------------------------------------------------------------ FR-FS end to end, import
+
+FIXTURE = SMALL + ["data.pipeline=square", "data.disk_cache=off"]
+
+
+def frfs_tree(root, keys=("a", "b", "c", "d"), test=("e", "f"), frames=16):
+    """A tiny FR-FS folder: 64x36 jpg frames with a square drifting right, labels alternating,
+    SiamMask-style boxes in 640x360 pixels following the square."""
+    import json
+    from PIL import Image
+    root.mkdir(parents=True)
+    (root / "Train.csv").write_text("key,label\n" + "".join(f"{k},{i % 2}\n" for i, k in enumerate(keys)))
+    (root / "Test.csv").write_text("key,label\n" + "".join(f"{k},{i % 2}\n" for i, k in enumerate(test)))
+    boxes = {}
+    for k in keys + test:
+        (root / "Images" / k).mkdir(parents=True)
+        rows = []
+        for t in range(frames):
+            img = np.zeros((36, 64, 3), np.uint8)
+            x = 4 + 2 * t
+            img[10:22, x:x + 10] = 200
+            Image.fromarray(img).save(root / "Images" / k / f"{t:05d}.jpg")
+            rows.append([x * 10, 100, (x + 10) * 10, 100, (x + 10) * 10, 220, x * 10, 220])
+        rows[0][4:8] = rows[0][6:8] + rows[0][4:6]  # frame 0: corners 3 and 4 the other way round
+        boxes[k] = rows
+    (root / "FRFS_Boxes.json").write_text(json.dumps(boxes))
+    return root
+
+
+def write_clip(path, frames=20):
+    import av
+    with av.open(str(path), "w", format="mp4") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for t in range(frames):
+            img = np.zeros((48, 64, 3), np.uint8)
+            img[14:26, 2 + 2 * t:12 + 2 * t] = 220
+            f = av.VideoFrame.from_ndarray(img, format="rgb24")
+            f.pts = t
+            c.mux(s.encode(f))
+        c.mux(s.encode())
+    return path
+
+
+def official_file(path, model, tsa=True, accuracy=0.9423):
+    """An official-layout TSA-Net best.pt of ``model``'s weights (DataParallel prefixes)."""
+    sd = model.state_dict()
+    layers = {"mlp.0": "layer1", "mlp.2": "layer2", "mlp.4": "layer3"}
+    raw = {"epoch": 7, "rho_best": np.float64(accuracy),
+           "i3d": {f"module.{k[9:]}": v for k, v in sd.items() if k.startswith("backbone.")},
+           "evaluator": {f"module.evaluator.{layers[k[5:10]]}.{k.split('.')[-1]}": v
+                         for k, v in sd.items() if k.startswith("head.")},
+           "TSA_module": {f"NL_1D.{k[4:]}": v for k, v in sd.items() if k.startswith("tsa.")}
+           if tsa else None,
+           "optimizer": {"state": {}, "param_groups": [{"lr": 1e-4, "params": [0, 1]}]}}
+    torch.save(raw, path)
+    return path
+
+
+def test_official_checkpoint_imports_and_gives_the_same_output(tmp_path, runs_dir):
+    from aqa import cli
+    from aqa.importers import import_checkpoint
+    from aqa.scoring import Scorer
+    from aqa.train.checkpoint import load_checkpoint
+    root = frfs_tree(tmp_path / "FRFS")
+    m = method("tsa", "frfs", "backbone.num_classes=157")
+    torch.manual_seed(1)
+    model = m.build_model().eval()
+    with torch.no_grad():  # not the identity: the attention's output counts
+        model.tsa.W[1].weight.normal_()
+        model.tsa.W[1].running_mean.normal_()
+    src = official_file(tmp_path / "best.pt", model)
+    out = import_checkpoint(src, None, runs_dir, data_root=str(root), overrides=FIXTURE)
+    state = load_checkpoint(out["checkpoint"])
+    assert state["method"] == "tsa" and state["metrics"] == {"accuracy": pytest.approx(0.9423)}
+    assert state["config"]["backbone"]["num_classes"] == 157 and state["epoch"] == 7
+    scorer = Scorer.from_checkpoint(out["checkpoint"])
+    video = torch.randint(0, 256, (1, 3, 16, 64, 64), dtype=torch.uint8)
+    batch = {"video": video, "boxes": torch.rand(1, 16, 8) * 300}
+    with torch.no_grad():
+        direct = model(video, tubes=m.tubes(batch)[0])
+        imported = scorer.model(video, tubes=scorer.method.tubes(batch)[0])
+    assert torch.equal(direct, imported)
+    # aqa eval reports accuracy on the FR-FS test split; aqa score gives a fall probability
+    assert cli.main(["eval", out["run_id"], "--json"]) == 0
+    clip = write_clip(tmp_path / "jump.mp4")
+    result = scorer.score(clip)
+    assert 0 <= result.score <= 1 and any("estimated from motion" in n for n in result.notes)
+    assert any(n == "tube: the whole frame (as asked)" for n in scorer.score(clip, tube="full").notes)
+    # a Plain-Net file (TSA_module None) is a plain run; asking for tsa is refused
+    plain = official_file(tmp_path / "plain.pt", model, tsa=False)
+    with pytest.raises(CheckpointError, match="import it with --method plain"):
+        import_checkpoint(plain, "tsa", runs_dir, overrides=FIXTURE)
+    bad = tmp_path / "bad.pt"
+    torch.save({"i3d": {}, "evaluator": {"evaluator.layer9.weight": torch.zeros(1)}}, bad)
+    with pytest.raises(CheckpointError, match="unexpected evaluator key"):
+        import_checkpoint(bad, None, runs_dir, overrides=FIXTURE)
+
+
+def test_eval_output_of_an_accuracy_run(tmp_path, runs_dir, capsys):
+    import json
+    from aqa import cli
+    from aqa.importers import import_checkpoint
+    root = frfs_tree(tmp_path / "FRFS")
+    m = method("plain", "frfs")
+    torch.manual_seed(2)
+    src = official_file(tmp_path / "plain.pt", m.build_model(), tsa=False)
+    out = import_checkpoint(src, None, runs_dir, data_root=str(root), overrides=FIXTURE)
+    assert cli.main(["eval", out["run_id"], "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)["metrics"]
+    assert set(metrics) == {"accuracy", "rho"} and metrics["accuracy"] in (0.0, 0.5, 1.0)
+    assert cli.main(["eval", out["run_id"]]) == 0
+    assert "accuracy" in capsys.readouterr().out
+
+
+def test_train_tsa_on_frfs_end_to_end(tmp_path, runs_dir):
+    from aqa import cli
+    from aqa.runs.events import read_events
+    from aqa.runs.store import find_run
+    from aqa.scoring import Scorer
+    root = frfs_tree(tmp_path / "FRFS")
+    sets = [a for s in FIXTURE + ["train.epochs=1", "train.batch_size=2", "train.device=cpu",
+                                  "train.log_every=1", "train.heartbeat_s=1"] for a in ("--set", s)]
+    assert cli.main(["train", "--method", "tsa", "--dataset", "frfs", "--data-root", str(root),
+                     *sets, "--follow"]) == 0
+    run = next(p for p in runs_dir.iterdir() if p.is_dir() and (p / "run.json").exists())
+    assert find_run(runs_dir, run.name) == run
+    events = read_events(run / "events.jsonl")
+    test_metrics = {e["name"]: e["value"] for e in events
+                    if e["type"] == "metric" and e.get("split") == "test"}
+    assert {"accuracy", "rho"} <= set(test_metrics) and test_metrics["accuracy"] in (0.0, 0.5, 1.0)
+    assert events[-1]["status"] == "finished"
+    result = Scorer.from_checkpoint(run / "checkpoints" / "best.pt").score(
+        write_clip(tmp_path / "jump.mp4"))
+    assert result.method == "tsa" and result.notes[-1].startswith("tube: estimated from motion")
