@@ -69,13 +69,13 @@ def i3d():
 
 
 def test_all_false_mask_equals_the_plain_network(i3d):
-    video = torch.randint(0, 256, (1, 3, 32, 64, 64), dtype=torch.uint8)
+    video = torch.randint(0, 256, (1, 3, 32, 32, 32), dtype=torch.uint8)
     tsa_net = TSANet(i3d, use_tsa=True, starts=(0, 16)).eval()
     plain = TSANet(i3d, use_tsa=False, starts=(0, 16)).eval()
     with torch.no_grad():
         tsa_net.tsa.W[1].weight.fill_(1.0)  # not the identity any more where the mask is set
         a = plain(video)
-        h = i3d.features_at(video[:, :, :16], "MaxPool3d_4a_3x3").shape  # (1, 480, 4, 4, 4)
+        h = i3d.features_at(video[:, :, :16], "MaxPool3d_4a_3x3").shape  # (1, 480, 4, 2, 2)
         mask_off = torch.zeros(1, 2 * h[2], h[3], h[4], dtype=torch.bool)
         b = tsa_net(video, mask_off)
         c = tsa_net(video, torch.ones_like(mask_off))
@@ -88,8 +88,8 @@ def test_all_false_mask_equals_the_plain_network(i3d):
 
 
 def test_official_clip_order_interleaves_clips(i3d):
-    video = torch.randint(0, 256, (1, 3, 32, 64, 64), dtype=torch.uint8)
-    off = torch.zeros(1, 8, 4, 4, dtype=torch.bool)  # the attention is the identity here
+    video = torch.randint(0, 256, (1, 3, 32, 32, 32), dtype=torch.uint8)
+    off = torch.zeros(1, 8, 2, 2, dtype=torch.bool)  # the attention is the identity here
     with torch.no_grad():
         plain = TSANet(i3d, use_tsa=False, starts=(0, 16))(video)
         fixed = TSANet(i3d, use_tsa=True, starts=(0, 16)).eval()(video, off)
@@ -106,8 +106,8 @@ from aqa.models.tsa import TSA, TSAHead  # noqa: E402
 from aqa.registry import METHODS  # noqa: E402
 from aqa.models.tubes import motion_boxes, swap_first_corners  # noqa: E402
 
-# A random-init I3D on 64-pixel, 8-frame clips: stage 1 gives (B, 480, 2, 4, 4) per clip.
-SMALL = ["backbone.weights=", "data.num_frames=16", "data.frame_size=64", "model.clip_len=8",
+# A random-init I3D on 32-pixel, 8-frame clips: stage 1 gives (B, 480, 2, 2, 2) per clip.
+SMALL = ["backbone.weights=", "data.num_frames=16", "data.frame_size=32", "model.clip_len=8",
          "model.clip_starts=0,8"]
 
 
@@ -150,7 +150,7 @@ def test_forward_shapes_and_the_mask_grid_follows_the_frame_size():
     m = method()
     torch.manual_seed(0)
     model = m.build_model().eval()
-    video = torch.randint(0, 256, (2, 3, 16, 64, 64), dtype=torch.uint8)
+    video = torch.randint(0, 256, (2, 3, 16, 32, 32), dtype=torch.uint8)
     box = torch.tensor([0.0, 0, 320, 0, 320, 180, 0, 180])  # the top-left quarter of 640x360
     batch = {"video": video, "boxes": box.expand(2, 16, 8).clone()}
     tubes, sources = m.tubes(batch)
@@ -158,13 +158,14 @@ def test_forward_shapes_and_the_mask_grid_follows_the_frame_size():
     with torch.no_grad():
         assert model.features(video, tubes=tubes).shape == (2, 1024)
         assert model(video, tubes=tubes).shape == (2, 1)
-    mask = model.masks(tubes, t1=2, grid=(4, 4), device="cpu")  # the 64-pixel stage-1 map
+    assert model.masks(tubes, t1=2, grid=(2, 2), device="cpu").shape == (2, 4, 2, 2)  # 32 px
+    mask = model.masks(tubes, t1=2, grid=(4, 4), device="cpu")  # a 64-pixel stage-1 map
     assert mask.shape == (2, 4, 4, 4) and mask[0, 0].int().tolist() == \
         [[1, 1, 1, 0], [1, 1, 1, 0], [1, 1, 1, 0], [0, 0, 0, 0]]  # corners 320/160=2, 180/90=2
     big = model.masks(tubes, t1=4, grid=(14, 14), device="cpu")  # 224 px: the official 14x14
     assert big.shape == (2, 8, 14, 14) and big[0, 0].sum() == 8 * 8  # cells 0..7 on both axes
     with pytest.raises(ConfigError, match="does not fit the feature map"):
-        model(video, mask=torch.ones(2, 4, 7, 7, dtype=torch.bool))
+        model(video, mask=torch.ones(2, 4, 4, 4, dtype=torch.bool))
 
 
 def test_first_frame_corners_are_swapped_as_the_official_loader_does():
@@ -212,14 +213,14 @@ def test_tube_sources_and_score_notes():
     m = method("tsa", "frfs")
     torch.manual_seed(0)
     model = m.build_model().eval()
-    video = torch.from_numpy(np.concatenate([moving_square(16)])).permute(3, 0, 1, 2)[None]
+    video = torch.from_numpy(moving_square(16, size=32, side=6)).permute(3, 0, 1, 2)[None]
     clip = {"video": video, "id": ["x"]}
     assert m.tubes(clip)[1] == ["motion"]
     assert m.tubes({**clip, "tube": "full"})[1] == ["full"]
     assert m.tubes({**clip, "boxes": torch.zeros(1, 16, 8)})[1] == ["motion"]  # all-zero boxes
     with pytest.raises(ConfigError, match="has no boxes"):
         m.tubes({**clip, "tube": "boxes"})
-    still = {"video": torch.full((1, 3, 16, 64, 64), 7, dtype=torch.uint8), "id": ["s"]}
+    still = {"video": torch.full((1, 3, 16, 32, 32), 7, dtype=torch.uint8), "id": ["s"]}
     assert m.tubes(still)[1] == ["still"]
     with torch.no_grad():
         out = m.score_clip(model, clip)
@@ -238,7 +239,7 @@ def test_bce_loss_is_the_official_bce_on_the_sigmoid_and_metrics_are_accuracy():
     torch.manual_seed(0)
     model = m.build_model()
     batch = m.example_batch(2)
-    batch["video"] = batch["video"][:, :, :16, :64, :64]
+    batch["video"] = batch["video"][:, :, :16, :32, :32]
     with torch.no_grad():
         logits = model(batch["video"], tubes=m.tubes(batch)[0])[:, 0]
     loss = m.losses(model, batch)["loss"]
@@ -253,7 +254,7 @@ def test_usdl_head_training_step_reaches_the_attention():
     torch.manual_seed(0)
     model = m.build_model()
     m.set_train_mode(model)
-    batch = {"video": torch.randint(0, 256, (2, 3, 16, 64, 64), dtype=torch.uint8),
+    batch = {"video": torch.randint(0, 256, (2, 3, 16, 32, 32), dtype=torch.uint8),
              "score": torch.tensor([20.9, 98.0]), "difficulty": torch.ones(2), "id": ["a", "b"]}
     loss = m.losses(model, batch)["loss"]
     loss.backward()
@@ -345,7 +346,7 @@ def test_official_checkpoint_imports_and_gives_the_same_output(tmp_path, runs_di
     assert state["method"] == "tsa" and state["metrics"] == {"accuracy": pytest.approx(0.9423)}
     assert state["config"]["backbone"]["num_classes"] == 157 and state["epoch"] == 7
     scorer = Scorer.from_checkpoint(out["checkpoint"])
-    video = torch.randint(0, 256, (1, 3, 16, 64, 64), dtype=torch.uint8)
+    video = torch.randint(0, 256, (1, 3, 16, 32, 32), dtype=torch.uint8)
     batch = {"video": video, "boxes": torch.rand(1, 16, 8) * 300}
     with torch.no_grad():
         direct = model(video, tubes=m.tubes(batch)[0])
@@ -383,6 +384,7 @@ def test_eval_output_of_an_accuracy_run(tmp_path, runs_dir, capsys):
     assert "accuracy" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_train_tsa_on_frfs_end_to_end(tmp_path, runs_dir):
     from aqa import cli
     from aqa.runs.events import read_events
