@@ -368,6 +368,18 @@ def test_official_checkpoint_imports_and_gives_the_same_output(tmp_path, runs_di
         import_checkpoint(bad, None, runs_dir, overrides=FIXTURE)
 
 
+def test_an_official_file_with_a_distribution_head_imports_as_usdl(tmp_path, runs_dir):
+    from aqa.importers import import_checkpoint
+    from aqa.train.checkpoint import load_checkpoint
+    m = method("tsa", "mtl_aqa", "model.head=usdl", "backbone.num_classes=157")
+    src = official_file(tmp_path / "best.pt", m.build_model(), accuracy=0.91)
+    out = import_checkpoint(src, "tsa", runs_dir, overrides=FIXTURE)
+    state = load_checkpoint(out["checkpoint"])
+    assert state["config"]["dataset"] == "mtl_aqa" and state["config"]["model"]["head"] == "usdl"
+    assert state["model"]["head.mlp.4.weight"].shape == (101, 128)
+    assert state["metrics"] == {"rho": pytest.approx(0.91)} and out["notes"]  # no --data-root
+
+
 def test_eval_output_of_an_accuracy_run(tmp_path, runs_dir, capsys):
     import json
     from aqa import cli
