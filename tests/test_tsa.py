@@ -1,5 +1,6 @@
-"""TSA-Net blocks: tube masks against hand-made tables, the attention's limits (an all-true mask
-is a non-local block over the whole map, an all-false one is the plain network)."""
+"""TSA-Net and Plain-Net: tube masks against hand-made tables, the attention's limits (an
+all-true mask is a non-local block over the whole map, an all-false one is the plain network),
+parameter counts, the motion tube, the heads, the official checkpoint import, FR-FS end to end."""
 
 import numpy as np
 import pytest
