@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", type=int, default=None, help="first frame to use (0-based)")
     p.add_argument("--end", type=int, default=None, help="frame to stop before")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--tube", default=None, choices=["auto", "boxes", "motion", "full"],
+                   help="TSA: the athlete's tube (default: the checkpoint's; a clip has no "
+                        "boxes, so auto estimates it from motion; full = the whole frame)")
     _json_arg(p)
 
     p = sub.add_parser("eval", help="evaluate a run's best checkpoint (or a checkpoint file)")
@@ -115,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("import-checkpoint", help="import an official checkpoint (CoRe's MTL_CoRe.pth, ...)")
     p.add_argument("file", help="the official checkpoint")
-    p.add_argument("--method", required=True, help="the method it belongs to (core)")
+    p.add_argument("--method", default=None,
+                   help="the method it belongs to (core, tsa, plain; detected when omitted)")
     p.add_argument("--dataset", default=None, help="dataset whose training split becomes the exemplar bank")
     p.add_argument("--data-root", default=None, help="that dataset's folder")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -357,6 +361,11 @@ def cmd_eval(args) -> int:
         _print_json(result)
         return 0
     m, (lo, hi) = result["metrics"], result["rho_ci95"]
+    if "l2" not in m:  # a classifier (TSA on FR-FS): accuracy
+        print(f"{result['checkpoint']} on {result['split']} ({result['samples']} clips): "
+              + "  ".join(f"{k} {v:.4f}" for k, v in m.items())
+              + f"\npredictions: {result['predictions']}")
+        return 0
     print(f"{result['checkpoint']} on {result['split']} ({result['samples']} clips): "
           f"rho {m['rho']:.4f} [95% CI {lo:.4f}, {hi:.4f}]  L2 {m['l2']:.3f}  "
           f"RL2x100 {result['rl2_x100']:.3f}\npredictions: {result['predictions']}")
@@ -384,7 +393,7 @@ def cmd_score(args) -> int:
     from aqa.scoring import Scorer
 
     result = Scorer.from_checkpoint(args.checkpoint, device=args.device).score(
-        args.video, difficulty=args.difficulty, start=args.start, end=args.end)
+        args.video, difficulty=args.difficulty, start=args.start, end=args.end, tube=args.tube)
     if args.json:
         _print_json(result.to_dict())
         return 0

@@ -108,7 +108,8 @@ def evaluate_checkpoint(ref: str | Path, *, split: str = "test", runs_dir: str |
     target.parent.mkdir(parents=True, exist_ok=True)
     write_predictions(target, rows)
     out = {"checkpoint": str(ckpt), "split": split, "samples": len(rows), "metrics": result,
-           "rho_ci95": [lo, hi], "rl2_x100": result["rl2"] * 100, "predictions": str(target),
+           "rho_ci95": [lo, hi], "rl2_x100": result["rl2"] * 100 if "rl2" in result else None,
+           "predictions": str(target),
            "epoch": state.get("epoch")}
     if hasattr(method, "eval_protocol"):  # e.g. TPT's voters: how many, how many padded
         out["protocol"] = method.eval_protocol()

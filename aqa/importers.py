@@ -123,12 +123,23 @@ def import_checkpoint(path: str | Path, method: str, runs_dir: str | Path, *,
                       dataset: str | None = None, data_root: str | None = None,
                       overrides: list[str] | None = None, out: str | Path | None = None,
                       device: str = "cpu") -> dict:
-    """Import ``path`` as a ``method`` checkpoint; returns {"checkpoint", "run_id", "notes"}."""
+    """Import ``path`` as a ``method`` checkpoint; returns {"checkpoint", "run_id", "notes"}.
+    ``method`` None: detected from the file (TSA-Net/Plain-Net ``best.pt``, else CoRe)."""
+    from aqa.models import tsa_import
+
+    raw = None
+    if method in ("tsa", "plain", None):
+        raw = load_official(path)
+        if method is not None or tsa_import.is_official_tsa(raw):
+            return tsa_import.import_tsa(raw, path, method, store.resolve_runs_dir(runs_dir),
+                                         dataset=dataset, data_root=data_root,
+                                         overrides=overrides, out=out)
+        method = "core"
     if method != "core":
         raise ConfigError(f"importing official {method!r} checkpoints is not supported yet; "
-                          "supported: core (I3D weight files load directly with "
+                          "supported: core, tsa, plain (I3D weight files load directly with "
                           "--set backbone.weights=FILE)")
-    raw = load_official(path)
+    raw = raw if raw is not None else load_official(path)
     runs_dir = store.resolve_runs_dir(runs_dir)
     name = dataset or ("mtl_aqa" if "mtl_aqa" in DATASETS.names() else "folder")
     sets = ["backbone.name=i3d", "backbone.family=hassony2", "backbone.input_norm=imagenet",

@@ -25,6 +25,7 @@ _BUILTIN_MODULES = (
     "aqa.models.usdl",
     "aqa.models.tpt",
     "aqa.models.pecop",
+    "aqa.models.tsa",
     "aqa.data.folder",
     "aqa.data.mtl_aqa",
     "aqa.data.aqa7",

@@ -128,9 +128,13 @@ class Scorer:
 
     @torch.no_grad()
     def score(self, video: str | Path, difficulty: float | None = None,
-              start: int | None = None, end: int | None = None) -> ScoreResult:
+              start: int | None = None, end: int | None = None,
+              tube: str | None = None) -> ScoreResult:
+        """``tube``: TSA's athlete tube (auto, motion, full); None keeps the checkpoint's."""
         t0 = time.perf_counter()
         batch, frames, indices, source = self._batch(video, difficulty, start, end)
+        if tube:
+            batch["tube"] = tube
         t1 = time.perf_counter()
         out = self.method.score_clip(self.model, batch, self.state)
         t2 = time.perf_counter()

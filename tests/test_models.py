@@ -17,7 +17,9 @@ TINY = {"core": ["model.clip_starts=0,4", "model.clip_len=4", "model.voter_numbe
         "usdl": ["model.clip_starts=0,4", "model.clip_len=4"],
         "musdl": ["model.clip_starts=0,4", "model.clip_len=4"],
         "tpt": ["model.clip_starts=0,4", "model.clip_len=4", "model.voter_number=2",
-                "model.d_model=32", "model.d_ffn=32", "model.num_heads=4"]}
+                "model.d_model=32", "model.d_ffn=32", "model.num_heads=4"],
+        "tsa": ["model.clip_starts=0,4", "model.clip_len=4"],
+        "plain": ["model.clip_starts=0,4", "model.clip_len=4"]}
 
 
 def test_every_method_trains_and_predicts_on_tiny3d(synthetic_root):
