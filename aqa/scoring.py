@@ -79,6 +79,15 @@ class Scorer:
         model.to(device).eval()
         return cls(method, model, path, torch.device(device), time.perf_counter() - t0, state)
 
+    def pipeline(self):
+        """The spatial preprocessing the model was trained with (the dataset's ``data.pipeline``:
+        e.g. MUSDL/TSA's 455x256 resize and centre crop; ``square`` for datasets without one),
+        applied at test time: no flip, centre crop."""
+        from aqa.data.transforms import build_pipeline
+
+        d = self.cfg.data
+        return build_pipeline(getattr(d, "pipeline", "square"), d.frame_size, hflip=False)
+
     def _indices(self, num_frames: int, start: int | None, end: int | None) -> tuple[list[int], int]:
         from aqa.video import sample_indices
 
@@ -97,9 +106,12 @@ class Scorer:
         from aqa import video as V
 
         indices, source = self._indices(V.probe(video).num_frames, start, end)
-        size = self.cfg.data.frame_size
-        frames = V.read_frames(video, indices, size=(size, size))  # (T, H, W, 3)
-        clip = torch.from_numpy(frames).permute(3, 0, 1, 2).unsqueeze(0).to(self.device)
+        pipe = self.pipeline()
+        frames = V.read_frames(video, indices, size=pipe.decode_size)  # (T, H, W, 3)
+        clip = pipe.apply(torch.from_numpy(frames).permute(3, 0, 1, 2), train=False,
+                          rng=np.random.default_rng(0))  # the test-time crop, as in evaluation
+        frames = clip.permute(1, 2, 3, 0).numpy()
+        clip = clip.unsqueeze(0).to(self.device)
         batch = {"video": clip,  # (1, C, T, H, W) uint8
                  "difficulty": torch.tensor([difficulty or 1.0], device=self.device),
                  "difficulty_given": difficulty,

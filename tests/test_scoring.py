@@ -83,3 +83,25 @@ def test_single_clip_methods_refuse_head_to_head(checkpoint):
     from aqa.errors import ConfigError
     with pytest.raises(ConfigError, match="needs a pair method"):
         Scorer.from_checkpoint(checkpoint).compare(shared_clip(), shared_clip())
+
+
+def test_scoring_uses_the_training_pipeline_not_a_square_squash(tmp_path):
+    """A model trained on MUSDL/TSA's 455x256 resize + centre crop must see the same crop when
+    it scores an upload: the frame is not squashed to a square."""
+    from aqa import video as V
+
+    cfg = build_run_config("regression", "mtl_aqa", overrides=[
+        "data.num_frames=8", "data.frame_size=64", "data.pipeline=musdl"])
+    model = METHODS.get("regression")(cfg).build_model()
+    path = tmp_path / "best.pt"
+    save_checkpoint(path, {"method": "regression", "config": to_dict(cfg), "model": model.state_dict()})
+    scorer = Scorer.from_checkpoint(path)
+    batch, frames, indices, _ = scorer._batch(shared_clip(), None)
+    assert batch["video"].shape == (1, 3, 8, 64, 64)
+    full = V.read_frames(shared_clip(), indices, size=(455, 256))  # (T, 256, 455, 3)
+    top, left = 96, round((455 - 64) / 2)  # torchvision's centre: round half to even
+    expected = torch.from_numpy(full[:, top:top + 64, left:left + 64]).permute(3, 0, 1, 2)
+    assert torch.equal(batch["video"][0], expected)
+    squashed = V.read_frames(shared_clip(), indices, size=(64, 64))
+    assert not torch.equal(batch["video"][0], torch.from_numpy(squashed).permute(3, 0, 1, 2))
+    assert frames.shape == (8, 64, 64, 3)
