@@ -119,12 +119,42 @@ def core_state(raw: dict, model: torch.nn.Module) -> tuple[dict, list[str]]:
     return mapped, notes
 
 
+def is_official_tpt(raw: dict) -> bool:
+    """An official TPT training checkpoint: ``model`` (the PairModel, with its action decoder)
+    and ``backbone`` (the I3D) state dicts."""
+    model = raw.get("model")
+    return (isinstance(model, dict) and isinstance(raw.get("backbone"), dict)
+            and any("action_decoder." in k for k in model))
+
+
+def tpt_state(raw: dict, model: torch.nn.Module) -> tuple[dict, list[str]]:
+    """Map an official TPT checkpoint onto our TPTModel's keys (the names are the official ones;
+    DDP prefixes are stripped), checking every key and shape."""
+    from aqa.models.tpt import official_state_dict
+
+    own = model.state_dict()
+    mapped = official_state_dict(raw, own["leaves"])  # bins come from the training split
+    for k, v in own.items():
+        if k.endswith("num_batches_tracked") and k not in mapped:
+            mapped[k] = v
+    missing = [k for k in own if k not in mapped]
+    unexpected = [k for k in mapped if k not in own]
+    wrong = [k for k in own if k in mapped and tuple(mapped[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or wrong:
+        raise CheckpointError(
+            f"the weights do not fit TPT with this config: missing {missing[:5]} ({len(missing)}), "
+            f"unexpected {unexpected[:5]} ({len(unexpected)}), wrong shape {wrong[:5]}; the "
+            "official README run has d_model=512, d_ffn=512, num_cluster=5 (pass others with --set)")
+    return mapped, []
+
+
 def import_checkpoint(path: str | Path, method: str, runs_dir: str | Path, *,
                       dataset: str | None = None, data_root: str | None = None,
                       overrides: list[str] | None = None, out: str | Path | None = None,
                       device: str = "cpu") -> dict:
     """Import ``path`` as a ``method`` checkpoint; returns {"checkpoint", "run_id", "notes"}.
-    ``method`` None: detected from the file (TSA-Net/Plain-Net ``best.pt``, else CoRe)."""
+    ``method`` None: detected from the file (TSA-Net/Plain-Net ``best.pt``, TPT's ``model`` +
+    ``backbone`` checkpoint, else CoRe)."""
     from aqa.models import tsa_import
 
     raw = None
@@ -134,10 +164,10 @@ def import_checkpoint(path: str | Path, method: str, runs_dir: str | Path, *,
             return tsa_import.import_tsa(raw, path, method, store.resolve_runs_dir(runs_dir),
                                          dataset=dataset, data_root=data_root,
                                          overrides=overrides, out=out)
-        method = "core"
-    if method != "core":
+        method = "tpt" if is_official_tpt(raw) else "core"
+    if method not in ("core", "tpt"):
         raise ConfigError(f"importing official {method!r} checkpoints is not supported yet; "
-                          "supported: core, tsa, plain (I3D weight files load directly with "
+                          "supported: core, tpt, tsa, plain (I3D weight files load directly with "
                           "--set backbone.weights=FILE)")
     raw = raw if raw is not None else load_official(path)
     runs_dir = store.resolve_runs_dir(runs_dir)
@@ -163,7 +193,7 @@ def import_checkpoint(path: str | Path, method: str, runs_dir: str | Path, *,
         notes.append("no dataset given: no exemplar bank and no bins; give --dataset and "
                      "--data-root to score clips with this checkpoint")
     model = method_obj.build_model()
-    mapped, more = core_state(raw, model)
+    mapped, more = (tpt_state if method == "tpt" else core_state)(raw, model)
     notes += more
     model.load_state_dict(mapped, strict=True)
     model.to(device).eval()

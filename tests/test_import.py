@@ -115,3 +115,33 @@ def test_musdl_tsa_i3d_weights_import_as_a_core_backbone(tmp_path, runs_dir):
                        state["Conv3d_1a_7x7.conv3d.weight"])
     assert torch.equal(ours["backbone.mixed_5c.branch_2.1.batch3d.running_var"],
                        state["Mixed_5c.b2b.bn.running_var"])
+
+
+TPT_SMALL = ["model.d_model=32", "model.d_ffn=32", "model.num_heads=4"]
+
+
+def official_tpt_checkpoint(path, seed=0):
+    """What TPT's training script saves (DDP keys): the PairModel and the I3D_backbone apart."""
+    from aqa.models.tpt import TPT
+
+    cfg = build_run_config("tpt", "synthetic", overrides=["backbone.weights="] + TPT_SMALL)
+    torch.manual_seed(seed)
+    state = TPT(cfg).build_model().state_dict()
+    torch.save({"model": {f"module.{k}": v for k, v in state.items()
+                          if not k.startswith("backbone.") and k != "leaves"},
+                "backbone": {f"module.{k}": v for k, v in state.items() if k.startswith("backbone.")},
+                "epoch": np.int64(150), "optimizer": {"state": {}, "param_groups": []}}, path)
+    return state
+
+
+def test_official_tpt_checkpoint_is_detected_and_maps_key_for_key(tmp_path, runs_dir):
+    state = official_tpt_checkpoint(tmp_path / "checkpoint_150.pth")
+    result = import_checkpoint(tmp_path / "checkpoint_150.pth", None, runs_dir, overrides=TPT_SMALL)
+    saved = torch.load(result["checkpoint"], weights_only=True)
+    assert saved["method"] == "tpt" and saved["epoch"] == 150
+    for k, v in state.items():
+        if k != "leaves":
+            assert torch.equal(saved["model"][k], v), k
+    # the README's d_model=512 model does not fit a d_model=32 file: refused with the reason
+    with pytest.raises(CheckpointError, match="do not fit TPT.*d_model=512"):
+        import_checkpoint(tmp_path / "checkpoint_150.pth", "tpt", runs_dir)
