@@ -127,6 +127,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("methods", help="list registered methods, backbones and datasets")
     _json_arg(p)
+
+    p = sub.add_parser("plan", help="estimate peak memory and step time of a config before "
+                                    "launch, with and without each memory option")
+    p.add_argument("--method", required=True, help="registered method (see `aqa methods`)")
+    p.add_argument("--dataset", default="synthetic", help="registered dataset (shapes only; "
+                                                          "no data is read)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override such as train.batch_size=4 (repeatable)")
+    p.add_argument("--gpus", default=None, help="GPUs the run would use: a count or indices "
+                                                "(default: CPU)")
+    p.add_argument("--steps", type=int, default=3, help="dry-run steps per batch size (the "
+                                                        "fastest after the first is timed)")
+    _json_arg(p)
     cli_jobs.add_parsers(sub)
     cli_data.add_parsers(sub)
     return parser
@@ -347,6 +360,22 @@ def cmd_methods(args) -> int:
     return 0
 
 
+def cmd_plan(args) -> int:
+    from aqa.config import build_run_config
+    from aqa.jobs.gpus import probe_gpus
+    from aqa.plan import format_plan, plan, plan_device
+
+    cfg = build_run_config(args.method, args.dataset, overrides=args.overrides)
+    inventory = probe_gpus()
+    device, gpus = plan_device(args.gpus, inventory)
+    result = plan(cfg, device, gpus, inventory, steps=max(1, args.steps))
+    if args.json:
+        _print_json(result)
+    else:
+        print(format_plan(result))
+    return 0
+
+
 def cmd_eval(args) -> int:
     from aqa.evaluate import evaluate_checkpoint
 
@@ -393,7 +422,7 @@ def cmd_score(args) -> int:
 
 
 COMMANDS = {"demo": cmd_demo, "train": cmd_train, "runs": cmd_runs, "index": cmd_index,
-            "methods": cmd_methods, "score": cmd_score, "import-checkpoint": cmd_import, "eval": cmd_eval,
+            "methods": cmd_methods, "plan": cmd_plan, "score": cmd_score, "import-checkpoint": cmd_import, "eval": cmd_eval,
             **cli_jobs.COMMANDS, **cli_data.COMMANDS}
 
 
