@@ -351,6 +351,13 @@ def cmd_methods(args) -> int:
             "datasets": [{"name": n, "description": getattr(e, "description", "")}
                          for n, e in DATASETS.items()]}
     if args.json:
+        from aqa.plan import method_sizes
+
+        for m in info["methods"]:  # parameter counts of each default configuration
+            m.update(method_sizes(m["name"]))
+        info["module_sizes_note"] = ("each method's default configuration built with "
+                                     "backbone.weights=\"\" (random init, nothing loaded): "
+                                     "parameter counts do not depend on the weights")
         _print_json(info)
         return 0
     for section, items in info.items():
@@ -363,12 +370,10 @@ def cmd_methods(args) -> int:
 def cmd_plan(args) -> int:
     from aqa.config import build_run_config
     from aqa.jobs.gpus import probe_gpus
-    from aqa.plan import format_plan, plan, plan_device
+    from aqa.plan import format_plan, plan_for
 
     cfg = build_run_config(args.method, args.dataset, overrides=args.overrides)
-    inventory = probe_gpus()
-    device, gpus = plan_device(args.gpus, inventory)
-    result = plan(cfg, device, gpus, inventory, steps=max(1, args.steps))
+    result = plan_for(cfg, args.gpus, probe_gpus(), steps=max(1, args.steps))
     if args.json:
         _print_json(result)
     else:

@@ -303,6 +303,23 @@ def plan(cfg: RunConfig, device: torch.device | str, gpus: list[dict] | None = N
             "fitting": fitting, "notes": notes}
 
 
+def method_sizes(name: str, dataset: str = "synthetic") -> dict:
+    """``{"config": the default config's method/backbone/dataset, "module_sizes": {...}}`` of
+    method ``name``, built with ``backbone.weights=""`` (random init, nothing loaded), or
+    ``{"module_sizes": None, "error": ...}`` where its default configuration does not build."""
+    from aqa.registry import METHODS
+
+    try:
+        cfg = build_run_config(name, dataset, overrides=["backbone.weights="])
+        method = METHODS.get(name)(cfg)
+        sizes = method.module_sizes(method.build_model())
+    except (AQAError, RuntimeError, ValueError) as exc:
+        return {"module_sizes": None, "error": f"{type(exc).__name__}: {exc}"}
+    return {"sizes_config": {"backbone": cfg.backbone.name, "dataset": dataset,
+                             "frames": cfg.data.num_frames, "frame_size": cfg.data.frame_size},
+            "module_sizes": sizes}
+
+
 def format_plan(p: dict) -> str:
     """The plan as a table for the terminal."""
     unit = "GPU MB" if p["device"].startswith("cuda") else "CPU MB"
@@ -327,6 +344,13 @@ def format_plan(p: dict) -> str:
                                  "data.frame_size/num_frames or use more GPUs"))
     lines += [f"note: {n}" for n in p["notes"]]
     return "\n".join(lines)
+
+
+def plan_for(cfg: RunConfig, gpus_arg: str | None, inventory: list[dict], steps: int = 3) -> dict:
+    """The plan of a run launched with ``--gpus gpus_arg`` on a machine with ``inventory``
+    (what ``aqa plan`` and the app's launch form call)."""
+    device, gpus = plan_device(gpus_arg, inventory)
+    return plan(cfg, device, gpus, inventory, steps=steps)
 
 
 def plan_device(gpus_arg: str | None, inventory: list[dict]) -> tuple[torch.device, list[dict]]:
