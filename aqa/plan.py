@@ -25,6 +25,7 @@ the app) pass their own.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import resource
@@ -120,6 +121,7 @@ def measure_here(cfg: RunConfig, device: torch.device, batch_sizes=FIT_BATCHES,
     amp = cfg.train.amp and cuda
     torch.manual_seed(cfg.train.seed)
     if cuda:
+        gc.collect()  # the previous dry run's model and optimizer state, before the counters
         torch.cuda.empty_cache()
         before = torch.cuda.memory_allocated(device)
     if not cuda:
