@@ -227,12 +227,12 @@ def _row(name: str, overrides: list[str], measured: list[dict], batch: int, accu
     row: dict[str, Any] = {"option": name, "overrides": overrides, "batch_size": per_step,
                            "accum_steps": accum * k, "effective_batch": batch * accum}
     mem, tim = fit(measured, "peak_mb"), fit(measured, "step_s")
-    if any(r.get("oom") for r in measured) and mem is None:
+    at = {r["batch_size"]: r for r in measured if "peak_mb" in r}
+    if per_step not in at and mem is None:  # the dry run ran out of memory before two points
         row.update(peak_mb=None, step_s=None, fits=False if budget is not None else None,
                    note=f"out of memory at batch {measured[-1]['batch_size']} in the dry run")
         return row
     extra = (CUDA_CONTEXT_MB + ddp_mb) if device.type == "cuda" else 0.0
-    at = {r["batch_size"]: r for r in measured if "peak_mb" in r}
     if per_step in at:  # measured at this very batch: the point, not the fit
         peak, step = at[per_step]["peak_mb"] + extra, at[per_step]["step_s"] * k
     else:
@@ -257,6 +257,7 @@ def plan(cfg: RunConfig, device: torch.device | str, gpus: list[dict] | None = N
 
     device = torch.device(device)
     gpus = list(gpus or [])
+    cfg = apply_overrides(cfg, ["backbone.weights="])  # random init: nothing to load
     method = METHODS.get(cfg.method)(cfg)
     model = method.build_model()  # config errors surface here, before any dry run
     sizes = method.module_sizes(model)

@@ -10,7 +10,7 @@ from torch import nn
 
 from aqa import cli
 from aqa.config import build_run_config
-from aqa.plan import _row, accum_factors, fit, memory_options, plan
+from aqa.plan import _row, accum_factors, fit, memory_options
 from aqa.registry import METHODS
 from aqa.train.optim import build_optimizer
 
@@ -168,13 +168,20 @@ def test_fit_and_rows_against_a_gpu_budget():
     assert (cpu["peak_mb"], cpu["fits"]) == (2500.0, None)
     oom = _row("x", [], [{"batch_size": 1, "oom": True}], 4, 1, 1, cuda, 3000.0, 0.0)
     assert oom["fits"] is False and "out of memory" in oom["note"]
+    # out of memory at batch 2, but batch 1 was measured: a batch-1 row reads that point
+    half = _row("x", [], [measured[0], {"batch_size": 2, "oom": True}], 2, 1, 2, cuda, 3000.0, 0.0)
+    assert (half["peak_mb"], half["fits"]) == (1600.0, True)
 
 
 # ---------------------------------------------------------------- the plan: measured
 
-def test_plan_cpu_measures_each_option_in_a_child():
-    cfg = build_run_config("regression", "synthetic", overrides=TINY + ["train.batch_size=2"])
-    result = plan(cfg, "cpu", gpus=[], inventory=[], steps=2)
+def test_plan_cli_measures_each_option_in_a_child(capsys):
+    args = ["plan", "--method", "regression", "--steps", "2", "--json"]
+    for item in TINY + ["train.batch_size=2"]:
+        args += ["--set", item]
+    assert cli.main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["device"] == "cpu" and result["module_sizes"]["total"] > 0
     names = [r["option"] for r in result["rows"]]
     assert names == ["as configured", "as configured +accum x2", "+freeze_bn",
                      "+freeze_bn +accum x2"]
@@ -186,23 +193,19 @@ def test_plan_cpu_measures_each_option_in_a_child():
     points = {p["batch_size"]: p for p in result["dry_run"][0]["points"]}
     assert base["peak_mb"] == round(points[2]["peak_mb"], 1)  # measured at the batch itself
     assert accum["peak_mb"] == round(points[1]["peak_mb"], 1)
+    assert accum["step_s"] == round(2 * points[1]["step_s"], 4)  # two micro-steps an update
     assert accum["overrides"] == ["train.batch_size=1", "optim.accum_steps=2"]
     assert all(r["fits"] is None for r in result["rows"]) and result["budget_mb"] is None
     assert any("not a GPU number" in n for n in result["notes"])
     assert any("no GPU" in n for n in result["notes"])
 
 
-def test_plan_cli_json_and_errors(capsys):
-    args = ["plan", "--method", "regression", "--steps", "1", "--json"]
-    for s in TINY + ["train.batch_size=1"]:
-        args += ["--set", s]
-    assert cli.main(args) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert out["device"] == "cpu" and out["rows"][0]["option"] == "as configured"
-    assert out["module_sizes"]["total"] > 0
+def test_plan_cli_errors(capsys):
     assert cli.main(["plan", "--method", "nope"]) == 2
     assert "unknown method 'nope'" in capsys.readouterr().err
     assert cli.main(["plan", "--method", "regression", "--set", "train.batch_size=abc"]) == 2
     assert "train.batch_size: expected int" in capsys.readouterr().err
     assert cli.main(["plan", "--method", "regression", "--set", "model.loss=huber"]) == 2
     assert "model.loss" in capsys.readouterr().err
+    assert cli.main(["plan", "--method", "regression", "--gpus", "99"]) == 2
+    assert "asked for 99 GPU(s)" in capsys.readouterr().err
