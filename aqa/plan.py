@@ -165,11 +165,10 @@ def measure_here(cfg: RunConfig, device: torch.device, batch_sizes=FIT_BATCHES,
 
 
 def measure(cfg: RunConfig, device: torch.device, batch_sizes=FIT_BATCHES, steps: int = 3,
-            isolate: bool | None = None) -> list[dict]:
-    """``measure_here`` in a fresh child process (the default on the CPU, where peak RSS only
-    rises) or in this one (the default on CUDA, where the peak counters reset)."""
-    if isolate is None:
-        isolate = device.type == "cpu"
+            isolate: bool = True) -> list[dict]:
+    """``measure_here`` in a fresh child process (the default: on the CPU peak RSS only rises,
+    and on CUDA the caller -- the app's server -- keeps no CUDA context or cached memory, and
+    an out-of-memory leaves nothing behind) or, with ``isolate=False``, in this one (CUDA)."""
     if not isolate:
         return measure_here(cfg, device, batch_sizes, steps)
     request = {"config": to_dict(cfg), "device": str(device), "batch_sizes": list(batch_sizes),
@@ -201,6 +200,8 @@ def _child() -> None:
     except AQAError as exc:
         print(json.dumps({"error": str(exc)}))
         sys.exit(2)
+    except torch.cuda.OutOfMemoryError:  # the model and optimizer alone do not fit
+        rows = [{"batch_size": request["batch_sizes"][0], "oom": True}]
     print(json.dumps({"rows": rows}))
 
 
@@ -248,7 +249,7 @@ def _row(name: str, overrides: list[str], measured: list[dict], batch: int, accu
 
 
 def plan(cfg: RunConfig, device: torch.device | str, gpus: list[dict] | None = None,
-         inventory: list[dict] | None = None, steps: int = 3, isolate: bool | None = None,
+         inventory: list[dict] | None = None, steps: int = 3, isolate: bool = True,
          accum_rows: bool = True) -> dict:
     """The memory plan of ``cfg`` on ``device`` (see the module docstring). ``gpus``: inventory
     entries (``free_mb``) of the GPUs the run would use (none for a CPU run); ``inventory``: all
