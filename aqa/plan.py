@@ -100,7 +100,8 @@ def _maxrss_mb() -> float:
 
 def _warm_up_runtime() -> None:
     """Load the CPU kernels' libraries and thread pools (a tiny 3D conv net forward, backward
-    and optimizer steps), so the peak RSS above the baseline is the model's and the step's, not theirs."""
+    and optimizer steps), so the peak RSS above the baseline is the model's and the step's,
+    not theirs."""
     net = torch.nn.Sequential(torch.nn.Conv3d(3, 4, 3), torch.nn.BatchNorm3d(4), torch.nn.ReLU())
     net(torch.rand(2, 3, 4, 8, 8)).mean().backward()
     for opt in (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD):  # the first step

@@ -43,6 +43,7 @@ def show(result: dict) -> None:
                        "more GPUs", icon=":material/memory:")
     for o in result["options"]:
         if o["status"] != "apply":
-            st.caption(f"{o['name']}: {'already on' if o['status'] == 'on' else 'n/a'} — {o['note']}")
+            state = "already on" if o["status"] == "on" else "n/a"
+            st.caption(f"{o['name']}: {state} — {o['note']}")
     for note in result["notes"]:
         st.caption(note)

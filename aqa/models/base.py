@@ -26,7 +26,7 @@ class BackboneConfig:
     name: str = "tiny3d"  # registered backbone
     weights: str = ""  # path of pretrained weights to load ("" = the backbone's default)
     freeze: bool = False  # keep backbone weights fixed (only the head trains)
-    freeze_bn: bool = False  # backbone BatchNorm in eval mode while training (running statistics fixed; affine params still train unless freeze)
+    freeze_bn: bool = False  # backbone BatchNorm in eval mode while training (running stats fixed)
 
 
 class Method:
