@@ -427,8 +427,9 @@ def cmd_score(args) -> int:
 
 
 COMMANDS = {"demo": cmd_demo, "train": cmd_train, "runs": cmd_runs, "index": cmd_index,
-            "methods": cmd_methods, "plan": cmd_plan, "score": cmd_score, "import-checkpoint": cmd_import, "eval": cmd_eval,
+            "methods": cmd_methods, "score": cmd_score, "import-checkpoint": cmd_import, "eval": cmd_eval,
             **cli_jobs.COMMANDS, **cli_data.COMMANDS}
+COMMANDS["plan"] = cmd_plan  # the memory planner (aqa.plan)
 
 
 def main(argv: list[str] | None = None) -> int:
