@@ -131,6 +131,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("methods", help="list registered methods, backbones and datasets")
     _json_arg(p)
+
+    p = sub.add_parser("plan", help="estimate peak memory and step time of a config before "
+                                    "launch, with and without each memory option")
+    p.add_argument("--method", required=True, help="registered method (see `aqa methods`)")
+    p.add_argument("--dataset", default="synthetic", help="registered dataset (shapes only; "
+                                                          "no data is read)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override such as train.batch_size=4 (repeatable)")
+    p.add_argument("--gpus", default=None, help="GPUs the run would use: a count or indices "
+                                                "(default: CPU)")
+    p.add_argument("--steps", type=int, default=3, help="dry-run steps per batch size (the "
+                                                        "fastest after the first is timed)")
+    _json_arg(p)
     cli_jobs.add_parsers(sub)
     cli_data.add_parsers(sub)
     cli_pretrain.add_parsers(sub)
@@ -343,12 +356,33 @@ def cmd_methods(args) -> int:
             "datasets": [{"name": n, "description": getattr(e, "description", "")}
                          for n, e in DATASETS.items()]}
     if args.json:
+        from aqa.plan import method_sizes
+
+        for m in info["methods"]:  # parameter counts of each default configuration
+            m.update(method_sizes(m["name"]))
+        info["module_sizes_note"] = ("each method's default configuration built with "
+                                     "backbone.weights=\"\" (random init, nothing loaded): "
+                                     "parameter counts do not depend on the weights")
         _print_json(info)
         return 0
     for section, items in info.items():
         print(f"{section}:")
         for it in items:
             print(f"  {it['name']:<14} {it['description']}")
+    return 0
+
+
+def cmd_plan(args) -> int:
+    from aqa.config import build_run_config
+    from aqa.jobs.gpus import probe_gpus
+    from aqa.plan import format_plan, plan_for
+
+    cfg = build_run_config(args.method, args.dataset, overrides=args.overrides)
+    result = plan_for(cfg, args.gpus, probe_gpus(), steps=max(1, args.steps))
+    if args.json:
+        _print_json(result)
+    else:
+        print(format_plan(result))
     return 0
 
 
@@ -407,6 +441,7 @@ def cmd_score(args) -> int:
 COMMANDS = {"demo": cmd_demo, "train": cmd_train, "runs": cmd_runs, "index": cmd_index,
             "methods": cmd_methods, "score": cmd_score, "import-checkpoint": cmd_import, "eval": cmd_eval,
             **cli_jobs.COMMANDS, **cli_data.COMMANDS, **cli_pretrain.COMMANDS}
+COMMANDS["plan"] = cmd_plan  # the memory planner (aqa.plan)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,7 @@ from aqa.errors import AQAError
 from aqa.jobs.gpus import probe_gpus
 from aqa.registry import BACKBONES, DATASETS, METHODS
 from aqa.runs import store
-from ui import common, data, forms
+from ui import common, data, forms, memory
 from ui import jobs as ui_jobs
 
 common.ensure_app()  # a page opened by URL on a fresh server runs through app.py
@@ -57,8 +57,6 @@ if gpus:
 else:
     st.radio("Device", ["CPU (this machine reports no GPU)"], key="device")
     gpu_arg = None
-st.caption("Memory estimate: arrives with the `plan` command (not available yet); no estimate "
-           "is shown rather than a guessed one.")
 
 executor, slurm = "local", None
 if jobs.slurm_available():  # sbatch on the PATH: offer the cluster
@@ -92,7 +90,15 @@ with st.form("launch_form"):
     overrides = forms.config_form(base, prefill, skip={"data.root", "backbone.name"},
                                   key_prefix=f"{method}:{dataset}:{backbone}:{source}")
     problem = st.empty()
-    submitted = st.form_submit_button("Launch", icon=":material/rocket_launch:", type="primary")
+    b = st.columns([1, 1, 4])
+    submitted = b[0].form_submit_button("Launch", icon=":material/rocket_launch:", type="primary")
+    estimated = b[1].form_submit_button("Estimate memory", icon=":material/memory:",
+                                        help="a short dry run of this config (random weights) "
+                                             "on the device the run would use: peak memory and "
+                                             "step time with and without each memory option")
+
+if estimated:
+    memory.estimate(method, dataset, [f"backbone.name={backbone}"] + overrides, gpu_arg, gpus)
 
 if submitted:
     overrides = [f"backbone.name={backbone}"] + overrides

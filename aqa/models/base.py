@@ -26,6 +26,7 @@ class BackboneConfig:
     name: str = "tiny3d"  # registered backbone
     weights: str = ""  # path of pretrained weights to load ("" = the backbone's default)
     freeze: bool = False  # keep backbone weights fixed (only the head trains)
+    freeze_bn: bool = False  # backbone BatchNorm in eval mode while training (running stats fixed)
 
 
 class Method:
@@ -54,8 +55,14 @@ class Method:
         return clips
 
     def set_train_mode(self, model: nn.Module) -> None:
-        """Put the model in training mode (methods that freeze BatchNorm override this)."""
+        """Put the model in training mode; with ``backbone.freeze_bn`` the backbone's BatchNorm
+        layers stay in eval mode (they normalise with, and do not update, their running
+        statistics; their weight and bias still train unless ``backbone.freeze``)."""
         model.train()
+        if getattr(self.cfg.backbone, "freeze_bn", False):
+            backbone = getattr(getattr(model, "module", model), "backbone", None)
+            if backbone is not None:
+                set_bn_eval(backbone)
 
     def should_evaluate(self, epoch: int) -> bool:
         """Whether the loop evaluates after (1-based) ``epoch``: every ``train.eval_every``
@@ -140,6 +147,13 @@ class Method:
         what the score rests on (``exemplars``, ``distribution``, ``spread``, ``notes``).
         ``state`` is the loaded checkpoint (for the extras ``checkpoint_extras`` saved)."""
         return {"score": float(self.predict(model, batch)[0])}
+
+
+def set_bn_eval(module: nn.Module) -> None:
+    """Every BatchNorm layer inside ``module`` to eval mode (the rest keeps its mode)."""
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:

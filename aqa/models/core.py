@@ -35,7 +35,7 @@ from aqa.data.base import Sample
 from aqa.data.exemplars import KEYS, pool_by, pool_key
 from aqa.data.pairs import PairDataset, voters
 from aqa.errors import ConfigError
-from aqa.models.base import Method, clip_features
+from aqa.models.base import Method, clip_features, set_bn_eval
 from aqa.models.group_tree import build_leaves, decode, leaf_labels, pair_differences
 from aqa.registry import BACKBONES, METHODS
 
@@ -162,13 +162,21 @@ class CoRe(Method):
         return CoReModel(backbone, self.cfg.model, self.leaves)
 
     def set_train_mode(self, model: nn.Module) -> None:
-        model.train()
-        if self.cfg.model.fix_bn:
-            for module in model.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                    module.eval()
+        super().set_train_mode(model)  # train(); backbone BN in eval with backbone.freeze_bn
+        if self.cfg.model.fix_bn:  # the official default: every BatchNorm, head included
+            set_bn_eval(model)
 
     # ------------------------------------------------------------ training
+    def example_batch(self, batch_size: int, device: torch.device | str = "cpu") -> dict:
+        """A query batch plus one same-difficulty exemplar each (what PairDataset yields)."""
+        batch = super().example_batch(batch_size, device)
+        gen = torch.Generator().manual_seed(1)
+        batch["exemplar_video"] = torch.randint(0, 256, tuple(batch["video"].shape), generator=gen,
+                                                dtype=torch.uint8).to(device)
+        batch["exemplar_score"] = (torch.rand(batch_size, generator=gen) * 100).to(device)
+        batch["exemplar_difficulty"] = batch["difficulty"].clone()
+        return batch
+
     def losses(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
         core = getattr(model, "module", model)  # the CoReModel behind a DDP wrapper
         b = batch["video"].shape[0]

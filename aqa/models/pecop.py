@@ -41,7 +41,7 @@ from torch.nn import functional as F
 from aqa.config import RunConfig
 from aqa.errors import ConfigError
 from aqa.models.adapters import adapter_parameters, is_adapter_key
-from aqa.models.base import Method, count_parameters
+from aqa.models.base import Method, count_parameters, set_bn_eval
 from aqa.registry import BACKBONES, METHODS
 
 
@@ -170,13 +170,12 @@ class PECoP(Method):
 
     def set_train_mode(self, model: nn.Module) -> None:
         """train(); the frozen backbone's BatchNorm layers stay in eval mode (their statistics
-        fixed) unless ``model.update_frozen_bn`` (the official behaviour)."""
-        model.train()
+        fixed) unless ``model.update_frozen_bn`` (the official behaviour); ``backbone.freeze_bn``
+        is honoured by the base class either way."""
+        super().set_train_mode(model)
         inner = getattr(model, "module", model)  # DistributedDataParallel
         if self.cfg.backbone.freeze and not self.cfg.model.update_frozen_bn:
-            for mod in inner.backbone.modules():
-                if isinstance(mod, nn.modules.batchnorm._BatchNorm):
-                    mod.eval()
+            set_bn_eval(inner.backbone)
 
     def losses(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
         p, s = model(batch["video"])

@@ -174,6 +174,15 @@ class MUSDL(_Distribution):
                               "no judge_scores (use mtl_aqa, or usdl for a single score)")
         return clips
 
+    def example_batch(self, batch_size: int, device: torch.device | str = "cpu") -> dict:
+        """The plain batch plus each judge's score (0..score_max in half points)."""
+        batch = super().example_batch(batch_size, device)
+        m = self.cfg.model
+        gen = torch.Generator().manual_seed(1)
+        halves = torch.randint(0, int(2 * m.score_max) + 1, (batch_size, m.num_judges), generator=gen)
+        batch["judge_scores"] = (halves.float() / 2).to(device)  # (B, judges)
+        return batch
+
     def losses(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
         m = self.cfg.model
         judges = batch["judge_scores"].float()  # (B, 7)
