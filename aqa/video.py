@@ -139,7 +139,9 @@ def read_frames(
             batch = _pyav_frames(path, unique.tolist(), decode_size)  # (U, H, W, 3)
     if backend.rotation:
         batch = np.rot90(batch, k=backend.rotation // 90, axes=(1, 2))  # counter-clockwise
-    return np.ascontiguousarray(batch[where], dtype=np.uint8)  # (T, H, W, 3)
+    if len(where) != len(unique) or np.any(where != np.arange(len(unique))):
+        batch = batch[where]  # back to the order asked for, repeats included
+    return np.ascontiguousarray(batch, dtype=np.uint8)  # (T, H, W, 3)
 
 
 class _Backend(NamedTuple):
@@ -282,35 +284,62 @@ def _pyav_frames(path: Path, indices: list[int], size: tuple[int, int] | None,
         kwargs.update(width=size[0], height=size[1])
     if interpolation:
         kwargs["interpolation"] = INTERPOLATIONS[interpolation]
-    out: dict[int, np.ndarray] = {}
+    out = _FrameBatch(indices, scaler, kwargs)
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             stream.thread_count = decode_threads()
             if index is None:
-                _decode_from_start(container, stream, indices, scaler, kwargs, out)
+                _decode_from_start(container, stream, indices, out)
             else:
-                _decode_seeking(container, stream, indices, index, scaler, kwargs, out)
+                _decode_seeking(container, stream, indices, index, out)
     except Exception as exc:  # av.error.* and friends
         raise _decode_error(path, f"frames {indices[0]}..{indices[-1]}", exc) from exc
     missing = [i for i in indices if i not in out]
     if missing:
         raise VideoError(f"{path}: frame {missing[0]} could not be decoded (the stream ended "
                          f"early); {_FIX_HINT}.")
-    return np.stack([out[i] for i in indices])
+    return out.array
 
 
-def _decode_from_start(container, stream, indices, scaler, kwargs, out) -> None:
+class _FrameBatch:
+    """The frames of a read, converted to RGB straight into one preallocated
+    ``(len(indices), H, W, 3)`` array (one copy a frame: no per-frame arrays, no stacking)."""
+
+    def __init__(self, indices: list[int], scaler, kwargs: dict):
+        self.slot = {i: k for k, i in enumerate(indices)}
+        self.scaler, self.kwargs = scaler, kwargs
+        self.array: np.ndarray | None = None
+        self.done: set[int] = set()
+
+    def __contains__(self, i: int) -> bool:
+        return i in self.done
+
+    def clear(self) -> None:
+        self.done.clear()
+
+    def add(self, i: int, frame) -> None:
+        rgb = self.scaler.reformat(frame, **self.kwargs)
+        h, w = rgb.height, rgb.width
+        plane = rgb.planes[0]
+        rows = np.frombuffer(plane, np.uint8).reshape(h, plane.line_size)  # (H, stride)
+        if self.array is None:
+            self.array = np.empty((len(self.slot), h, w, 3), np.uint8)  # (U, H, W, 3)
+        self.array[self.slot[i]] = rows[:, : w * 3].reshape(h, w, 3)
+        self.done.add(i)
+
+
+def _decode_from_start(container, stream, indices, out: _FrameBatch) -> None:
     wanted = set(indices)
     for i, frame in enumerate(container.decode(stream)):
         if i in wanted:
-            out[i] = scaler.reformat(frame, **kwargs).to_ndarray()  # (H, W, 3)
+            out.add(i, frame)
         if i >= indices[-1]:
             break
 
 
-def _decode_seeking(container, stream, indices, index, scaler, kwargs, out) -> None:
+def _decode_seeking(container, stream, indices, index, out: _FrameBatch) -> None:
     import bisect
 
     pts, keys = index
@@ -323,8 +352,7 @@ def _decode_seeking(container, stream, indices, index, scaler, kwargs, out) -> N
         if key == last_seek:  # a seek that did not reach the frame: decode from the start
             out.clear()
             container.seek(0)
-            _decode_from_start(container, container.streams.video[0], indices, scaler,
-                               kwargs, out)
+            _decode_from_start(container, container.streams.video[0], indices, out)
             return
         last_seek = key
         container.seek(pts[key], stream=stream, backward=True)
@@ -333,7 +361,7 @@ def _decode_seeking(container, stream, indices, index, scaler, kwargs, out) -> N
             if i is None:
                 continue
             if i in wanted and i not in out:
-                out[i] = scaler.reformat(frame, **kwargs).to_ndarray()  # (H, W, 3)
+                out.add(i, frame)
             while k < len(indices) and indices[k] in out:
                 k += 1
             if k == len(indices):
