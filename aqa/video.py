@@ -2,20 +2,20 @@
 
 Native-size reads go through PyAV by default (``decoder="auto"``): a per-file index of frame
 timestamps and keyframes lets it seek to the keyframe before the first wanted frame, decode
-forward (frame threads on every core) and convert only the wanted frames to RGB with one
-reused scaler; the pixels are identical to decord's, at about twice the speed (see
-``bench/decode.py``). Resized reads stay with decord, whose in-decoder resize the training
-pixels were made with, unless an ``interpolation`` is asked for (then PyAV resizes with that
-libswscale filter: different pixels, faster). ``decoder="decord"`` or ``"pyav"`` (or
-``$AQA_DECODER``) forces one. decord reads what it can (batched ``get_batch`` reads, resized in
-the decoder); PyAV reads the rest: containers decord cannot open (GIF, some MOV/WebM), widths decord 0.6 garbles, and clips
-with a display rotation (portrait phone video: decord 0.6 returns garbled frames for those),
-which are turned upright as ffmpeg would show them. Audio streams are ignored. Frame indices
-count decoded frames (not time x fps), so variable-frame-rate files are read exactly. Both
-decoders are imported only when a video is opened, so ``import aqa.video`` stays cheap. Every
-failure a user can cause (missing, empty, corrupt or frameless file, an index past the end) is
-a :class:`~aqa.errors.VideoError` whose message names the file, says what went wrong and what
-to do.
+forward (frame threads on every core) and convert only the wanted frames to RGB with one reused
+scaler, straight into the output array; the pixels are identical to decord's and it is faster
+(``bench/decode.py``; numbers in docs/datasets.md). Resized reads stay with decord, whose
+in-decoder resize made the pixels the models were trained on, unless an ``interpolation`` is
+asked for (then PyAV resizes with that libswscale filter: different pixels, faster).
+``decoder="decord"`` or ``"pyav"`` (or ``$AQA_DECODER``) forces one. PyAV also reads what
+decord cannot: containers it cannot open (GIF, some MOV/WebM), widths decord 0.6 garbles, and
+clips with a display rotation (portrait phone video: decord 0.6 returns garbled frames for
+those), which are turned upright as ffmpeg would show them. Audio streams are ignored. Frame
+indices count decoded frames (not time x fps), so variable-frame-rate files are read exactly.
+Both decoders are imported only when a video is opened, so ``import aqa.video`` stays cheap.
+Every failure a user can cause (missing, empty, corrupt or frameless file, an index past the
+end) is a :class:`~aqa.errors.VideoError` whose message names the file, says what went wrong
+and what to do.
 
 Frames come back as ``uint8`` numpy arrays of shape ``(T, H, W, 3)`` in RGB order.
 """

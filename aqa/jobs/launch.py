@@ -176,21 +176,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nnodes", type=int, required=True, help="nodes in the job")
     p.add_argument("--nproc-per-node", type=int, default=1, help="processes on this node")
     args = p.parse_args(argv)
-    from aqa.jobs.local import _env
+    from aqa.jobs.slurm import TrainJob
 
+    job = TrainJob(str(Path(args.run_dir).resolve()), args.nproc_per_node, args.nnodes)
+    # what Slurm's scancel does to a task: SIGTERM, passed on to torchrun and the trainers
+    signal.signal(signal.SIGTERM, lambda *_: job.node is not None and job.node.terminate())
     try:
-        node = NodeRun(args.run_dir, args.nproc_per_node, args.nnodes)
-        env = _env([])
-        env.pop("CUDA_VISIBLE_DEVICES")
-        if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
-            env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
-        signal.signal(signal.SIGTERM, lambda *_: node.terminate())
-        with open(node.run_path / store.STDOUT_LOG, "ab") as log:
-            node.start(env, log)
-            while (code := node.wait(1.0)) is None:
-                pass
-        node.close()
-        return code
+        return job()  # exactly what a Slurm task of a multi-node run executes
     except JobError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
