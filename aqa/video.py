@@ -233,6 +233,7 @@ def _is_width_bug(exc: BaseException) -> bool:
 
 
 _pyav_indexes: dict[tuple, tuple[list, list[int]] | None] = {}
+SEEKABLE_FORMATS = ("mov", "mp4", "matroska", "webm")  # containers whose seek index is exact
 SEEK_GAP = 32  # re-seek only when the next wanted frame is this many frames past a keyframe
 
 
@@ -293,7 +294,18 @@ def _pyav_frames(path: Path, indices: list[int], size: tuple[int, int] | None,
             if index is None:
                 _decode_from_start(container, stream, indices, out)
             else:
-                _decode_seeking(container, stream, indices, index, out)
+                seekable = any(f in SEEKABLE_FORMATS for f in container.format.name.split(","))
+                try:
+                    _decode_seeking(container, stream, indices, index, out, seekable)
+                except _SeekMissed:
+                    out.clear()
+                    index = None
+        if index is None and out.done == set():  # no index, or a seek that missed its frame
+            with av.open(str(path)) as container:
+                stream = container.streams.video[0]
+                stream.thread_type = "AUTO"
+                stream.thread_count = decode_threads()
+                _decode_from_start(container, stream, indices, out)
     except Exception as exc:  # av.error.* and friends
         raise _decode_error(path, f"frames {indices[0]}..{indices[-1]}", exc) from exc
     missing = [i for i in indices if i not in out]
@@ -339,7 +351,33 @@ def _decode_from_start(container, stream, indices, out: _FrameBatch) -> None:
             break
 
 
-def _decode_seeking(container, stream, indices, index, out: _FrameBatch) -> None:
+def _frames_skipping(container, stream, wanted: set, where: dict):
+    """Decoded frames from the container's position on; the packets of frames that are not
+    wanted are decoded with ``skip_frame=NONREF``: a frame no other frame refers to (most
+    B-frames) is then not decoded at all, and nothing else changes (that is what non-reference
+    means), so a read pays less for the frames between its keyframe and the ones it wants."""
+    ctx = stream.codec_context
+    mode = None
+    try:
+        for packet in container.demux(stream):
+            i = where.get(packet.pts)
+            want = "NONREF" if i is not None and i not in wanted else "DEFAULT"
+            if want != mode:
+                ctx.skip_frame = mode = want
+            yield from ctx.decode(packet)  # the last, empty packet drains the decoder
+    finally:
+        ctx.skip_frame = "DEFAULT"
+
+
+class _SeekMissed(Exception):
+    """A seek landed past the frame it was for (an imprecise container index)."""
+
+
+def _decode_seeking(container, stream, indices, index, out: _FrameBatch,
+                    seekable: bool = True) -> None:
+    """Decode ``indices`` by timestamp, seeking to keyframes when the container can
+    (``seekable``), else in one pass from the start; raises ``_SeekMissed`` when a seek
+    overshoots or the stream ends short (the caller then decodes from the start)."""
     import bisect
 
     pts, keys = index
@@ -348,18 +386,20 @@ def _decode_seeking(container, stream, indices, index, out: _FrameBatch) -> None
     k = 0  # indices[k] is the next frame still wanted
     last_seek = None
     while k < len(indices):
-        key = keys[bisect.bisect_right(keys, indices[k]) - 1]
-        if key == last_seek:  # a seek that did not reach the frame: decode from the start
-            out.clear()
-            container.seek(0)
-            _decode_from_start(container, container.streams.video[0], indices, out)
-            return
+        key = keys[bisect.bisect_right(keys, indices[k]) - 1] if seekable else 0
+        if key == last_seek:
+            raise _SeekMissed
+        if last_seek is not None or key > 0:
+            container.seek(pts[key], stream=stream, backward=True)
         last_seek = key
-        container.seek(pts[key], stream=stream, backward=True)
-        for frame in container.decode(stream):
+        first = True
+        for frame in _frames_skipping(container, stream, wanted, where):
             i = where.get(frame.pts)
             if i is None:
                 continue
+            if first and i > indices[k]:
+                raise _SeekMissed
+            first = False
             if i in wanted and i not in out:
                 out.add(i, frame)
             while k < len(indices) and indices[k] in out:
@@ -367,10 +407,10 @@ def _decode_seeking(container, stream, indices, index, out: _FrameBatch) -> None
             if k == len(indices):
                 return
             nxt_key = keys[bisect.bisect_right(keys, indices[k]) - 1]
-            if nxt_key > i + SEEK_GAP and nxt_key != last_seek:
+            if seekable and nxt_key > i + SEEK_GAP and nxt_key != last_seek:
                 break  # a keyframe well ahead: seek there instead of decoding the gap
         else:
-            return  # the stream ended; the caller names the missing frame
+            raise _SeekMissed  # the stream ended before the frames wanted
 
 
 def sample_indices(num_available: int, num_wanted: int) -> list[int]:

@@ -30,6 +30,35 @@ def gop_clip(tmp_path_factory) -> Path:
     return path
 
 
+CODECS = {  # codec -> ffmpeg options: B-frames or hidden frames, several GOPs
+    "hevc": ["-c:v", "libx265", "-x265-params", "keyint=25:bframes=3:log-level=error"],
+    "mpeg4": ["-c:v", "mpeg4", "-g", "25", "-bf", "2", "-q:v", "4"],
+    "mpeg2": ["-c:v", "mpeg2video", "-g", "25", "-bf", "2", "-q:v", "4"],
+}
+
+
+@pytest.mark.parametrize("codec", sorted(CODECS))
+def test_other_codecs_match_decord_too(tmp_path, codec):
+    """Non-reference frames are skipped differently by each decoder, and MPEG-PS seeks are
+    inexact (the reader decodes it from the start): the pixels must be the frames asked for."""
+    path = tmp_path / f"{codec}.{'mpg' if codec == 'mpeg2' else 'mp4'}"
+    out = subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                          "testsrc2=size=160x96:rate=25", "-frames:v", "90", *CODECS[codec],
+                          "-pix_fmt", "yuv420p", str(path)], capture_output=True, text=True)
+    if out.returncode != 0:
+        pytest.skip(f"this ffmpeg cannot encode {codec}: {out.stderr.strip()[:200]}")
+    import av
+
+    idx = [3, 40, 41, 42, 60, 77, 88]
+    with av.open(str(path)) as c:  # the truth: every frame, in order, no seeking or skipping
+        every = [f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])]
+    truth = np.stack([every[i] for i in idx])
+    got = video.read_frames(path, idx, decoder="pyav")
+    assert np.array_equal(got, truth), f"{codec}: max diff {np.abs(got - truth.astype(int)).max()}"
+    if codec != "mpeg2":  # decord seeks MPEG-PS inexactly and returns other frames there
+        assert np.array_equal(video.read_frames(path, idx, decoder="decord"), truth)
+
+
 def _videos(gop_clip):
     real = SHARED_DATA / "clips" / "mtlaqa_diving_sample_500x280.mp4"
     return [gop_clip] + ([real] if real.exists() else [])
@@ -76,3 +105,24 @@ def test_bad_decoder_options(gop_clip, monkeypatch):
     monkeypatch.setenv("AQA_DECODER", "decord")
     assert np.array_equal(video.read_frames(gop_clip, [3]),
                           video.read_frames(gop_clip, [3], decoder="pyav"))
+
+
+def test_a_seek_that_overshoots_falls_back_to_decoding_from_the_start(tmp_path, monkeypatch):
+    """MPEG-PS seeks land past the frame asked for; were it treated as seekable, the reader must
+    notice (the first frame after the seek is past the one wanted) and decode from the start."""
+    import av
+
+    path = tmp_path / "ps.mpg"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                    "testsrc2=size=160x96:rate=25", "-frames:v", "90", *CODECS["mpeg2"],
+                    "-pix_fmt", "yuv420p", str(path)], check=True)
+    monkeypatch.setattr(video, "SEEKABLE_FORMATS", video.SEEKABLE_FORMATS + ("mpeg",))
+    calls = []
+    real = video._decode_from_start
+    monkeypatch.setattr(video, "_decode_from_start", lambda *a: calls.append(1) or real(*a))
+    idx = [30, 31, 60]
+    with av.open(str(path)) as c:
+        every = [f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])]
+    assert np.array_equal(video.read_frames(path, idx, decoder="pyav"),
+                          np.stack([every[i] for i in idx]))
+    assert calls  # the fallback ran
