@@ -100,6 +100,30 @@ def _slurm_env(environ) -> tuple[int, int, str, int]:
     return node, nnodes, job_id, restart
 
 
+class Child:
+    """A child process waited on by a thread, so that a signal handler running in the main
+    thread (submitit's) can wait for it too without contending for Popen's wait lock."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc, self._done = proc, threading.Event()
+        threading.Thread(target=self._reap, daemon=True).start()
+
+    def _reap(self) -> None:
+        self.proc.wait()
+        self._done.set()
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """The exit code, or None if it is still running after ``timeout``."""
+        self._done.wait(timeout)
+        return self.proc.returncode if self._done.is_set() else None
+
+    def terminate(self, grace_s: float = 60.0) -> None:
+        """SIGTERM (torchrun passes it on to the trainers, which write last.pt); wait."""
+        if not self._done.is_set():
+            self.proc.send_signal(signal.SIGTERM)
+            self._done.wait(grace_s)
+
+
 class NodeRun:
     """This node's torchrun, with node 0 hosting the rendezvous store while it lives."""
 
@@ -113,8 +137,7 @@ class NodeRun:
                            f"{env_nodes} (SLURM_NNODES); submit it again with --nodes "
                            f"{env_nodes} or ask for {self.nnodes}")
         self.store = None  # node 0: the rendezvous TCPStore server, held until the end
-        self.proc: subprocess.Popen | None = None
-        self._done = threading.Event()
+        self.child: Child | None = None
 
     def endpoint(self) -> str:
         path = rendezvous_file(self.run_path, self.job_id, self.restart)
@@ -134,38 +157,24 @@ class NodeRun:
         rdzv_id = f"aqa-{self.run_path.name}-{self.job_id}-{self.restart}"
         return node_argv(self.run_path, self.nproc, self.nnodes, endpoint, rdzv_id)
 
-    def start(self, env: dict, log, preexec_fn=None) -> subprocess.Popen:
+    def start(self, env: dict, log, preexec_fn=None) -> Child:
         """Find (or host) the rendezvous, then start torchrun with stdout/stderr to ``log``."""
         argv = self.argv(self.endpoint())
         log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} node {self.node}/{self.nnodes} "
                   f"of job {self.job_id} (restart {self.restart}) on {socket.gethostname()}: "
                   f"{' '.join(argv)}\n".encode())
         log.flush()
-        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, cwd=str(self.run_path), env=env,
-                                     preexec_fn=preexec_fn)
-        # Wait in a thread: a signal handler in the main thread (submitit's) can then wait on
-        # the event without contending for Popen's wait lock.
-        threading.Thread(target=self._reap, daemon=True).start()
-        return self.proc
-
-    def _reap(self) -> None:
-        self.proc.wait()
-        self._done.set()
+        self.child = Child(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, cwd=str(self.run_path),
+                                            env=env, preexec_fn=preexec_fn))
+        return self.child
 
     def wait(self, timeout: float | None = None) -> int | None:
-        """The child's exit code, or None if it is still running after ``timeout``."""
-        self._done.wait(timeout)
-        return self.proc.returncode if self._done.is_set() else None
+        return self.child.wait(timeout)
 
     def terminate(self, grace_s: float = 60.0) -> None:
-        """SIGTERM torchrun (it passes it on to the trainers, which write last.pt), wait."""
-        if self.proc is not None and not self._done.is_set():
-            self.proc.send_signal(signal.SIGTERM)
-            self._done.wait(grace_s)
-
-    def close(self) -> None:
-        self.store = None
+        if self.child is not None:
+            self.child.terminate(grace_s)
 
 
 def main(argv: list[str] | None = None) -> int:

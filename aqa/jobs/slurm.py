@@ -92,7 +92,7 @@ class TrainJob:
         return {"run_dir": self.run_dir, "nproc": self.nproc, "nnodes": self.nnodes}
 
     def __call__(self) -> int:
-        from aqa.jobs.launch import NodeRun
+        from aqa.jobs.launch import Child, NodeRun
         from aqa.jobs.local import _env, train_argv
 
         env = _env([])
@@ -113,7 +113,7 @@ class TrainJob:
                           f"(restart {os.environ.get('SLURM_RESTART_COUNT', 0)}): "
                           f"{' '.join(argv)}\n".encode())
                 log.flush()
-                self.node = _Child(subprocess.Popen(
+                self.node = Child(subprocess.Popen(
                     argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                     cwd=self.run_dir, env=env, preexec_fn=ignore_usr2))
             # Poll, never block in wait(): submitit's USR2 handler runs in this thread and
@@ -130,29 +130,6 @@ class TrainJob:
             self.node.terminate(grace_s=60)
         return submitit.helpers.DelayedSubmission(TrainJob(self.run_dir, self.nproc,
                                                            self.nnodes))
-
-
-class _Child:
-    """A local child process waited on by a thread (so a signal handler can wait too)."""
-
-    def __init__(self, proc: subprocess.Popen):
-        import threading
-
-        self.proc, self._done = proc, threading.Event()
-        threading.Thread(target=self._reap, daemon=True).start()
-
-    def _reap(self) -> None:
-        self.proc.wait()
-        self._done.set()
-
-    def wait(self, timeout: float | None = None) -> int | None:
-        self._done.wait(timeout)
-        return self.proc.returncode if self._done.is_set() else None
-
-    def terminate(self, grace_s: float = 60.0) -> None:
-        if not self._done.is_set():
-            self.proc.send_signal(signal.SIGTERM)
-            self._done.wait(grace_s)
 
 
 def submit_run(run_path: Path, opts: dict) -> dict:
