@@ -15,7 +15,7 @@ import pytest
 from aqa.errors import JobError
 from aqa.jobs import launch, local, slurm
 from aqa.runs.events import read_events
-from conftest import ROOT
+from conftest import ROOT, wait_for
 
 
 def test_node_argv_for_n_nodes(tmp_path):
@@ -61,11 +61,11 @@ def test_nodes_option_is_checked_before_anything_is_written(runs_dir):
     assert slurm.options(runs_dir, {"nodes": 2})["nodes"] == 2
 
 
-def _start_nodes(path, job_id):
+def _start_nodes(path, job_id, restart=0):
     procs = []
     for node in (0, 1):
         env = {**os.environ, "SLURM_JOB_ID": job_id, "SLURM_NODEID": str(node),
-               "SLURM_NNODES": "2", "SLURM_RESTART_COUNT": "0", "AQA_RDZV_WAIT_S": "60",
+               "SLURM_NNODES": "2", "SLURM_RESTART_COUNT": str(restart), "AQA_RDZV_WAIT_S": "60",
                "OMP_NUM_THREADS": "1"}
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "aqa.jobs.launch", str(path), "--nnodes", "2",
@@ -115,3 +115,42 @@ def test_two_two_node_runs_at_once(runs_dir, fast_overrides):
         ports.add(json.loads(published[0].read_text())["port"])
         assert log.count("node 0/2 of job") == 1 and log.count("node 1/2 of job") == 1
     assert len(ports) == 2
+
+
+@pytest.mark.slow
+def test_two_node_run_stops_on_node_0s_sigterm_and_a_requeue_resumes(runs_dir, fast_overrides):
+    """The timeout path of a 2-node job: submitit's handler runs in task 0 only and SIGTERMs
+    its torchrun; the ranks agree to stop, rank 0 writes last.pt and `stopped`, both tasks
+    end. The requeued job (same id, restart count 1: a new rendezvous file) resumes."""
+    import signal
+
+    epochs = 6
+    path = local.submit(runs_dir, "regression", "synthetic", start_now=False,
+                        overrides=fast_overrides + [f"train.epochs={epochs}"])
+    job_id = f"t{uuid.uuid4().hex[:8]}"
+    procs = _start_nodes(path, job_id)
+    try:
+        wait_for(lambda: any(e["type"] == "checkpoint" for e in read_events(path / "events.jsonl")),
+                 timeout=120, what="the first checkpoint")
+        procs[0].send_signal(signal.SIGTERM)  # node 0's task only, as submitit's handler does
+        for proc in procs:
+            proc.communicate(timeout=90)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    evs = read_events(path / "events.jsonl")
+    status = [e for e in evs if e["type"] == "status"][-1]
+    assert status["status"] == "stopped" and status["signal"] == "SIGTERM", \
+        (path / "stdout.log").read_text()
+    assert (path / "checkpoints" / "last.pt").exists()
+    procs = _start_nodes(path, job_id, restart=1)
+    outs = [proc.communicate(timeout=180)[0] for proc in procs]
+    assert [p.returncode for p in procs] == [0, 0], (path / "stdout.log").read_text() + "".join(outs)
+    evs = read_events(path / "events.jsonl")
+    starts = [e for e in evs if e["type"] == "start"]
+    assert len(starts) == 2 and starts[1]["resumed_step"] > 0 and starts[1]["rank_count"] == 2
+    assert [e["status"] for e in evs if e["type"] == "status"][-1] == "finished"
+    rho = sorted(e["epoch"] for e in evs if e["type"] == "metric" and e["name"] == "rho")
+    assert rho == list(range(1, epochs + 1))
+    assert len(list((path / "slurm").glob(f"rendezvous_{job_id}_*.json"))) == 2
