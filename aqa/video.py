@@ -1,14 +1,21 @@
 """Video decoding: probe a file, read frames by index, sample a fixed-length clip.
 
-decord reads what it can (batched ``get_batch`` reads, resized in the decoder); PyAV reads the
-rest: containers decord cannot open (GIF, some MOV/WebM), widths decord 0.6 garbles, and clips
-with a display rotation (portrait phone video: decord 0.6 returns garbled frames for those),
-which are turned upright as ffmpeg would show them. Audio streams are ignored. Frame indices
-count decoded frames (not time x fps), so variable-frame-rate files are read exactly. Both
-decoders are imported only when a video is opened, so ``import aqa.video`` stays cheap. Every
-failure a user can cause (missing, empty, corrupt or frameless file, an index past the end) is
-a :class:`~aqa.errors.VideoError` whose message names the file, says what went wrong and what
-to do.
+Native-size reads go through PyAV by default (``decoder="auto"``): a per-file index of frame
+timestamps and keyframes lets it seek to the keyframe before the first wanted frame, decode
+forward (frame threads on every core) and convert only the wanted frames to RGB with one reused
+scaler, straight into the output array; the pixels are identical to decord's and it is faster
+(``bench/decode.py``; numbers in docs/datasets.md). Resized reads stay with decord, whose
+in-decoder resize made the pixels the models were trained on, unless an ``interpolation`` is
+asked for (then PyAV resizes with that libswscale filter: different pixels, faster).
+``decoder="decord"`` or ``"pyav"`` (or ``$AQA_DECODER``) forces one. PyAV also reads what
+decord cannot: containers it cannot open (GIF, some MOV/WebM), widths decord 0.6 garbles, and
+clips with a display rotation (portrait phone video: decord 0.6 returns garbled frames for
+those), which are turned upright as ffmpeg would show them. Audio streams are ignored. Frame
+indices count decoded frames (not time x fps), so variable-frame-rate files are read exactly.
+Both decoders are imported only when a video is opened, so ``import aqa.video`` stays cheap.
+Every failure a user can cause (missing, empty, corrupt or frameless file, an index past the
+end) is a :class:`~aqa.errors.VideoError` whose message names the file, says what went wrong
+and what to do.
 
 Frames come back as ``uint8`` numpy arrays of shape ``(T, H, W, 3)`` in RGB order.
 """
@@ -66,16 +73,39 @@ def probe(path: PathLike) -> VideoInfo:
     return VideoInfo(num_frames=num_frames, fps=fps, width=int(width), height=int(height))
 
 
+DECODERS = ("auto", "decord", "pyav")
+# interpolation name -> libswscale filter (PyAV's Interpolation names)
+INTERPOLATIONS = {"nearest": "POINT", "fast_bilinear": "FAST_BILINEAR", "bilinear": "BILINEAR",
+                  "bicubic": "BICUBIC", "area": "AREA"}
+
+
 def read_frames(
-    path: PathLike, indices: Sequence[int], size: tuple[int, int] | None = None
+    path: PathLike, indices: Sequence[int], size: tuple[int, int] | None = None, *,
+    decoder: str | None = None, interpolation: str | None = None,
 ) -> np.ndarray:
     """Frames ``indices`` of the video at ``path`` as uint8 RGB, shape ``(len(indices), H, W, 3)``.
 
-    ``indices`` may repeat and be unsorted; the sorted unique set is decoded in one batched call
-    and the frames are returned in the order asked for. ``size=(width, height)`` resizes inside
-    the decoder; ``None`` keeps the native size.
+    ``indices`` may repeat and be unsorted; the sorted unique set is decoded in one pass (or one
+    batched call) and the frames are returned in the order asked for. ``size=(width, height)``
+    resizes inside the decoder; ``None`` keeps the native size.
+
+    ``decoder``: "auto" (default, or ``$AQA_DECODER``) reads native size with PyAV (seek to the
+    keyframe, decode forward; pixels identical to decord's) and resized frames with decord
+    (its resize, the pixels the models were trained with) unless ``interpolation`` is given;
+    "decord" or "pyav" forces one. ``interpolation`` (one of ``INTERPOLATIONS``) resizes with
+    that libswscale filter in PyAV: faster, but not decord's pixels; PyAV without it resizes
+    bilinear.
     """
     path = _existing_file(path)
+    decoder = decoder or os.environ.get("AQA_DECODER") or "auto"
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
+    if interpolation is not None and interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, "
+                         f"got {interpolation!r}")
+    if interpolation is not None and decoder == "decord":
+        raise ValueError("decord resizes with its own filter; an interpolation needs "
+                         "decoder='pyav' or 'auto'")
     wanted = np.asarray(indices, dtype=np.int64).reshape(-1)  # (T,)
     if wanted.size == 0:
         raise ValueError("read_frames needs at least one frame index")
@@ -84,6 +114,8 @@ def read_frames(
     backend = _backend(path)
     # a clip shown rotated by 90/270 is stored transposed: decode at the transposed size
     decode_size = (size[1], size[0]) if size is not None and backend.rotation % 180 else size
+    if decoder == "pyav" or (decoder == "auto" and (size is None or interpolation is not None)):
+        backend = backend._replace(pyav=True)
     if backend.pyav:
         num_frames = _pyav_info(path)[0]
     else:
@@ -97,7 +129,7 @@ def read_frames(
         )
     unique, where = np.unique(wanted, return_inverse=True)  # (U,), (T,)
     if backend.pyav:
-        batch = _pyav_frames(path, unique.tolist(), decode_size)  # (U, H, W, 3)
+        batch = _pyav_frames(path, unique.tolist(), decode_size, interpolation)  # (U, H, W, 3)
     else:
         try:
             batch = reader.get_batch(unique.tolist()).asnumpy()  # (U, H, W, 3), one batched read
@@ -107,7 +139,9 @@ def read_frames(
             batch = _pyav_frames(path, unique.tolist(), decode_size)  # (U, H, W, 3)
     if backend.rotation:
         batch = np.rot90(batch, k=backend.rotation // 90, axes=(1, 2))  # counter-clockwise
-    return np.ascontiguousarray(batch[where], dtype=np.uint8)  # (T, H, W, 3)
+    if len(where) != len(unique) or np.any(where != np.arange(len(unique))):
+        batch = batch[where]  # back to the order asked for, repeats included
+    return np.ascontiguousarray(batch, dtype=np.uint8)  # (T, H, W, 3)
 
 
 class _Backend(NamedTuple):
@@ -198,30 +232,185 @@ def _is_width_bug(exc: BaseException) -> bool:
     return "DECORDArrayCopyFromTo" in str(exc)
 
 
-def _pyav_frames(path: Path, indices: list[int], size: tuple[int, int] | None) -> np.ndarray:
-    """Frames ``indices`` (sorted, unique) decoded with PyAV in one sequential pass, scaled by
-    libswscale to ``size=(w, h)``: the fallback for what decord cannot return."""
+_pyav_indexes: dict[tuple, tuple[list, list[int]] | None] = {}
+SEEKABLE_FORMATS = ("mov", "mp4", "matroska", "webm")  # containers whose seek index is exact
+SEEK_GAP = 32  # re-seek only when the next wanted frame is this many frames past a keyframe
+
+
+def _pyav_index(path: Path) -> tuple[list, list[int]] | None:
+    """``(pts of each frame in display order, display indices of the keyframes)`` from the
+    packets (no decoding), learned once per file version; None when the timestamps cannot
+    place every frame (missing or repeated pts): such files are decoded from the start."""
     import av
 
-    wanted = set(indices)
-    kwargs = {"width": size[0], "height": size[1]} if size else {}
-    out: dict[int, np.ndarray] = {}
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key in _pyav_indexes:
+        return _pyav_indexes[key]
+    index = None
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            packets = [(p.pts, bool(p.is_keyframe)) for p in container.demux(stream) if p.size]
+        pts = [p for p, _ in packets]
+        if packets and None not in pts and len(set(pts)) == len(pts):
+            pts.sort()
+            rank = {p: i for i, p in enumerate(pts)}
+            keys = sorted(rank[p] for p, k in packets if k)
+            if keys and keys[0] == 0:
+                index = (pts, keys)
+    except Exception:  # unreadable here: the sequential path reports the error
+        index = None
+    _pyav_indexes[key] = index
+    return index
+
+
+def _pyav_frames(path: Path, indices: list[int], size: tuple[int, int] | None,
+                 interpolation: str | None = None) -> np.ndarray:
+    """Frames ``indices`` (sorted, unique) decoded with PyAV, scaled by libswscale to
+    ``size=(w, h)`` (bilinear unless ``interpolation`` names another filter).
+
+    With a usable index (:func:`_pyav_index`) it seeks to the keyframe at or before the first
+    wanted frame and decodes forward, seeking again only past a gap of more than ``SEEK_GAP``
+    frames that a keyframe shortens; otherwise one sequential pass from the start. Only the
+    wanted frames are converted to RGB, all by one reused scaler (a new one per frame costs
+    as much as the conversion)."""
+    import av
+    from av.video.reformatter import VideoReformatter
+
+    index = _pyav_index(path)
+    scaler = VideoReformatter()
+    kwargs = {"format": "rgb24"}
+    if size:
+        kwargs.update(width=size[0], height=size[1])
+    if interpolation:
+        kwargs["interpolation"] = INTERPOLATIONS[interpolation]
+    out = _FrameBatch(indices, scaler, kwargs)
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            for i, frame in enumerate(container.decode(stream)):
-                if i in wanted:
-                    out[i] = frame.to_ndarray(format="rgb24", **kwargs)  # (H, W, 3)
-                if i >= indices[-1]:
-                    break
+            stream.thread_count = decode_threads()
+            if index is None:
+                _decode_from_start(container, stream, indices, out)
+            else:
+                seekable = any(f in SEEKABLE_FORMATS for f in container.format.name.split(","))
+                try:
+                    _decode_seeking(container, stream, indices, index, out, seekable)
+                except _SeekMissed:
+                    out.clear()
+                    index = None
+        if index is None and out.done == set():  # no index, or a seek that missed its frame
+            with av.open(str(path)) as container:
+                stream = container.streams.video[0]
+                stream.thread_type = "AUTO"
+                stream.thread_count = decode_threads()
+                _decode_from_start(container, stream, indices, out)
     except Exception as exc:  # av.error.* and friends
         raise _decode_error(path, f"frames {indices[0]}..{indices[-1]}", exc) from exc
     missing = [i for i in indices if i not in out]
     if missing:
         raise VideoError(f"{path}: frame {missing[0]} could not be decoded (the stream ended "
                          f"early); {_FIX_HINT}.")
-    return np.stack([out[i] for i in indices])
+    return out.array
+
+
+class _FrameBatch:
+    """The frames of a read, converted to RGB straight into one preallocated
+    ``(len(indices), H, W, 3)`` array (one copy a frame: no per-frame arrays, no stacking)."""
+
+    def __init__(self, indices: list[int], scaler, kwargs: dict):
+        self.slot = {i: k for k, i in enumerate(indices)}
+        self.scaler, self.kwargs = scaler, kwargs
+        self.array: np.ndarray | None = None
+        self.done: set[int] = set()
+
+    def __contains__(self, i: int) -> bool:
+        return i in self.done
+
+    def clear(self) -> None:
+        self.done.clear()
+
+    def add(self, i: int, frame) -> None:
+        rgb = self.scaler.reformat(frame, **self.kwargs)
+        h, w = rgb.height, rgb.width
+        plane = rgb.planes[0]
+        rows = np.frombuffer(plane, np.uint8).reshape(h, plane.line_size)  # (H, stride)
+        if self.array is None:
+            self.array = np.empty((len(self.slot), h, w, 3), np.uint8)  # (U, H, W, 3)
+        self.array[self.slot[i]] = rows[:, : w * 3].reshape(h, w, 3)
+        self.done.add(i)
+
+
+def _decode_from_start(container, stream, indices, out: _FrameBatch) -> None:
+    wanted = set(indices)
+    for i, frame in enumerate(container.decode(stream)):
+        if i in wanted:
+            out.add(i, frame)
+        if i >= indices[-1]:
+            break
+
+
+def _frames_skipping(container, stream, wanted: set, where: dict):
+    """Decoded frames from the container's position on; the packets of frames that are not
+    wanted are decoded with ``skip_frame=NONREF``: a frame no other frame refers to (most
+    B-frames) is then not decoded at all, and nothing else changes (that is what non-reference
+    means), so a read pays less for the frames between its keyframe and the ones it wants."""
+    ctx = stream.codec_context
+    mode = None
+    try:
+        for packet in container.demux(stream):
+            i = where.get(packet.pts)
+            want = "NONREF" if i is not None and i not in wanted else "DEFAULT"
+            if want != mode:
+                ctx.skip_frame = mode = want
+            yield from ctx.decode(packet)  # the last, empty packet drains the decoder
+    finally:
+        ctx.skip_frame = "DEFAULT"
+
+
+class _SeekMissed(Exception):
+    """A seek landed past the frame it was for (an imprecise container index)."""
+
+
+def _decode_seeking(container, stream, indices, index, out: _FrameBatch,
+                    seekable: bool = True) -> None:
+    """Decode ``indices`` by timestamp, seeking to keyframes when the container can
+    (``seekable``), else in one pass from the start; raises ``_SeekMissed`` when a seek
+    overshoots or the stream ends short (the caller then decodes from the start)."""
+    import bisect
+
+    pts, keys = index
+    where = {p: i for i, p in enumerate(pts)}
+    wanted = set(indices)
+    k = 0  # indices[k] is the next frame still wanted
+    last_seek = None
+    while k < len(indices):
+        key = keys[bisect.bisect_right(keys, indices[k]) - 1] if seekable else 0
+        if key == last_seek:
+            raise _SeekMissed
+        if last_seek is not None or key > 0:
+            container.seek(pts[key], stream=stream, backward=True)
+        last_seek = key
+        first = True
+        for frame in _frames_skipping(container, stream, wanted, where):
+            i = where.get(frame.pts)
+            if i is None:
+                continue
+            if first and i > indices[k]:
+                raise _SeekMissed
+            first = False
+            if i in wanted and i not in out:
+                out.add(i, frame)
+            while k < len(indices) and indices[k] in out:
+                k += 1
+            if k == len(indices):
+                return
+            nxt_key = keys[bisect.bisect_right(keys, indices[k]) - 1]
+            if seekable and nxt_key > i + SEEK_GAP and nxt_key != last_seek:
+                break  # a keyframe well ahead: seek there instead of decoding the gap
+        else:
+            raise _SeekMissed  # the stream ended before the frames wanted
 
 
 def sample_indices(num_available: int, num_wanted: int) -> list[int]:

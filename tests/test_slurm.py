@@ -87,6 +87,17 @@ def _log(path):
     return text
 
 
+def _release_begin_time(job_id):
+    """A requeued job is held until a begin time ~2 minutes on (Slurm sets it once the old
+    attempt has completed); start it now. Called while polling, since an update sent before
+    Slurm sets that begin time is overwritten by it."""
+    out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T %r"], capture_output=True,
+                         text=True, timeout=30)
+    if out.stdout.split() == ["PENDING", "BeginTime"]:
+        subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"],
+                       capture_output=True, timeout=30)
+
+
 def _final(path):
     s = local.run_status(path)
     return s if s in ("finished", "failed", "crashed", "stopped") else None
@@ -136,10 +147,12 @@ def test_requeued_job_resumes_from_last_pt(cluster, runs_dir, fast_overrides):
              what="the first checkpoint; log:\n" + _log(path))
     subprocess.run(["scontrol", "requeue", job_id], check=True, timeout=30)
     wait_for(lambda: local.run_status(path) == "queued", timeout=60, what="requeued -> queued")
-    # a requeued job waits for its begin time; let it go now
-    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True,
-                   timeout=30)
-    starts = wait_for(lambda: [e for e in _events(path) if e["type"] == "start"][1:], timeout=120,
+
+    def second_start():
+        _release_begin_time(job_id)  # a requeued job waits for its begin time; let it go now
+        return [e for e in _events(path) if e["type"] == "start"][1:]
+
+    starts = wait_for(second_start, timeout=120, interval=0.5,
                       what="the second attempt; log:\n" + _log(path))
     assert starts[0]["resumed_step"] is not None and starts[0]["resumed_step"] > 0
     assert local.stop(path, grace_s=30) == "stopped"
@@ -153,3 +166,49 @@ def test_a_request_slurm_rejects_is_an_error_and_leaves_nothing(cluster, runs_di
         local.submit(runs_dir, "regression", "synthetic", executor="slurm",
                      overrides=fast_overrides, slurm={"cpus_per_task": 512})
     assert store.list_run_dirs(runs_dir) == []
+
+
+@pytest.mark.slow
+def test_timeout_signal_checkpoints_requeues_and_resumes(cluster, runs_dir, fast_overrides):
+    """Slurm's timeout warning (sbatch --signal=USR2@90, sent to the job's steps, not the batch
+    shell) reaches submitit's handler: TrainJob.checkpoint SIGTERMs the trainer (last.pt,
+    "stopped"), submitit requeues the job, the new attempt resumes from last.pt and the run
+    finishes once with every epoch's metrics once."""
+    epochs = 6
+    path = local.submit(runs_dir, "regression", "synthetic", executor="slurm",
+                        overrides=fast_overrides + [f"train.epochs={epochs}"],
+                        slurm={"time": "10"})
+    job_id = store.read_job(path)["slurm_job_id"]
+    wait_for(lambda: any(e["type"] == "checkpoint" for e in _events(path)), timeout=120,
+             what="the first checkpoint; log:\n" + _log(path))
+    # what Slurm does at --signal=USR2@90: signal every step of the job, not the batch step
+    subprocess.run(["scancel", "--signal=USR2", job_id], check=True, timeout=30)
+    wait_for(lambda: "Requeued job" in _log(path), timeout=90,
+             what="submitit's requeue; log:\n" + _log(path))
+    assert "this job is timed-out" in _log(path)
+    stopped = [e for e in _events(path) if e["type"] == "status" and e["status"] == "stopped"]
+    assert stopped and stopped[0]["signal"] == "SIGTERM", _log(path)
+    seen = []  # (derived status, Slurm state) while it resumes, for the failure message
+
+    def ended():
+        _release_begin_time(job_id)
+        seen.append((local.run_status(path), slurm.slurm_state(job_id)))
+        return any(e["type"] == "status" and e["status"] in ("finished", "failed")
+                   for e in _events(path))
+
+    wait_for(ended, timeout=150, interval=0.5, what="the resumed run to end")
+    assert wait_for(lambda: _final(path), timeout=30, what="a final status") == "finished", \
+        f"{_log(path)}\nseen: {sorted(set(seen))}"
+    assert {s for s, _ in seen} <= {"queued", "running", "finished"}, sorted(set(seen))
+    evs = _events(path)
+    starts = [e for e in evs if e["type"] == "start"]
+    assert len(starts) == 2 and starts[0]["resumed_step"] is None
+    assert starts[1]["resumed_step"] > 0 and starts[1]["resumed_epoch"] is not None
+    statuses = [e["status"] for e in evs if e["type"] == "status"]
+    assert statuses.count("finished") == 1 and statuses[-1] == "finished"
+    rho = sorted(e["epoch"] for e in evs if e["type"] == "metric" and e["name"] == "rho")
+    assert rho == list(range(1, epochs + 1))  # every epoch evaluated exactly once
+    ckpt = [e["epoch"] for e in evs if e["type"] == "checkpoint"]
+    assert ckpt == sorted(ckpt) and ckpt[-1] == epochs
+    job = store.read_job(path)
+    assert job["slurm_job_id"] == job_id and len(job["attempts"]) == 1  # requeued, not resubmitted

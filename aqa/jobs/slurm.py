@@ -65,49 +65,71 @@ def options(runs_dir: Path, given: dict, gpus: int = 0) -> dict:
     if gpus and not opts.get("gpus_per_node"):
         opts["gpus_per_node"] = gpus
     parse_time(opts.get("time"))  # fail before anything is written
+    try:
+        nodes = int(opts.get("nodes", 1))
+    except (TypeError, ValueError):
+        nodes = 0
+    if nodes < 1:
+        raise JobError(f"--nodes {opts.get('nodes')!r}: expected a whole number, 1 or more")
     return opts
 
 
 class TrainJob:
-    """What the Slurm job executes (pickled by submitit): the trainer as a child process."""
+    """What the Slurm job executes (pickled by submitit): the trainer as a child process.
 
-    def __init__(self, run_dir: str, nproc: int):
-        self.run_dir, self.nproc = run_dir, nproc
-        self.proc = None
+    One node: ``python -m aqa.train RUN_DIR`` (torchrun ``--standalone`` for several
+    processes). Several nodes: one task a node, each a ``aqa.jobs.launch.NodeRun`` (torchrun
+    joined to a c10d rendezvous that node 0 hosts on a port the kernel picked)."""
+
+    def __init__(self, run_dir: str, nproc: int, nnodes: int = 1):
+        self.run_dir, self.nproc, self.nnodes = run_dir, nproc, nnodes
+        self.node = None
+
+    def __setstate__(self, state):  # pickles of submitit jobs made before nnodes existed
+        self.__dict__.update({"nnodes": 1, "node": None, **state})
+
+    def __getstate__(self):
+        return {"run_dir": self.run_dir, "nproc": self.nproc, "nnodes": self.nnodes}
 
     def __call__(self) -> int:
+        from aqa.jobs.launch import Child, NodeRun
         from aqa.jobs.local import _env, train_argv
 
-        argv = train_argv(Path(self.run_dir), self.nproc)
         env = _env([])
         env.pop("CUDA_VISIBLE_DEVICES")  # Slurm sets it for the GPUs it gave the job
         if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
             env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
+        # USR2 is submitit's timeout signal; Slurm sends it to every process of the step.
+        # The trainer ignores it and is stopped by checkpoint() below with SIGTERM instead.
+        ignore_usr2 = lambda: signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # noqa: E731
         with open(Path(self.run_dir) / store.STDOUT_LOG, "ab") as log:
-            log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} slurm job "
-                      f"{os.environ.get('SLURM_JOB_ID')} on {os.uname().nodename} "
-                      f"(restart {os.environ.get('SLURM_RESTART_COUNT', 0)}): "
-                      f"{' '.join(argv)}\n".encode())
-            log.flush()
-            # USR2 is submitit's timeout signal; Slurm sends it to every process of the step.
-            # The trainer ignores it and is stopped by checkpoint() below with SIGTERM instead.
-            self.proc = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self.run_dir, env=env,
-                preexec_fn=lambda: signal.signal(signal.SIGUSR2, signal.SIG_IGN))
-            return self.proc.wait()
+            if self.nnodes > 1:
+                self.node = NodeRun(self.run_dir, self.nproc, self.nnodes)
+                self.node.start(env, log, preexec_fn=ignore_usr2)
+            else:
+                argv = train_argv(Path(self.run_dir), self.nproc)
+                log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} slurm job "
+                          f"{os.environ.get('SLURM_JOB_ID')} on {os.uname().nodename} "
+                          f"(restart {os.environ.get('SLURM_RESTART_COUNT', 0)}): "
+                          f"{' '.join(argv)}\n".encode())
+                log.flush()
+                self.node = Child(subprocess.Popen(
+                    argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    cwd=self.run_dir, env=env, preexec_fn=ignore_usr2))
+            # Poll, never block in wait(): submitit's USR2 handler runs in this thread and
+            # calls checkpoint(), which must be able to see the child end.
+            while (code := self.node.wait(0.5)) is None:
+                pass
+            return code
 
     def checkpoint(self):
         """Timeout or preemption: let the trainer write last.pt, then requeue this job."""
         import submitit
 
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                pass
-        return submitit.helpers.DelayedSubmission(TrainJob(self.run_dir, self.nproc))
+        if self.node is not None:
+            self.node.terminate(grace_s=60)
+        return submitit.helpers.DelayedSubmission(TrainJob(self.run_dir, self.nproc,
+                                                           self.nnodes))
 
 
 def submit_run(run_path: Path, opts: dict) -> dict:
@@ -117,10 +139,11 @@ def submit_run(run_path: Path, opts: dict) -> dict:
 
     run_path = Path(run_path).resolve()
     spec = store.read_run(run_path)
-    nproc = (spec.get("resources") or {}).get("nproc") or 1
+    nproc = int(opts.get("gpus_per_node") or (spec.get("resources") or {}).get("nproc") or 1)
+    nnodes = int(opts.get("nodes") or 1)
     old = store.read_job(run_path) or {}
     minutes = parse_time(opts.get("time"))
-    params = {"job_name": f"aqa-{spec['id']}", "nodes": opts.get("nodes") or 1,
+    params = {"job_name": f"aqa-{spec['id']}", "nodes": nnodes,
               "ntasks_per_node": 1, "cpus_per_task": opts.get("cpus_per_task") or nproc,
               "gpus_per_node": opts.get("gpus_per_node"), "partition": opts.get("partition"),
               "account": opts.get("account"), "qos": opts.get("qos"), "mem": opts.get("mem"),
@@ -131,7 +154,7 @@ def submit_run(run_path: Path, opts: dict) -> dict:
     executor = submitit.SlurmExecutor(folder=str(run_path / "slurm"), max_num_timeout=3)
     executor.update_parameters(**{k: v for k, v in params.items() if v is not None})
     try:
-        job = executor.submit(TrainJob(str(run_path), nproc))
+        job = executor.submit(TrainJob(str(run_path), nproc, nnodes))
     except Exception as exc:  # submitit's FailedJobError carries sbatch's stderr
         if not old and not (run_path / "events.jsonl").exists():
             shutil.rmtree(run_path, ignore_errors=True)
@@ -141,7 +164,7 @@ def submit_run(run_path: Path, opts: dict) -> dict:
     record = {"executor": "slurm", "state": "submitted", "slurm_job_id": str(job.job_id),
               "submitted_at": now, "started": now, "slurm_options": opts,
               "slurm_folder": str(run_path / "slurm"), "host": None, "pid": None,
-              "gpus": [], "nproc": nproc,
+              "gpus": [], "nproc": nproc, "nnodes": nnodes,
               "attempts": old.get("attempts", []) + [{"slurm_job_id": str(job.job_id),
                                                       "submitted": now}]}
     store.write_job(run_path, record)
