@@ -90,6 +90,22 @@ def i3d_state_for(backbone: torch.nn.Module, raw: dict, notes: list[str]) -> dic
     return state
 
 
+def check_fit(mapped: dict, own: dict, what: str, hint: str = "") -> dict:
+    """``mapped`` completed with the BatchNorm counters older PyTorch files lack, after checking
+    that its keys and shapes are exactly ``own``'s (else a CheckpointError naming what differs)."""
+    for k, v in own.items():
+        if k.endswith("num_batches_tracked") and k not in mapped:
+            mapped[k] = v
+    missing = [k for k in own if k not in mapped]
+    unexpected = [k for k in mapped if k not in own]
+    wrong = [k for k in own if k in mapped and tuple(mapped[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or wrong:
+        raise CheckpointError(f"the weights do not fit {what}: missing {missing[:5]} ({len(missing)}), "
+                              f"unexpected {unexpected[:5]} ({len(unexpected)}), wrong shape "
+                              f"{wrong[:5]}{hint}")
+    return mapped
+
+
 def core_state(raw: dict, model: torch.nn.Module) -> tuple[dict, list[str]]:
     """Map an official CoRe checkpoint (``base_model`` + ``regressor``) or a bare I3D state dict
     (hassony2 ``model_rgb.pth``) onto our CoReModel's keys."""
@@ -107,16 +123,7 @@ def core_state(raw: dict, model: torch.nn.Module) -> tuple[dict, list[str]]:
         raise CheckpointError("not a CoRe checkpoint: expected 'base_model' and 'regressor' "
                               f"entries or an I3D state dict; found {sorted(raw)[:8]}")
     mapped["leaves"] = own["leaves"]  # bins come from the training split, not the file
-    for k, v in own.items():  # PyTorch 0.3 files have no BatchNorm counters
-        if k.endswith("num_batches_tracked") and k not in mapped:
-            mapped[k] = v
-    missing = [k for k in own if k not in mapped]
-    unexpected = [k for k in mapped if k not in own]
-    wrong = [k for k in own if k in mapped and tuple(mapped[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or wrong:
-        raise CheckpointError(f"the weights do not fit CoRe: missing {missing[:5]} ({len(missing)}), "
-                              f"unexpected {unexpected[:5]} ({len(unexpected)}), wrong shape {wrong[:5]}")
-    return mapped, notes
+    return check_fit(mapped, own, "CoRe"), notes
 
 
 def is_official_tpt(raw: dict) -> bool:
@@ -134,18 +141,9 @@ def tpt_state(raw: dict, model: torch.nn.Module) -> tuple[dict, list[str]]:
 
     own = model.state_dict()
     mapped = official_state_dict(raw, own["leaves"])  # bins come from the training split
-    for k, v in own.items():
-        if k.endswith("num_batches_tracked") and k not in mapped:
-            mapped[k] = v
-    missing = [k for k in own if k not in mapped]
-    unexpected = [k for k in mapped if k not in own]
-    wrong = [k for k in own if k in mapped and tuple(mapped[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or wrong:
-        raise CheckpointError(
-            f"the weights do not fit TPT with this config: missing {missing[:5]} ({len(missing)}), "
-            f"unexpected {unexpected[:5]} ({len(unexpected)}), wrong shape {wrong[:5]}; the "
-            "official README run has d_model=512, d_ffn=512, num_cluster=5 (pass others with --set)")
-    return mapped, []
+    hint = ("; the official README run has d_model=512, d_ffn=512, num_cluster=5 (pass others "
+            "with --set)")
+    return check_fit(mapped, own, "TPT with this config", hint), []
 
 
 def import_checkpoint(path: str | Path, method: str, runs_dir: str | Path, *,

@@ -40,6 +40,8 @@ def _strip(state: dict | None) -> dict:
 
 def official_tsa_state(raw: dict, model: torch.nn.Module) -> dict:
     """The official file's weights under ``model``'s (a TSANet's) keys, checked strictly."""
+    from aqa.importers import check_fit
+
     own = model.state_dict()
     mapped = {f"backbone.{k}": v for k, v in _strip(raw["i3d"]).items()}
     for k, v in _strip(raw["evaluator"]).items():
@@ -52,16 +54,7 @@ def official_tsa_state(raw: dict, model: torch.nn.Module) -> dict:
         if not k.startswith("NL_1D."):
             raise CheckpointError(f"unexpected TSA_module key {k!r}: expected NL_1D.g/W.0/W.1")
         mapped["tsa." + k[len("NL_1D."):]] = v
-    for k, v in own.items():  # files of older PyTorch versions have no BatchNorm counters
-        if k.endswith("num_batches_tracked") and k not in mapped:
-            mapped[k] = v
-    missing = [k for k in own if k not in mapped]
-    unexpected = [k for k in mapped if k not in own]
-    wrong = [k for k in own if k in mapped and tuple(mapped[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or wrong:
-        raise CheckpointError(f"the weights do not fit TSA-Net: missing {missing[:5]} ({len(missing)}), "
-                              f"unexpected {unexpected[:5]} ({len(unexpected)}), wrong shape {wrong[:5]}")
-    return mapped
+    return check_fit(mapped, own, "TSA-Net")
 
 
 def import_tsa(raw: dict, path: str | Path, method: str | None, runs_dir: Path, *,
