@@ -57,6 +57,17 @@ def test_zero_initialised_bn_makes_it_start_as_the_identity():
         assert torch.allclose(tsa(x, torch.ones(1, 4, 3, 3, dtype=torch.bool)), x)
 
 
+def test_a_batch_without_any_tube_still_reaches_every_attention_parameter():
+    """DDP stops on parameters that got no gradient; a batch whose tubes are all empty must
+    still give the block's parameters a (zero) gradient, and leave the features unchanged."""
+    tsa = TubeSelfAttention(8).train()
+    x = torch.randn(2, 8, 4, 3, 3, requires_grad=True)
+    out = tsa(x, torch.zeros(2, 4, 3, 3, dtype=torch.bool))
+    assert torch.equal(out.detach(), x.detach())
+    out.sum().backward()
+    assert all(p.grad is not None and not p.grad.any() for p in tsa.parameters())
+
+
 def rel(a, b):
     """Relative difference (random-init I3D features are tiny, so absolute tolerances mislead)."""
     return float((a - b).norm() / b.norm())

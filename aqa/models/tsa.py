@@ -91,6 +91,10 @@ class TubeSelfAttention(nn.Module):
             if m.any():
                 cells = x[b][:, m].unsqueeze(0)  # (1, C, N_b)
                 out[b][:, m] = self.block(cells).squeeze(0).to(out.dtype)
+        if self.training and not bool(mask.any()):
+            # no tube in the whole batch: keep the block's parameters in the graph (zero
+            # gradients) so DistributedDataParallel does not stop on unused parameters
+            out = out + 0.0 * sum(p.sum() for p in self.parameters())
         return out
 
 
