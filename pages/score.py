@@ -44,6 +44,13 @@ use_dd = c1.checkbox("I know the difficulty", key="use_dd")
 difficulty = c2.number_input("Difficulty degree", min_value=0.0, max_value=10.0, value=2.0,
                              step=0.1, disabled=not use_dd, key="dd")
 
+tube = None
+if method == "tsa":  # TSA attends inside the athlete's tube; an upload has no boxes
+    tube = {"Estimated from motion": "auto", "The whole frame": "full"}[st.radio(
+        "Athlete tube", ["Estimated from motion", "The whole frame"], horizontal=True,
+        key="tube", help="TSA-Net's attention runs inside the athlete's tube. An uploaded clip "
+                         "has no boxes: the tube is estimated from motion, or the whole frame.")]
+
 if st.button("Score", type="primary", key="score_btn", disabled=not (upload or sample)):
     name = upload.name if upload else Path(sample).name
     try:
@@ -51,7 +58,8 @@ if st.button("Score", type="primary", key="score_btn", disabled=not (upload or s
             ctx = scoring.saved_upload(upload.name, upload.getbuffer()) if upload \
                 else nullcontext(Path(sample))
             with ctx as clip:
-                result = scoring.scorer(ckpt).score(clip, difficulty=difficulty if use_dd else None)
+                result = scoring.scorer(ckpt).score(clip, difficulty=difficulty if use_dd else None,
+                                                     tube=tube)
     except AQAError as exc:
         common.show_error(exc)
     except Exception as exc:  # a decoder failure we do not know yet: a message, not a traceback

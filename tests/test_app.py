@@ -303,3 +303,29 @@ def test_launch_offers_slurm_when_sbatch_is_on_the_path(runs_dir, tmp_path, monk
     no_exception(at)
     assert at.text_input(key="sl_partition").value == "gpu"
     assert at.text_input(key="sl_time").value == "4:00:00"
+
+
+def test_score_page_offers_tsa_the_tube_and_says_which_was_used(runs_dir, synthetic_root):
+    """A TSA checkpoint: the page asks which athlete tube to use for an upload (no boxes), and
+    the result says which one the score rests on."""
+    from aqa.runs import index
+
+    cfg = build_run_config("tsa", "synthetic", overrides=TINY + [
+        "backbone.name=tiny3d", "model.clip_starts=0,4", "model.clip_len=4",
+        f"data.root={synthetic_root}", f"data.num_clips={SMALL_CLIPS}"])
+    path = store.create_run(runs_dir, to_dict(cfg))
+    ckpt = _write_checkpoint(path, cfg)
+    ev = EventWriter(path / EVENTS_FILE)
+    ev.emit("checkpoint", path=str(ckpt.relative_to(path)), epoch=2, step=20,
+            size=ckpt.stat().st_size, metrics={"rho": 0.5})
+    ev.emit("status", status="finished", epoch=2, step=20)
+    ev.close()
+    index.sync(runs_dir)
+    at = app("score")
+    assert at.radio(key="tube").options == ["Estimated from motion", "The whole frame"]
+    at.radio(key="tube").set_value("The whole frame")
+    at = _score(at, "dive.mp4", (synthetic_root / "clips" / "dive_0003.mp4").read_bytes())
+    no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    float(at.main.metric[0].value)
+    assert any("whole frame" in c.value for c in at.caption), [c.value for c in at.caption]
