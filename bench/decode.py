@@ -45,7 +45,7 @@ import numpy as np
 
 sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo, not bench/ (its modules shadow stdlib names)
 
-from aqa import video  # noqa: E402
+from aqa import video, video_pyav  # noqa: E402
 from aqa.data.base import read_images  # noqa: E402
 
 
@@ -67,14 +67,14 @@ def keyframes(path: Path) -> list[int]:
 
 def frames_to_decode(indices: list[int], keys: list[int]) -> int:
     """Frames the reader's PyAV path decodes for ``indices``: from the keyframe at or before
-    each wanted frame, seeking again only past a gap of more than ``video.SEEK_GAP`` frames."""
+    each wanted frame, seeking again only past a gap of more than ``video_pyav.SEEK_GAP`` frames."""
     import bisect
 
     todo = sorted(set(indices))
     total, pos = 0, None  # pos: the last frame decoded so far
     for i in todo:
         key = keys[bisect.bisect_right(keys, i) - 1]
-        if pos is None or (key > pos + video.SEEK_GAP):
+        if pos is None or (key > pos + video_pyav.SEEK_GAP):
             total += i - key + 1
         else:
             total += i - pos

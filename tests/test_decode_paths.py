@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aqa import video
+from aqa import video, video_pyav
 from conftest import SHARED_DATA
 
 INDEX_SETS = {
@@ -77,10 +77,10 @@ def test_pyav_seek_path_matches_decord_pixels(gop_clip, name):
 
 
 def test_the_index_finds_the_keyframes_and_reads_seek(gop_clip, monkeypatch):
-    pts, keys = video._pyav_index(gop_clip)
+    pts, keys = video_pyav.frame_index(gop_clip)
     assert len(pts) == 120 and keys == [0, 25, 50, 75, 100]
     # a read near the end seeks: decoding from the start is never used
-    monkeypatch.setattr(video, "_decode_from_start", lambda *a: pytest.fail("decoded from 0"))
+    monkeypatch.setattr(video_pyav, "_decode_from_start", lambda *a: pytest.fail("decoded from 0"))
     video.read_frames(gop_clip, [101, 110], decoder="pyav")
 
 
@@ -116,10 +116,10 @@ def test_a_seek_that_overshoots_falls_back_to_decoding_from_the_start(tmp_path, 
     subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
                     "testsrc2=size=160x96:rate=25", "-frames:v", "90", *CODECS["mpeg2"],
                     "-pix_fmt", "yuv420p", str(path)], check=True)
-    monkeypatch.setattr(video, "SEEKABLE_FORMATS", video.SEEKABLE_FORMATS + ("mpeg",))
+    monkeypatch.setattr(video_pyav, "SEEKABLE_FORMATS", video_pyav.SEEKABLE_FORMATS + ("mpeg",))
     calls = []
-    real = video._decode_from_start
-    monkeypatch.setattr(video, "_decode_from_start", lambda *a: calls.append(1) or real(*a))
+    real = video_pyav._decode_from_start
+    monkeypatch.setattr(video_pyav, "_decode_from_start", lambda *a: calls.append(1) or real(*a))
     idx = [30, 31, 60]
     with av.open(str(path)) as c:
         every = [f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])]
