@@ -107,7 +107,9 @@ class Scorer:
 
         indices, source = self._indices(V.probe(video).num_frames, start, end)
         pipe = self.pipeline()
-        frames = V.read_frames(video, indices, size=pipe.decode_size)  # (T, H, W, 3)
+        resize = getattr(self.cfg.data, "video_resize", "decord")  # as the model was trained
+        frames = V.read_frames(video, indices, size=pipe.decode_size,
+                               interpolation=None if resize == "decord" else resize)  # (T, H, W, 3)
         clip = pipe.apply(torch.from_numpy(frames).permute(3, 0, 1, 2), train=False,
                           rng=np.random.default_rng(0))  # the test-time crop, as in evaluation
         frames = clip.permute(1, 2, 3, 0).numpy()

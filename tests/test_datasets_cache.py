@@ -1,6 +1,7 @@
 """The on-disk clip cache and the DataLoader settings."""
 
 import numpy as np
+import pytest
 import torch
 from torch.utils.data import DataLoader
 
@@ -61,3 +62,30 @@ def test_videos_decode_resized_and_load_with_two_workers(tmp_path):
     assert sorted(x for b in batches for x in b["id"]) == ["v0", "v1", "v2", "v3"]
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == 4
     assert loader_kwargs(2, "cuda")["pin_memory"] and not loader_kwargs(0, "cpu")["pin_memory"]
+
+
+def test_video_resize_option_reaches_the_decoder_and_keys_the_cache(tmp_path):
+    """data.video_resize: decord's resize by default (cache keys unchanged), a libswscale filter
+    through PyAV when asked; the two give different pixels and never share a cache entry."""
+    from aqa import video
+    from aqa.config import build_run_config
+    from aqa.data.base import ClipDataset, Sample
+    from aqa.errors import ConfigError
+    from conftest import shared_clip
+
+    clip = shared_clip()
+    sample = Sample(id="dive", video=clip, score=50.0, split="test")
+    cache = tmp_path / "cache"
+    kw = dict(num_frames=8, frame_size=48, cache=False, disk_cache=cache)
+    plain = ClipDataset([sample], **kw)[0]["video"]
+    fast = ClipDataset([sample], video_resize="fast_bilinear", **kw)[0]["video"]
+    idx = video.sample_indices(video.probe(clip).num_frames, 8)
+    expect = video.read_frames(clip, idx, (48, 48), interpolation="fast_bilinear")
+    assert torch.equal(fast, torch.from_numpy(expect).permute(3, 0, 1, 2))
+    assert not torch.equal(fast, plain)
+    assert len(list(cache.rglob("*.npy"))) == 2  # one entry each: no stale reuse
+    assert torch.equal(ClipDataset([sample], **kw)[0]["video"], plain)  # served from the cache
+    with pytest.raises(ConfigError, match="video_resize"):
+        ClipDataset([sample], video_resize="lanczos", **kw)
+    with pytest.raises(ConfigError, match="data.video_resize"):
+        build_run_config("regression", "synthetic", overrides=["data.video_resize=lanczos"])

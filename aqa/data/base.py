@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from aqa.errors import DatasetError, VideoError
+from aqa.errors import ConfigError, DatasetError, VideoError
 
 SHOW_FIRST = 5  # missing samples named in an error; the count covers all
 
@@ -132,17 +132,29 @@ def read_images(paths: Sequence[Path], size: tuple[int, int] | None,
 
 
 def decode(sample: Sample, positions: Sequence[int], size: tuple[int, int] | None,
-           interpolation: str = "bilinear") -> np.ndarray:
+           interpolation: str = "bilinear", video_resize: str = "decord") -> np.ndarray:
     """Frames ``positions`` of ``sample`` (positions inside its span), uint8 ``(T, H, W, 3)``.
 
-    Videos are read in one batched call resized in the decoder; frame folders through PIL.
+    Videos are read in one batched call resized in the decoder (``video_resize``: decord's
+    filter, or a libswscale filter through PyAV, see ``data.video_resize``); frame folders
+    through PIL with ``interpolation``.
     """
     if sample.is_frame_folder:
         return read_images(frame_paths(sample, positions), size, interpolation)
     from aqa import video
 
     first = sample.frames.first if sample.frames is not None else 0
-    return video.read_frames(sample.video, [first + p for p in positions], size)
+    filt = None if video_resize == "decord" or size is None else video_resize
+    return video.read_frames(sample.video, [first + p for p in positions], size, interpolation=filt)
+
+
+def check_video_resize(name: str) -> str:
+    from aqa.video import INTERPOLATIONS
+
+    if name != "decord" and name not in INTERPOLATIONS:
+        raise ConfigError(f"data.video_resize={name!r}: choose decord or one of "
+                          f"{', '.join(INTERPOLATIONS)}")
+    return name
 
 
 def window_positions(sample: Sample, num_frames: int, shift: int = 0,
@@ -220,7 +232,8 @@ class ClipDataset(Dataset):
     def __init__(self, samples: list[Sample], num_frames: int, frame_size: int,
                  train: bool = False, hflip: bool = False, cache: bool = True, seed: int = 0,
                  pipeline=None, jitter: int = 0, disk_cache: str | os.PathLike | None = None,
-                 extra_keys: Sequence[str] = (), excluded: Sequence[str] = ()):
+                 extra_keys: Sequence[str] = (), excluded: Sequence[str] = (),
+                 video_resize: str = "decord"):
         if not samples:
             raise DatasetError("the dataset split is empty: check the data root and the split column")
         from aqa.data.transforms import build_pipeline
@@ -236,6 +249,7 @@ class ClipDataset(Dataset):
         self.jitter = jitter if train else 0
         self.extra_keys = tuple(extra_keys)
         self.excluded = list(excluded)
+        self.video_resize = check_video_resize(video_resize)
         self._disk = None
         if disk_cache:
             from aqa.data.cache import ClipCache
@@ -282,10 +296,11 @@ class ClipDataset(Dataset):
         arr = None
         if self._disk is not None:
             from aqa.data.cache import clip_key
-            key = clip_key(self._fingerprint(i, positions), positions, size, interpolation)
+            how = interpolation if self.video_resize == "decord" else f"{interpolation}|{self.video_resize}"
+            key = clip_key(self._fingerprint(i, positions), positions, size, how)
             arr = self._disk.get(key)
         if arr is None:
-            arr = decode(self.samples[i], positions, size, interpolation)  # (P, H, W, 3)
+            arr = decode(self.samples[i], positions, size, interpolation, self.video_resize)
             if self._disk is not None:
                 self._disk.put(key, arr)
         if self.cache:
@@ -311,7 +326,8 @@ class ClipDataset(Dataset):
         """Sample i's item with the clip read at ``positions`` (a method's own sampling, such as
         PECoP's segment-pace clips); decoded each time (no cache), then the same pipeline."""
         interpolation = self.pipeline.draw_interpolation(rng)
-        arr = decode(self.samples[i], list(positions), self.pipeline.decode_size, interpolation)
+        arr = decode(self.samples[i], list(positions), self.pipeline.decode_size, interpolation,
+                     self.video_resize)
         return self._item(i, arr, rng)
 
     def _item(self, i: int, clip: np.ndarray, rng: np.random.Generator) -> dict:
@@ -376,7 +392,8 @@ def build_clip_dataset(cfg: FramesDataConfig, samples: list[Sample], split: str,
     disk = None if cfg.disk_cache in ("", "off") else cfg.disk_cache
     return ClipDataset(kept, cfg.num_frames, cfg.frame_size, train=train, hflip=cfg.hflip,
                        cache=cfg.cache, seed=seed, pipeline=build_pipeline(cfg.pipeline, cfg.frame_size, cfg.hflip),
-                       jitter=cfg.jitter, disk_cache=disk, extra_keys=extra_keys, excluded=excluded)
+                       jitter=cfg.jitter, disk_cache=disk, extra_keys=extra_keys, excluded=excluded,
+                       video_resize=cfg.video_resize)
 
 
 def holdout_indices(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:

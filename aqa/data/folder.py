@@ -102,7 +102,8 @@ class FolderDataset:
     @classmethod
     def build(cls, cfg: FolderDataConfig, split: str, train: bool, seed: int = 0) -> ClipDataset:
         return ClipDataset(cls.samples(cfg, split), cfg.num_frames, cfg.frame_size, train=train,
-                           hflip=cfg.hflip, cache=cfg.cache, seed=seed)
+                           hflip=cfg.hflip, cache=cfg.cache, seed=seed,
+                           video_resize=cfg.video_resize)
 
 
 @dataclass
