@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+import torch
 from PIL import Image
 
 from aqa.errors import DatasetError
@@ -196,3 +197,43 @@ def test_frfs_reads_the_distributed_xls_without_xlrd(tmp_path):
     assert [(s.id, s.meta["label"]) for s in entry.samples(cfg, "train")] == [
         ("309_1_fall", 1.0), ("312_2", 0.0), ("400_3", 1.0)]
     assert [s.score for s in entry.samples(cfg, "test")] == [0.0]
+
+
+def test_aqa7_and_jigsaws_read_raw_videos_where_frames_were_not_extracted(tmp_path):
+    """A sample whose frame folder is absent is read from its video (AQA-7: its first frames,
+    as from the folder; JIGSAWS: spread uniformly over the trial, as MUSDL's linspace)."""
+    seven = tmp_path / "Seven"
+    (seven / "Split_4").mkdir(parents=True)
+    scipy.io.savemat(seven / "Split_4" / "split_4_train_list.mat",
+                     {"consolidated_train_list": np.array([[1, 1, 50.0], [1, 2, 60.0]])})
+    scipy.io.savemat(seven / "Split_4" / "split_4_test_list.mat",
+                     {"consolidated_test_list": np.array([[1, 3, 70.0]])})
+    frames(seven / "diving-out" / "001", 6)
+    (seven / "diving-out").mkdir(exist_ok=True)
+    write_video(seven / "diving-out" / "002.mp4", n=10)  # beside the frame folders
+    (seven / "videos" / "diving").mkdir(parents=True)
+    write_video(seven / "videos" / "diving" / "003.mp4", n=10)  # or under videos/<class>/
+    entry, cfg = dataset("aqa7", seven, tmp_path, num_frames=4)
+    tr = entry.samples(cfg, "train")
+    assert tr[0].is_frame_folder and tr[1].video == seven / "diving-out" / "002.mp4"
+    assert entry.samples(cfg, "test")[0].video == seven / "videos" / "diving" / "003.mp4"
+    item = entry.build(cfg, "train", train=False)[1]
+    assert item["video"].shape == (3, 4, 16, 16)
+    got = item["video"][0, :, 8, 8].float()
+    assert torch.allclose(got, torch.tensor([0.0, 20, 40, 60]), atol=6), got  # frames 0..3
+
+    (tmp_path / "jig" / "info").mkdir(parents=True)
+    names = [f"Suturing_B00{i}" for i in range(1, 5)]
+    pickle.dump({n: [1, 2, 3, 4, 5, 1] for n in names}, open(tmp_path / "jig" / "info" / "label.pkl", "wb"))
+    pickle.dump({"Suturing": [[n] for n in names]}, open(tmp_path / "jig" / "info" / "splits.pkl", "wb"))
+    (tmp_path / "jig" / "Suturing" / "video").mkdir(parents=True)
+    write_video(tmp_path / "jig" / "Suturing" / "video" / "Suturing_B002_capture1.mp4", n=10)
+    entry, cfg = dataset("jigsaws", tmp_path / "jig", tmp_path, num_frames=5, fold=1,
+                         allow_missing=True)
+    (s,) = entry.samples(cfg, "test")
+    assert s.video.name == "Suturing_B002_capture1.mp4" and s.frames is None
+    from aqa.video import sample_indices
+
+    got = entry.build(cfg, "test", train=False)[0]["video"][0, :, 8, 8].float()
+    want = torch.tensor([20.0 * i for i in sample_indices(10, 5)])  # spread over the 10 frames
+    assert torch.allclose(got, want, atol=6), (got, want)

@@ -3,6 +3,8 @@
 ``--data-root`` is the ``Seven`` folder as distributed (or the folder holding ``Seven/``)::
 
     {class}-out/{idx:03d}/img_{i:05d}.jpg        frames, 1-based; the first 103 are used
+    (or a video per sample instead of its frame folder: {class}-out/{idx:03d}.mp4 or
+    videos/{class}/{idx:03d}.mp4, any of .mp4 .mkv .avi .mov .webm; its first 103 frames)
     Split_4/split_4_train_list.mat               consolidated_train_list: rows (class, idx, score)
     Split_4/split_4_test_list.mat                consolidated_test_list
 
@@ -22,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from aqa.data.base import FrameSpan, FramesDataConfig, Sample, build_clip_dataset, resolve_common
+from aqa.data.base import (FrameSpan, FramesDataConfig, Sample, build_clip_dataset, find_video,
+                           resolve_common)
 from aqa.errors import DatasetError
 from aqa.registry import DATASETS
 
@@ -111,10 +114,14 @@ class AQA7Dataset:
             if cfg.class_name not in ("all", name):
                 continue
             s = normalize_score(float(score), name) if cfg.normalize else float(score)
+            folder = root / f"{name}-out" / f"{int(idx):03d}"
+            video = None if folder.is_dir() else (
+                find_video(root / f"{name}-out", f"{int(idx):03d}")
+                or find_video(root / "videos" / name, f"{int(idx):03d}"))
             out.append(Sample(
-                id=f"{name}_{int(idx):03d}", video=root / f"{name}-out" / f"{int(idx):03d}",
-                score=s, split=split, frames=FrameSpan(1, cfg.num_frames, pattern="img_{:05d}.jpg"),
-                window_start=0,
+                id=f"{name}_{int(idx):03d}", video=video or folder, score=s, split=split,
+                frames=None if video else FrameSpan(1, cfg.num_frames, pattern="img_{:05d}.jpg"),
+                window_start=0,  # the first num_frames frames, of the folder or of the video
                 meta={"class": name, "class_index": k - 1, "raw_score": float(score)}))
         return out
 

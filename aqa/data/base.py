@@ -73,6 +73,17 @@ class Sample:
 
 # ----------------------------------------------------------------- frames of a sample
 
+VIDEO_EXTS = (".mp4", ".mkv", ".avi", ".mov", ".webm")  # what the adapters accept as a video
+
+
+def find_video(folder: Path, stem: str) -> Path | None:
+    """``folder/<stem><ext>`` for the first of :data:`VIDEO_EXTS` that exists, else None."""
+    for ext in VIDEO_EXTS:
+        if (folder / (stem + ext)).is_file():
+            return folder / (stem + ext)
+    return None
+
+
 def frame_paths(sample: Sample, positions: Iterable[int] | None = None) -> list[Path]:
     """Paths of the frame files at ``positions`` of a frame-folder sample (all when None)."""
     span = sample.frames

@@ -18,12 +18,11 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from aqa.data.base import FramesDataConfig, Sample, build_clip_dataset, resolve_common
+from aqa.data.base import FramesDataConfig, Sample, build_clip_dataset, find_video, resolve_common
 from aqa.errors import DatasetError
 from aqa.registry import DATASETS
 
 TARGETS = ("tes", "pcs", "total")
-VIDEO_EXTS = (".mp4", ".mkv", ".avi", ".mov", ".webm")
 HINT = "the Fis-V folder holding the videos (1.mp4 ... 500.mp4), the score CSV and train.txt/test.txt"
 
 
@@ -86,9 +85,8 @@ def read_list(path: Path) -> list[tuple[int, dict[str, float]]]:
 
 def _video(root: Path, number: int) -> Path:
     for folder in (root / "videos", root):
-        for ext in VIDEO_EXTS:
-            if (folder / f"{number}{ext}").is_file():
-                return folder / f"{number}{ext}"
+        if (found := find_video(folder, str(number))) is not None:
+            return found
     return (root / "videos" if (root / "videos").is_dir() else root) / f"{number}.mp4"
 
 

@@ -5,6 +5,8 @@
     info/label.pkl     {"Suturing_B001": [6 GRS sub-scores, 1..5], ...}   (103 trials)
     info/splits.pkl    {task: [fold0 names, fold1, fold2, fold3]}
     frames/<name>_capture1/*.jpg                                          (left view only)
+    or the trial videos: videos/<name>_capture1.avi, or <task>/video/<name>_capture1.avi as
+    in JIGSAWS' own archive (any of .mp4 .mkv .avi .mov .webm), frames spread uniformly
 
 Three tasks (``Suturing``, ``Needle_Passing``, ``Knot_Tying``), four folds: ``fold`` k is the
 test split and the other three are training (4-fold cross-validation = four runs). A sample's
@@ -21,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from aqa.data.base import FrameSpan, FramesDataConfig, Sample, build_clip_dataset, resolve_common
+from aqa.data.base import (FrameSpan, FramesDataConfig, Sample, build_clip_dataset, find_video,
+                           resolve_common)
 from aqa.data.sampling import linspace_indices
 from aqa.errors import AQAError, DatasetError
 from aqa.registry import DATASETS
@@ -95,12 +98,16 @@ class JIGSAWSDataset:
                 files = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".png"))
             except OSError:
                 files = []
+            video = None
             if files:  # the 160 linspace frames, fixed per trial
                 picked = tuple(files[i] for i in linspace_indices(len(files), cfg.num_frames))
                 span = FrameSpan(0, len(picked), files=picked)
-            else:
-                span = FrameSpan(1, cfg.num_frames, pattern="{:05d}.jpg")  # reported missing
-            out.append(Sample(id=name, video=folder, score=float(sub.sum()), split=split,
+            else:  # the trial's video (JIGSAWS as distributed), frames spread uniformly over it
+                stem = f"{name}_{cfg.view}"
+                video = find_video(root / "videos", stem) or find_video(
+                    root / cfg.task / "video", stem)
+                span = None if video else FrameSpan(1, cfg.num_frames, pattern="{:05d}.jpg")  # missing
+            out.append(Sample(id=name, video=video or folder, score=float(sub.sum()), split=split,
                               frames=span, meta={"sub_scores": sub, "task": cfg.task}))
         return out
 

@@ -31,13 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
-from aqa.data.base import FrameSpan, FramesDataConfig, Sample, build_clip_dataset, resolve_common
+from aqa.data.base import (FrameSpan, FramesDataConfig, Sample, build_clip_dataset, find_video,
+                           resolve_common)
 from aqa.errors import AQAError, DatasetError
 from aqa.registry import DATASETS
 
 ANNOTATIONS = ("final_annotations_dict_with_dive_number.pkl", "augmented_final_annotations_dict.pkl")
 LAYOUTS = ("auto", "core", "musdl", "tpt", "videos")
-VIDEO_EXTS = (".mp4", ".mkv", ".avi", ".mov", ".webm")
 CORE_FRAMES = ("new/new_total_frames_256s", "new_total_frames_256s")
 HINT = ("the MTL-AQA folder holding info/ (the annotation and split pickles) and "
         "new/new_total_frames_256s/ (CoRe's frames), frames/ (MUSDL), frames_long/ (TPT) or videos/")
@@ -125,13 +125,6 @@ def _sorted_jpgs(folder: Path) -> tuple[str, ...]:
         return ()
 
 
-def _find_video(folder: Path, stem: str) -> Path | None:
-    for ext in VIDEO_EXTS:
-        if (folder / (stem + ext)).is_file():
-            return folder / (stem + ext)
-    return None
-
-
 def end_window_span(end_frame: int, length: int, jitter: int, first_number: int,
                     last_number: int | None) -> tuple[int, int, int]:
     """``(first, count, window_start)``: frame numbers ``first .. first+count-1`` that hold
@@ -180,11 +173,11 @@ def make_samples(cfg: MTLAQADataConfig, split: str) -> list[Sample]:
             files = _sorted_jpgs(video)
             span, start = FrameSpan(0, len(files), files=files), J
         else:  # videos
-            trimmed = _find_video(root / "videos", sid)
+            trimmed = find_video(root / "videos", sid)
             if trimmed is not None:
                 video, span, start = trimmed, None, None
             else:
-                video = _find_video(root / "videos", f"{e:02d}") or root / "videos" / f"{e:02d}.mp4"
+                video = find_video(root / "videos", f"{e:02d}") or root / "videos" / f"{e:02d}.mp4"
                 first, count, start = end_window_span(end, L, J, 1, None)
                 span = FrameSpan(first - 1, count)  # frame file n is video index n - 1
         judges = np.asarray(a.get("judge_scores", np.full(7, np.nan)), dtype=np.float32).reshape(-1)
