@@ -89,12 +89,23 @@ def _log(path):
 
 def _release_begin_time(job_id):
     """A requeued job is held until a begin time ~2 minutes on (Slurm sets it once the old
-    attempt has completed); start it now. Called while polling, since an update sent before
-    Slurm sets that begin time is overwritten by it."""
-    out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T %r"], capture_output=True,
+    attempt has completed); move it to a few seconds from now. Called while polling, since an
+    update sent before Slurm sets that begin time is overwritten by it. Not "now": slurmd
+    refuses a relaunch whose credential dates from the same second as the old attempt's kill
+    ("Job credential revoked"), and the job then fails instead of running."""
+    import datetime as dt
+
+    out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T %r %S"], capture_output=True,
                          text=True, timeout=30)
-    if out.stdout.split() == ["PENDING", "BeginTime"]:
-        subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"],
+    fields = out.stdout.split()
+    if fields[:2] != ["PENDING", "BeginTime"] or len(fields) < 3:
+        return
+    try:
+        begin = dt.datetime.fromisoformat(fields[2])
+    except ValueError:
+        return
+    if begin > dt.datetime.now() + dt.timedelta(seconds=10):  # Slurm's hold, not ours
+        subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now+3"],
                        capture_output=True, timeout=30)
 
 
@@ -196,7 +207,13 @@ def test_timeout_signal_checkpoints_requeues_and_resumes(cluster, runs_dir, fast
         return any(e["type"] == "status" and e["status"] in ("finished", "failed")
                    for e in _events(path))
 
-    wait_for(ended, timeout=150, interval=0.5, what="the resumed run to end")
+    try:
+        wait_for(ended, timeout=150, interval=0.5, what="the resumed run to end")
+    except AssertionError as exc:  # say what Slurm and the run were doing meanwhile
+        queue = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T %r %S"],
+                               capture_output=True, text=True, timeout=30).stdout
+        raise AssertionError(f"{exc}\nseen (status, Slurm state): {sorted(set(seen))}\n"
+                             f"squeue: {queue}\nlog:\n{_log(path)}") from None
     assert wait_for(lambda: _final(path), timeout=30, what="a final status") == "finished", \
         f"{_log(path)}\nseen: {sorted(set(seen))}"
     assert {s for s, _ in seen} <= {"queued", "running", "finished"}, sorted(set(seen))
