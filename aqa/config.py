@@ -29,6 +29,7 @@ from functools import lru_cache
 from typing import Any
 
 from aqa.errors import ConfigError
+from aqa.video import INTERPOLATIONS as VIDEO_FILTERS
 
 
 @dataclass
@@ -261,7 +262,7 @@ _CHOICES = {
     ("optim", "name"): ("adam", "adamw", "sgd"),
     ("optim", "schedule"): ("none", "cosine", "step"),
     ("train", "best_metric"): ("rho", "l2", "rl2", "accuracy"),
-    ("data", "video_resize"): ("decord", "nearest", "fast_bilinear", "bilinear", "bicubic", "area"),
+    ("data", "video_resize"): ("decord", *VIDEO_FILTERS),
 }
 
 

@@ -160,11 +160,11 @@ def decode(sample: Sample, positions: Sequence[int], size: tuple[int, int] | Non
 
 
 def check_video_resize(name: str) -> str:
-    from aqa.video import INTERPOLATIONS
+    from aqa.config import choices
 
-    if name != "decord" and name not in INTERPOLATIONS:
-        raise ConfigError(f"data.video_resize={name!r}: choose decord or one of "
-                          f"{', '.join(INTERPOLATIONS)}")
+    allowed = choices("data", "video_resize")
+    if name not in allowed:
+        raise ConfigError(f"data.video_resize={name!r}: choose one of {', '.join(allowed)}")
     return name
 
 
