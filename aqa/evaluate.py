@@ -111,8 +111,9 @@ def evaluate_checkpoint(ref: str | Path, *, split: str = "test", runs_dir: str |
            "rho_ci95": [lo, hi], "rl2_x100": result["rl2"] * 100 if "rl2" in result else None,
            "predictions": str(target),
            "epoch": state.get("epoch")}
-    if hasattr(method, "eval_protocol"):  # e.g. TPT's voters: how many, how many padded
-        out["protocol"] = method.eval_protocol()
+    protocol = method.eval_protocol()  # e.g. TPT's voters: how many, how many padded
+    if protocol is not None:
+        out["protocol"] = protocol
     return out
 
 

@@ -106,6 +106,11 @@ class Method:
         """(B,) predicted scores in the dataset's score units."""
         raise NotImplementedError
 
+    def eval_protocol(self) -> dict[str, Any] | None:
+        """How the last evaluation scored its queries, for ``aqa eval`` to print (``{"summary":
+        str, ...}``; TPT: the voters and how many were padded); None when there is nothing to say."""
+        return None
+
     def example_batch(self, batch_size: int, device: torch.device | str = "cpu") -> dict:
         """A training batch of the configured shape filled with plausible values, for the memory
         planner (``aqa plan``) and ``bench/train_step.py``: what ``losses`` receives. Methods whose
