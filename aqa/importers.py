@@ -31,15 +31,31 @@ from aqa.runs import store
 from aqa.runs.events import EVENTS_FILE, EventWriter
 from aqa.train.checkpoint import save_checkpoint
 
-# What the official checkpoints contain besides tensors and containers.
+# What the official checkpoints contain besides tensors and containers: numpy scalars (scipy's
+# rho, np.float64 minima), their dtypes, arrays, argparse Namespaces. Files written under numpy 1.x
+# (every official checkpoint of 2020-2023) name numpy's modules by their old path
+# ``numpy.core.multiarray``, which numpy 2 moved to ``numpy._core.multiarray``: the old names are
+# allowed as (object, "old.dotted.name") pairs that resolve to the same numpy 2 objects.
+_NUMPY_DTYPES = [type(np.dtype(c)) for c in "?bBhHiIlLqQefdgFDGOSUV"]
 _OFFICIAL_GLOBALS = [argparse.Namespace, np.dtype, np.ndarray,
                      np._core.multiarray.scalar, np._core.multiarray._reconstruct,
-                     type(np.dtype(np.float64)), type(np.dtype(np.float32)),
-                     type(np.dtype(np.int64))]
+                     (np._core.multiarray.scalar, "numpy.core.multiarray.scalar"),
+                     (np._core.multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
+                     *_NUMPY_DTYPES]
+
+
+def _error_line(exc: Exception) -> str:
+    """The part of torch's weights-only refusal that names what was refused (its first line is
+    generic advice to unpickle anyway, which we never do)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    named = [ln for ln in lines if "GLOBAL" in ln or "Unsupported" in ln or "global" in ln]
+    return (named[0] if named else lines[0] if lines else type(exc).__name__)[:300]
 
 
 def load_official(path: str | Path) -> dict:
-    """A checkpoint of an official implementation, read without executing pickled code."""
+    """A checkpoint of an official implementation, read without executing pickled code: zip or
+    legacy (pre-1.6) serialisation, storages tagged ``cuda:N`` mapped to the CPU, numpy 1.x or 2.x
+    scalars. Anything outside the allowlist is refused before it is called."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no file {path}")
@@ -47,9 +63,9 @@ def load_official(path: str | Path) -> dict:
         with torch.serialization.safe_globals(_OFFICIAL_GLOBALS):
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"{path} cannot be imported safely: {str(exc).splitlines()[0][:300]}"
-                              "; only tensors, numbers, numpy scalars and argparse Namespaces are "
-                              "allowed in an official checkpoint") from exc
+        raise CheckpointError(f"{path} cannot be imported safely: {_error_line(exc)}; only "
+                              "tensors, numbers, numpy scalars and arrays and argparse Namespaces "
+                              "are allowed in an official checkpoint (nothing was unpickled)") from exc
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} holds a {type(state).__name__}, not a checkpoint dict")
     return state
