@@ -126,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="config override for the imported model (repeatable)")
     p.add_argument("--out", default=None, help="where to write the checkpoint (default: a new run)")
     p.add_argument("--device", default="cpu", help="device for building the exemplar bank")
+    p.add_argument("--bins", default="auto", choices=("auto", "mtl_aqa", "exemplars"),
+                   help="CoRe/TPT: the group tree's bins: mtl_aqa (the MTL-AQA training split's, "
+                        "which the released checkpoints used), exemplars (the --dataset's "
+                        "training split); auto: exemplars for mtl_aqa, else mtl_aqa")
     _runs_dir_arg(p)
     _json_arg(p)
 
@@ -413,7 +417,7 @@ def cmd_import(args) -> int:
 
     result = import_checkpoint(args.file, args.method, _runs_dir(args), dataset=args.dataset,
                                data_root=args.data_root, overrides=args.overrides, out=args.out,
-                               device=args.device)
+                               device=args.device, bins=args.bins)
     if args.json:
         _print_json(result)
         return 0

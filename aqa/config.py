@@ -41,7 +41,7 @@ class DataConfig:
     cache: bool = True  # keep decoded clips in memory after the first epoch
     hflip: bool = False  # random horizontal flip of the whole clip during training
     allow_missing: bool = False  # train on the samples that are present; record the exclusions in the run
-    video_resize: str = "decord"  # how video files are resized in the decoder: decord (its filter: the default) or a libswscale filter through PyAV: fast_bilinear (fastest), bilinear, bicubic, area, nearest
+    video_resize: str = "decord"  # how video files are resized: decord (its filter in the decoder: the default), pil (decode at full size, then PIL with the pipeline's filter, as the official code resizes its extracted frames) or a libswscale filter through PyAV: fast_bilinear (fastest), bilinear, bicubic, area, nearest
 
 
 @dataclass
@@ -262,7 +262,7 @@ _CHOICES = {
     ("optim", "name"): ("adam", "adamw", "sgd"),
     ("optim", "schedule"): ("none", "cosine", "step"),
     ("train", "best_metric"): ("rho", "l2", "rl2", "accuracy"),
-    ("data", "video_resize"): ("decord", *VIDEO_FILTERS),
+    ("data", "video_resize"): ("decord", "pil", *VIDEO_FILTERS),
 }
 
 

@@ -162,13 +162,63 @@ def tpt_state(raw: dict, model: torch.nn.Module) -> tuple[dict, list[str]]:
     return check_fit(mapped, own, "TPT with this config", hint), []
 
 
+BINS = ("auto", "mtl_aqa", "exemplars")
+
+# What the official CoRe/TPT test loops do to a frame (METHODS.md 0.3): torch_videovision's
+# Resize((455, 256)) through PIL (256 wide x 455 tall, bilinear) of the extracted frame, then a
+# 224 centre crop. Videos are therefore decoded at full size and resized by PIL (video_resize=pil).
+OFFICIAL_PREPROCESSING = {"core": {"data.pipeline": "tvv", "data.video_resize": "pil",
+                                   "data.frame_size": "224"},
+                          "tpt": {"data.pipeline": "tvv", "data.video_resize": "pil",
+                                  "data.frame_size": "224"}}
+
+
+def official_preprocessing(method: str, dataset: str, overrides: list[str],
+                           notes: list[str]) -> list[str]:
+    """The ``--set`` overrides that give ``dataset`` the preprocessing ``method``'s official
+    checkpoints were trained with. A dataset whose config cannot express it is refused (never
+    scored another way silently); a user override of one of those keys is kept, with a note."""
+    wanted = OFFICIAL_PREPROCESSING.get(method, {})
+    keys = {k for k, *_ in flat_fields(build_run_config(method, dataset))}
+    missing = [k for k in wanted if k not in keys]
+    if missing:
+        raise ConfigError(f"the {dataset} dataset has no {', '.join(missing)}: it cannot "
+                          f"preprocess clips the way official {method} checkpoints were trained "
+                          f"({', '.join(f'{k}={v}' for k, v in wanted.items())}); use a dataset "
+                          "that can (folder, mtl_aqa, aqa7, ...)")
+    given = {o.partition("=")[0].strip(): o.partition("=")[2].strip() for o in overrides}
+    for k, v in wanted.items():
+        if k in given and given[k] != v:
+            notes.append(f"{k}={given[k]} as asked, but the official {method} code used {k}={v}: "
+                         "predictions will differ from the official ones")
+    return [f"{k}={v}" for k, v in wanted.items()]
+
+
+def choose_bins(bins: str, dataset: str | None) -> str:
+    if bins not in BINS:
+        raise ConfigError(f"--bins {bins!r}: choose one of {', '.join(BINS)}")
+    if bins == "exemplars" and not dataset:
+        raise ConfigError("--bins exemplars needs --dataset (and --data-root): the bins are "
+                          "built from that dataset's training split")
+    if bins == "auto":
+        return "exemplars" if dataset == "mtl_aqa" else "mtl_aqa"
+    return bins
+
+
 def import_checkpoint(path: str | Path, method: str, runs_dir: str | Path, *,
                       dataset: str | None = None, data_root: str | None = None,
                       overrides: list[str] | None = None, out: str | Path | None = None,
-                      device: str = "cpu") -> dict:
+                      device: str = "cpu", bins: str = "auto") -> dict:
     """Import ``path`` as a ``method`` checkpoint; returns {"checkpoint", "run_id", "notes"}.
     ``method`` None: detected from the file (TSA-Net/Plain-Net ``best.pt``, TPT's ``model`` +
-    ``backbone`` checkpoint, else CoRe)."""
+    ``backbone`` checkpoint, else CoRe).
+
+    CoRe and TPT (pair methods with a group tree): the run records the preprocessing the official
+    code trained and tested with (torch_videovision's resize, see :func:`official_preprocessing`),
+    whatever dataset supplies the exemplars; ``bins`` says where the tree's bins come from:
+    ``mtl_aqa`` (the MTL-AQA training split's, shipped), ``exemplars`` (the ``dataset``'s training
+    split, as the official code builds them from the split it trains on) or ``auto`` (exemplars
+    for ``mtl_aqa``, else the MTL-AQA bins, which the released checkpoints were trained with)."""
     from aqa.models import tsa_import
 
     raw = None
@@ -188,14 +238,12 @@ def import_checkpoint(path: str | Path, method: str, runs_dir: str | Path, *,
     name = dataset or ("mtl_aqa" if "mtl_aqa" in DATASETS.names() else "folder")
     sets = ["backbone.name=i3d", "backbone.family=hassony2", "backbone.input_norm=imagenet",
             "backbone.weights="]
-    keys = {k for k, *_ in flat_fields(build_run_config(method, name))}
-    if "data.pipeline" in keys:  # the preprocessing CoRe was trained with (METHODS.md 0.3)
-        sets.append("data.pipeline=tvv")
+    notes: list[str] = []
+    sets += official_preprocessing(method, name, overrides or [], notes)
     if data_root:
         sets.append(f"data.root={data_root}")
     cfg = build_run_config(method, name, overrides=sets + list(overrides or []))
     method_obj = METHODS.get(method)(cfg)
-    notes: list[str] = []
     clips = None
     if dataset:
         entry = DATASETS.get(dataset)
@@ -203,9 +251,20 @@ def import_checkpoint(path: str | Path, method: str, runs_dir: str | Path, *,
         method_obj.cfg = cfg
         clips = entry.build(cfg.data, "train", train=False)
         method_obj.wrap_dataset(clips, "train", clips)  # bins from the training split
-    else:
-        notes.append("no dataset given: no exemplar bank and no bins; give --dataset and "
-                     "--data-root to score clips with this checkpoint")
+    bins = choose_bins(bins, dataset)
+    if bins == "mtl_aqa":
+        from aqa.models.group_tree import mtl_aqa_leaves
+
+        method_obj.leaves = mtl_aqa_leaves(cfg.model.use_dd).to(method_obj.leaves.dtype)
+        notes.append("bins: the MTL-AQA training split's (those the released checkpoints were "
+                     f"trained with, {'with' if cfg.model.use_dd else 'without'} DD); pass "
+                     "--bins exemplars to build them from the exemplar dataset's training split")
+    elif dataset:
+        notes.append(f"bins: built from {dataset}'s training split ({len(clips)} samples), as the "
+                     "official code builds them from the split it trains on")
+    if not dataset:
+        notes.append("no dataset given: no exemplar bank; give --dataset and --data-root to "
+                     "score clips with this checkpoint")
     model = method_obj.build_model()
     mapped, more = (tpt_state if method == "tpt" else core_state)(raw, model)
     notes += more
@@ -219,7 +278,8 @@ def import_checkpoint(path: str | Path, method: str, runs_dir: str | Path, *,
     metrics = {k: _plain(raw[k]) for k in ("rho_best", "L2_min", "RL2_min") if k in raw}
     epoch = int(_plain(raw.get("epoch", 0)) or 0)
     run_path = store.create_run(runs_dir, to_dict(cfg), argv=["aqa", "import-checkpoint", str(path)],
-                                extra={"imported_from": str(Path(path).resolve())})
+                                extra={"imported_from": str(Path(path).resolve()), "bins": bins,
+                                       "notes": notes})
     target = Path(out) if out else run_path / "checkpoints" / "best.pt"
     target.parent.mkdir(parents=True, exist_ok=True)
     state = {"method": method, "config": to_dict(cfg), "model": model.cpu().state_dict(),

@@ -30,6 +30,9 @@ DEFAULT_ALLOWED: frozenset[tuple[str, str]] = frozenset({
     ("builtins", "frozenset"),
     ("builtins", "bytearray"),
     ("builtins", "complex"),
+    # protocol-2 pickles (Python 2 era files, torch.save's default protocol) spell bytes as
+    # _codecs.encode(text, "latin1"): numpy arrays and scalars in them need it; it only encodes
+    ("_codecs", "encode"),
 })
 
 

@@ -106,12 +106,13 @@ class Scorer:
         from aqa import video as V
 
         indices, source = self._indices(V.probe(video).num_frames, start, end)
+        from aqa.data.base import read_video
+
         pipe = self.pipeline()
-        resize = getattr(self.cfg.data, "video_resize", "decord")  # as the model was trained
-        frames = V.read_frames(video, indices, size=pipe.decode_size,
-                               interpolation=None if resize == "decord" else resize)  # (T, H, W, 3)
-        clip = pipe.apply(torch.from_numpy(frames).permute(3, 0, 1, 2), train=False,
-                          rng=np.random.default_rng(0))  # the test-time crop, as in evaluation
+        rng = np.random.default_rng(0)  # the test-time draws (crop; musdl's filter), as in evaluation
+        frames = read_video(video, indices, pipe.decode_size, pipe.draw_interpolation(rng),
+                            getattr(self.cfg.data, "video_resize", "decord"))  # (T, H, W, 3)
+        clip = pipe.apply(torch.from_numpy(frames).permute(3, 0, 1, 2), train=False, rng=rng)
         frames = clip.permute(1, 2, 3, 0).numpy()
         clip = clip.unsqueeze(0).to(self.device)
         batch = {"video": clip,  # (1, C, T, H, W) uint8

@@ -120,6 +120,9 @@ def test_losses_backpropagate(synthetic_root):
     losses["loss"].backward()
     assert set(losses) == {"loss", "nll", "mse"} and torch.isfinite(losses["loss"])
     assert model.regressor.first_layer[0].weight.grad is not None
+    # the regressed completeness is divided in double precision, as the official loaders do
+    s = pairs.samples[0]
+    assert batch["completeness"][0].item() == torch.tensor(s.score / s.difficulty).float().item()
 
 
 def test_bank_prediction_equals_running_the_backbone_on_every_exemplar(synthetic_root):

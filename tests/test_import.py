@@ -87,7 +87,7 @@ def test_import_predicts_what_the_official_test_loop_predicts(tmp_path, runs_dir
 def test_import_without_dataset_says_what_is_missing(tmp_path, runs_dir):
     official_core_checkpoint(tmp_path / "MTL_CoRe.pth")
     result = import_checkpoint(tmp_path / "MTL_CoRe.pth", "core", runs_dir, overrides=SMALL)
-    assert "no exemplar bank" in result["notes"][0]
+    assert any("no exemplar bank" in n for n in result["notes"])
     state = torch.load(result["checkpoint"], weights_only=True)
     assert state["method"] == "core" and "exemplar_bank" not in state
 

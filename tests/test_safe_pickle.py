@@ -45,3 +45,14 @@ def test_garbage_is_a_checkpoint_error(tmp_path):
     (tmp_path / "junk.pkl").write_bytes(b"not a pickle at all")
     with pytest.raises(CheckpointError, match="junk.pkl"):
         safe_load(tmp_path / "junk.pkl")
+
+
+def test_protocol_2_pickles_of_numpy_data_load(tmp_path):
+    """Python-2-era annotation files and torch.save use protocol 2, which spells bytes as
+    _codecs.encode(text, 'latin1'); numpy arrays and scalars in them must load."""
+    data = {(1, 2): {"final_score": np.float64(66.3), "judge_scores": np.arange(7.0)}}
+    raw = pickle.dumps(data, protocol=2)
+    assert b"_codecs\nencode" in raw
+    (tmp_path / "p2.pkl").write_bytes(raw)
+    out = safe_load(tmp_path / "p2.pkl")
+    assert out[(1, 2)]["final_score"] == 66.3 and out[(1, 2)]["judge_scores"].tolist()[-1] == 6.0

@@ -152,11 +152,29 @@ def decode(sample: Sample, positions: Sequence[int], size: tuple[int, int] | Non
     """
     if sample.is_frame_folder:
         return read_images(frame_paths(sample, positions), size, interpolation)
+    first = sample.frames.first if sample.frames is not None else 0
+    return read_video(sample.video, [first + p for p in positions], size, interpolation,
+                      video_resize)
+
+
+def read_video(path: str | os.PathLike, indices: Sequence[int], size: tuple[int, int] | None,
+               interpolation: str = "bilinear", video_resize: str = "decord") -> np.ndarray:
+    """Frames ``indices`` of a video file as uint8 ``(T, H, W, 3)`` at ``size=(w, h)``, resized
+    the way ``video_resize`` says: ``decord`` (its filter, in the decoder), ``pil`` (decoded at
+    full size, then each frame through PIL with ``interpolation``, which is how the official
+    loaders resize the frames extracted from a video) or a libswscale filter (PyAV)."""
     from aqa import video
 
-    first = sample.frames.first if sample.frames is not None else 0
-    filt = None if video_resize == "decord" or size is None else video_resize
-    return video.read_frames(sample.video, [first + p for p in positions], size, interpolation=filt)
+    if size is None or video_resize == "decord":
+        return video.read_frames(path, indices, size)
+    if video_resize == "pil":
+        from aqa.data.transforms import resize_image
+
+        frames = video.read_frames(path, indices, None)
+        if (frames.shape[2], frames.shape[1]) == tuple(size):
+            return frames
+        return np.stack([resize_image(f, size, interpolation) for f in frames])
+    return video.read_frames(path, indices, size, interpolation=video_resize)
 
 
 def check_video_resize(name: str) -> str:

@@ -28,6 +28,7 @@ class FolderDataConfig(DataConfig):
     csv: str = "scores.csv"  # score file inside the root: video,score[,difficulty,split]
     test_fraction: float = 0.2  # share of rows used as test split when the CSV has no split column
     split_seed: int = 0  # seed of that random split
+    pipeline: str = "square"  # spatial preprocessing: square (frame_size x frame_size), tvv (CoRe/TPT/PECoP), tvv_fixed, musdl
 
 
 def safe_join(root: Path, relative: str) -> Path:
@@ -101,8 +102,11 @@ class FolderDataset:
 
     @classmethod
     def build(cls, cfg: FolderDataConfig, split: str, train: bool, seed: int = 0) -> ClipDataset:
+        from aqa.data.transforms import build_pipeline
+
         return ClipDataset(cls.samples(cfg, split), cfg.num_frames, cfg.frame_size, train=train,
                            hflip=cfg.hflip, cache=cfg.cache, seed=seed,
+                           pipeline=build_pipeline(cfg.pipeline, cfg.frame_size, cfg.hflip),
                            video_resize=cfg.video_resize)
 
 

@@ -48,5 +48,17 @@ class PairDataset(Dataset):
         (exemplar,) = choose_exemplars(self.clips.samples[i], self.pool, 1, rng).samples
         ex = self.clips[self._index[exemplar.id]]
         item.update(exemplar_video=ex["video"], exemplar_score=ex["score"],
-                    exemplar_difficulty=ex["difficulty"])
+                    exemplar_difficulty=ex["difficulty"],
+                    completeness=_completeness(self.clips.samples[i]),
+                    exemplar_completeness=_completeness(exemplar))
         return item
+
+
+def _completeness(s: Sample):
+    """score / difficulty divided in double precision, then float32: what the official loaders
+    hand the model (a Python float collated and cast). Dividing the float32 score instead lands
+    an ulp away, on the other side of a bin edge when the difference is one (bin edges *are*
+    training-pair differences, so this is common)."""
+    import torch
+
+    return torch.tensor(s.score / s.difficulty, dtype=torch.float32)

@@ -133,11 +133,12 @@ class CoRe(Method):
     @classmethod
     def adjust_defaults(cls, cfg: RunConfig) -> RunConfig:
         """The paper's MTL-AQA settings (METHODS.md 1.2): Adam 1e-3, backbone x0.1, 200 epochs,
-        batch 1 with 2-step accumulation, 103 frames at 224 px."""
+        batch 1 with 2-step accumulation, 103 frames at 224 px, and the official train transform's
+        random horizontal flip (p = 0.5, the same for query and exemplar clips' frames)."""
         return replace(cfg, optim=replace(cfg.optim, name="adam", lr=1e-3, backbone_lr_factor=0.1,
                                           weight_decay=0.0, accum_steps=2),
                        train=replace(cfg.train, epochs=200, batch_size=1),
-                       data=replace(cfg.data, num_frames=103, frame_size=224))
+                       data=replace(cfg.data, num_frames=103, frame_size=224, hflip=True))
 
     # ------------------------------------------------------------ targets
     def target(self, score: torch.Tensor, difficulty: torch.Tensor) -> torch.Tensor:
@@ -180,8 +181,11 @@ class CoRe(Method):
     def losses(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
         core = getattr(model, "module", model)  # the CoReModel behind a DDP wrapper
         b = batch["video"].shape[0]
-        y_q = self.target(batch["score"], batch["difficulty"])
-        y_e = self.target(batch["exemplar_score"], batch["exemplar_difficulty"])
+        if self.cfg.model.use_dd and "completeness" in batch:  # divided in double (PairDataset)
+            y_q, y_e = batch["completeness"], batch["exemplar_completeness"]
+        else:
+            y_q = self.target(batch["score"], batch["difficulty"])
+            y_e = self.target(batch["exemplar_score"], batch["exemplar_difficulty"])
         theta = self.cfg.model.score_range
         logp, delta = model(batch["video"], batch["exemplar_video"], y_q / theta, y_e / theta)
         idx, r = leaf_labels(torch.cat([y_e - y_q, y_q - y_e]).detach().cpu(), core.leaves.cpu(),

@@ -24,6 +24,29 @@ import numpy as np
 import torch
 
 
+# The bins of the released MTL-AQA checkpoints: the positive leaves [left, right) built from the
+# MTL-AQA training split (train_split_0.pkl, 1059 dives) exactly as the official code builds them
+# (CoRe's Group_helper, depth 5). "dd": completeness differences of same-DD pairs (67,562 pairs,
+# max 30, CoRe/TPT with DD); "no_dd": final-score differences of all pairs (560,211, max 100).
+# tests/test_parity_core.py recomputes both from the annotation files and checks them against the
+# official code's own Group_helper output.
+MTL_AQA_LEAVES = {
+    "dd": [(0.0, 0.9117647058823515), (0.9117647058823515, 1.5), (1.5, 2.5),
+           (2.5, 3.0000000000000036), (3.0000000000000036, 4.5), (4.5, 6.0), (6.0, 8.5),
+           (8.5, 30.0)],
+    "no_dd": [(0.0, 3.6000000000000014), (3.6000000000000014, 7.349999999999994),
+              (7.349999999999994, 11.200000000000003), (11.200000000000003, 15.700000000000003),
+              (15.700000000000003, 20.799999999999997), (20.799999999999997, 27.200000000000003),
+              (27.200000000000003, 36.300000000000004), (36.300000000000004, 100.0)],
+}
+
+
+def mtl_aqa_leaves(use_dd: bool) -> torch.Tensor:
+    """(16, 2) leaf edges of the MTL-AQA training split (:data:`MTL_AQA_LEAVES`)."""
+    pos = MTL_AQA_LEAVES["dd" if use_dd else "no_dd"]
+    return torch.tensor([(-r, -l) for l, r in reversed(pos)] + pos, dtype=torch.float64)
+
+
 def build_leaves(diffs: Sequence[float], depth: int, max_value: float,
                  min_value: float = 0.0) -> torch.Tensor:
     """(2**(depth-1), 2) leaf edges [left, right], most negative leaf first."""
