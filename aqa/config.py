@@ -59,6 +59,7 @@ class OptimConfig:
     min_lr_factor: float = 0.0  # cosine floor eta_min as a fraction of lr (PECoP: 0.001)
     grad_clip: float = 0.0  # clip the gradient norm to this value (0 = no clipping)
     accum_steps: int = 1  # gradient accumulation: optimizer step every accum_steps batches
+    accum_sum: bool = False  # add the accumulated batches' gradients instead of averaging them (the official CoRe's step_per_update; with Adam the two differ only through eps)
 
 
 @dataclass

@@ -313,7 +313,7 @@ def test_one_training_step_matches_the_official_step(inputs):
     item = {s.id: clips[i] for i, s in enumerate(clips.samples)}
     index = {s.id: i for i, s in enumerate(clips.samples)}
     accum = cfg.optim.accum_steps
-    assert accum == 2
+    assert accum == 2 and cfg.optim.accum_sum  # official step_per_update 2: gradients added
     losses = []
     for q, e in (("01_01", "02_01"), ("03_01", "01_01")):
         batch = {"video": item[q]["video"][None], "exemplar_video": item[e]["video"][None],
@@ -323,11 +323,42 @@ def test_one_training_step_matches_the_official_step(inputs):
         batch.update(completeness=_completeness(clips.samples[index[q]])[None],
                      exemplar_completeness=_completeness(clips.samples[index[e]])[None])
         loss = method.losses(model, batch)["loss"]
-        losses.append(float(loss))
-        (loss / accum).backward()  # what the training loop does
+        losses.append(float(loss.detach()))
+        (loss if cfg.optim.accum_sum else loss / accum).backward()  # what the training loop does
     opt.step()
     for ours, official in zip(losses, OFFICIAL_LOSSES):
         assert ours == pytest.approx(official, rel=1e-5)
     got = step_summary(before, {k: model.state_dict()[k] for k in names})
     for k, want in OFFICIAL_STEP.items():
         assert got[k] == pytest.approx(want, rel=1e-4 if k != "w_after" else 1e-7), k
+
+
+# --- the edge-bug flag ----------------------------------------------------------------------
+# Group_helper.produce_label of the official code on the MTL-AQA DD bins, run under numpy
+# 1.26.4 (the numpy its checkpoints were trained with; numpy 2 compares a float32 difference with
+# a Python float in float32, numpy 1 in float64, which moves a difference lying on an edge):
+# the argmax leaf, and the regression target of that leaf (None: every leaf's target is -1)
+EDGE_DELTAS = [0.0, 0.5, 0.9117647058823515, 2.5, 29.9, 30.0, 31.0, 45.5, -0.5, -1.5, -30.0,
+               -31.0, -29.0]
+OFFICIAL_EDGE_LEAF = [8, 8, 8, 11, 15, 0, 0, 0, 7, 5, 0, 0, 0]
+OFFICIAL_EDGE_R = [0.0, 0.548387097, 0.999999973, 0.0, 0.995348819, None, None, None,
+                   0.451612903, 1.0, None, None, 0.046511628]
+
+
+def test_edge_bug_flag_reproduces_the_official_labels_and_the_default_corrects_them():
+    from aqa.models.group_tree import leaf_labels, mtl_aqa_leaves
+
+    leaves = mtl_aqa_leaves(True)
+    delta = torch.tensor(EDGE_DELTAS, dtype=torch.float32)
+    idx, r = leaf_labels(delta, leaves, edge_bug=True)
+    assert idx.tolist() == OFFICIAL_EDGE_LEAF
+    for got, want in zip(r.tolist(), OFFICIAL_EDGE_R):
+        assert got == -1.0 if want is None else got == pytest.approx(want, abs=1e-7)
+    # the default: a difference at or past the range goes to the outermost leaf of its sign
+    # with its target clamped into it, instead of leaf 0 with no target
+    idx, r = leaf_labels(delta, leaves)
+    outside = [i for i, want in enumerate(OFFICIAL_EDGE_R) if want is None]
+    assert [idx[i].item() for i in outside] == [15, 15, 15, 0, 0]
+    assert [r[i].item() for i in outside] == [1.0, 1.0, 1.0, 0.0, 0.0]
+    inside = [i for i in range(len(EDGE_DELTAS)) if i not in outside]
+    assert [idx[i].item() for i in inside] == [OFFICIAL_EDGE_LEAF[i] for i in inside]

@@ -133,10 +133,11 @@ class CoRe(Method):
     @classmethod
     def adjust_defaults(cls, cfg: RunConfig) -> RunConfig:
         """The paper's MTL-AQA settings (METHODS.md 1.2): Adam 1e-3, backbone x0.1, 200 epochs,
-        batch 1 with 2-step accumulation, 103 frames at 224 px, and the official train transform's
+        batch 1 with 2-step accumulation (gradients added, not averaged, as the official
+        step_per_update), 103 frames at 224 px, and the official train transform's
         random horizontal flip (p = 0.5, the same for query and exemplar clips' frames)."""
         return replace(cfg, optim=replace(cfg.optim, name="adam", lr=1e-3, backbone_lr_factor=0.1,
-                                          weight_decay=0.0, accum_steps=2),
+                                          weight_decay=0.0, accum_steps=2, accum_sum=True),
                        train=replace(cfg.train, epochs=200, batch_size=1),
                        data=replace(cfg.data, num_frames=103, frame_size=224, hflip=True))
 

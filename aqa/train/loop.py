@@ -257,7 +257,8 @@ class Trainer:
             if not torch.isfinite(losses["loss"]):
                 raise AQAError(f"the loss became {losses['loss'].item()} at step {self.step + 1}; "
                                "lower optim.lr or enable optim.grad_clip, then resume")
-            self.scaler.scale(losses["loss"] / accum).backward()
+            loss = losses["loss"] if cfg.optim.accum_sum else losses["loss"] / accum
+            self.scaler.scale(loss).backward()
             self.step += 1
             self.batch_in_epoch += 1
             self._steps_this_attempt += 1
