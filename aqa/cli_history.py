@@ -8,6 +8,7 @@ Wired into ``aqa.cli`` through ``add_parsers(subparsers)`` and ``COMMANDS``::
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -24,7 +25,7 @@ def add_parsers(sub) -> None:
                                    "--epoch_num=250 --d_model=512`. Options with no equivalent "
                                    "and unknown options are named in the output.")
     p.add_argument("source", help="a CoRe YAML file or an official source name")
-    p.add_argument("flags", nargs="*", help="the official flags (after --)")
+    p.add_argument("flags", nargs=argparse.REMAINDER, help="the official flags (after --)")
     p.add_argument("-o", "--out", default=None,
                    help="also write the result (method, dataset, overrides, unmapped options, "
                         "the resolved config) to this JSON file")
@@ -49,10 +50,26 @@ def add_parsers(sub) -> None:
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 
+def _own_options(args) -> None:
+    """Our -o/--json given between SOURCE and ``--`` (REMAINDER keeps them in ``flags``)."""
+    flags, i = list(args.flags), 0
+    while i < len(flags) and flags[i] != "--":
+        if flags[i] in ("-o", "--out") and i + 1 < len(flags):
+            args.out = flags[i + 1]
+            del flags[i:i + 2]
+        elif flags[i] == "--json":
+            args.json = True
+            del flags[i]
+        else:
+            i += 1
+    args.flags = [f for j, f in enumerate(flags) if not (f == "--" and "--" not in flags[:j])]
+
+
 def cmd_import_config(args) -> int:
     from aqa.config import build_run_config, to_dict
     from aqa.official_config import format_result, import_config, source_of
 
+    _own_options(args)
     source, file = source_of(args.source)
     result = import_config(source, file, args.flags)
     if args.out:
