@@ -208,7 +208,8 @@ def _core_line(line: str, r: _Reader) -> bool:
     known = ("[TEST][", "Start validating epoch", "-----New best found!-----", "Trainer start",
              "Tester start", "Load config yaml from", "Create experiment path", "Save the Config",
              "Namespace(", "Using CLASS idx", "resume ckpts @", "Resume yaml from",
-             "Failed to resume", "Loading weights from", "ckpts @", "no checkpoint file")
+             "Failed to resume", "Loading weights from", "ckpts @", "no checkpoint file",
+             "check done", "Using I3D backbone", "loading ckpt done")
     return s.startswith(known)
 
 
@@ -269,7 +270,7 @@ def _tpt_line(line: str, r: _Reader) -> bool:
             r.at_epoch(e)
         r.state["columns"] = []
         return True
-    if re.match(r"^Start Epoch \d+, time:", s) or s == "results updated" or \
+    if re.match(r"^Start Epoch \d+, time:", s) or s in ("results updated", "check done", "hh") or \
             re.match(r"^\(\d+, \d+\)$", s) or s.startswith(("num_cluster:", "encode video:")):
         if s.startswith("Start Epoch"):
             e = int(s.split()[2].rstrip(","))

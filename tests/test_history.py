@@ -12,6 +12,7 @@ import math
 
 import pytest
 
+from aqa import compare
 from aqa.cli import main
 from aqa.config import build_run_config
 from aqa.errors import ConfigError
@@ -209,6 +210,8 @@ def test_musdl_log_sessions_become_runs_in_the_index(runs_dir, tmp_path):
     test = [(r["epoch"], r["value"]) for r in rows if r["split"] == "test"]
     assert test == [(1, 0.5), (2, 0.71), (3, None), (4, 0.7)]
     assert [r["value"] for r in rows if r["name"] == "epoch_rho"][:2] == [0.25, 0.355]
+    compared = compare.run_row(row, None, rows)  # the compare page's row: the best epoch
+    assert (compared["epoch"], compared["rho"], compared["source"]) == (2, 0.71, "index")
 
 
 def test_jigsaws_fold_log_and_final_line(tmp_path):
@@ -279,6 +282,23 @@ Start Epoch 10, time: 2022-08-01 10:05:00
     got = {r.name: r.value for r in parse_log(wide, "tpt").sessions[0].rows}
     assert got == {"rho_diving": 0.9, "rho_sync_diving_10m": 0.7, "rho": 0.8,
                    "rl2_diving": 0.01, "rl2_sync_diving_10m": 0.03, "rl2": 0.02}
+    # pandas 1.x wraps a wide table (display.width 80) into blocks continued with a backslash
+    wrapped = tmp_path / "tpt7w.log"
+    wrapped.write_text(
+        "-------------epoch 9\n"
+        "             Corr.  diving  gym_vault  ski_big_air  snowboard_big_air  \\\n"
+        "0         Curr_rho    0.91       0.72         0.73               0.64   \n"
+        "1         Best_rho   -1.00      -1.00        -1.00              -1.00   \n"
+        "2         Curr_rl2    1.10       2.20         3.30               4.40   \n"
+        "\n   sync_diving_3m  sync_diving_10m   Avg  \n"
+        "0            0.95             0.96  0.87  \n"
+        "1           -1.00            -1.00 -1.00  \n"
+        "2            5.50             6.60  3.85  \n"
+        "5           -1.00            -1.00 -1.00  \n")
+    parsed = parse_log(wrapped, "tpt")
+    got = {r.name: r.value for r in parsed.sessions[0].rows}
+    assert parsed.not_understood == [] and len(got) == 14
+    assert (got["rho"], got["rho_snowboard_big_air"], got["rl2_sync_diving_3m"]) == (0.87, 0.64, 0.055)
 
 
 def test_tsa_and_pecop_logs(runs_dir, tmp_path):
@@ -295,13 +315,12 @@ def test_tsa_and_pecop_logs(runs_dir, tmp_path):
     assert (row["best_metric"], row["best_value"], row["dataset"]) == ("accuracy", 0.805, "frfs")
     pecop = tmp_path / "pecop.out"
     pecop.write_text("PD4T_sr_5_i3d_lr_0.001_len_32_sz_224\nlen of training data: 600\n"
-                     "[Epoch1/0] Loss: tensor(3.2000, device='cuda:0', grad_fn=<AddBackward0>) "
-                     "Acc: 0.25  \n[Epoch1/20] Loss: tensor(2.5000, device='cuda:0', "
-                     "grad_fn=<AddBackward0>) Acc: 0.5  \n[pre-training] loss: 2.800, acc: 0.400\n"
+                     "[Epoch1/0] Loss: 3.200000047683716 Acc: 0.25  \n"  # str.format of a 0-d tensor
+                     "[Epoch1/20] Loss: 2.5 Acc: 0.5  \n[pre-training] loss: 2.800, acc: 0.400\n"
                      "[pre-training] loss: 2.100, acc: 0.550\n")
     sess, = parse_log(pecop, "pecop").sessions
     got = [(r.epoch, r.name, r.value, r.step) for r in sess.rows]
-    assert got == [(1, "loss", 3.2, 1), (1, "acc", 0.25, 1), (1, "loss", 2.5, 21),
+    assert got == [(1, "loss", 3.200000047683716, 1), (1, "acc", 0.25, 1), (1, "loss", 2.5, 21),
                    (1, "acc", 0.5, 21), (1, "epoch_loss", 2.8, 21), (1, "epoch_acc", 0.4, 21),
                    (2, "epoch_loss", 2.1, 21), (2, "epoch_acc", 0.55, 21)]
 
