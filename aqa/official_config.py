@@ -113,6 +113,15 @@ def _core_shift(v, values):
     return [f"data.jitter={hi}"]
 
 
+def _mtl_only(to):
+    """An MTL-AQA key: SevenPair never reads it."""
+    def wrapped(v, values):
+        if values.get("benchmark") == "Seven":
+            return "read by the MTL-AQA loader only (benchmark Seven)"
+        return [f"{to}={_fmt(v)}"] if isinstance(to, str) else to(v, values)
+    return wrapped
+
+
 def _core_benchmark(v, values):
     return []  # chooses the dataset (mtl_aqa / aqa7), see _dataset
 
@@ -126,8 +135,6 @@ def _core_cls(v, values):
 
 
 def _core_dd(v, values):
-    if values.get("benchmark") == "Seven":
-        return []
     sets = [f"model.use_dd={_fmt(bool(v))}", f"data.use_difficulty={_fmt(bool(v))}"]
     if not v:  # main.py: score_range = 100 without DD
         sets.append("model.score_range=100.0")
@@ -155,15 +162,15 @@ CORE = {
                        else [f"model.score_range={float(v)!r}"]),
     "voter_number": Opt("int", None, "model.voter_number"),
     "data_root": Opt("str", None, _core_root),
-    "label_path": Opt("str", None, _core_info("annotations")),
-    "train_split": Opt("str", None, _core_info("train_split")),
-    "test_split": Opt("str", None, _core_info("test_split")),
-    "dive_number_choosing": Opt("bool", None, lambda v, a: ["model.exemplar_rule=dive_number"]
-                                if v else []),
-    "usingDD": Opt("bool", None, _core_dd),
+    "label_path": Opt("str", None, _mtl_only(_core_info("annotations"))),
+    "train_split": Opt("str", None, _mtl_only(_core_info("train_split"))),
+    "test_split": Opt("str", None, _mtl_only(_core_info("test_split"))),
+    "dive_number_choosing": Opt("bool", None, _mtl_only(
+        lambda v, a: ["model.exemplar_rule=dive_number"] if v else [])),
+    "usingDD": Opt("bool", None, _mtl_only(_core_dd)),
     "frame_length": Opt("int", None, "data.num_frames"),
     "seed": Opt("int", None, "train.seed"),
-    "temporal_shift_min": Opt("int", None, _core_shift),
+    "temporal_shift_min": Opt("int", None, _mtl_only(_core_shift)),
     "temporal_shift_max": Opt("int", None, lambda v, a: []),  # with temporal_shift_min
     "optimizer": Opt("str", None, _core_optimizer),
     "weight_decay": Opt("float", None, "optim.weight_decay"),
@@ -235,7 +242,8 @@ TPT = {
     "use_checkpoint": Opt("str2bool", False, None, "resuming: `aqa runs resume RUN`"),
     "multi_gpu_test": Opt("str2bool", True, None, "evaluation gathering across GPUs is automatic"),
     "use_dd": Opt("str2bool", True, lambda v, a: [f"model.use_dd={_fmt(v)}",
-                                                  f"data.use_difficulty={_fmt(v)}"]),
+                                                  f"data.use_difficulty={_fmt(v)}"]
+                  if a.get("dataset") == "MLT_AQA" else []),  # the AQA-7 loader never reads it
     "cross_dd": Opt("str2bool", False, _only(False, [], "cross_dd={v}: the DD loss is not "
                                              "implemented")),
     "encode_video": Opt("str2bool", True, None, _UNUSED + " (printed only)"),
@@ -273,7 +281,9 @@ TPT = {
     "class_idx": Opt("int", 1, _tpt_class),
     "data_root": Opt("str", "./data/data_preprocessed",
                      lambda v, a: [f"data.root={Path(str(v)).parent}", "data.layout=tpt"]
-                     if a.get("dataset") == "MLT_AQA" else [f"data.root={v}"]),
+                     if a.get("dataset") == "MLT_AQA"  # {root}/data_preprocessed/MTL_AQA/..
+                     else [f"data.root={Path(str(v)) / 'AQA_7' / 'frames'}",  # {class}-out/
+                           "data.split_dir=../info"]),  # AQA_7/info/split_4_*_list.mat
     "pretrained_i3d_weight": Opt("str", "./data/model_rgb.pth",
                                  lambda v, a: [f"backbone.weights={v}", "backbone.family=hassony2"]
                                  if a.get("use_pretrain") is False else []),

@@ -123,6 +123,28 @@ def test_core_yaml_without_dd_seven_flags_and_unknown_keys(tmp_path):
             "model.score_range=100.0", "data.root=Seven"} <= set(r["overrides"])
 
 
+def test_saved_experiment_config_yaml(tmp_path):
+    """utils/parser.py saves yaml.dump(args.__dict__): sorted keys, plain strings, null, true."""
+    seven_yaml = {"bs_train": 2, "bs_test": 1, "workers": 4, "step_per_update": 2,
+                  "max_epoch": 200, "pretrained_i3d_weight": "./MTL-AQA/model_rgb.pth",
+                  "RT_depth": 5, "score_range": 100, "voter_number": 10, "data_root": "./Seven/",
+                  "frame_length": 103, "seed": 0, "optimizer": "Adam", "weight_decay": 0,
+                  "base_lr": 0.001, "lr_factor": 0.1, "print_freq": 10}  # Seven_CoRe.yaml
+    saved = {**seven_yaml, "usingDD": True, "benchmark": "Seven", "Seven_cls": 5, "class_idx": 5,
+             "ckpts": None, "config": "configs/Seven_CoRe.yaml", "exp_name": "try",
+             "experiment_path": "./experiments/CoRe_RT/Seven/try", "fix_bn": True,
+             "resume": False, "test": False}
+    text = "".join(f"{k}: {'null' if v is None else str(v).lower() if isinstance(v, bool) else v}\n"
+                   for k, v in sorted(saved.items()))
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    r = import_config("core", str(path))
+    assert (r["method"], r["dataset"], r["unknown"]) == ("core", "aqa7", [])
+    assert "data.class_name=sync_diving_3m" in r["overrides"]
+    assert {"config", "experiment_path", "ckpts", "exp_name", "usingDD"} <= \
+        {m["option"] for m in r["no_equivalent"]}
+
+
 def test_flag_sources_map_their_readme_runs():
     tpt = import_config("tpt", None, "--epoch_num=250 --dataset=MLT_AQA --bs_train=3 --bs_test=3 "
                         "--use_pretrain=False --num_cluster=5 --margin_factor=3.2 "
@@ -148,6 +170,19 @@ def test_flag_sources_map_their_readme_runs():
     # train.py's SGD lr is 0.01 whatever --lr says; --lr only sets eta_min = lr / 1000
     assert (cfg.optim.name, cfg.optim.lr, cfg.optim.min_lr_factor, cfg.train.batch_size) == \
         ("sgd", 0.01, 0.0001, 16)
+
+
+@pytest.mark.parametrize("source,flags,dataset", [
+    ("core", ["--benchmark", "MTL"], "mtl_aqa"), ("core", ["--benchmark", "Seven"], "aqa7"),
+    ("tpt", [], "mtl_aqa"), ("tpt", ["--dataset=AQA_7", "--class_idx=7"], "aqa7"),
+    ("tsa", [], "frfs"), ("musdl", [], "mtl_aqa"), ("musdl-jigsaws", [], "jigsaws"),
+    ("pecop", [], "pd4t")])
+def test_every_source_defaults_build_a_valid_config(source, flags, dataset):
+    result = import_config(source, None, flags)  # raises if our mapping were invalid
+    assert result["dataset"] == dataset
+    build_run_config(result["method"], dataset, overrides=result["overrides"])
+    if flags[-1:] == ["--class_idx=7"]:
+        assert "data.class_name=all" in result["overrides"]
 
 
 def test_bad_values_are_errors(tmp_path):
