@@ -13,7 +13,7 @@ Sources (the official files they restate):
     core          CoRe configs/{MTL,Seven}_CoRe.yaml (or a saved experiments/.../config.yaml) and
                   utils/parser.py's flags
     tpt           TPT utils/opt.py (README run: train_*.py --epoch_num=250 ...)
-    tsa           TSA-Net opts.py get_parser (train.py / test.py)
+    tsa           TSA-Net config.py get_parser (train.py / test.py)
     musdl         MUSDL MTL-AQA/config.py get_parser (USDL or MUSDL by --type)
     musdl-jigsaws MUSDL JIGSAWS/config.py get_parser
     pecop         PECoP train.py's argparse
@@ -365,12 +365,11 @@ def _pecop_lr(v, _all):
 PECOP = {
     "gpu": Opt("str", "0,1,2,3", None, "choose GPUs with `aqa pretrain --gpus`"),
     "height": Opt("int", 256, None, _UNUSED + " (the resize is torch_videovision's 455x256)"),
-    "pretrained_i3d_weight": Opt("str", "./model_rgb.pth", None,
-                                 _UNUSED + " (VSPP loads model_rgb.pth itself): set "
-                                           "backbone.weights to that file"),
+    "pretrained_i3d_weight": Opt("str", "./model_rgb.pth",
+                                 lambda v, a: [f"backbone.weights={v}", "backbone.family=hassony2"]),
     "width": Opt("int", 256, None, _UNUSED),
     "clip_len": Opt("int", 32, "data.num_frames"),
-    "crop_sz": Opt("int", 224, None, _UNUSED + " (RandomCrop(224) is fixed)"),
+    "crop_sz": Opt("int", 224, None, "only names the output folder (RandomCrop(224) is fixed)"),
     "lr": Opt("float", 0.01, _pecop_lr),
     "bs": Opt("int", 32, "train.batch_size"),
     "num_workers": Opt("int", 4, "data.num_workers"),

@@ -41,7 +41,7 @@ OFFICIAL_OPTIONS = {
         "multi_hinge", "cluster_norm_dim", "mse_loss", "prob_loss", "class_loss",
         "query_embed_cross", "max_frames", "dataset", "class_idx", "data_root",
         "pretrained_i3d_weight", "frame_length"],
-    "tsa": [  # opts.py get_parser
+    "tsa": [  # config.py get_parser
         "model_path", "gpu", "log_info", "pt_w", "dp", "TSA", "TSA_pos", "temporal_aug", "std",
         "lr", "weight_decay", "seed", "save", "num_epochs", "num_workers", "train_batch_size",
         "test_batch_size", "dataset_path"],
