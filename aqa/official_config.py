@@ -232,7 +232,7 @@ TPT = {
                                        "`aqa train --gpus`"),
     "epoch_num": Opt("int", 2500, "train.epochs"),
     "learning_rate": Opt("float", 0.0001, _tpt_lr),
-    "lr_factor": Opt("float", 1.0, None, _UNUSED),
+    "lr_factor": Opt("float", 1.0, None, _UNUSED + " (stored, never used)"),
     "workers": Opt("int", 4, "data.num_workers"),
     "save_per_epoch": Opt("int", 8, None, _UNUSED + " (checkpoints every 5 epochs)"),
     "bs_train": Opt("int", 3, "train.batch_size"),
@@ -271,10 +271,9 @@ TPT = {
     "multi_hinge": Opt("str2bool", True, lambda v, a: [f"model.multi_hinge={_fmt(v)}"]),
     "cluster_norm_dim": Opt("int", 1, _only(1, [], "cluster_norm_dim={v}: only 1 is "
                                             "implemented")),
-    "mse_loss": Opt("str2bool", True, _only(True, [], "mse_loss={v}: the regression loss is "
-                                            "always on")),
-    "prob_loss": Opt("str2bool", False, _only(False, [], "prob_loss={v} is not implemented")),
-    "class_loss": Opt("str2bool", False, _only(False, [], "class_loss={v} is not implemented")),
+    "mse_loss": Opt("str2bool", True, None, _UNUSED + " (stored, never used)"),
+    "prob_loss": Opt("str2bool", False, None, _UNUSED + " (stored, never used)"),
+    "class_loss": Opt("str2bool", False, None, _UNUSED + " (stored, never used)"),
     "query_embed_cross": Opt("str2bool", False, None, _UNUSED),
     "max_frames": Opt("int", 26, None, _UNUSED),
     "dataset": Opt("str", "MLT_AQA", _tpt_dataset),
@@ -287,7 +286,7 @@ TPT = {
     "pretrained_i3d_weight": Opt("str", "./data/model_rgb.pth",
                                  lambda v, a: [f"backbone.weights={v}", "backbone.family=hassony2"]
                                  if a.get("use_pretrain") is False else []),
-    "frame_length": Opt("int", 103, "data.num_frames"),
+    "frame_length": Opt("int", 103, None, _UNUSED + " (the loaders fix 103 frames)"),
 }
 
 
