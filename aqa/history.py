@@ -203,7 +203,8 @@ def _core_line(line: str, r: _Reader) -> bool:
         m = _match(r"\[TEST\] correlation: " + _NUM + r", L2: " + _NUM + r", RL2: " + _NUM, s, r,
                    "CoRe test")
         for name, g in (("rho", 1), ("l2", 2), ("rl2", 3)):
-            r.add("test", name, _float(m[g], r.where()), epoch=r.epoch if r.epoch is not None else 0)
+            epoch = r.epoch if r.epoch is not None else 0
+            r.add("test", name, _float(m[g], r.where()), epoch=epoch)
         return True
     known = ("[TEST][", "Start validating epoch", "-----New best found!-----", "Trainer start",
              "Tester start", "Load config yaml from", "Create experiment path", "Save the Config",
@@ -221,8 +222,8 @@ def _tpt_line(line: str, r: _Reader) -> bool:
     s = line.strip()
     state = r.state
     if state.get("columns") is not None:  # inside a printed results table
-        if re.match(r"^Corr\.\s", s) or (s and s.split()[0] in AQA7_CLASSES + ("metrics", "Avg", "...")
-                                          and not s[0].isdigit()):
+        first = s.split()[0] if s else ""
+        if first == "Corr." or first in AQA7_CLASSES + ("metrics", "Avg", "..."):
             state["columns"] = [c for c in s.rstrip("\\").split() if c != "Corr."]
             return True
         m = re.match(r"^(\d)\s+(.*?)\s*\\?$", s)

@@ -50,7 +50,7 @@ class Opt:
     ``to``: a dotted key (the value as is), a function (value, all values) -> list of overrides
     or a str (the reason this value has no equivalent), or None with ``note`` saying why there is
     no equivalent at all."""
-    kind: str  # int, float, str, bool (CoRe's type=bool: any non-empty text is True), str2bool, flag
+    kind: str  # int, float, str, str2bool, flag, bool (CoRe's type=bool: non-empty text is True)
     default: Any
     to: str | Callable | None = None
     note: str = ""
@@ -364,8 +364,8 @@ def _pecop_lr(v, _all):
 PECOP = {
     "gpu": Opt("str", "0,1,2,3", None, "choose GPUs with `aqa pretrain --gpus`"),
     "height": Opt("int", 256, None, _UNUSED + " (the resize is torch_videovision's 455x256)"),
-    "pretrained_i3d_weight": Opt("str", "./model_rgb.pth",
-                                 lambda v, a: [f"backbone.weights={v}", "backbone.family=hassony2"]),
+    "pretrained_i3d_weight": Opt("str", "./model_rgb.pth", lambda v, a: [
+        f"backbone.weights={v}", "backbone.family=hassony2"]),
     "width": Opt("int", 256, None, _UNUSED),
     "clip_len": Opt("int", 32, "data.num_frames"),
     "crop_sz": Opt("int", 224, None, "only names the output folder (RandomCrop(224) is fixed)"),
