@@ -377,3 +377,25 @@ def test_malformed_and_foreign_logs_are_named(runs_dir, tmp_path, capsys):
     assert main(["import-log", str(good), "--method", "usdl", "--runs-dir", str(runs_dir)]) == 0
     out = capsys.readouterr().out
     assert "1 line(s) not understood" in out and "best test rho 0.6000 (epoch 2)" in out
+
+
+def test_the_app_shows_an_imported_log(runs_dir, tmp_path):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    log = tmp_path / "MUSDL.log"
+    log.write_text(musdl_log("MUSDL", [0.5, 0.8, 0.7]))
+    run, = import_log(log, "musdl", runs_dir)["runs"]
+    for page, query in (("runs", {"run": run["run_id"]}), ("compare", {})):
+        at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"),
+                               default_timeout=90)
+        at.run()
+        at.switch_page(f"pages/{page}.py")
+        for k, v in query.items():
+            at.query_params[k] = v
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        if page == "runs":
+            assert at.title[0].value == f"Run {run['run_id']}"
+            assert any("metric points" in c.value for c in at.caption)
