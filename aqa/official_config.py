@@ -455,6 +455,22 @@ def _method_dataset(source: str, values: dict) -> tuple[str, str]:
     return "pecop", "pd4t"
 
 
+def command_flags(argv: list[str]) -> tuple[list[str], str | None]:
+    """The flags of a pasted official command line: what follows the script (``main.py``, or
+    CoRe's ``scripts/train.sh GPUS BENCHMARK EXP``, whose positionals become the flags that
+    script passes). Returns (flags, the dropped prefix or None)."""
+    for i, tok in enumerate(argv):
+        name = Path(tok).name
+        if name in ("train.sh", "test.sh") and len(argv) >= i + 4:  # CoRe's scripts
+            gpus, bench, exp = argv[i + 1:i + 4]
+            extra = ["--test"] if name == "test.sh" else []
+            return (["--benchmark", bench, "--exp_name", exp, *extra, *argv[i + 4:]],
+                    " ".join(argv[:i + 2]))
+        if tok.endswith(".py") and not tok.startswith("-"):
+            return argv[i + 1:], " ".join(argv[:i + 1])
+    return argv, None
+
+
 def _parse_flags(table: dict, argv: list[str], source: str) -> tuple[dict, list[str]]:
     """``--name value`` / ``--name=value`` / ``--flag`` as the official argparse reads them;
     returns (values given, unknown names)."""
@@ -513,7 +529,8 @@ def import_config(source: str, file: str | None = None, argv: list[str] | None =
                 unknown.append(str(key))
                 continue
             values[key] = _parse(table[key].kind, value, str(key))
-    flags, more = _parse_flags(table, list(argv or []), source)
+    argv, launcher = command_flags(list(argv or []))
+    flags, more = _parse_flags(table, argv, source)
     values.update(flags)
     unknown += more
     overrides: list[str] = list(FIXED.get(source, []))
@@ -535,6 +552,10 @@ def import_config(source: str, file: str | None = None, argv: list[str] | None =
             overrides += sets
     method, dataset = _method_dataset(source, values)
     build_run_config(method, dataset, overrides=overrides)  # our own mapping must be valid
+    if launcher:  # the launcher's own options are not the script's
+        missing.append({"option": "(command)", "value": launcher,
+                        "reason": "the launcher and script; GPUs and processes: `aqa train "
+                                  "--gpus/--nproc`"})
     return {"source": source, "method": method, "dataset": dataset, "overrides": overrides,
             "no_equivalent": missing, "unknown": unknown,
             "values": {k: v for k, v in values.items() if not (isinstance(v, float)

@@ -185,6 +185,17 @@ def test_every_source_defaults_build_a_valid_config(source, flags, dataset):
         assert "data.class_name=all" in result["overrides"]
 
 
+def test_a_pasted_command_line():
+    tpt = import_config("tpt", None, "python -u -m torch.distributed.launch --nproc_per_node=8 "
+                        "train_pairencode1.py --epoch_num=250 --d_model=512".split())
+    assert tpt["unknown"] == [] and "train.epochs=250" in tpt["overrides"]
+    assert tpt["no_equivalent"][-1]["value"].endswith("--nproc_per_node=8 train_pairencode1.py")
+    core = import_config("core", None, "bash ./scripts/train.sh 0,1 Seven try --Seven_cls 3".split())
+    assert core["dataset"] == "aqa7" and "data.class_name=ski_big_air" in core["overrides"]
+    assert import_config("core", None, "bash scripts/test.sh 0 MTL x --ckpts a.pth".split())[
+        "values"]["test"] is True
+
+
 def test_bad_values_are_errors(tmp_path):
     with pytest.raises(ConfigError, match="--epoch_num: expected int"):
         import_config("tpt", None, ["--epoch_num", "ten"])
