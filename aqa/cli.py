@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from aqa import cli_data, cli_jobs, cli_pretrain
+from aqa import cli_data, cli_history, cli_jobs, cli_pretrain
 from aqa.errors import AQAError
 
 # The demo: tiny3d + linear head on the synthetic dives, sized to finish in a few minutes on
@@ -151,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_jobs.add_parsers(sub)
     cli_data.add_parsers(sub)
     cli_pretrain.add_parsers(sub)
+    cli_history.add_parsers(sub)
     return parser
 
 
@@ -444,7 +445,8 @@ def cmd_score(args) -> int:
 
 COMMANDS = {"demo": cmd_demo, "train": cmd_train, "runs": cmd_runs, "index": cmd_index,
             "methods": cmd_methods, "score": cmd_score, "import-checkpoint": cmd_import, "eval": cmd_eval,
-            **cli_jobs.COMMANDS, **cli_data.COMMANDS, **cli_pretrain.COMMANDS}
+            **cli_jobs.COMMANDS, **cli_data.COMMANDS, **cli_pretrain.COMMANDS,
+            **cli_history.COMMANDS}
 COMMANDS["plan"] = cmd_plan  # the memory planner (aqa.plan)
 
 

@@ -1,0 +1,111 @@
+"""A researcher's history on the command line: official configs and training logs.
+
+Wired into ``aqa.cli`` through ``add_parsers(subparsers)`` and ``COMMANDS``::
+
+    import-config SOURCE_OR_YAML [-o FILE] [-- OFFICIAL FLAGS]   the equivalent --set overrides
+    import-log FILE --method M [--dataset D] [--name N]          each session as a finished run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("import-config",
+                       help="an official config/flags (CoRe's MTL_CoRe.yaml, TPT/TSA-Net/MUSDL/"
+                            "PECoP flags) as --set overrides",
+                       description="Map an official implementation's options to this project's "
+                                   "config. SOURCE is a CoRe YAML file (configs/MTL_CoRe.yaml, "
+                                   "or a saved experiments/.../config.yaml) or one of core, tpt, "
+                                   "tsa, musdl, musdl-jigsaws, pecop; the official command-line "
+                                   "flags follow after --, e.g. `aqa import-config tpt -- "
+                                   "--epoch_num=250 --d_model=512`. Options with no equivalent "
+                                   "and unknown options are named in the output.")
+    p.add_argument("source", help="a CoRe YAML file or an official source name")
+    p.add_argument("flags", nargs=argparse.REMAINDER, help="the official flags (after --)")
+    p.add_argument("-o", "--out", default=None,
+                   help="also write the result (method, dataset, overrides, unmapped options, "
+                        "the resolved config) to this JSON file")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+    p = sub.add_parser("import-log", help="an official training log as a run with its "
+                                          "per-epoch metrics")
+    p.add_argument("file", help="the log (CoRe's train output, TPT's, TSA-Net's train.log, "
+                                "MUSDL's exp/*.log, PECoP's output)")
+    p.add_argument("--method", required=True,
+                   help="the method whose official code wrote it (core, tpt, tsa, plain, usdl, "
+                        "musdl, pecop): chooses the format")
+    p.add_argument("--dataset", default=None,
+                   help="the dataset it trained on (default: mtl_aqa for core/tpt/usdl/musdl, "
+                        "frfs for tsa/plain, pd4t for pecop)")
+    p.add_argument("--name", default=None, help="a label for the run (default: the file name)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config of the run it came from, e.g. the lines of `aqa import-config` "
+                        "(repeatable)")
+    p.add_argument("--runs-dir", default=None,
+                   help="workspace folder (default: $AQA_RUNS_DIR, else ./runs)")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def _own_options(args) -> None:
+    """Our -o/--json given between SOURCE and ``--`` (REMAINDER keeps them in ``flags``)."""
+    flags, i = list(args.flags), 0
+    while i < len(flags) and flags[i] != "--":
+        if flags[i] in ("-o", "--out") and i + 1 < len(flags):
+            args.out = flags[i + 1]
+            del flags[i:i + 2]
+        elif flags[i] == "--json":
+            args.json = True
+            del flags[i]
+        else:
+            i += 1
+    args.flags = [f for j, f in enumerate(flags) if not (f == "--" and "--" not in flags[:j])]
+
+
+def cmd_import_config(args) -> int:
+    from aqa.config import build_run_config, to_dict
+    from aqa.official_config import format_result, import_config, source_of
+
+    _own_options(args)
+    source, file = source_of(args.source)
+    result = import_config(source, file, args.flags)
+    if args.out:
+        cfg = build_run_config(result["method"], result["dataset"], overrides=result["overrides"])
+        Path(args.out).write_text(json.dumps({**result, "config": to_dict(cfg)}, indent=2,
+                                             default=str) + "\n")
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        print(format_result(result))
+        if args.out:
+            print(f"# written to {args.out}")
+    return 0
+
+
+def cmd_import_log(args) -> int:
+    from aqa.history import import_log
+
+    result = import_log(args.file, args.method, args.runs_dir, dataset=args.dataset,
+                        name=args.name, overrides=args.overrides)
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+        return 0
+    log = result["log"]
+    print(f"{args.file}: {log['format']} log, {log['lines']} lines, {log['sessions']} "
+          f"session(s), {log['not_understood']} line(s) not understood")
+    for example in log["not_understood_examples"]:
+        print(f"  not understood: {example}")
+    for run in result["runs"]:
+        best = run["best"]
+        value = "-" if best["value"] is None else f"{best['value']:.4f} (epoch {best['epoch']})"
+        print(f"imported {run['name']} as run {run['run_id']}: {run['epochs']} epochs, "
+              f"{run['metrics']} metric values, best test {best['metric']} {value}")
+        for note in run["notes"]:
+            print(f"  note: {note}")
+    return 0
+
+
+COMMANDS = {"import-config": cmd_import_config, "import-log": cmd_import_log}
