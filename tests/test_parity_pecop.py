@@ -25,7 +25,7 @@ write the inputs with ``parity_pecop_inputs.write_weights`` / ``write_pd4t`` and
   ``torch.manual_seed(7)``, forward, CE(pace) + CE(segment), ``SGD(model.parameters(), lr=0.01,
   momentum=0.9, weight_decay=1e-4)``, one step; summaries of the weights after it. ``official``
   is that as is; ``corrected`` converts the frames to RGB after ``cv2.imread`` and puts the I3D's
-  BatchNorm layers in eval mode (what our defaults do).
+  BatchNorm layers in eval mode (what our defaults do); ``bgr_only`` does the latter only.
 """
 
 import os
@@ -233,6 +233,7 @@ def one_thread():
 
 @pytest.mark.parametrize("flags, ref", [
     (["model.bgr=true", "model.update_frozen_bn=true"], "official"),
+    (["model.bgr=true"], "bgr_only"),  # each flag on its own
     ([], "corrected"),  # the defaults: RGB, frozen BatchNorm statistics
 ])
 def test_vspp_training_step_equals_the_official_step(pd4t, files, one_thread, flags, ref):
@@ -351,6 +352,36 @@ REF_VSPP = {'official': {'label': [4, 2],
               'bn_changed': 114,
               'bn_first': {'model.conv3d_1a_7x7.batch3d.running_mean': -0.4351909493561834,
                            'model.mixed_5c.branch_3.1.batch3d.running_var': 125.85530292987823}},
+ 'bgr_only': {'label': [4, 2],
+              'draws': [['randint', [1, 5], 5], ['randint', [1, 4], 3], ['randint', [1, 85], 68],
+                        ['random', [], 0.25], ['randint', [0, 32], 17],
+                        ['randint', [0, 231], 150]],
+              'frames_read': [68, 71, 74, 77, 80, 83, 86, 89, 92, 95, 98, 101, 104, 107, 110, 113,
+                              118, 1, 6, 11, 16, 21, 26, 31, 36, 37, 40, 43, 46, 49, 52, 55],
+              'digest': '5cbebf18a7b70cfddbd8b3d3766181faf62a0e65a39305f0b8fa0ca1003738e1',
+              'channel_sums': [70324.07768550422, 364922.90345388744, 748222.4131905697],
+              'loss_p': 10.301664352416992,
+              'loss_s': 0.032352350652217865,
+              'loss': 10.334016799926758,
+              'trainable': 49,
+              'trainable_numel': 1118293,
+              'delta_norm': 5.929020571757916,
+              'delta_probe': 9.512265473210064,
+              'tensor_sums': {'model.mixed_3b.tuning_module.conv1.weight': -21.878104326689936,
+                              'model.mixed_4e.tuning_module.se': 523.705376803875,
+                              'model.mixed_5c.tuning_module.conv2.bias': -0.2557998430365842,
+                              'logits_p.conv3d.weight': 0.41183769300619133,
+                              'logits_s.conv3d.bias': -0.06454969756305218},
+              'tensor_norms': {'model.mixed_3b.tuning_module.conv1.weight': 11.460367407138115,
+                               'model.mixed_4e.tuning_module.se': 23.023388391597894,
+                               'model.mixed_5c.tuning_module.conv2.bias': 0.40097659980208405,
+                               'logits_p.conv3d.weight': 5.837438057042925,
+                               'logits_s.conv3d.bias': 0.05706044751573567},
+              'bn_mean_sum': 4.55193041338498,
+              'bn_var_sum': 7258.981125354767,
+              'bn_changed': 0,
+              'bn_first': {'model.conv3d_1a_7x7.batch3d.running_mean': -0.29324009362608194,
+                           'model.mixed_5c.branch_3.1.batch3d.running_var': 126.02708160877228}},
  'corrected': {'label': [4, 2],
                'draws': [['randint', [1, 5], 5], ['randint', [1, 4], 3], ['randint', [1, 85], 68],
                          ['random', [], 0.25], ['randint', [0, 32], 17],
