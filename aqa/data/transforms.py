@@ -23,7 +23,7 @@ The pipelines (METHODS.md 0.3):
 (*) ``legacy_tvv_resize``: torch_videovision's ``Resize((455, 256))`` hands ``(256, 455)`` to
 PIL, which reads it as (width, height): frames come out 256 wide and 455 tall; and its
 interpolation names are swapped, so the default ``'nearest'`` is PIL BILINEAR. CoRe, TPT,
-FineDiving-TSA and PECoP trained on that; ``tvv_fixed`` is the landscape resize they meant.
+FineDiving-TSA trained on that; ``tvv_fixed`` is the landscape resize they meant.
 (**) MUSDL/TSA-Net draw one of NEAREST, BILINEAR, BICUBIC, LANCZOS per clip, at test time too;
 here the draw is seeded per sample, so evaluation is repeatable.
 (***) PECoP reads its frames with cv2 and hands torch_videovision numpy arrays, whose path calls
@@ -168,7 +168,9 @@ class Pipeline:
     @property
     def flip_before_resize(self) -> bool:
         """cv2's nearest rule does not commute with a left-right flip, and torch_videovision
-        flips first: a clip reader draws the flip (:meth:`draw_flip`) before decoding."""
+        flips first: a clip reader draws the flip (:meth:`draw_flip`) before decoding.
+        ``ClipDataset.item_at`` (PECoP's reader) does; its cached whole-clip path flips the
+        resized frames (the columns then differ by at most one source pixel)."""
         return self.interpolation == CV2_NEAREST and self.hflip
 
     def draw_flip(self, rng: np.random.Generator, train: bool) -> bool:
