@@ -188,6 +188,22 @@ def test_vspp_labels_are_rate_and_segment_minus_one():
     assert {p for p, _ in seen} == {0, 1, 3, 4} and {s for _, s in seen} == {0, 1, 2, 3}
 
 
+def test_tvv_cv2_resizes_by_cv2_nearest_after_the_flip():
+    from aqa.data.transforms import build_pipeline, cv2_nearest
+
+    row = np.arange(5, dtype=np.uint8)[None, :, None]  # one row, 5 columns
+    # cv2.INTER_NEAREST: destination x takes floor(x * 5 / 3) = 0, 1, 3 (PIL's centre rule: 0, 2, 4)
+    assert cv2_nearest(row, (3, 1))[0, :, 0].tolist() == [0, 1, 3]
+    assert cv2_nearest(row, (8, 2))[1, :, 0].tolist() == [0, 0, 1, 1, 2, 3, 3, 4]
+    # flipping first (torch_videovision) is not flipping the resized frame
+    assert cv2_nearest(row[:, ::-1], (3, 1))[0, :, 0].tolist() == [4, 3, 1] != [3, 1, 0]
+    p = build_pipeline("tvv_cv2")
+    assert (p.decode_size, p.interpolation, p.crop, p.random_crop, p.flip_before_resize) == \
+        ((256, 455), "cv2_nearest", 224, True, True)
+    cfg = build_run_config("pecop", "pd4t")
+    assert (cfg.data.pipeline, cfg.data.hflip) == ("tvv_cv2", True)
+
+
 # ------------------------------------------------------------------------- official state dicts
 
 def test_official_pecop_state_dict_loads_with_identical_outputs(tmp_path, adapted):

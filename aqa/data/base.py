@@ -110,7 +110,7 @@ def num_available(sample: Sample) -> int:
 
 
 def read_images(paths: Sequence[Path], size: tuple[int, int] | None,
-                interpolation: str = "bilinear") -> np.ndarray:
+                interpolation: str = "bilinear", mirror: bool = False) -> np.ndarray:
     """Frame images as uint8 RGB ``(T, H, W, 3)``, resized to ``size=(w, h)`` by PIL.
 
     JPEGs are decoded at a reduced DCT scale when that is still at least ``size`` (PIL
@@ -119,7 +119,7 @@ def read_images(paths: Sequence[Path], size: tuple[int, int] | None,
     """
     from PIL import Image
 
-    from aqa.data.transforms import pil_filter
+    from aqa.data.transforms import CV2_NEAREST, cv2_nearest, pil_filter
 
     out: dict[Path, np.ndarray] = {}
     for p in paths:
@@ -127,6 +127,11 @@ def read_images(paths: Sequence[Path], size: tuple[int, int] | None,
             continue
         try:
             with Image.open(p) as im:
+                if interpolation == CV2_NEAREST:  # from the full-size decode, as cv2.imread
+                    full = np.asarray(im.convert("RGB"), dtype=np.uint8)
+                    full = full[:, ::-1] if mirror else full  # flipped before the resize
+                    out[p] = np.ascontiguousarray(cv2_nearest(full, size or im.size))
+                    continue
                 if size is not None and im.format == "JPEG":
                     im.draft("RGB", tuple(size))
                 im = im.convert("RGB")
@@ -143,28 +148,38 @@ def read_images(paths: Sequence[Path], size: tuple[int, int] | None,
 
 
 def decode(sample: Sample, positions: Sequence[int], size: tuple[int, int] | None,
-           interpolation: str = "bilinear", video_resize: str = "decord") -> np.ndarray:
+           interpolation: str = "bilinear", video_resize: str = "decord",
+           mirror: bool = False) -> np.ndarray:
     """Frames ``positions`` of ``sample`` (positions inside its span), uint8 ``(T, H, W, 3)``.
 
     Videos are read in one batched call resized in the decoder (``video_resize``: decord's
     filter, or a libswscale filter through PyAV, see ``data.video_resize``); frame folders
-    through PIL with ``interpolation``.
+    through PIL with ``interpolation``. ``interpolation="cv2_nearest"`` resizes the full-size
+    frames by cv2's nearest rule, flipped left-right first when ``mirror`` (PECoP's order).
     """
     if sample.is_frame_folder:
-        return read_images(frame_paths(sample, positions), size, interpolation)
+        return read_images(frame_paths(sample, positions), size, interpolation, mirror)
     first = sample.frames.first if sample.frames is not None else 0
     return read_video(sample.video, [first + p for p in positions], size, interpolation,
-                      video_resize)
+                      video_resize, mirror)
 
 
 def read_video(path: str | os.PathLike, indices: Sequence[int], size: tuple[int, int] | None,
-               interpolation: str = "bilinear", video_resize: str = "decord") -> np.ndarray:
+               interpolation: str = "bilinear", video_resize: str = "decord",
+               mirror: bool = False) -> np.ndarray:
     """Frames ``indices`` of a video file as uint8 ``(T, H, W, 3)`` at ``size=(w, h)``, resized
     the way ``video_resize`` says: ``decord`` (its filter, in the decoder), ``pil`` (decoded at
     full size, then each frame through PIL with ``interpolation``, which is how the official
-    loaders resize the frames extracted from a video) or a libswscale filter (PyAV)."""
+    loaders resize the frames extracted from a video) or a libswscale filter (PyAV).
+    ``interpolation="cv2_nearest"`` (PECoP) always resizes the full-size frames by cv2's nearest
+    rule, mirrored first when ``mirror``."""
     from aqa import video
+    from aqa.data.transforms import CV2_NEAREST, cv2_nearest
 
+    if interpolation == CV2_NEAREST:
+        full = video.read_frames(path, indices, None)
+        full = full[:, :, ::-1] if mirror else full
+        return np.stack([cv2_nearest(f, size or f.shape[1::-1]) for f in full])
     if size is None or video_resize == "decord":
         return video.read_frames(path, indices, size)
     if video_resize == "pil":
@@ -355,14 +370,18 @@ class ClipDataset(Dataset):
         """Sample i's item with the clip read at ``positions`` (a method's own sampling, such as
         PECoP's segment-pace clips); decoded each time (no cache), then the same pipeline."""
         interpolation = self.pipeline.draw_interpolation(rng)
+        mirror = None
+        if self.pipeline.flip_before_resize:  # drawn now, applied to the full-size frames
+            mirror = self.pipeline.draw_flip(rng, self.train)
         arr = decode(self.samples[i], list(positions), self.pipeline.decode_size, interpolation,
-                     self.video_resize)
-        return self._item(i, arr, rng)
+                     self.video_resize, mirror=bool(mirror))
+        return self._item(i, arr, rng, flipped=mirror)
 
-    def _item(self, i: int, clip: np.ndarray, rng: np.random.Generator) -> dict:
+    def _item(self, i: int, clip: np.ndarray, rng: np.random.Generator,
+              flipped: bool | None = None) -> dict:
         s = self.samples[i]
         frames = torch.from_numpy(np.ascontiguousarray(clip)).permute(3, 0, 1, 2)  # (C,T,H,W)
-        frames = self.pipeline.apply(frames, self.train, rng)
+        frames = self.pipeline.apply(frames, self.train, rng, flipped)
         item = {"video": frames.contiguous(), "score": torch.tensor(s.score, dtype=torch.float32),
                 "difficulty": torch.tensor(s.difficulty, dtype=torch.float32), "id": s.id}
         for k in self.extra_keys:
@@ -390,7 +409,7 @@ class FramesDataConfig(DataConfig):
     """Options shared by the adapters of distributed datasets (MTL-AQA, AQA-7, ...)."""
 
     cache: bool = False  # keep decoded clips in memory too (large: 103x256x455x3 bytes a clip)
-    pipeline: str = "square"  # spatial preprocessing: square, tvv (CoRe/TPT/PECoP), tvv_fixed, musdl
+    pipeline: str = "square"  # spatial preprocessing: square, tvv (CoRe/TPT), tvv_fixed, tvv_cv2 (PECoP), musdl
     jitter: int = 0  # train-time random shift of the window, -jitter..jitter frames
     disk_cache: str = ""  # folder of decoded clips reused across epochs; empty = <workspace>/cache/clips, off = none
 

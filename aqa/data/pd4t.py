@@ -28,7 +28,7 @@ UNUSABLE_TAIL = 3  # PECoP uses num_frames - 3 frames of each sample
 class PD4TDataConfig(FramesDataConfig):
     num_frames: int = 32  # frames per clip (PECoP: 32)
     frame_size: int = 224  # crop side (square pipeline: the resize side)
-    pipeline: str = "tvv"  # spatial preprocessing (PECoP: torch_videovision, 256x455)
+    pipeline: str = "tvv"  # spatial preprocessing (torch_videovision, 256x455; pecop sets tvv_cv2, its cv2 path)
     task: str = ""  # sub-folder of the root holding this task's frames and label/ (empty: the root)
     train_list: str = "train.list"  # PECoP list of the training samples
     test_list: str = "test.list"  # PECoP list of the test samples

@@ -17,14 +17,18 @@ The pipelines (METHODS.md 0.3):
     square   S x S            bilinear            flip (if hflip)       -
     tvv      256 x 455        bilinear (*)        flip, random crop C   center crop C
     tvv_fixed 455 x 256       bilinear            flip, random crop C   center crop C
+    tvv_cv2  256 x 455        cv2 nearest (***)   flip, random crop C   center crop C
     musdl    455 x 256        random of 4 (**)    flip, center crop C   center crop C
 
 (*) ``legacy_tvv_resize``: torch_videovision's ``Resize((455, 256))`` hands ``(256, 455)`` to
 PIL, which reads it as (width, height): frames come out 256 wide and 455 tall; and its
 interpolation names are swapped, so the default ``'nearest'`` is PIL BILINEAR. CoRe, TPT,
-FineDiving-TSA and PECoP trained on that; ``tvv_fixed`` is the landscape resize they meant.
+FineDiving-TSA trained on that; ``tvv_fixed`` is the landscape resize they meant.
 (**) MUSDL/TSA-Net draw one of NEAREST, BILINEAR, BICUBIC, LANCZOS per clip, at test time too;
 here the draw is seeded per sample, so evaluation is repeatable.
+(***) PECoP reads its frames with cv2 and hands torch_videovision numpy arrays, whose path calls
+``cv2.resize(img, (256, 455), INTER_NEAREST)``: the same portrait squash, by cv2's nearest rule
+(source pixel ``floor(x * src / dst)``, not PIL's pixel-centre rule), from the full-size decode.
 """
 
 from __future__ import annotations
@@ -109,6 +113,19 @@ def tvv_interpolation(name: str = "nearest") -> str:
     return "nearest" if name == "bilinear" else "bilinear"
 
 
+CV2_NEAREST = "cv2_nearest"  # cv2.INTER_NEAREST's rule, computed here (cv2 is not a dependency)
+
+
+def cv2_nearest(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``cv2.resize(image, size=(w, h), interpolation=cv2.INTER_NEAREST)`` for an HxWxC array:
+    destination pixel x takes source pixel ``floor(x * (1 / (w / W)))`` (in double, as cv2),
+    clamped to the image."""
+    (w, h), (H, W) = size, image.shape[:2]
+    ys = np.minimum(np.floor(np.arange(h) * (1.0 / (h / H))).astype(np.int64), H - 1)
+    xs = np.minimum(np.floor(np.arange(w) * (1.0 / (w / W))).astype(np.int64), W - 1)
+    return image[ys][:, xs]
+
+
 def pil_filter(name: str):
     from PIL import Image
 
@@ -120,6 +137,9 @@ def resize_image(image, size: tuple[int, int], interpolation: str = "bilinear") 
     """A PIL image (or HxWx3 uint8 array) resized to ``size=(width, height)``, as HxWx3 uint8."""
     from PIL import Image
 
+    if interpolation == CV2_NEAREST:
+        array = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
+        return np.ascontiguousarray(cv2_nearest(array, size), dtype=np.uint8)
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
     if image.size != tuple(size):
@@ -145,9 +165,22 @@ class Pipeline:
             return self.interpolation
         return INTERPOLATIONS[int(rng.integers(len(INTERPOLATIONS)))]
 
-    def apply(self, clip: torch.Tensor, train: bool, rng: np.random.Generator) -> torch.Tensor:
-        """Flip then crop the decoded uint8 clip ``(C, T, H, W)`` (same for every frame)."""
-        if train and self.hflip and rng.random() < 0.5:
+    @property
+    def flip_before_resize(self) -> bool:
+        """cv2's nearest rule does not commute with a left-right flip, and torch_videovision
+        flips first: a clip reader draws the flip (:meth:`draw_flip`) before decoding.
+        ``ClipDataset.item_at`` (PECoP's reader) does; its cached whole-clip path flips the
+        resized frames (the columns then differ by at most one source pixel)."""
+        return self.interpolation == CV2_NEAREST and self.hflip
+
+    def draw_flip(self, rng: np.random.Generator, train: bool) -> bool:
+        return bool(train and self.hflip and rng.random() < 0.5)
+
+    def apply(self, clip: torch.Tensor, train: bool, rng: np.random.Generator,
+              flipped: bool | None = None) -> torch.Tensor:
+        """Flip then crop the decoded uint8 clip ``(C, T, H, W)`` (same for every frame);
+        ``flipped`` not None: the flip was drawn (and done) by the reader already."""
+        if flipped is None and self.draw_flip(rng, train):
             clip = hflip(clip)
         if self.crop:
             if train and self.random_crop:
@@ -164,7 +197,7 @@ class Pipeline:
         return (self.decode_size[1], self.decode_size[0])
 
 
-PIPELINES = ("square", "tvv", "tvv_fixed", "musdl")
+PIPELINES = ("square", "tvv", "tvv_fixed", "tvv_cv2", "musdl")
 
 
 def build_pipeline(name: str, frame_size: int = 224, hflip: bool = True,
@@ -179,6 +212,8 @@ def build_pipeline(name: str, frame_size: int = 224, hflip: bool = True,
                         True, hflip)
     if name == "tvv_fixed":
         return Pipeline("tvv_fixed", (w, h), "bilinear", frame_size, True, hflip)
+    if name == "tvv_cv2":  # PECoP: cv2 frames through torch_videovision's numpy path
+        return Pipeline("tvv_cv2", tvv_resize_size((w, h)), CV2_NEAREST, frame_size, True, hflip)
     if name == "musdl":
         return Pipeline("musdl", (w, h), "random", frame_size, False, hflip)
     from aqa.errors import ConfigError

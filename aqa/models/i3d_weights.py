@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from aqa.errors import CheckpointError
-from aqa.models.adapters import has_adapters, is_adapter_key, is_pecop_layout, split_pecop_state
+from aqa.models.adapters import (HEADS, has_adapters, is_adapter_key, is_pecop_layout,
+                                 split_pecop_state)
 from aqa.models.i3d import BN_NAME, ENDPOINTS, I3D, LAYERS, module_name
 
 
@@ -184,6 +185,27 @@ def read_i3d_state(source: str | os.PathLike) -> tuple[dict, str]:
     if is_pecop_layout(state):
         state = split_pecop_state(state)[0]
     return state, str(path)
+
+
+def read_pecop_heads(source: str | os.PathLike) -> dict:
+    """The VSPP pretext heads (``logits_p.*``, ``logits_s.*``) that ``backbone.weights`` carries:
+    an official PECoP ``gait_adapterNN.pth.tar`` or a pecop run/checkpoint of this project; {}
+    for anything else ("", "kinetics400", a plain I3D file, another method's checkpoint)."""
+    from aqa.train.checkpoint import FORMAT
+
+    if str(source) in ("", "kinetics400"):
+        return {}
+    path = Path(resolve_weights_ref(str(source)))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"cannot read pretext heads of {path}: {str(exc)[:300]}") from exc
+    if isinstance(state, dict) and state.get("format") == FORMAT:
+        model = state.get("model") or {}
+        return {k: v for k, v in model.items() if k.split(".")[0] in HEADS}
+    if isinstance(state, dict) and is_pecop_layout(state):
+        return split_pecop_state(state)[1]
+    return {}
 
 
 def load_i3d_state(model: I3D, state: dict, source: str) -> None:

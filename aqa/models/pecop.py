@@ -14,7 +14,13 @@ a rate r in 1..5 other than fr (``aqa.data.sampling.draw_vspp``); the model pred
     loss = CE(pace) + CE(segment)
 
 The adapted backbone is what a downstream method fine-tunes: ``backbone.weights=<run id>`` (see
-``aqa.models.i3d.read_i3d_state``; ``python -m aqa export-backbone`` writes it as a file).
+``aqa.models.i3d.read_i3d_state``; ``python -m aqa export-backbone`` writes it as a file). An
+official ``gait_adapterNN.pth.tar`` (or a pecop run) as ``backbone.weights`` of a pecop run also
+gives the two heads their trained values, so the pretext continues where it stopped.
+
+Data: frames are read at PECoP's positions (``aqa.data.sampling.draw_vspp``) and go through the
+``tvv_cv2`` pipeline (set by default here): torch_videovision's numpy path that PECoP's cv2 frames
+take, a 256 wide x 455 tall resize by cv2's nearest-neighbour rule, flip, random crop 224.
 
 Evaluation reports ``pace_acc``, ``segment_acc`` and ``accuracy`` (= pace accuracy, which picks
 best.pt). So that the loop's (id, true, predicted) rows carry both labels, a sample's "score" is
@@ -40,7 +46,7 @@ from torch.nn import functional as F
 
 from aqa.config import RunConfig
 from aqa.errors import ConfigError
-from aqa.models.adapters import adapter_parameters, is_adapter_key
+from aqa.models.adapters import HEADS, adapter_parameters, is_adapter_key
 from aqa.models.base import Method, count_parameters, set_bn_eval
 from aqa.registry import BACKBONES, METHODS
 
@@ -116,7 +122,10 @@ class VSPPDataset:
         c, n = self.cfg, num_available(self.base.samples[i])
         rng = self.base._rng(i)  # train: a new stream per draw; test: the same every time
         clip = draw_vspp(rng, n, self.fr, c.max_sr, self.clip_len, c.max_segment, c.official_steps)
-        positions = [min(p, n - 1) for p in clip.indices]  # official_steps may step once past n
+        # official_steps may step once past the n usable frames; PECoP then reads that file (its
+        # lists keep 3 frames more than it uses), so a frame folder is read there too
+        last = n if c.official_steps and self.base.samples[i].is_frame_folder else n - 1
+        positions = [min(p, last) for p in clip.indices]
         item = self.base.item_at(i, positions, rng)
         item["pace"] = torch.tensor(clip.pace, dtype=torch.int64)
         item["segment"] = torch.tensor(clip.segment, dtype=torch.int64)
@@ -136,17 +145,21 @@ class PECoP(Method):
     def adjust_defaults(cls, cfg: RunConfig) -> RunConfig:
         """METHODS.md 6.2: SGD lr 0.01, momentum 0.9, wd 1e-4, CosineAnnealingLR(T_max 22,
         eta_min lr/1000), 8 epochs, batch 16, 32-frame clips; a frozen hassony2 I3D with
-        adapters fed ImageNet-normalised clips (model_rgb.pth's preprocessing)."""
+        adapters fed ImageNet-normalised clips (model_rgb.pth's preprocessing); the clips flipped at
+        random and resized as cv2 frames through torch_videovision (``tvv_cv2``)."""
         backbone = cfg.backbone
         if hasattr(backbone, "adapters"):
             backbone = replace(backbone, adapters=True, freeze=True, family="hassony2",
                                input_norm="imagenet", dropout=0.0)
+        data = replace(cfg.data, hflip=True)  # train.py: RandomHorizontalFlip
+        if hasattr(data, "pipeline"):  # cv2 frames through torch_videovision (METHODS.md 6.2)
+            data = replace(data, pipeline="tvv_cv2")
         return replace(cfg, backbone=backbone,
                        optim=replace(cfg.optim, name="sgd", lr=0.01, momentum=0.9,
                                      weight_decay=1e-4, schedule="cosine", cosine_epochs=22,
                                      min_lr_factor=1e-3),
                        train=replace(cfg.train, epochs=8, batch_size=16, best_metric="accuracy"),
-                       data=replace(cfg.data, num_frames=32))
+                       data=replace(data, num_frames=32))
 
     @property
     def fr(self) -> int:
@@ -156,6 +169,8 @@ class PECoP(Method):
         return 3 if self.cfg.dataset == "pd4t" and getattr(self.cfg.data, "task", "") == "gait" else 1
 
     def build_model(self) -> nn.Module:
+        from aqa.models.i3d import read_pecop_heads
+
         m, b = self.cfg.model, self.cfg.backbone
         if m.max_sr < 2 or m.max_segment < 1:
             raise ConfigError("pecop needs model.max_sr >= 2 and model.max_segment >= 1")
@@ -163,7 +178,17 @@ class PECoP(Method):
         if b.freeze:  # PECoP: the I3D frozen, its adapters trained
             for name, p in backbone.named_parameters():
                 p.requires_grad_(is_adapter_key(name))
-        return VSPPModel(backbone, m.max_sr, m.max_segment, m.dropout, m.bgr)
+        model = VSPPModel(backbone, m.max_sr, m.max_segment, m.dropout, m.bgr)
+        heads = read_pecop_heads(b.weights) if b.name == "i3d" else {}
+        if heads:  # an official gait_adapterNN.pth.tar or a pecop run: continue its pretext
+            own = {k: v for k, v in model.state_dict().items() if k.split(".")[0] in HEADS}
+            if set(heads) == set(own) and all(heads[k].shape == own[k].shape for k in own):
+                model.load_state_dict(heads, strict=False)
+                print(f"pecop: the pace and segment heads start from {b.weights}", flush=True)
+            else:
+                print(f"pecop: the heads in {b.weights} do not fit max_sr={m.max_sr}, "
+                      f"max_segment={m.max_segment}; they start fresh", flush=True)
+        return model
 
     def wrap_dataset(self, clips: Any, split: str, train_clips: Any) -> Any:
         return VSPPDataset(clips, split == "train", self.fr, self.cfg.model, self.cfg.data.num_frames)
