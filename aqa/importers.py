@@ -228,11 +228,17 @@ def import_checkpoint(path: str | Path, method: str, runs_dir: str | Path, *,
             return tsa_import.import_tsa(raw, path, method, store.resolve_runs_dir(runs_dir),
                                          dataset=dataset, data_root=data_root,
                                          overrides=overrides, out=out)
-        method = "tpt" if is_official_tpt(raw) else "core"
+        from aqa.models.adapters import is_pecop_layout
+
+        method = ("tpt" if is_official_tpt(raw) else
+                  "pecop" if is_pecop_layout(raw) else "core")
+    if method == "pecop":
+        return import_pecop(path, runs_dir, dataset=dataset, data_root=data_root,
+                            overrides=overrides, out=out)
     if method not in ("core", "tpt"):
         raise ConfigError(f"importing official {method!r} checkpoints is not supported yet; "
-                          "supported: core, tpt, tsa, plain (I3D weight files load directly with "
-                          "--set backbone.weights=FILE)")
+                          "supported: core, tpt, tsa, plain, pecop (I3D weight files load "
+                          "directly with --set backbone.weights=FILE)")
     raw = raw if raw is not None else load_official(path)
     runs_dir = store.resolve_runs_dir(runs_dir)
     name = dataset or ("mtl_aqa" if "mtl_aqa" in DATASETS.names() else "folder")
@@ -277,24 +283,62 @@ def import_checkpoint(path: str | Path, method: str, runs_dir: str | Path, *,
         extras = method_obj.checkpoint_extras(model)
     metrics = {k: _plain(raw[k]) for k in ("rho_best", "L2_min", "RL2_min") if k in raw}
     epoch = int(_plain(raw.get("epoch", 0)) or 0)
+    return write_imported_run(runs_dir, cfg, model.cpu().state_dict(), path, metrics=metrics,
+                              epoch=epoch, notes=notes, extras=extras, out=out,
+                              extra_run={"bins": bins})
+
+
+def write_imported_run(runs_dir: Path, cfg, model_state: dict, path: str | Path, *,
+                       metrics: dict | None = None, epoch: int = 0, notes: list[str] | None = None,
+                       extras: dict | None = None, out: str | Path | None = None,
+                       extra_run: dict | None = None, best_metric: str = "rho") -> dict:
+    """An imported checkpoint as a run of its own: ``run.json``, ``checkpoints/best.pt`` (or
+    ``out``), an event log with the file's metrics, one checkpoint event and a ``finished``
+    status, so the index and the app list it like a trained run."""
+    metrics, notes = dict(metrics or {}), list(notes or [])
+    source = str(Path(path).resolve())
     run_path = store.create_run(runs_dir, to_dict(cfg), argv=["aqa", "import-checkpoint", str(path)],
-                                extra={"imported_from": str(Path(path).resolve()), "bins": bins,
-                                       "notes": notes})
+                                extra={"imported_from": source, "notes": notes, **(extra_run or {})})
     target = Path(out) if out else run_path / "checkpoints" / "best.pt"
     target.parent.mkdir(parents=True, exist_ok=True)
-    state = {"method": method, "config": to_dict(cfg), "model": model.cpu().state_dict(),
+    best = metrics.get({"rho": "rho_best"}.get(best_metric, best_metric))
+    state = {"method": cfg.method, "config": to_dict(cfg), "model": model_state,
              "epoch": epoch, "step": 0, "metrics": metrics,
-             "best": {"metric": "rho", "value": metrics.get("rho_best"), "epoch": epoch},
-             "imported_from": str(Path(path).resolve()), **extras}
+             "best": {"metric": best_metric, "value": best, "epoch": epoch},
+             "imported_from": source, **(extras or {})}
     size = save_checkpoint(target, state)
     events = EventWriter(run_path / EVENTS_FILE)
     events.emit("start", imported=True, epochs=epoch, total_steps=0)
-    for name_, value in (("rho", metrics.get("rho_best")), ("l2", metrics.get("L2_min")),
-                         ("rl2", metrics.get("RL2_min"))):
-        if value is not None:
-            events.metric(name_, value, epoch=epoch, step=0, split="test")
+    for name_, key in (("rho", "rho_best"), ("l2", "L2_min"), ("rl2", "RL2_min")):
+        if metrics.get(key) is not None:
+            events.metric(name_, metrics[key], epoch=epoch, step=0, split="test")
     events.emit("checkpoint", path=str(target), epoch=epoch, step=0, size=size, metrics=metrics)
     events.emit("status", status="finished", message="imported " + Path(path).name)
     events.close()
     store.write_job(run_path, {"executor": "import", "state": "done", "started": time.time()})
     return {"checkpoint": str(target), "run_id": run_path.name, "notes": notes}
+
+
+def import_pecop(path: str | Path, runs_dir: str | Path, *, dataset: str | None = None,
+                 data_root: str | None = None, overrides: list[str] | None = None,
+                 out: str | Path | None = None) -> dict:
+    """A PECoP checkpoint (the official ``gait_adapterNN.pth.tar``: the adapted I3D and its pace
+    and segment heads) as a ``pecop`` run: fine-tune any I3D method from it with
+    ``--set backbone.weights=RUN_ID``, or continue its pretext task."""
+    load_official(path)  # refuses anything but tensors and plain values, before anything else
+    runs_dir = store.resolve_runs_dir(runs_dir)
+    name = dataset or ("pd4t" if "pd4t" in DATASETS.names() else "folder")
+    sets = [f"backbone.weights={Path(path).resolve()}"] + ([f"data.root={data_root}"] if data_root else [])
+    cfg = build_run_config("pecop", name, overrides=sets + list(overrides or []))
+    from aqa.models.i3d import read_pecop_heads
+
+    if not read_pecop_heads(cfg.backbone.weights):
+        raise CheckpointError(f"{path} is not a PECoP checkpoint: no pace and segment heads "
+                              "(logits_p, logits_s); an I3D weight file loads with --set "
+                              "backbone.weights=FILE in any I3D method")
+    model = METHODS.get("pecop")(cfg).build_model()  # loads the adapted I3D and both heads
+    cfg = replace(cfg, backbone=replace(cfg.backbone, weights=""))  # the run holds them now
+    notes = ["the adapted I3D and the pace/segment heads come from the file; fine-tune with "
+             "--set backbone.weights=<this run id>"]
+    return write_imported_run(runs_dir, cfg, model.state_dict(), path, notes=notes, out=out,
+                              best_metric="accuracy")

@@ -329,8 +329,12 @@ def test_one_training_step_matches_the_official_step(inputs):
     for ours, official in zip(losses, OFFICIAL_LOSSES):
         assert ours == pytest.approx(official, rel=1e-5)
     got = step_summary(before, {k: model.state_dict()[k] for k in names})
+    # measured against the official weights after the step (kept outside the repository):
+    # relative L2 of the weights 6.4e-7, of the step 1.8e-4 (Adam's first step is nearly
+    # lr * sign(g), so float32 noise in near-zero gradients shows in the projection)
+    tolerance = {"total": 1e-6, "backbone": 1e-6, "regressor": 1e-6, "proj": 1e-3, "w_after": 1e-8}
     for k, want in OFFICIAL_STEP.items():
-        assert got[k] == pytest.approx(want, rel=1e-4 if k != "w_after" else 1e-7), k
+        assert got[k] == pytest.approx(want, rel=tolerance[k]), k
 
 
 # --- the edge-bug flag ----------------------------------------------------------------------

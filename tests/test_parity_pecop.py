@@ -109,6 +109,26 @@ def test_adapter_checkpoint_export_round_trip(files, tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), first.state_dict().values()))
 
 
+def test_import_checkpoint_makes_a_pecop_run_to_fine_tune_from(files, runs_dir):
+    """`aqa import-checkpoint gait_adapterNN.pth.tar` (detected) -> a pecop run holding the
+    adapted I3D and both heads; `backbone.weights=<run id>` then gives the official backbone."""
+    from aqa.importers import import_checkpoint
+    from aqa.runs import index
+
+    result = import_checkpoint(files["pecop"], None, runs_dir)
+    saved = torch.load(result["checkpoint"], weights_only=True)
+    assert saved["method"] == "pecop" and saved["config"]["backbone"]["weights"] == ""
+    cfg = build_run_config("pecop", "pd4t", overrides=[f"backbone.weights={files['pecop']}"])
+    direct = METHODS.get("pecop")(cfg).build_model().state_dict()
+    assert saved["model"].keys() == direct.keys()
+    assert all(torch.equal(saved["model"][k], v) for k, v in direct.items())
+    assert [r["id"] for r in index.list_runs(runs_dir)] == [result["run_id"]]
+    from_run = backbone("usdl", result["run_id"], "backbone.family=hassony2")
+    from_file = backbone("usdl", files["pecop"], "backbone.family=hassony2")
+    assert all(torch.equal(a, b) for a, b in zip(from_run.state_dict().values(),
+                                                 from_file.state_dict().values()))
+
+
 def test_a_malicious_adapter_checkpoint_is_refused_unrun(tmp_path):
     marker = tmp_path / "ran"
 
