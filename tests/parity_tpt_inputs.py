@@ -45,6 +45,10 @@ TRAIN = {(1, 1): (2.0, 20.0), (1, 2): (2.0, 60.0), (1, 3): (2.0, 95.0), (1, 4): 
 # padded with 2 DD-2.0 samples at weight 0
 TEST = {(2, 1): (2.0, 55.0), (2, 2): (3.0, 80.0)}
 VOTERS = 3
+# the folder dataset (clips + scores.csv): name -> (difficulty, score, frame seed, split); 103
+# frames each (the folder dataset spreads num_frames=103 over a clip: every frame)
+FOLDER = {"dive_a": (2.0, 50.0, 200, "train"), "dive_b": (2.0, 60.0, 201, "train"),
+          "dive_q": (2.0, 56.0, 202, "test")}
 
 
 def tpt_model(seed: int = SEED):
@@ -181,4 +185,27 @@ def write_frames_long(root: Path) -> Path:
         for t in range(FRAMES):
             Image.fromarray(frames[t]).save(folder / f"{FIRST_FILE + 300 * k + t:08d}.jpg",
                                             quality=92)
+    return root
+
+
+def write_folder(root: Path) -> Path:
+    """A ``folder`` dataset: :data:`FOLDER`'s clips as lossless FFV1 ``.mkv`` (so the decoded
+    frames are exactly ``moving_frames``) and ``scores.csv``."""
+    import av
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    rows = ["video,score,difficulty,split"]
+    for name, (dd, score, seed, split) in FOLDER.items():
+        frames = moving_frames(103, FRAME_H, FRAME_W, seed)
+        with av.open(str(root / f"{name}.mkv"), "w", format="matroska") as c:
+            s = c.add_stream("ffv1", rate=25)
+            s.width, s.height, s.pix_fmt = FRAME_W, FRAME_H, "bgr0"
+            for t, f in enumerate(frames):
+                frame = av.VideoFrame.from_ndarray(f, format="rgb24")
+                frame.pts = t
+                c.mux(s.encode(frame))
+            c.mux(s.encode())
+        rows.append(f"{name}.mkv,{score},{dd},{split}")
+    (root / "scores.csv").write_text("\n".join(rows) + "\n")
     return root
