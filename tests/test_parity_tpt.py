@@ -10,7 +10,8 @@ CPU time: the official loader stacks 20 clips of 8 frames (starts 0, 5, ..., 95)
 official runs kept clips 0 and 19 of that stack (starts 0 and 95, every frame of the window still
 read and transformed by the official loader) and this side sets ``model.clip_starts=0,95``; 3
 voters a query (``--num_voting 3`` / ``model.voter_number=3``). Each I3D pass of a 224x224 clip
-costs about a second on two cores; this file runs 32 of them.
+costs about a second on two cores; this file runs about 30 of them (8 for the bank at import, 12
+for ``aqa eval``, 4 forward and backward for the training step, 4 for the edge case).
 """
 
 from __future__ import annotations
@@ -128,7 +129,6 @@ def imported(official_files, tmp_path_factory):
     from aqa.evaluate import evaluate_checkpoint
     from aqa.models.tpt import TPT
 
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
     runs = tmp_path_factory.mktemp("tpt_runs")
     argv = ["import-checkpoint", str(official_files["ckpt"]), "--method", "tpt", "--dataset",
             "mtl_aqa", "--data-root", str(official_files["root"]), "--runs-dir", str(runs)]
