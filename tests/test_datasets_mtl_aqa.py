@@ -144,3 +144,24 @@ def test_raw_event_and_trimmed_videos(tmp_path):
     assert all(abs(g - (20 * i) % 256) <= 3 for g, i in zip(grey, range(13, 21)))
     assert test.video.name == "01_02.mp4" and test.window_start is None
     assert entry.build(cfg, "test", train=False)[0]["video"].shape == (3, 8, 32, 32)
+
+
+def test_tpt_frames_long_windows_query_from_file_0_exemplar_from_file_3(tmp_path):
+    """TPT's test loader reads a test query from file 0 and every exemplar (training split) from
+    file 3; training adds randint(-3, 3) to the 3 (aqa_tpt dataloader_pair_MLT.py load_video)."""
+    root = tmp_path / "mtl"
+    root.mkdir()
+    fake_info(root)
+    for sid in ("01_01", "01_02"):
+        (root / "frames_long" / sid).mkdir(parents=True)
+        for n in range(109):
+            jpg(root / "frames_long" / sid / f"{17977 + n:08d}.jpg", n)
+    entry, cfg = cfg_for(root, tmp_path, pipeline="square", frame_size=8, num_frames=103,
+                         disk_cache="off")
+    (train,), (test,) = entry.samples(cfg, "train"), entry.samples(cfg, "test")
+    assert (train.meta["layout"], train.window_start, test.window_start) == ("tpt", 3, 0)
+    first = lambda ds: int(ds[0]["video"][:, 0].float().mean().round())  # noqa: E731
+    assert first(entry.build(cfg, "test", train=False)) == 0
+    assert first(entry.build(cfg, "train", train=False)) == 3
+    shifted = entry.build(cfg, "train", train=True)
+    assert {first(shifted) for _ in range(40)} == set(range(0, 7))  # 3 + randint(-3, 3)

@@ -174,6 +174,7 @@ def test_readme_defaults():
     assert (cfg.data.num_frames, cfg.data.frame_size, cfg.optim.lr, cfg.optim.weight_decay) == \
         (103, 224, 1e-4, 0.0)
     assert (cfg.backbone.family, cfg.backbone.input_norm) == ("hassony2", "imagenet")
+    assert cfg.data.hflip and cfg.data.pipeline == "tvv"  # the official train transform flips
     assert m.clip_starts == list(range(0, 100, 5)) and m.clip_len == 8
     seven = build_run_config("tpt", "aqa7").model
     assert (seven.score_range, seven.use_dd, seven.exemplar_rule) == (100.0, False, "class")

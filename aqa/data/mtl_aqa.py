@@ -8,7 +8,10 @@ lie in the root itself) and one of these frame layouts, detected from what is th
     core     new/new_total_frames_256s/{event:02d}/{n:08d}.jpg  the num_frames files ending at
              (or new_total_frames_256s/ in the root)            end_frame (CoRe, HGCN, T2CR)
     musdl    frames/{event:02d}_{idx:02d}/*.jpg (pre-trimmed)   num_frames from position jitter
-    tpt      frames_long/{event:02d}_{idx:02d}/*.jpg            num_frames from position jitter
+    tpt      frames_long/{event:02d}_{idx:02d}/*.jpg            train split: from file 3 (shifted
+                                                                by -jitter..jitter when training;
+                                                                at 3 as an exemplar); test split
+                                                                (queries): from file 0
     videos   videos/{event:02d}_{idx:02d}.<ext> (trimmed)       uniform over the clip
              or videos/{event:02d}.<ext> (whole event video)    as core, frame n = index n-1
 
@@ -39,6 +42,9 @@ from aqa.registry import DATASETS
 ANNOTATIONS = ("final_annotations_dict_with_dive_number.pkl", "augmented_final_annotations_dict.pkl")
 LAYOUTS = ("auto", "core", "musdl", "tpt", "videos")
 CORE_FRAMES = ("new/new_total_frames_256s", "new_total_frames_256s")
+# TPT's frames_long loader (baiyang4/aqa_tpt dataloader_pair_MLT.py load_video): a training query
+# or exemplar starts at file 3 (+ randint(-3, 3) when training), a test query at file 0.
+TPT_TRAIN_START, TPT_TEST_START = 3, 0
 HINT = ("the MTL-AQA folder holding info/ (the annotation and split pickles) and "
         "new/new_total_frames_256s/ (CoRe's frames), frames/ (MUSDL), frames_long/ (TPT) or videos/")
 
@@ -172,6 +178,8 @@ def make_samples(cfg: MTLAQADataConfig, split: str) -> list[Sample]:
             video = trimmed_root / sid
             files = _sorted_jpgs(video)
             span, start = FrameSpan(0, len(files), files=files), J
+            if layout == "tpt":  # test queries from file 0, training samples (exemplars) from 3
+                start = TPT_TRAIN_START if split == "train" else TPT_TEST_START
         else:  # videos
             trimmed = find_video(root / "videos", sid)
             if trimmed is not None:

@@ -71,7 +71,8 @@ def core_window(end_frame: int, num_available: int, shift: int = 0, length: int 
 
 def offset_window(offset: int, num_available: int, length: int = 103) -> list[int]:
     """MUSDL's and TPT's pre-trimmed folders: ``length`` frames from ``offset`` (MUSDL: train
-    offset randint(0, 6), test 0; TPT: 3 + randint(-3, 3) train, 3 at test)."""
+    offset randint(0, 6), test 0; TPT: 3 + randint(-3, 3) train, 3 for an exemplar, 0 for a
+    test query)."""
     return fit_window(offset, length, num_available)
 
 

@@ -260,13 +260,15 @@ class TPT(CoRe):
     @classmethod
     def adjust_defaults(cls, cfg: RunConfig) -> RunConfig:
         """The README command (METHODS.md 5.3): Adam 1e-4 (heads 1e-3), no weight decay, 250
-        epochs, batch 3, seed 12, 103 frames at 224; hassony2 I3D fed ImageNet-normalised clips.
+        epochs, batch 3, seed 12, 103 frames at 224, the training clips flipped at random
+        (``get_video_trans``: RandomHorizontalFlip before the resize and random crop); hassony2
+        I3D fed ImageNet-normalised clips.
         AQA-7: one class a model, exemplars of the same class, Max 100, no DD."""
         cfg = replace(cfg, optim=replace(cfg.optim, name="adam", lr=OFFICIAL_LR,
                                          backbone_lr_factor=1.0, weight_decay=0.0,
                                          schedule="none", accum_steps=1),
                       train=replace(cfg.train, epochs=250, batch_size=3, seed=12),
-                      data=replace(cfg.data, num_frames=103, frame_size=224))
+                      data=replace(cfg.data, num_frames=103, frame_size=224, hflip=True))
         if hasattr(cfg.backbone, "input_norm"):
             cfg = replace(cfg, backbone=replace(cfg.backbone, family="hassony2",
                                                 input_norm="imagenet"))
@@ -380,6 +382,8 @@ class TPT(CoRe):
         y_e = self.target(bank["scores"][rows], bank["difficulty"][rows]).to(f_q.device)
         logp, reg = model.head(f_e, f_q)
         diff = decode(logp.float(), reg.float(), model.leaves).to(f_q.device)  # (V,)
+        leaf = logp.argmax(dim=1)  # (V,) the chosen leaf, and its regression delta in [0, 1]
+        delta = reg.gather(1, leaf[:, None]).squeeze(1).float()
         scale = query.difficulty if m.use_dd else 1.0
         per_voter = (y_e + diff) * scale
         w = torch.as_tensor(weights, device=f_q.device)
@@ -393,8 +397,10 @@ class TPT(CoRe):
             st["padded_queries"] += int(n_pad > 0)
         return {"score": float((per_voter * w).sum()), "per_voter": per_voter[real].tolist(),
                 "exemplars": [{"id": s.id, "score": float(s.score), "difficulty": s.difficulty,
-                               "difference": float(dv) * scale, "weight": float(wv)}
-                              for s, dv, wv in zip(chosen, diff.tolist(), weights.tolist())]}
+                               "difference": float(dv) * scale, "weight": float(wv),
+                               "leaf": int(lf), "delta": float(dl)}
+                              for s, dv, wv, lf, dl in zip(chosen, diff.tolist(), weights.tolist(),
+                                                           leaf.tolist(), delta.tolist())]}
 
 
 def official_eval_epoch(epoch: int) -> bool:
