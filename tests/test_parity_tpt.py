@@ -416,17 +416,16 @@ def test_ddp_prefixed_checkpoint_imports_and_a_malicious_one_is_refused(official
     assert not marker.exists()
 
 
-# ------------------------------------------------------------------ folder of clips (pending)
+# ------------------------------------------------------------------ folder of clips
 # The official test transform and model on the 103 frames of tests/parity_tpt_inputs.FOLDER's
 # clips: items built as MLTPair.load_data builds them (get_video_trans()[1], clips 0 and 95),
 # Group_helper on the folder's training differences, RunPair(evaluate=True).evaluate(0).
 OFFICIAL_FOLDER_PRED = {"dive_q": 46.18389892578125}
 
 
-# PENDING (not collected: rename to test_... once the lead's import change is merged, which makes
-# an imported run record its checkpoint's preprocessing and the folder dataset apply it): on this
-# branch the folder dataset squashes bank and query to 224x224 ("square") and the score is off.
-def pending_test_folder_import_scores_with_the_official_preprocessing(tmp_path):
+# The import records the checkpoint's preprocessing (tvv through PIL, video_resize=pil) and the
+# folder dataset applies it; the bins come from the folder's training split, as the official run's.
+def test_folder_import_scores_with_the_official_preprocessing(tmp_path):
     from aqa.importers import import_checkpoint
     from aqa.scoring import Scorer
 
@@ -435,6 +434,7 @@ def pending_test_folder_import_scores_with_the_official_preprocessing(tmp_path):
     ckpt = P.write_official_checkpoint(tmp_path / "0.9421.pth", model)
     root = P.write_folder(tmp_path / "clips")
     out = import_checkpoint(ckpt, "tpt", tmp_path / "runs", dataset="folder", data_root=str(root),
-                            overrides=["model.clip_starts=0,95", "model.voter_number=2"])
+                            overrides=["model.clip_starts=0,95", "model.voter_number=2"],
+                            bins="exemplars")
     scored = Scorer.from_checkpoint(out["checkpoint"]).score(root / "dive_q.mkv", difficulty=2.0)
     assert abs(scored.score - OFFICIAL_FOLDER_PRED["dive_q"]) <= 2e-4, scored.score
