@@ -191,3 +191,12 @@ def test_core_model_loads_official_regressor_keys():
     assert "feature_layers.3.0.weight" in keys and "clf_layers.3.weight" in keys
     assert keys[-2:] == ["reg_layer.weight", "reg_layer.bias"]
     assert CoReModel  # imported for the registry
+
+
+def test_a_leaf_whose_edge_passes_the_maximum_is_sorted_as_the_official_one():
+    """Group_helper sorts every leaf: with a training difference past Max as the last left
+    edge, the last leaf is [Max, d], not [d, Max]."""
+    from aqa.models.group_tree import build_leaves
+    leaves = build_leaves([1.0, 35.0, 40.0, 45.0], depth=3, max_value=30.0)
+    # Group_helper([1, 35, 40, 45], 3, Max=30, Min=0).Group of the official code (f7881a9)
+    assert leaves.tolist() == [[-35.0, -30.0], [-35.0, 0.0], [0.0, 35.0], [30.0, 35.0]]

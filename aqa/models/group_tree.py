@@ -59,7 +59,8 @@ def build_leaves(diffs: Sequence[float], depth: int, max_value: float,
     for i in range(half):
         left = min_value if i == 0 else d[int(i / half * (n - 1))]
         right = max_value if i == half - 1 else d[int((i + 1) / half * (n - 1))]
-        pos.append((left, right))
+        pos.append((min(left, right), max(left, right)))  # sorted, as the official code does
+        # (left > right when a difference past max_value is an edge: the last leaf flips)
     neg = [(-r, -l) for l, r in reversed(pos)]
     return torch.tensor(neg + pos, dtype=torch.float64)
 
