@@ -98,7 +98,8 @@ def write_frfs(root: Path, train: dict = FRFS_TRAIN, test: dict = FRFS_TEST,
     (root / "Images").mkdir(parents=True, exist_ok=True)
     boxes = {}
     for n, (split, rows) in enumerate((("Train", train), ("Test", test))):
-        (root / f"{split}.csv").write_text("key,label\n" + "".join(f"{k},{v}\n" for k, v in rows.items()))
+        lines = "".join(f"{k},{v}\n" for k, v in rows.items())
+        (root / f"{split}.csv").write_text("key,label\n" + lines)
         for m, key in enumerate(rows):
             seed = 100 * n + m
             folder = root / "Images" / key

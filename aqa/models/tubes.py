@@ -145,7 +145,9 @@ def fill_convex_poly(points: np.ndarray, height: int, width: int) -> np.ndarray:
                 ty = pts[end][1]
                 if ty > y:
                     xs_, xe_ = pts[start][0] << XY_SHIFT, pts[end][0] << XY_SHIFT
-                    s[2], s[3], s[4], s[0] = xs_, _c_div((xe_ - xs_) * 2 + (ty - y), 2 * (ty - y)), ty, end
+                    rows = ty - y  # per-row x step, rounded (C division)
+                    s[3] = _c_div((xe_ - xs_) * 2 + rows, 2 * rows)
+                    s[2], s[4], s[0] = xs_, ty, end
                     break
                 start, end = end, (end + step) % n
         if edges < 0:
