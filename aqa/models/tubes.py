@@ -4,9 +4,11 @@ A tube is one box per frame, four corner points ``x1, y1, ..., x4, y4`` in the p
 frame size (FR-FS's SiamMask boxes: 640x360 source frames). ``tube_mask`` rasterises it onto the
 feature grid of TSA's split point, as the official ``get_mask`` does (METHODS.md section 4.1):
 the corners are scaled to grid units (the whole frame onto the grid, ignoring resize and crop),
-truncated to cells, the convex quadrilateral is filled (edges included, like
-cv2.fillConvexPoly), and the masks of each group of ``t_ratio`` frames of a clip are OR-ed, one
-mask per feature time step.
+truncated to cells, rasterised exactly as cv2.fillConvexPoly does (:func:`fill_convex_poly`, a
+pure-Python re-implementation: edges drawn as 8-connected lines, then spans filled row by row;
+checked cell for cell against cv2's output on 500 seeded quads in tests/test_parity_tsa.py), and
+the masks of each group of ``t_ratio`` frames of a clip are OR-ed, one mask per feature time
+step.
 
 Clips without boxes (an uploaded clip; MTL-AQA and AQA-7 as distributed here) get a tube from
 ``motion_boxes``: frame differences of the clip itself, smoothed over time and space, a robust
@@ -22,20 +24,154 @@ import numpy as np
 from scipy.ndimage import uniform_filter, uniform_filter1d
 
 
+XY_SHIFT = 16  # the rasteriser's fixed point: x is kept in 1/65536 of a cell
+XY_HALF = 1 << (XY_SHIFT - 1)
+
+
+def _c_div(a: int, b: int) -> int:
+    """Integer division truncating toward zero (C's ``/``; Python's ``//`` floors)."""
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b >= 0) else -q
+
+
+def clip_segment(p1: tuple[int, int], p2: tuple[int, int], width: int,
+                 height: int) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """The part of segment p1-p2 inside [0, width-1] x [0, height-1] by integer outcode
+    clipping (first against the top/bottom rows, then the left/right columns, every step
+    truncating toward zero and reusing the end point moved just before), or None when the
+    segment misses the grid."""
+    right, bottom = width - 1, height - 1
+    (x1, y1), (x2, y2) = p1, p2
+
+    def code(x, y):
+        return (x < 0) + (x > right) * 2 + (y < 0) * 4 + (y > bottom) * 8
+
+    c1, c2 = code(x1, y1), code(x2, y2)
+    if (c1 & c2) == 0 and (c1 | c2) != 0:
+        if c1 & 12:
+            a = 0 if c1 < 8 else bottom
+            x1 += _c_div((a - y1) * (x2 - x1), y2 - y1)
+            y1 = a
+            c1 = (x1 < 0) + (x1 > right) * 2
+        if c2 & 12:
+            a = 0 if c2 < 8 else bottom
+            x2 += _c_div((a - y2) * (x2 - x1), y2 - y1)
+            y2 = a
+            c2 = (x2 < 0) + (x2 > right) * 2
+        if (c1 & c2) == 0 and (c1 | c2) != 0:
+            if c1:
+                a = 0 if c1 == 1 else right
+                y1 += _c_div((a - x1) * (y2 - y1), x2 - x1)
+                x1 = a
+                c1 = 0
+            if c2:
+                a = 0 if c2 == 1 else right
+                y2 += _c_div((a - x2) * (y2 - y1), x2 - x1)
+                x2 = a
+                c2 = 0
+    if c1 | c2:
+        return None
+    return (x1, y1), (x2, y2)
+
+
+def draw_line(mask: np.ndarray, p1: tuple[int, int], p2: tuple[int, int]) -> None:
+    """Mark the 8-connected Bresenham line p1-p2 (integer cells, clipped to the grid first),
+    walked from its left end; ``mask`` (H, W) bool is changed in place."""
+    h, w = mask.shape
+    if not (0 <= p1[0] < w and 0 <= p2[0] < w and 0 <= p1[1] < h and 0 <= p2[1] < h):
+        clipped = clip_segment(p1, p2, w, h)
+        if clipped is None:
+            return
+        p1, p2 = clipped
+    if p2[0] < p1[0]:  # walk left to right
+        p1, p2 = p2, p1
+    (x, y), dx, dy = p1, p2[0] - p1[0], p2[1] - p1[1]
+    sy = -1 if dy < 0 else 1
+    dy = abs(dy)
+    steep = dy > dx
+    major, minor = (dy, dx) if steep else (dx, dy)  # major axis: one cell every step
+    err = major - 2 * minor
+    for _ in range(major + 1):
+        mask[y, x] = True
+        diagonal = err < 0
+        err += -2 * minor + (2 * major if diagonal else 0)
+        if steep:
+            y += sy
+            x += 1 if diagonal else 0
+        else:
+            x += 1
+            y += sy if diagonal else 0
+
+
+def fill_convex_poly(points: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(N, 2) integer points (x, y) -> (height, width) bool: cv2.fillConvexPoly(img, points, 1)
+    on a zero image, 8-connected lines, no sub-cell shift.
+
+    Re-implemented from its behaviour: the N edges (last point to first, then in order) are
+    drawn as 8-connected lines (:func:`draw_line`); then, from the topmost point (the first one
+    if several), two edges are followed downward, one along the point order and one against it,
+    row by row, their x kept in 1/65536 cells and advanced by a per-row step
+    ``round((x_end - x_start) / rows)`` (C division); each row from the top to the lowest point
+    (clipped to the grid) is filled between the two x positions rounded half up. The walk ends
+    when the edges run out, so a bottom row reached through a flat edge keeps only its line.
+    A crossed (not convex) quadrilateral gives what this walk gives, as cv2 does."""
+    pts = [(int(x), int(y)) for x, y in np.asarray(points).reshape(-1, 2)]
+    n = len(pts)
+    mask = np.zeros((height, width), dtype=bool)
+    prev = pts[-1]
+    for p in pts:
+        draw_line(mask, prev, p)
+        prev = p
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    ymin, ymax = min(ys), max(ys)
+    top = ys.index(ymin)
+    if n < 3 or max(xs) < 0 or ymax < 0 or min(xs) >= width or ymin >= height:
+        return mask
+    ymax = min(ymax, height - 1)
+    edges = n  # edges left to walk, both sides together
+    # per side: [index of the edge's end point, direction, x, per-row x step, last row]
+    side = [[top, 1, -(1 << XY_SHIFT), 0, ymin], [top, n - 1, -(1 << XY_SHIFT), 0, ymin]]
+    y = ymin
+    while True:
+        for s in side:
+            if y < s[4]:
+                continue
+            start, step = s[0], s[1]
+            end = (start + step) % n
+            while True:
+                edges -= 1
+                if edges < 0:  # cv2's `edges-- > 0` leaves -1 behind when nothing was left
+                    break
+                ty = pts[end][1]
+                if ty > y:
+                    xs_, xe_ = pts[start][0] << XY_SHIFT, pts[end][0] << XY_SHIFT
+                    rows = ty - y  # per-row x step, rounded (C division)
+                    s[3] = _c_div((xe_ - xs_) * 2 + rows, 2 * rows)
+                    s[2], s[4], s[0] = xs_, ty, end
+                    break
+                start, end = end, (end + step) % n
+        if edges < 0:
+            break
+        if y >= 0:
+            lo, hi = sorted((side[0][2], side[1][2]))
+            x1, x2 = (lo + XY_HALF) >> XY_SHIFT, (hi + XY_HALF) >> XY_SHIFT
+            if x2 >= 0 and x1 < width:
+                mask[y, max(x1, 0):min(x2, width - 1) + 1] = True
+        side[0][2] += side[0][3]
+        side[1][2] += side[1][3]
+        y += 1
+        if y > ymax:
+            break
+    return mask
+
+
 def fill_convex(corners: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(4, 2) corner points (x, y) in grid units -> (height, width) bool: the cells (x, y), with
-    integer-truncated vertices, inside or on the edge of the convex polygon."""
+    """(4, 2) corner points (x, y) in grid units -> (height, width) bool: the corners truncated
+    toward zero to integer cells (what the official ``get_mask`` does by writing the scaled
+    corners back into its integer box array) and rasterised as cv2.fillConvexPoly does
+    (:func:`fill_convex_poly`)."""
     pts = np.trunc(np.asarray(corners, dtype=np.float64)).astype(np.int64)  # (4, 2)
-    ys, xs = np.mgrid[0:height, 0:width]  # (H, W) each
-    signs = []
-    for k in range(len(pts)):
-        (x0, y0), (x1, y1) = pts[k], pts[(k + 1) % len(pts)]
-        signs.append((x1 - x0) * (ys - y0) - (y1 - y0) * (xs - x0))  # cross product per cell
-    signs = np.stack(signs)  # (4, H, W)
-    inside = (signs >= 0).all(0) | (signs <= 0).all(0)
-    if (pts == pts[0]).all():  # a degenerate box: its single cell
-        inside = (xs == pts[0, 0]) & (ys == pts[0, 1])
-    return inside
+    return fill_convex_poly(pts, height, width)
 
 
 def tube_mask(boxes: np.ndarray, starts: Sequence[int], clip_len: int = 16,
