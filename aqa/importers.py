@@ -169,11 +169,17 @@ def import_checkpoint(path: str | Path, method: str, runs_dir: str | Path, *,
     """Import ``path`` as a ``method`` checkpoint; returns {"checkpoint", "run_id", "notes"}.
     ``method`` None: detected from the file (TSA-Net/Plain-Net ``best.pt``, TPT's ``model`` +
     ``backbone`` checkpoint, else CoRe)."""
-    from aqa.models import tsa_import
+    from aqa.models import tsa_import, usdl_import
 
     raw = None
-    if method in ("tsa", "plain", None):
+    if method in ("usdl", "musdl", None):  # MUSDL's i3d + evaluator (no TSA_module), or JIGSAWS'
         raw = load_official(path)
+        if method is not None or usdl_import.is_official_usdl(raw):
+            return usdl_import.import_usdl(raw, path, method, store.resolve_runs_dir(runs_dir),
+                                           dataset=dataset, data_root=data_root,
+                                           overrides=overrides, out=out)
+    if method in ("tsa", "plain", None):
+        raw = raw if raw is not None else load_official(path)
         if method is not None or tsa_import.is_official_tsa(raw):
             return tsa_import.import_tsa(raw, path, method, store.resolve_runs_dir(runs_dir),
                                          dataset=dataset, data_root=data_root,
@@ -181,7 +187,7 @@ def import_checkpoint(path: str | Path, method: str, runs_dir: str | Path, *,
         method = "tpt" if is_official_tpt(raw) else "core"
     if method not in ("core", "tpt"):
         raise ConfigError(f"importing official {method!r} checkpoints is not supported yet; "
-                          "supported: core, tpt, tsa, plain (I3D weight files load directly with "
+                          "supported: core, tpt, tsa, plain, usdl, musdl (I3D weight files load directly with "
                           "--set backbone.weights=FILE)")
     raw = raw if raw is not None else load_official(path)
     runs_dir = store.resolve_runs_dir(runs_dir)

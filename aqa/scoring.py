@@ -86,7 +86,8 @@ class Scorer:
         from aqa.data.transforms import build_pipeline
 
         d = self.cfg.data
-        return build_pipeline(getattr(d, "pipeline", "square"), d.frame_size, hflip=False)
+        return build_pipeline(getattr(d, "pipeline", "square"), d.frame_size, hflip=False,
+                              interpolation=getattr(d, "interpolation", ""))
 
     def _indices(self, num_frames: int, start: int | None, end: int | None) -> tuple[list[int], int]:
         from aqa.video import sample_indices

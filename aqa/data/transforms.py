@@ -18,13 +18,17 @@ The pipelines (METHODS.md 0.3):
     tvv      256 x 455        bilinear (*)        flip, random crop C   center crop C
     tvv_fixed 455 x 256       bilinear            flip, random crop C   center crop C
     musdl    455 x 256        random of 4 (**)    flip, center crop C   center crop C
+    crop     (none)           -                   center crop C         center crop C
 
 (*) ``legacy_tvv_resize``: torch_videovision's ``Resize((455, 256))`` hands ``(256, 455)`` to
 PIL, which reads it as (width, height): frames come out 256 wide and 455 tall; and its
 interpolation names are swapped, so the default ``'nearest'`` is PIL BILINEAR. CoRe, TPT,
 FineDiving-TSA and PECoP trained on that; ``tvv_fixed`` is the landscape resize they meant.
-(**) MUSDL/TSA-Net draw one of NEAREST, BILINEAR, BICUBIC, LANCZOS per clip, at test time too;
-here the draw is seeded per sample, so evaluation is repeatable.
+(**) MUSDL/TSA-Net draw one of NEAREST, BILINEAR, BICUBIC, LANCZOS for every frame, at test
+time too (so their evaluation is not repeatable). Here training draws one per clip, and the test
+uses bilinear; ``data.interpolation=random`` draws at test time too (seeded per sample, so still
+repeatable), and a filter name fixes the filter at train and test (how the parity tests make the
+official draw known).
 """
 
 from __future__ import annotations
@@ -134,15 +138,17 @@ class Pipeline:
     """One method's spatial preprocessing (see the module docstring for the table)."""
 
     name: str
-    decode_size: tuple[int, int]  # (width, height) the decoder resizes to
+    decode_size: tuple[int, int] | None  # (width, height) the decoder resizes to (None: none)
     interpolation: str = "bilinear"  # PIL filter name, or "random" (one of 4 per clip)
     crop: int = 0  # output size of the square crop (0 = no crop)
     random_crop: bool = False  # random crop position at train time (else centre)
     hflip: bool = False  # random horizontal flip (p = 0.5) at train time
+    test_interpolation: str = ""  # the filter at test time when it differs ("" = interpolation)
 
-    def draw_interpolation(self, rng: np.random.Generator) -> str:
-        if self.interpolation != "random":
-            return self.interpolation
+    def draw_interpolation(self, rng: np.random.Generator, train: bool = True) -> str:
+        name = self.interpolation if train or not self.test_interpolation else self.test_interpolation
+        if name != "random":
+            return name
         return INTERPOLATIONS[int(rng.integers(len(INTERPOLATIONS)))]
 
     def apply(self, clip: torch.Tensor, train: bool, rng: np.random.Generator) -> torch.Tensor:
@@ -164,13 +170,28 @@ class Pipeline:
         return (self.decode_size[1], self.decode_size[0])
 
 
-PIPELINES = ("square", "tvv", "tvv_fixed", "musdl")
+PIPELINES = ("square", "tvv", "tvv_fixed", "musdl", "crop")
 
 
 def build_pipeline(name: str, frame_size: int = 224, hflip: bool = True,
-                   resize: tuple[int, int] = (455, 256)) -> Pipeline:
+                   resize: tuple[int, int] = (455, 256), interpolation: str = "") -> Pipeline:
     """The pipeline ``name`` (:data:`PIPELINES`); ``frame_size`` is the crop (the square side for
-    ``square``), ``resize`` the landscape (width, height) of the historical pipelines."""
+    ``square``), ``resize`` the landscape (width, height) of the historical pipelines;
+    ``interpolation`` (``data.interpolation``) overrides the pipeline's filter at train and test:
+    a name of :data:`INTERPOLATIONS` or ``random``."""
+    from dataclasses import replace
+
+    if interpolation and interpolation not in (*INTERPOLATIONS, "random"):
+        from aqa.errors import ConfigError
+        raise ConfigError(f"data.interpolation={interpolation!r}: choose one of "
+                          f"{', '.join(INTERPOLATIONS)} or random (empty: the pipeline's own)")
+    pipe = _pipeline(name, frame_size, hflip, resize)
+    if interpolation:
+        pipe = replace(pipe, interpolation=interpolation, test_interpolation="")
+    return pipe
+
+
+def _pipeline(name: str, frame_size: int, hflip: bool, resize: tuple[int, int]) -> Pipeline:
     w, h = resize
     if name == "square":
         return Pipeline("square", (frame_size, frame_size), "bilinear", 0, False, hflip)
@@ -179,7 +200,9 @@ def build_pipeline(name: str, frame_size: int = 224, hflip: bool = True,
                         True, hflip)
     if name == "tvv_fixed":
         return Pipeline("tvv_fixed", (w, h), "bilinear", frame_size, True, hflip)
-    if name == "musdl":
-        return Pipeline("musdl", (w, h), "random", frame_size, False, hflip)
+    if name == "musdl":  # random filter at train; bilinear at test (the official draws there too)
+        return Pipeline("musdl", (w, h), "random", frame_size, False, hflip, "bilinear")
+    if name == "crop":  # MUSDL's JIGSAWS: the frames as they are, centre-cropped
+        return Pipeline("crop", None, "bilinear", frame_size, False, hflip)
     from aqa.errors import ConfigError
     raise ConfigError(f"unknown data.pipeline {name!r}; choose one of {', '.join(PIPELINES)}")
