@@ -203,3 +203,30 @@ class FixedDraws:
     def random(self, size=None):
         return self.uniforms.pop(0)
 
+
+
+# ----------------------------------------------------------------- MUSDL's JIGSAWS data folder
+
+JIGSAWS_TRIALS = ["Suturing_B001", "Suturing_C001", "Suturing_D001", "Suturing_E001"]
+JIGSAWS_FRAMES = 173  # a count that makes linspace(0, n-1, 160) skip and repeat nothing evenly
+
+
+def write_jigsaws_data(root: Path, with_frames: tuple[str, ...] = ("Suturing_B001",)) -> Path:
+    """``root/info/{label,splits}.pkl`` (four folds of one trial each) and, for the trials in
+    ``with_frames``, ``root/frames/<trial>_capture1/{n:05d}.jpg`` at 320x240 (PNG data)."""
+    from PIL import Image
+
+    (root / "info").mkdir(parents=True, exist_ok=True)
+    labels = {t: [1 + (i + j) % 5 for j in range(6)] for i, t in enumerate(JIGSAWS_TRIALS)}
+    with open(root / "info" / "label.pkl", "wb") as f:
+        pickle.dump(labels, f, protocol=3)
+    with open(root / "info" / "splits.pkl", "wb") as f:
+        pickle.dump({"Suturing": [[t] for t in JIGSAWS_TRIALS]}, f, protocol=3)
+    for n, trial in enumerate(JIGSAWS_TRIALS):
+        if trial not in with_frames:
+            continue
+        folder = root / "frames" / f"{trial}_capture1"
+        folder.mkdir(parents=True, exist_ok=True)
+        for t, frame in enumerate(moving_frames(JIGSAWS_FRAMES, 240, 320, seed=10 + n)):
+            Image.fromarray(frame).save(folder / f"{t:05d}.jpg", format="PNG")
+    return root

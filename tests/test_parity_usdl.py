@@ -87,6 +87,7 @@ OFFICIAL_BUFFERS = {"Conv3d_1a_7x7.bn.running_mean": 0.12624865770339966,
                     "Mixed_5c.b3b.bn.running_var": 126.91243714094162}
 
 SETS = [f"data.frame_size={CROP}"]
+FLIPS = 16  # weights allowed to take their first Adam step the other way (see the test)
 
 
 @pytest.fixture(scope="module")
@@ -186,11 +187,16 @@ def test_one_training_step_matches_the_official_step(kind, mtl_root, runs_dir, t
     params = {n for n, _ in model.named_parameters()}
     delta_l2 = sum(((after[k] - before[k]) ** 2).sum() for k in params) ** 0.5
     assert delta_l2.item() == pytest.approx(want["delta_l2"], rel=1e-5)
+    # Adam's first step moves a weight by about +-lr whatever its gradient's size, so a weight
+    # whose gradient is ~0 may step either way on float noise (a different thread count sums
+    # the stem's gradient in another order): the sign-sensitive summaries allow FLIPS such steps
     for name, (total, dot, l2) in want["tensors"].items():
         key = name if name.startswith("heads.") else f"backbone.{name}"
         d = after[key] - before[key]
-        assert after[key].sum().item() == pytest.approx(total, rel=1e-5, abs=1e-6), name
-        assert (d * before[key]).sum().item() == pytest.approx(dot, rel=1e-4, abs=1e-8), name
+        flip = 2 * cfg.optim.lr * FLIPS
+        assert after[key].sum().item() == pytest.approx(total, abs=flip), name
+        assert (d * before[key]).sum().item() == pytest.approx(
+            dot, abs=flip * before[key].abs().max().item()), name
         assert d.norm().item() == pytest.approx(l2, rel=1e-5), name
     for name, total in OFFICIAL_BUFFERS.items():
         assert after[f"backbone.{name}"].sum().item() == pytest.approx(total, rel=1e-5), name
@@ -220,3 +226,23 @@ def test_random_test_interpolation_flag_reproduces_an_official_draw(mtl_root, ru
     drawn = [test.pipeline.draw_interpolation(test._rng(i), train=False) for i in range(2)]
     for i in range(2):
         assert _md5(test[i]) == OFFICIAL_TEST_MD5[drawn[i]][i]
+
+
+# `run_official_jigsaws.py`: JIGSAWS/dataset.py VideoDataset(0, 'test', 'Suturing')[0] (np.int
+# aliased to int): 160 frames by linspace over 173 files, centre crop 224, normalised
+OFFICIAL_JIGSAWS_MD5 = "5a44f4e79c172db5e088275460c1c4b5"
+
+
+def test_jigsaws_frames_are_the_official_loaders(tmp_path):
+    from aqa.config import build_run_config
+    from aqa.registry import DATASETS
+    from parity_usdl_inputs import write_jigsaws_data
+
+    root = write_jigsaws_data(tmp_path / "data")
+    for method in ("usdl", "musdl"):
+        cfg = build_run_config(method, "jigsaws", overrides=[f"data.root={root}", "data.fold=0"])
+        entry = DATASETS.get("jigsaws")
+        test = entry.build(entry.resolve(cfg.data, tmp_path), "test", train=False)
+        item = test[0]
+        assert item["video"].shape == (3, 160, 224, 224) and item["sub_scores"].tolist() == [1, 2, 3, 4, 5, 1]
+        assert _md5(item) == OFFICIAL_JIGSAWS_MD5
