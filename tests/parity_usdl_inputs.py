@@ -81,7 +81,9 @@ class _Numpy1Pickler(pickle._Pickler):
         self.memoize(obj)
 
 
-NUMPY1_PICKLE = types.SimpleNamespace(Pickler=_Numpy1Pickler, __name__="numpy1_pickle")
+NUMPY1_PICKLE = types.SimpleNamespace(
+    Pickler=_Numpy1Pickler, __name__="numpy1_pickle",
+    dump=lambda obj, f, protocol=2: _Numpy1Pickler(f, protocol).dump(obj))  # the legacy writer's
 
 
 @contextlib.contextmanager
@@ -98,10 +100,11 @@ def cuda0_tags():
         serialization._package_registry.remove(entry)
 
 
-def save_official(obj, path: Path) -> None:
-    """``torch.save`` as on the authors' machines: numpy 1.x names, ``cuda:0`` storages."""
+def save_official(obj, path: Path, legacy: bool = False) -> None:
+    """``torch.save`` as on the authors' machines: numpy 1.x names, ``cuda:0`` storages; with
+    ``legacy`` the pre-1.6 (non-zip) format of PyTorch <= 1.5, which MUSDL's 2020 code ran on."""
     with cuda0_tags():
-        torch.save(obj, path, pickle_module=NUMPY1_PICKLE)
+        torch.save(obj, path, pickle_module=NUMPY1_PICKLE, _use_new_zipfile_serialization=not legacy)
 
 
 def _adam_state(n_params: int, weight_decay: float) -> dict:
@@ -113,7 +116,8 @@ def _adam_state(n_params: int, weight_decay: float) -> dict:
                                               "params": list(range(n_params))}]}
 
 
-def write_mtl_checkpoint(path: Path, kind: str, dataparallel: bool = True) -> Path:
+def write_mtl_checkpoint(path: Path, kind: str, dataparallel: bool = True,
+                         legacy: bool = False) -> Path:
     """MTL-AQA ``ckpts/{USDL,MUSDL}.pt`` as MUSDL's main.py saves it."""
     i3d, evaluator = official_weights(kind)
     pre = "module." if dataparallel else ""
@@ -121,7 +125,7 @@ def write_mtl_checkpoint(path: Path, kind: str, dataparallel: bool = True) -> Pa
     save_official({"epoch": 41, "i3d": {pre + k: v for k, v in i3d.items()},
                    "evaluator": {pre + k: v for k, v in evaluator.items()},
                    "optimizer": _adam_state(n, 0.0 if kind == "usdl" else 1e-5),
-                   "rho_best": np.float64(0.9064 if kind == "usdl" else 0.9306)}, path)
+                   "rho_best": np.float64(0.9064 if kind == "usdl" else 0.9306)}, path, legacy)
     return path
 
 

@@ -147,12 +147,13 @@ def test_official_mtl_checkpoints_import_and_are_detected(tmp_path, runs_dir):
                            i3d["Mixed_5c.b3b.bn.running_var"])
 
 
-def test_single_gpu_checkpoint_and_wrong_method(tmp_path, runs_dir):
+def test_single_gpu_legacy_checkpoint_and_wrong_method(tmp_path, runs_dir):
     from aqa.errors import CheckpointError
     from aqa.importers import import_checkpoint
     from parity_usdl_inputs import write_mtl_checkpoint
 
-    path = write_mtl_checkpoint(tmp_path / "MUSDL.pt", "musdl", dataparallel=False)
+    path = write_mtl_checkpoint(tmp_path / "MUSDL.pt", "musdl", dataparallel=False, legacy=True)
+    assert path.read_bytes()[:2] == b"\x80\x02"  # a pickle stream, not a zip: PyTorch <= 1.5
     assert import_checkpoint(path, "musdl", runs_dir)["method"] == "musdl"
     with pytest.raises(CheckpointError, match="--method musdl"):
         import_checkpoint(path, "usdl", runs_dir)
