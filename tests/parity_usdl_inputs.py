@@ -211,13 +211,15 @@ class FixedDraws:
 
 # ----------------------------------------------------------------- MUSDL's JIGSAWS data folder
 
-JIGSAWS_TRIALS = ["Suturing_B001", "Suturing_C001", "Suturing_D001", "Suturing_E001"]
+JIGSAWS_TRIALS = ["Suturing_B001", "Suturing_C001", "Suturing_D001", "Suturing_E001",
+                  "Suturing_B002"]
+JIGSAWS_FOLDS = [[0, 4], [1], [], []]  # fold 0 tests B001 and B002 and trains on C001 alone
 JIGSAWS_FRAMES = 173  # a count that makes linspace(0, n-1, 160) skip and repeat nothing evenly
 
 
 def write_jigsaws_data(root: Path, with_frames: tuple[str, ...] = ("Suturing_B001",)) -> Path:
-    """``root/info/{label,splits}.pkl`` (four folds of one trial each) and, for the trials in
-    ``with_frames``, ``root/frames/<trial>_capture1/{n:05d}.jpg`` at 320x240 (PNG data)."""
+    """``root/info/{label,splits}.pkl`` (four folds) and, for the trials in ``with_frames``,
+    ``root/frames/<trial>_capture1/{n:05d}.jpg`` at 320x240 (PNG data)."""
     from PIL import Image
 
     (root / "info").mkdir(parents=True, exist_ok=True)
@@ -225,7 +227,8 @@ def write_jigsaws_data(root: Path, with_frames: tuple[str, ...] = ("Suturing_B00
     with open(root / "info" / "label.pkl", "wb") as f:
         pickle.dump(labels, f, protocol=3)
     with open(root / "info" / "splits.pkl", "wb") as f:
-        pickle.dump({"Suturing": [[t] for t in JIGSAWS_TRIALS]}, f, protocol=3)
+        pickle.dump({"Suturing": [[JIGSAWS_TRIALS[i] for i in fold] for fold in JIGSAWS_FOLDS]},
+                    f, protocol=3)
     for n, trial in enumerate(JIGSAWS_TRIALS):
         if trial not in with_frames:
             continue

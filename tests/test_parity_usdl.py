@@ -259,3 +259,88 @@ def test_jigsaws_frames_are_the_official_loaders(tmp_path):
         item = test[0]
         assert item["video"].shape == (3, 160, 224, 224) and item["sub_scores"].tolist() == [1, 2, 3, 4, 5, 1]
         assert _md5(item) == OFFICIAL_JIGSAWS_MD5
+
+
+# `run_official_jig_model.py predict MUSDL` (JIGSAWS/main.py, Suturing, fold 0's model, its test
+# loop over B001 and B002; opts.H = opts.W = 193): per head (argmax, expected bin, peak)
+OFFICIAL_JIGSAWS_PRED = {"preds": [17.0, 17.0], "heads": [
+    ([0, 0], [0.5509324543389393, 0.39686383571061024], [0.6964973211288452, 0.7756167650222778]),
+    ([0, 0], [0.06981502457775635, 0.05273904534348672], [0.9649472832679749, 0.973517894744873]),
+    ([3, 3], [2.890131266103708, 2.8693078451469773], [0.89021897315979, 0.8694214224815369]),
+    ([2, 2], [1.9909153287484513, 1.9922614837305073], [0.9909153580665588, 0.9922614693641663]),
+    ([4, 4], [3.854303119936958, 3.8305098992423154], [0.9285497069358826, 0.9163280725479126]),
+    ([2, 2], [1.9368635427509275, 1.951982285023547], [0.966536283493042, 0.9746062159538269])]}
+# `run_official_jig_model.py train MUSDL`: fold 0's one Adam step (lr 1e-4, wd 0) on C001, its
+# 10 clips in one packed I3D batch
+OFFICIAL_JIGSAWS_STEP = {"loss": 0.6791762113571167, "delta_l2": 0.36219118901178415, "tensors": {
+    "Conv3d_1a_7x7.conv3d.weight": (4.647421887537348, 0.0006687263216555615, 0.02566199154610606),
+    "Mixed_4f.b1b.conv3d.weight": (2.0170198078958492, 0.0003842493047868104, 0.11751750118083962),
+    "Mixed_5c.b3b.bn.weight": (129.023364007473, -7.42389480947736e-05, 0.001131553322021994),
+    "heads.0.0.weight": (11.307768818926334, 0.0012935085340208805, 0.037041417871415405)},
+    "buffers": {"Conv3d_1a_7x7.bn.running_mean": 0.3946772317867726,
+                "Mixed_5c.b3b.bn.running_var": 128.12746322155}}
+
+
+def test_jigsaws_musdl_prediction_and_training_step(tmp_path, runs_dir):
+    """JIGSAWS' MUSDL (six items x 5 bins summed, 160 frames as 10 packed clips, centre crop):
+    the fold-0 model of an official checkpoint predicts and trains as JIGSAWS/main.py does."""
+    from aqa.evaluate import collate, evaluate_checkpoint
+    from aqa.importers import import_checkpoint
+    from aqa.models.usdl import DistributionModel
+    from aqa.registry import METHODS
+    from aqa.train.optim import build_optimizer
+    from parity_usdl_inputs import write_jigsaws_data
+
+    root = write_jigsaws_data(tmp_path / "data", ("Suturing_B001", "Suturing_B002", "Suturing_C001"))
+    ckpt = write_jigsaws_checkpoint(tmp_path / "Suturing_MUSDL.pt", "musdl")
+    ckpt = import_checkpoint(ckpt, None, runs_dir, dataset="jigsaws", data_root=str(root),
+                             overrides=SETS + ["data.fold=0"])["checkpoint"]
+    outputs = []
+    hook = torch.nn.modules.module.register_module_forward_hook(
+        lambda mod, args, out: outputs.append(out.detach()) if isinstance(mod, DistributionModel) else None)
+    try:
+        result = evaluate_checkpoint(ckpt, runs_dir=runs_dir)
+    finally:
+        hook.remove()
+    with open(result["predictions"]) as f:
+        assert [float(r["pred"]) for r in csv.DictReader(f)] == OFFICIAL_JIGSAWS_PRED["preds"]
+    probs = torch.softmax(torch.cat(outputs).double(), dim=-1)  # (2, 6, 5)
+    bins = torch.arange(5, dtype=torch.float64)
+    for j, (argmax, expect, pmax) in enumerate(OFFICIAL_JIGSAWS_PRED["heads"]):
+        assert probs[:, j].argmax(1).tolist() == argmax
+        assert (probs[:, j] * bins).sum(1).tolist() == pytest.approx(expect, abs=2e-4)
+        assert probs[:, j].max(1).values.tolist() == pytest.approx(pmax, abs=1e-5)
+
+    from aqa.config import build_run_config
+    from aqa.registry import DATASETS
+    from aqa.train.checkpoint import load_checkpoint
+
+    state = load_checkpoint(ckpt)
+    cfg = build_run_config("musdl", "jigsaws", values=state["config"])
+    train = DATASETS.get("jigsaws").build(cfg.data, "train", train=True)
+    method = METHODS.get("musdl")(cfg)
+    model = method.build_model()
+    model.load_state_dict(state["model"])
+    before = {k: v.detach().clone().double() for k, v in model.state_dict().items()}
+    optimizer = build_optimizer(method.param_groups(model), cfg.optim)
+    method.set_train_mode(model)
+    loss = method.losses(model, collate([train[0]]))["loss"]
+    want = OFFICIAL_JIGSAWS_STEP
+    assert loss.item() == pytest.approx(want["loss"], rel=1e-5)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    after = {k: v.detach().double() for k, v in model.state_dict().items()}
+    params = {n for n, _ in model.named_parameters()}
+    assert (sum(((after[k] - before[k]) ** 2).sum() for k in params) ** 0.5).item() == \
+        pytest.approx(want["delta_l2"], rel=1e-5)
+    for name, (total, dot, l2) in want["tensors"].items():
+        key = name if name.startswith("heads.") else f"backbone.{name}"
+        d = after[key] - before[key]
+        flip = 2 * cfg.optim.lr * FLIPS
+        assert after[key].sum().item() == pytest.approx(total, abs=flip), name
+        assert (d * before[key]).sum().item() == pytest.approx(
+            dot, abs=flip * before[key].abs().max().item()), name
+        assert d.norm().item() == pytest.approx(l2, rel=1e-4), name
+    for name, total in want["buffers"].items():  # one packed forward: one running-stat update
+        assert after[f"backbone.{name}"].sum().item() == pytest.approx(total, rel=1e-5), name
