@@ -1,4 +1,5 @@
-"""USDL / MUSDL against the official code's own output (nzl-thu/MUSDL @205868a, MTL-AQA/).
+"""USDL / MUSDL against the official code's own output (nzl-thu/MUSDL @205868a, MTL-AQA/ and
+JIGSAWS/).
 
 The inputs come from ``tests/parity_usdl_inputs.py``: official-layout checkpoints (DataParallel
 ``module.`` keys, ``cuda:0`` storages, numpy 1.x ``rho_best``) and a MUSDL-layout MTL-AQA folder
