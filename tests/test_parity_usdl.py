@@ -252,7 +252,7 @@ def test_jigsaws_frames_are_the_official_loaders(tmp_path):
     from aqa.registry import DATASETS
     from parity_usdl_inputs import write_jigsaws_data
 
-    root = write_jigsaws_data(tmp_path / "data")
+    root = write_jigsaws_data(tmp_path / "data", ("Suturing_B001", "Suturing_B002"))
     for method in ("usdl", "musdl"):
         cfg = build_run_config(method, "jigsaws", overrides=[f"data.root={root}", "data.fold=0"])
         entry = DATASETS.get("jigsaws")

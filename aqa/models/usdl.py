@@ -121,7 +121,8 @@ class _Distribution(Method):
         if cfg.dataset == "jigsaws":  # 160 frames, centre crop only, 10 clips of 16, packed
             cfg = replace(cfg, optim=replace(cfg.optim, weight_decay=0.0),
                           train=replace(cfg.train, epochs=80),
-                          data=replace(cfg.data, num_frames=160, hflip=False, pipeline="crop"),
+                          data=replace(cfg.data, num_frames=160, hflip=False, pipeline="crop",
+                                       jitter=0),
                           model=replace(cfg.model, clip_starts=list(range(0, 160, 16)),
                                         pack_clips=True, sigma=1.0, **cls.jigsaws_bins))
         return cfg
