@@ -211,7 +211,7 @@ def import_checkpoint(path: str | Path, method: str, runs_dir: str | Path, *,
                       device: str = "cpu", bins: str = "auto") -> dict:
     """Import ``path`` as a ``method`` checkpoint; returns {"checkpoint", "run_id", "notes"}.
     ``method`` None: detected from the file (TSA-Net/Plain-Net ``best.pt``, TPT's ``model`` +
-    ``backbone`` checkpoint, else CoRe).
+    ``backbone`` checkpoint, MUSDL/USDL ``i3d`` + ``evaluator``, PECoP ``gait_adapter``, else CoRe).
 
     CoRe and TPT (pair methods with a group tree): the run records the preprocessing the official
     code trained and tested with (torch_videovision's resize, see :func:`official_preprocessing`),
@@ -219,11 +219,17 @@ def import_checkpoint(path: str | Path, method: str, runs_dir: str | Path, *,
     ``mtl_aqa`` (the MTL-AQA training split's, shipped), ``exemplars`` (the ``dataset``'s training
     split, as the official code builds them from the split it trains on) or ``auto`` (exemplars
     for ``mtl_aqa``, else the MTL-AQA bins, which the released checkpoints were trained with)."""
-    from aqa.models import tsa_import
+    from aqa.models import tsa_import, usdl_import
 
     raw = None
-    if method in ("tsa", "plain", None):
+    if method in ("usdl", "musdl", None):  # MUSDL's i3d + evaluator (no TSA_module), or JIGSAWS'
         raw = load_official(path)
+        if method is not None or usdl_import.is_official_usdl(raw):
+            return usdl_import.import_usdl(raw, path, method, store.resolve_runs_dir(runs_dir),
+                                           dataset=dataset, data_root=data_root,
+                                           overrides=overrides, out=out)
+    if method in ("tsa", "plain", None):
+        raw = raw if raw is not None else load_official(path)
         if method is not None or tsa_import.is_official_tsa(raw):
             return tsa_import.import_tsa(raw, path, method, store.resolve_runs_dir(runs_dir),
                                          dataset=dataset, data_root=data_root,
@@ -237,7 +243,7 @@ def import_checkpoint(path: str | Path, method: str, runs_dir: str | Path, *,
                             overrides=overrides, out=out)
     if method not in ("core", "tpt"):
         raise ConfigError(f"importing official {method!r} checkpoints is not supported yet; "
-                          "supported: core, tpt, tsa, plain, pecop (I3D weight files load "
+                          "supported: core, tpt, tsa, plain, pecop, usdl, musdl (I3D weight files load "
                           "directly with --set backbone.weights=FILE)")
     raw = raw if raw is not None else load_official(path)
     runs_dir = store.resolve_runs_dir(runs_dir)

@@ -86,7 +86,8 @@ class Scorer:
         from aqa.data.transforms import build_pipeline
 
         d = self.cfg.data
-        return build_pipeline(getattr(d, "pipeline", "square"), d.frame_size, hflip=False)
+        return build_pipeline(getattr(d, "pipeline", "square"), d.frame_size, hflip=False,
+                              interpolation=getattr(d, "interpolation", ""))
 
     def _indices(self, num_frames: int, start: int | None, end: int | None) -> tuple[list[int], int]:
         from aqa.video import sample_indices
@@ -110,7 +111,7 @@ class Scorer:
 
         pipe = self.pipeline()
         rng = np.random.default_rng(0)  # the test-time draws (crop; musdl's filter), as in evaluation
-        frames = read_video(video, indices, pipe.decode_size, pipe.draw_interpolation(rng),
+        frames = read_video(video, indices, pipe.decode_size, pipe.draw_interpolation(rng, False),
                             getattr(self.cfg.data, "video_resize", "decord"))  # (T, H, W, 3)
         clip = pipe.apply(torch.from_numpy(frames).permute(3, 0, 1, 2), train=False, rng=rng)
         frames = clip.permute(1, 2, 3, 0).numpy()

@@ -5,6 +5,7 @@ from PIL import Image
 
 from aqa.data import transforms as T
 from aqa.data.base import read_images
+from aqa.errors import ConfigError
 
 
 def halves(tmp_path, w=640, h=360):
@@ -73,3 +74,16 @@ def test_musdl_draws_one_of_four_interpolations_repeatably():
     draws = {pipe.draw_interpolation(np.random.default_rng(s)) for s in range(40)}
     assert draws == set(T.INTERPOLATIONS)
     assert pipe.crop == 224 and not pipe.random_crop
+
+
+def test_musdl_tests_with_bilinear_unless_data_interpolation_says_otherwise():
+    rng = np.random.default_rng(0)
+    assert T.build_pipeline("musdl").draw_interpolation(rng, train=False) == "bilinear"
+    official = T.build_pipeline("musdl", interpolation="random")  # the official test-time draw
+    assert {official.draw_interpolation(np.random.default_rng(s), train=False)
+            for s in range(40)} == set(T.INTERPOLATIONS)
+    fixed = T.build_pipeline("musdl", interpolation="lanczos")
+    assert {fixed.draw_interpolation(rng, train=t) for t in (True, False)} == {"lanczos"}
+    assert T.build_pipeline("crop", 224).decode_size is None
+    with pytest.raises(ConfigError, match="data.interpolation"):
+        T.build_pipeline("musdl", interpolation="area")

@@ -110,3 +110,122 @@ def test_usdl_run_finishes_and_scores_with_a_distribution(runs_dir, fast_overrid
     assert local.run_status(path) == "finished", (path / "stdout.log").read_text()[-2000:]
     result = Scorer.from_checkpoint(path / "checkpoints" / "best.pt").score(shared_clip())
     assert len(result.distribution) == 101 and 0 <= result.score <= 104.5
+
+
+# ----------------------------------------------------------------- official checkpoints
+
+def _official_bytes(path) -> bytes:
+    import zipfile
+    with zipfile.ZipFile(path) as z:
+        return b"".join(z.read(n) for n in z.namelist() if n.endswith("data.pkl"))
+
+
+def test_official_mtl_checkpoints_import_and_are_detected(tmp_path, runs_dir):
+    """MUSDL's MTL-AQA ckpts/{USDL,MUSDL}.pt (DataParallel keys, cuda:0 storages, numpy 1.x
+    rho_best) import without --method; the heads and bins come from the file."""
+    from aqa.config import build_run_config
+    from aqa.importers import import_checkpoint
+    from aqa.train.checkpoint import load_checkpoint
+    from parity_usdl_inputs import official_weights, write_mtl_checkpoint
+
+    for kind, heads, bins in (("usdl", 1, 101), ("musdl", 7, 21)):
+        path = write_mtl_checkpoint(tmp_path / f"{kind.upper()}.pt", kind)
+        raw = _official_bytes(path)
+        assert b"numpy.core.multiarray\nscalar" in raw and b"cuda:0" in raw and b"module.Conv3d" in raw
+        out = import_checkpoint(path, None, runs_dir)
+        assert out["method"] == kind
+        state = load_checkpoint(out["checkpoint"])
+        cfg = build_run_config(kind, "mtl_aqa", values=state["config"])
+        assert (cfg.model.num_bins, cfg.backbone.family, cfg.backbone.input_norm,
+                cfg.backbone.num_classes, cfg.data.pipeline) == (bins, "piergiaj", "imagenet", 157, "musdl")
+        assert len({k.split(".")[1] for k in state["model"] if k.startswith("heads.")}) == heads
+        assert state["metrics"]["rho"] == pytest.approx(0.9064 if kind == "usdl" else 0.9306)
+        i3d, evaluator = official_weights(kind)
+        last = "evaluator.layer3.weight" if kind == "usdl" else "evaluator.6.layer3.weight"
+        assert torch.equal(state["model"][f"heads.{heads - 1}.4.weight"], evaluator[last])
+        assert torch.equal(state["model"]["backbone.Mixed_5c.b3b.bn.running_var"],
+                           i3d["Mixed_5c.b3b.bn.running_var"])
+
+
+def test_single_gpu_legacy_checkpoint_and_wrong_method(tmp_path, runs_dir):
+    from aqa.errors import CheckpointError
+    from aqa.importers import import_checkpoint
+    from parity_usdl_inputs import write_mtl_checkpoint
+
+    path = write_mtl_checkpoint(tmp_path / "MUSDL.pt", "musdl", dataparallel=False, legacy=True)
+    assert path.read_bytes()[:2] == b"\x80\x02"  # a pickle stream, not a zip: PyTorch <= 1.5
+    assert import_checkpoint(path, "musdl", runs_dir)["method"] == "musdl"
+    with pytest.raises(CheckpointError, match="--method musdl"):
+        import_checkpoint(path, "usdl", runs_dir)
+
+
+def test_jigsaws_checkpoint_imports_the_chosen_fold(tmp_path, runs_dir):
+    """JIGSAWS' ckpts/<task>_MUSDL.pt holds four folds' models; data.fold picks one. The config
+    gets JIGSAWS' bins (6 GRS items x 1..5, summed) and MUSDL's JIGSAWS preprocessing."""
+    from aqa.config import build_run_config
+    from aqa.importers import import_checkpoint, load_official
+    from aqa.train.checkpoint import load_checkpoint
+    from parity_usdl_inputs import write_jigsaws_checkpoint
+
+    path = write_jigsaws_checkpoint(tmp_path / "Suturing_MUSDL.pt", "musdl")
+    out = import_checkpoint(path, None, runs_dir, overrides=["data.fold=2"])
+    assert out["method"] == "musdl" and "fold 2" in out["notes"][0]
+    state = load_checkpoint(out["checkpoint"])
+    cfg = build_run_config("musdl", "jigsaws", values=state["config"])
+    m = cfg.model
+    assert (m.num_judges, m.num_bins, m.score_min, m.score_max, m.combine, m.use_dd, m.sigma,
+            m.pack_clips, cfg.data.pipeline, cfg.data.fold) == (6, 5, 1.0, 5.0, "sum", False, 1.0,
+                                                                 True, "crop", 2)
+    raw = load_official(path)
+    assert torch.equal(state["model"]["heads.3.0.bias"], raw["evaluators"]["2.module.evaluator.3.layer1.bias"])
+
+
+def test_musdl_on_jigsaws_sums_the_six_items():
+    cfg = build_run_config("musdl", "jigsaws")
+    method = MUSDL(cfg)
+    logits = torch.zeros(1, 6, 5)
+    logits[0, torch.arange(6), torch.tensor([0, 1, 2, 3, 4, 4])] = 5.0  # items 1 2 3 4 5 5
+    assert method._score(method._judges(logits), torch.ones(1)).item() == 20.0
+    usdl = USDL(build_run_config("usdl", "jigsaws"))
+    assert usdl._from_bins(torch.tensor(0)).item() == 6.0 and usdl._from_bins(torch.tensor(24)).item() == 30.0
+    assert usdl._to_bins(torch.tensor([6.0, 18.0, 30.0])).tolist() == [0.0, 12.0, 24.0]
+
+
+def test_a_malicious_checkpoint_is_refused_without_running(tmp_path, runs_dir):
+    import os
+    from aqa.errors import CheckpointError
+    from aqa.importers import import_checkpoint
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "MUSDL.pt"
+    torch.save({"epoch": 1, "i3d": {}, "evaluator": {}, "rho_best": Payload()}, path)
+    for method in ("musdl", None):
+        with pytest.raises(CheckpointError, match="cannot be imported safely"):
+            import_checkpoint(path, method, runs_dir)
+    assert not marker.exists()
+
+
+def test_detection_leaves_tsa_files_to_the_tsa_importer():
+    from aqa.models.usdl_import import head_shape, is_official_usdl
+    from aqa.errors import CheckpointError
+
+    assert not is_official_usdl({"i3d": {}, "evaluator": {}, "TSA_module": None})
+    assert is_official_usdl({"i3d": {}, "evaluator": {}, "rho_best": 0.9})
+    assert is_official_usdl({"i3ds": {}, "evaluators": {}})
+    with pytest.raises(CheckpointError, match="unexpected evaluator key"):
+        head_shape({"evaluator.fc.weight": torch.zeros(1)})
+
+
+def test_a_folder_import_is_refused_with_the_reason(tmp_path, runs_dir):
+    from aqa.errors import ConfigError
+    from aqa.importers import import_checkpoint
+    from parity_usdl_inputs import write_mtl_checkpoint
+
+    path = write_mtl_checkpoint(tmp_path / "USDL.pt", "usdl")
+    with pytest.raises(ConfigError, match="no data.pipeline for MUSDL's preprocessing"):
+        import_checkpoint(path, None, runs_dir, dataset="folder")

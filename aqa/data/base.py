@@ -354,7 +354,7 @@ class ClipDataset(Dataset):
     def clip(self, i: int, rng: np.random.Generator | None = None) -> np.ndarray:
         """(T, H, W, 3) uint8 for sample i at its window (a random shift at train time)."""
         rng = rng or self._rng(i)
-        interpolation = self.pipeline.draw_interpolation(rng)
+        interpolation = self.pipeline.draw_interpolation(rng, self.train)
         positions, arr = self.frames(i, interpolation)
         s = self.samples[i]
         shift = int(rng.integers(-self.jitter, self.jitter + 1)) if self.jitter else 0
@@ -369,7 +369,7 @@ class ClipDataset(Dataset):
     def item_at(self, i: int, positions: Sequence[int], rng: np.random.Generator) -> dict:
         """Sample i's item with the clip read at ``positions`` (a method's own sampling, such as
         PECoP's segment-pace clips); decoded each time (no cache), then the same pipeline."""
-        interpolation = self.pipeline.draw_interpolation(rng)
+        interpolation = self.pipeline.draw_interpolation(rng, self.train)
         mirror = None
         if self.pipeline.flip_before_resize:  # drawn now, applied to the full-size frames
             mirror = self.pipeline.draw_flip(rng, self.train)
@@ -412,6 +412,7 @@ class FramesDataConfig(DataConfig):
     pipeline: str = "square"  # spatial preprocessing: square, tvv (CoRe/TPT), tvv_fixed, tvv_cv2 (PECoP), musdl
     jitter: int = 0  # train-time random shift of the window, -jitter..jitter frames
     disk_cache: str = ""  # folder of decoded clips reused across epochs; empty = <workspace>/cache/clips, off = none
+    interpolation: str = ""  # resize filter at train and test: nearest, bilinear, bicubic, lanczos, random (MUSDL's test-time draw); empty = the pipeline's own
 
 
 def resolve_common(cfg, workspace: Path, what: str, hint: str):
@@ -439,7 +440,8 @@ def build_clip_dataset(cfg: FramesDataConfig, samples: list[Sample], split: str,
     kept, excluded = keep_present(samples, cfg.allow_missing, f"{what} {split}")
     disk = None if cfg.disk_cache in ("", "off") else cfg.disk_cache
     return ClipDataset(kept, cfg.num_frames, cfg.frame_size, train=train, hflip=cfg.hflip,
-                       cache=cfg.cache, seed=seed, pipeline=build_pipeline(cfg.pipeline, cfg.frame_size, cfg.hflip),
+                       cache=cfg.cache, seed=seed, pipeline=build_pipeline(cfg.pipeline, cfg.frame_size, cfg.hflip,
+                                                                      interpolation=cfg.interpolation),
                        jitter=cfg.jitter, disk_cache=disk, extra_keys=extra_keys, excluded=excluded,
                        video_resize=cfg.video_resize)
 

@@ -12,8 +12,8 @@ Three tasks (``Suturing``, ``Needle_Passing``, ``Knot_Tying``), four folds: ``fo
 test split and the other three are training (4-fold cross-validation = four runs). A sample's
 score is the sum of its six sub-scores (6..30); items add ``sub_scores`` (6,) for MUSDL's six
 heads. A clip is 160 frames, ``np.linspace(0, n-1, 160).astype(int)`` (MUSDL), the frames
-already resized by the preparation: use the ``square`` pipeline at 224 (a centre crop in the
-original is equivalent for 224-high frames).
+already resized by the preparation: MUSDL centre-crops them to 224 (the ``crop`` pipeline, the
+usdl/musdl default here); the ``square`` pipeline resizes them instead.
 """
 
 from __future__ import annotations

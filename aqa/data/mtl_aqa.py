@@ -7,7 +7,8 @@ lie in the root itself) and one of these frame layouts, detected from what is th
     layout   path                                               a sample's window
     core     new/new_total_frames_256s/{event:02d}/{n:08d}.jpg  the num_frames files ending at
              (or new_total_frames_256s/ in the root)            end_frame (CoRe, HGCN, T2CR)
-    musdl    frames/{event:02d}_{idx:02d}/*.jpg (pre-trimmed)   num_frames from position jitter
+    musdl    frames/{event:02d}_{idx:02d}/*.jpg (pre-trimmed)   num_frames from position 0 (test)
+                                                                or jitter (train, +-jitter)
     tpt      frames_long/{event:02d}_{idx:02d}/*.jpg            train split: from file 3 (shifted
                                                                 by -jitter..jitter when training;
                                                                 at 3 as an exemplar); test split
@@ -177,9 +178,12 @@ def make_samples(cfg: MTLAQADataConfig, split: str) -> list[Sample]:
         elif layout in ("musdl", "tpt"):
             video = trimmed_root / sid
             files = _sorted_jpgs(video)
-            span, start = FrameSpan(0, len(files), files=files), J
+            span = FrameSpan(0, len(files), files=files)
             if layout == "tpt":  # test queries from file 0, training samples (exemplars) from 3
                 start = TPT_TRAIN_START if split == "train" else TPT_TEST_START
+            else:  # MUSDL's loader reads files 0..102 at test and shifts by randint(0, 6) at
+                # train (here J + randint(-J, J) with the default J = 3)
+                start = 0 if split == "test" else J
         else:  # videos
             trimmed = find_video(root / "videos", sid)
             if trimmed is not None:

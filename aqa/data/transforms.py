@@ -19,13 +19,17 @@ The pipelines (METHODS.md 0.3):
     tvv_fixed 455 x 256       bilinear            flip, random crop C   center crop C
     tvv_cv2  256 x 455        cv2 nearest (***)   flip, random crop C   center crop C
     musdl    455 x 256        random of 4 (**)    flip, center crop C   center crop C
+    crop     (none)           -                   center crop C         center crop C
 
 (*) ``legacy_tvv_resize``: torch_videovision's ``Resize((455, 256))`` hands ``(256, 455)`` to
 PIL, which reads it as (width, height): frames come out 256 wide and 455 tall; and its
 interpolation names are swapped, so the default ``'nearest'`` is PIL BILINEAR. CoRe, TPT,
 FineDiving-TSA trained on that; ``tvv_fixed`` is the landscape resize they meant.
-(**) MUSDL/TSA-Net draw one of NEAREST, BILINEAR, BICUBIC, LANCZOS per clip, at test time too;
-here the draw is seeded per sample, so evaluation is repeatable.
+(**) MUSDL/TSA-Net draw one of NEAREST, BILINEAR, BICUBIC, LANCZOS for every frame, at test
+time too (so their evaluation is not repeatable). Here training draws one per clip, and the test
+uses bilinear; ``data.interpolation=random`` draws at test time too (seeded per sample, so still
+repeatable), and a filter name fixes the filter at train and test (how the parity tests make the
+official draw known).
 (***) PECoP reads its frames with cv2 and hands torch_videovision numpy arrays, whose path calls
 ``cv2.resize(img, (256, 455), INTER_NEAREST)``: the same portrait squash, by cv2's nearest rule
 (source pixel ``floor(x * src / dst)``, not PIL's pixel-centre rule), from the full-size decode.
@@ -154,15 +158,17 @@ class Pipeline:
     """One method's spatial preprocessing (see the module docstring for the table)."""
 
     name: str
-    decode_size: tuple[int, int]  # (width, height) the decoder resizes to
+    decode_size: tuple[int, int] | None  # (width, height) the decoder resizes to (None: none)
     interpolation: str = "bilinear"  # PIL filter name, or "random" (one of 4 per clip)
     crop: int = 0  # output size of the square crop (0 = no crop)
     random_crop: bool = False  # random crop position at train time (else centre)
     hflip: bool = False  # random horizontal flip (p = 0.5) at train time
+    test_interpolation: str = ""  # the filter at test time when it differs ("" = interpolation)
 
-    def draw_interpolation(self, rng: np.random.Generator) -> str:
-        if self.interpolation != "random":
-            return self.interpolation
+    def draw_interpolation(self, rng: np.random.Generator, train: bool = True) -> str:
+        name = self.interpolation if train or not self.test_interpolation else self.test_interpolation
+        if name != "random":
+            return name
         return INTERPOLATIONS[int(rng.integers(len(INTERPOLATIONS)))]
 
     @property
@@ -197,13 +203,28 @@ class Pipeline:
         return (self.decode_size[1], self.decode_size[0])
 
 
-PIPELINES = ("square", "tvv", "tvv_fixed", "tvv_cv2", "musdl")
+PIPELINES = ("square", "tvv", "tvv_fixed", "tvv_cv2", "musdl", "crop")
 
 
 def build_pipeline(name: str, frame_size: int = 224, hflip: bool = True,
-                   resize: tuple[int, int] = (455, 256)) -> Pipeline:
+                   resize: tuple[int, int] = (455, 256), interpolation: str = "") -> Pipeline:
     """The pipeline ``name`` (:data:`PIPELINES`); ``frame_size`` is the crop (the square side for
-    ``square``), ``resize`` the landscape (width, height) of the historical pipelines."""
+    ``square``), ``resize`` the landscape (width, height) of the historical pipelines;
+    ``interpolation`` (``data.interpolation``) overrides the pipeline's filter at train and test:
+    a name of :data:`INTERPOLATIONS` or ``random``."""
+    from dataclasses import replace
+
+    if interpolation and interpolation not in (*INTERPOLATIONS, "random"):
+        from aqa.errors import ConfigError
+        raise ConfigError(f"data.interpolation={interpolation!r}: choose one of "
+                          f"{', '.join(INTERPOLATIONS)} or random (empty: the pipeline's own)")
+    pipe = _pipeline(name, frame_size, hflip, resize)
+    if interpolation:
+        pipe = replace(pipe, interpolation=interpolation, test_interpolation="")
+    return pipe
+
+
+def _pipeline(name: str, frame_size: int, hflip: bool, resize: tuple[int, int]) -> Pipeline:
     w, h = resize
     if name == "square":
         return Pipeline("square", (frame_size, frame_size), "bilinear", 0, False, hflip)

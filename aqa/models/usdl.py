@@ -11,6 +11,15 @@ label centred on the true score:
            judge j = argmax_j * 0.5; score = the sum of the middle three of the sorted seven,
            times the difficulty degree
 
+On JIGSAWS (METHODS.md 2.2) the bins are offset (``score_min``): USDL has 25 bins over the GRS
+total 6..30, MUSDL six heads of 5 bins over each GRS item 1..5, summed (``combine=sum``, no
+DD), sigma 1; 160 frames as 10 clips of 16.
+
+Clips go through the backbone one at a time (a batch of B clips per forward), as MUSDL's MTL-AQA
+``main.py`` does, so BatchNorm's training statistics are those of B clips;
+``model.pack_clips=true`` puts all 10 x B in one batch, as its JIGSAWS ``main.py`` does (the
+default there). Inference is the same either way.
+
 Official quirks: the loss takes ``log`` of the softmax output, which underflows to -inf/NaN;
 we use log_softmax unless ``model.log_of_softmax=true`` reproduces it. KLDivLoss uses the
 elementwise 'mean' reduction in the official code; ``model.kl_reduction`` keeps that default (the
@@ -43,6 +52,8 @@ class USDLConfig:
     clip_starts: list[int] = field(default_factory=lambda: list(MUSDL_STARTS))  # clip starts in the window
     kl_reduction: str = "mean"  # KLDivLoss reduction: mean (official, elementwise) or batchmean
     log_of_softmax: bool = False  # reproduce the official log(softmax(x)) (can give NaN)
+    score_min: float = 0.0  # the score of the bottom bin (JIGSAWS: 6)
+    pack_clips: bool = False  # all clips in one backbone batch (MUSDL's JIGSAWS code) instead of one forward per clip (its MTL-AQA code)
 
 
 @dataclass
@@ -50,7 +61,8 @@ class MUSDLConfig(USDLConfig):
     num_bins: int = 21  # bins of one judge's score
     score_max: float = 10.0  # a judge's top score
     num_judges: int = 7  # one head per judge
-    use_dd: bool = True  # multiply the judges' middle-three sum by the difficulty degree
+    use_dd: bool = True  # multiply the judges' combined score by the difficulty degree
+    combine: str = "middle3"  # judges -> score: middle3 (diving: the middle three of the sorted judges) or sum (JIGSAWS' six GRS items)
 
 
 def mlp_head(in_dim: int, bins: int) -> nn.Sequential:
@@ -68,15 +80,22 @@ def gaussian_labels(centres: torch.Tensor, bins: int, sigma: float) -> torch.Ten
 
 class DistributionModel(nn.Module):
     def __init__(self, backbone: nn.Module, heads: int, bins: int, clip_starts: list[int],
-                 clip_len: int):
+                 clip_len: int, pack_clips: bool = False):
         super().__init__()
         self.backbone = backbone
         self.heads = nn.ModuleList(mlp_head(backbone.out_dim, bins) for _ in range(heads))
-        self.clip_starts, self.clip_len = list(clip_starts), clip_len
+        self.clip_starts, self.clip_len, self.pack_clips = list(clip_starts), clip_len, pack_clips
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         """(B, C, T, H, W) -> (B, heads, bins) logits."""
-        feat = clip_features(self.backbone, video, self.clip_starts, self.clip_len)  # (B, D)
+        if self.pack_clips:
+            feat = clip_features(self.backbone, video, self.clip_starts, self.clip_len)  # (B, D)
+        else:  # one forward per clip: (B, D) each, averaged
+            n = self.clip_len
+            if max(self.clip_starts) + n > video.shape[2]:
+                raise ConfigError(f"model.clip_starts/clip_len need {max(self.clip_starts) + n} "
+                                  f"frames but clips have {video.shape[2]}; set data.num_frames")
+            feat = torch.stack([self.backbone(video[:, :, s:s + n]) for s in self.clip_starts]).mean(0)
         return torch.stack([head(feat) for head in self.heads], dim=1)  # (B, H, K)
 
 
@@ -86,14 +105,29 @@ class _Distribution(Method):
     @classmethod
     def adjust_defaults(cls, cfg: RunConfig) -> RunConfig:
         """METHODS.md 2.1: Adam 1e-4, 100 epochs, batch 4, 103 frames at 224 px, the piergiaj
-        I3D family fully fine-tuned."""
+        I3D family fully fine-tuned on ImageNet-normalised frames, MUSDL's preprocessing (455x256
+        resize, centre crop; at train a flip and a 0..6-frame shift). 2.2: JIGSAWS."""
         backbone = cfg.backbone
         if hasattr(backbone, "family"):
-            backbone = replace(backbone, family="piergiaj")
-        return replace(cfg, backbone=backbone,
-                       optim=replace(cfg.optim, name="adam", lr=1e-4, weight_decay=cls.weight_decay),
-                       train=replace(cfg.train, epochs=100, batch_size=4),
-                       data=replace(cfg.data, num_frames=103, frame_size=224))
+            backbone = replace(backbone, family="piergiaj", input_norm="imagenet")
+        data = replace(cfg.data, num_frames=103, frame_size=224, hflip=True)
+        if hasattr(data, "pipeline"):
+            data = replace(data, pipeline="musdl")
+        if hasattr(data, "jitter"):
+            data = replace(data, jitter=3)
+        cfg = replace(cfg, backbone=backbone,
+                      optim=replace(cfg.optim, name="adam", lr=1e-4, weight_decay=cls.weight_decay),
+                      train=replace(cfg.train, epochs=100, batch_size=4), data=data)
+        if cfg.dataset == "jigsaws":  # 160 frames, centre crop only, 10 clips of 16, packed
+            cfg = replace(cfg, optim=replace(cfg.optim, weight_decay=0.0),
+                          train=replace(cfg.train, epochs=80),
+                          data=replace(cfg.data, num_frames=160, hflip=False, pipeline="crop",
+                                       jitter=0),
+                          model=replace(cfg.model, clip_starts=list(range(0, 160, 16)),
+                                        pack_clips=True, sigma=1.0, **cls.jigsaws_bins))
+        return cfg
+
+    jigsaws_bins = {"num_bins": 25, "score_min": 6.0, "score_max": 30.0}
 
     weight_decay = 0.0
     heads = 1
@@ -105,7 +139,19 @@ class _Distribution(Method):
         backbone = BACKBONES.get(self.cfg.backbone.name).build(self.cfg.backbone)
         if self.cfg.backbone.freeze:
             backbone.requires_grad_(False)
-        return DistributionModel(backbone, self.heads, m.num_bins, m.clip_starts, m.clip_len)
+        return DistributionModel(backbone, self.heads, m.num_bins, m.clip_starts, m.clip_len,
+                                 m.pack_clips)
+
+    def _to_bins(self, score: torch.Tensor) -> torch.Tensor:
+        """Scores -> fractional bin positions (the soft labels' centres)."""
+        m = self.cfg.model
+        bins = (score.float() - m.score_min) * (m.num_bins - 1) / (m.score_max - m.score_min)
+        return bins.clamp(0, m.num_bins - 1)
+
+    def _from_bins(self, index: torch.Tensor) -> torch.Tensor:
+        """Bin indices -> scores."""
+        m = self.cfg.model
+        return m.score_min + index.float() * (m.score_max - m.score_min) / (m.num_bins - 1)
 
     def _log_probs(self, logits: torch.Tensor) -> torch.Tensor:
         if self.cfg.model.log_of_softmax:  # the official log(softmax(x))
@@ -133,27 +179,23 @@ class USDL(_Distribution):
     config_cls = USDLConfig
     description = "USDL: a distribution over 101 score bins learned from Gaussian soft labels"
 
-    def _to_bins(self, score: torch.Tensor) -> torch.Tensor:
-        m = self.cfg.model
-        return (score.float() * (m.num_bins - 1) / m.score_max).clamp(0, m.num_bins - 1)
-
     def losses(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
         logits = model(batch["video"])  # (B, 1, K)
         loss = self._kl(logits, self._to_bins(batch["score"])[:, None])
         return {"loss": loss}
 
     def predict(self, model: nn.Module, batch: dict) -> torch.Tensor:
-        m = self.cfg.model
         logits = model(batch["video"])[:, 0]  # (B, K)
-        return logits.argmax(dim=1).float() * m.score_max / (m.num_bins - 1)
+        return self._from_bins(logits.argmax(dim=1))
 
     def score_clip(self, model: nn.Module, batch: dict, state: dict | None = None) -> dict[str, Any]:
         logits = model(batch["video"])[:, 0]
         probs = F.softmax(logits.float(), dim=1)[0]
         m = self.cfg.model
-        return {"score": float(probs.argmax()) * m.score_max / (m.num_bins - 1),
+        return {"score": float(self._from_bins(probs.argmax())),
                 "distribution": probs.tolist(),
-                "notes": [f"the distribution has {m.num_bins} bins over 0..{m.score_max:g}"]}
+                "notes": [f"the distribution has {m.num_bins} bins over "
+                          f"{m.score_min:g}..{m.score_max:g}"]}
 
 
 @METHODS.register("musdl")
@@ -162,16 +204,21 @@ class MUSDL(_Distribution):
     config_cls = MUSDLConfig
     description = "MUSDL: one score distribution per judge; the middle three sum, times DD"
     weight_decay = 1e-5
-    required_keys = ("judge_scores",)  # per-sample items the dataset must provide
+    judge_keys = ("judge_scores", "sub_scores")  # the per-judge item (MTL-AQA, JIGSAWS), first found
+    jigsaws_bins = {"num_bins": 5, "score_min": 1.0, "score_max": 5.0, "num_judges": 6,
+                    "combine": "sum", "use_dd": False}
 
     @property
     def heads(self) -> int:  # type: ignore[override]
         return self.cfg.model.num_judges
 
     def wrap_dataset(self, clips: Any, split: str, train_clips: Any) -> Any:
-        if not set(self.required_keys) <= set(getattr(clips, "extra_keys", ())):
+        if not set(self.judge_keys) & set(getattr(clips, "extra_keys", ())):
             raise ConfigError(f"musdl learns each judge's score; dataset {self.cfg.dataset!r} has "
-                              "no judge_scores (use mtl_aqa, or usdl for a single score)")
+                              "no judge_scores or sub_scores (use mtl_aqa or jigsaws, or usdl "
+                              "for a single score)")
+        if self.cfg.model.combine not in ("middle3", "sum"):
+            raise ConfigError(f"model.combine={self.cfg.model.combine!r}: choose middle3 or sum")
         return clips
 
     def example_batch(self, batch_size: int, device: torch.device | str = "cpu") -> dict:
@@ -184,19 +231,20 @@ class MUSDL(_Distribution):
         return batch
 
     def losses(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
-        m = self.cfg.model
-        judges = batch["judge_scores"].float()  # (B, 7)
-        centres = (judges * (m.num_bins - 1) / m.score_max).clamp(0, m.num_bins - 1)
+        key = next(k for k in self.judge_keys if k in batch)
+        centres = self._to_bins(batch[key].float())  # (B, judges)
         return {"loss": self._kl(model(batch["video"]), centres)}
 
     def _judges(self, logits: torch.Tensor) -> torch.Tensor:
-        m = self.cfg.model
-        return logits.argmax(dim=2).float() * m.score_max / (m.num_bins - 1)  # (B, H)
+        return self._from_bins(logits.argmax(dim=2))  # (B, H)
 
     def _score(self, judges: torch.Tensor, difficulty: torch.Tensor) -> torch.Tensor:
         h = judges.shape[1]
-        middle = judges.sort(dim=1).values[:, (h - 3) // 2:(h - 3) // 2 + 3].sum(dim=1)  # (B,)
-        return middle * difficulty.float() if self.cfg.model.use_dd else middle
+        if self.cfg.model.combine == "sum":
+            total = judges.sum(dim=1)
+        else:  # the middle three of the sorted judges
+            total = judges.sort(dim=1).values[:, (h - 3) // 2:(h - 3) // 2 + 3].sum(dim=1)  # (B,)
+        return total * difficulty.float() if self.cfg.model.use_dd else total
 
     def predict(self, model: nn.Module, batch: dict) -> torch.Tensor:
         return self._score(self._judges(model(batch["video"])), batch["difficulty"])
