@@ -129,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bins", default="auto", choices=("auto", "mtl_aqa", "exemplars"),
                    help="CoRe/TPT: the group tree's bins: mtl_aqa (the MTL-AQA training split's, "
                         "which the released checkpoints used), exemplars (the --dataset's "
-                        "training split); auto: exemplars for mtl_aqa, else mtl_aqa")
+                        "training split); auto: exemplars for a benchmark dataset (mtl_aqa, "
+                        "aqa7, ...), mtl_aqa for a folder of clips or no dataset")
     _runs_dir_arg(p)
     _json_arg(p)
 

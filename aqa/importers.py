@@ -200,8 +200,8 @@ def choose_bins(bins: str, dataset: str | None) -> str:
     if bins == "exemplars" and not dataset:
         raise ConfigError("--bins exemplars needs --dataset (and --data-root): the bins are "
                           "built from that dataset's training split")
-    if bins == "auto":
-        return "exemplars" if dataset == "mtl_aqa" else "mtl_aqa"
+    if bins == "auto":  # a benchmark's own training split; for a user's clips, MTL-AQA's
+        return "mtl_aqa" if dataset in (None, "folder", "synthetic") else "exemplars"
     return bins
 
 
@@ -218,7 +218,8 @@ def import_checkpoint(path: str | Path, method: str, runs_dir: str | Path, *,
     whatever dataset supplies the exemplars; ``bins`` says where the tree's bins come from:
     ``mtl_aqa`` (the MTL-AQA training split's, shipped), ``exemplars`` (the ``dataset``'s training
     split, as the official code builds them from the split it trains on) or ``auto`` (exemplars
-    for ``mtl_aqa``, else the MTL-AQA bins, which the released checkpoints were trained with)."""
+    for a benchmark dataset such as ``mtl_aqa`` or ``aqa7``; for a folder of clips, or no
+    dataset, the MTL-AQA bins, which the released checkpoints were trained with)."""
     from aqa.models import tsa_import, usdl_import
 
     raw = None

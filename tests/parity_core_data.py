@@ -128,3 +128,29 @@ if __name__ == "__main__":  # python tests/parity_core_data.py OUT  (for the off
 
     sys.path.insert(0, str(Path(__file__).parent))
     write_inputs(sys.argv[1])
+
+
+# AQA-7 (CoRe's SevenPair layout): class 1 (diving), rows (class, folder number, judges' score)
+SEVEN_TRAIN = [(1, 1, 45.6), (1, 2, 88.2), (1, 3, 60.0), (1, 5, 71.4), (2, 1, 14.9)]
+SEVEN_TEST = [(1, 4, 52.8), (1, 6, 95.1)]
+
+
+def write_seven(root: str | Path) -> Path:
+    """``Seven/``: ``diving-out/{idx:03d}/img_{i:05d}.jpg`` (110 frames, 320x240) and
+    ``Split_4/split_4_{train,test}_list.mat`` (``consolidated_*_list``, float64 rows)."""
+    import scipy.io
+    from PIL import Image
+
+    seven = Path(root) / "Seven"
+    (seven / "Split_4").mkdir(parents=True, exist_ok=True)
+    for cls, idx, _ in SEVEN_TRAIN + SEVEN_TEST:
+        name = ("diving", "gym_vault")[cls - 1]
+        folder = seven / f"{name}-out" / f"{idx:03d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for n, frame in enumerate(moving_frames(110, 240, 320, seed=300 + 10 * cls + idx), start=1):
+            Image.fromarray(frame).save(folder / f"img_{n:05d}.jpg", quality=90)
+    scipy.io.savemat(seven / "Split_4" / "split_4_train_list.mat",
+                     {"consolidated_train_list": np.asarray(SEVEN_TRAIN, dtype=np.float64)})
+    scipy.io.savemat(seven / "Split_4" / "split_4_test_list.mat",
+                     {"consolidated_test_list": np.asarray(SEVEN_TEST, dtype=np.float64)})
+    return seven

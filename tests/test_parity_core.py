@@ -366,3 +366,44 @@ def test_edge_bug_flag_reproduces_the_official_labels_and_the_default_corrects_t
     assert [r[i].item() for i in outside] == [1.0, 1.0, 1.0, 0.0, 0.0]
     inside = [i for i in range(len(EDGE_DELTAS)) if i not in outside]
     assert [idx[i].item() for i in inside] == [OFFICIAL_EDGE_LEAF[i] for i in inside]
+
+
+# --- AQA-7 (CoRe's Seven benchmark) ---------------------------------------------------------
+# SevenPair_Dataset (class_idx 1, score_range 100 as configs/Seven_CoRe.yaml) on
+# parity_core_data.write_seven's folder: Group_helper(train.delta(), 5, Max=100, Min=0), the
+# normalised scores (utils.misc.normalize) and the test-transform pixels of load_video(idx)
+OFFICIAL_SEVEN_LEAVES = [
+    [-100, -34.81481481481481], [-34.81481481481481, -31.851851851851855],
+    [-31.851851851851855, -31.851851851851855], [-31.851851851851855, -20.740740740740733],
+    [-20.740740740740733, -17.77777777777778], [-17.77777777777778, -17.77777777777778],
+    [-17.77777777777778, -14.074074074074076], [-14.074074074074076, 0],
+    [0, 14.074074074074076], [14.074074074074076, 17.77777777777778],
+    [17.77777777777778, 17.77777777777778], [17.77777777777778, 20.740740740740733],
+    [20.740740740740733, 31.851851851851855], [31.851851851851855, 31.851851851851855],
+    [31.851851851851855, 34.81481481481481], [34.81481481481481, 100]]
+OFFICIAL_SEVEN_TRAIN_SCORES = [29.629629629629626, 82.22222222222221, 47.407407407407405,
+                               61.48148148148148]
+OFFICIAL_SEVEN_TEST_SCORES = [38.51851851851851, 90.74074074074075]
+OFFICIAL_SEVEN_TEST_U8 = {"diving_004": "3869bc7896c7d1cf0372ab2a10fa9fc41f0fddcbae1653e49f4f7aca866c563c",
+                          "diving_006": "509d113cc109ab1d2517b306a8a5119525f380ada9354947d5c896abfca6cf0d"}
+
+
+def test_aqa7_scores_bins_and_frames_equal_the_official_seven_loader(tmp_path):
+    from aqa.config import build_run_config
+    from aqa.models.core import CoRe
+    from aqa.registry import DATASETS
+    from parity_core_data import write_seven
+
+    seven = write_seven(tmp_path)
+    cfg = build_run_config("core", "aqa7", overrides=[f"data.root={seven}", "data.disk_cache=off"])
+    assert (cfg.model.score_range, cfg.model.use_dd, cfg.train.batch_size) == (100.0, False, 2)
+    entry = DATASETS.get("aqa7")
+    train = entry.build(cfg.data, "train", train=False)
+    test = entry.build(cfg.data, "test", train=False)
+    assert [s.score for s in train.samples] == OFFICIAL_SEVEN_TRAIN_SCORES
+    assert [s.score for s in test.samples] == OFFICIAL_SEVEN_TEST_SCORES
+    method = CoRe(cfg)
+    method.wrap_dataset(train, "train", train)
+    assert method.leaves.tolist() == OFFICIAL_SEVEN_LEAVES
+    for i, s in enumerate(test.samples):
+        assert u8_hash(test[i]["video"]) == OFFICIAL_SEVEN_TEST_U8[s.id]

@@ -136,10 +136,16 @@ class CoRe(Method):
         batch 1 with 2-step accumulation (gradients added, not averaged, as the official
         step_per_update), 103 frames at 224 px, and the official train transform's
         random horizontal flip (p = 0.5, the same for query and exemplar clips' frames)."""
-        return replace(cfg, optim=replace(cfg.optim, name="adam", lr=1e-3, backbone_lr_factor=0.1,
-                                          weight_decay=0.0, accum_steps=2, accum_sum=True),
-                       train=replace(cfg.train, epochs=200, batch_size=1),
-                       data=replace(cfg.data, num_frames=103, frame_size=224, hflip=True))
+        cfg = replace(cfg, optim=replace(cfg.optim, name="adam", lr=1e-3, backbone_lr_factor=0.1,
+                                         weight_decay=0.0, accum_steps=2, accum_sum=True),
+                      train=replace(cfg.train, epochs=200, batch_size=1),
+                      data=replace(cfg.data, num_frames=103, frame_size=224, hflip=True))
+        if cfg.dataset == "aqa7":  # configs/Seven_CoRe.yaml: one class a model, scores
+            # normalised to 0..100 (score_range 100), exemplars of the class, no DD, batch 2
+            cfg = replace(cfg, model=replace(cfg.model, score_range=100.0, use_dd=False,
+                                             exemplar_rule="class"),
+                          train=replace(cfg.train, batch_size=2))
+        return cfg
 
     # ------------------------------------------------------------ targets
     def target(self, score: torch.Tensor, difficulty: torch.Tensor) -> torch.Tensor:
