@@ -285,6 +285,55 @@ OFFICIAL_TRAIN = {
         "tsa.NL_1D.W.1.running_var": 4.414997199894486,
     },
 }
+# Plain-Net, produced by the official code at Shunli-Wang/TSA-Net@8e2c36d on CPU (torch 2.14.1,
+# numpy 2.4.6, opencv-python-headless 5.1.0, 2 threads) by a scratch runner with the adaptations above
+# that writes the same inputs (write_frfs, official_tsa_weights(SEED) with TSA_module None and an
+# optimizer over i3d + evaluator, save_like_numpy1), calls get_models (test.py's, identical to
+# train.py's), train.py's get_dataloaders and main without --TSA (--num_workers 0
+# --train_batch_size 2 --num_epochs 1, the file's epoch 0; one training video, so a batch of 1),
+# wrapping BCELoss to record the loss and Adam.step to record the weights after the first step
+# (then stopping the epoch).
+OFFICIAL_TRAIN_PLAIN = {
+    "losses": [4.199529647827148], "delta_l2": 0.35433314132324223, "n_params_tensors": 179,
+    "after_sum": {
+        "i3d.Conv3d_1a_7x7.conv3d.weight": -16.978973861347185,
+        "i3d.Mixed_4b.b0.conv3d.weight": -31.234547493579157,
+        "i3d.Mixed_5c.b3b.bn.bias": -0.6177885623183101,
+        "evaluator.evaluator.layer1.weight": -23.69129666665856,
+        "evaluator.evaluator.layer3.weight": -0.2603883243864402,
+        "evaluator.evaluator.layer3.bias": -4.008278846740723,
+        "i3d.Mixed_5c.b3b.bn.running_mean": -0.6741042966023088,
+        "i3d.Mixed_4f.b3b.bn.running_var": 129.93847912549973,
+        "i3d.Mixed_3c.b2b.conv3d.weight": 18.03543412174986,
+        "i3d.Mixed_5b.b0.bn.weight": 255.63042229413986,
+    },
+    "delta_sum": {
+        "i3d.Conv3d_1a_7x7.conv3d.weight": -0.3736034602018208,
+        "i3d.Mixed_4b.b0.conv3d.weight": -0.133852228903379,
+        "i3d.Mixed_5c.b3b.bn.bias": 0.0003999950422439724,
+        "evaluator.evaluator.layer1.weight": 0.4870091050862584,
+        "evaluator.evaluator.layer3.weight": 0.006054764031432569,
+        "evaluator.evaluator.layer3.bias": 0.00010013580322265625,
+        "i3d.Mixed_5c.b3b.bn.running_mean": -0.6501778306846973,
+        "i3d.Mixed_4f.b3b.bn.running_var": 1.8705376386642456,
+        "i3d.Mixed_3c.b2b.conv3d.weight": 0.04262641692162106,
+        "i3d.Mixed_5b.b0.bn.weight": -0.000800013542175293,
+    },
+    "delta_l2_of": {
+        "i3d.Conv3d_1a_7x7.conv3d.weight": 0.025662543580660727,
+        "i3d.Mixed_4b.b0.conv3d.weight": 0.030357212001444176,
+        "i3d.Mixed_5c.b3b.bn.bias": 0.0011313811652669072,
+        "evaluator.evaluator.layer1.weight": 0.04938498982779505,
+        "evaluator.evaluator.layer3.weight": 0.0011131927471063716,
+        "evaluator.evaluator.layer3.bias": 0.00010013580322265625,
+        "i3d.Mixed_5c.b3b.bn.running_mean": 1.5929522688610986,
+        "i3d.Mixed_4f.b3b.bn.running_var": 0.4842055833045574,
+        "i3d.Mixed_3c.b2b.conv3d.weight": 0.028799402824441014,
+        "i3d.Mixed_5b.b0.bn.weight": 0.0016001984840422645,
+    },
+}
+
+
 def imported_predictions(capsys, tmp_path, path, frfs, *sets) -> dict[str, float]:
     """`aqa import-checkpoint FILE --data-root FRFS [--set ...]`, then `aqa eval RUN`: the
     predictions file's fall probability per test video."""
@@ -335,9 +384,9 @@ def unpack(hexbits: str, shape: tuple) -> np.ndarray:
     return bits[:int(np.prod(shape))].reshape(shape).astype(bool)
 
 
-def frfs_config(frfs, tmp_path, *sets):
-    cfg = build_run_config("tsa", "frfs", overrides=BASE + [f"data.root={frfs}", "data.disk_cache=off",
-                                                             *sets])
+def frfs_config(frfs, tmp_path, *sets, method="tsa"):
+    cfg = build_run_config(method, "frfs", overrides=BASE + [f"data.root={frfs}", "data.disk_cache=off",
+                                                              *sets])
     return replace(cfg, data=DATASETS.get("frfs").resolve(cfg.data, tmp_path))
 
 
@@ -402,20 +451,36 @@ def test_training_step_parity(tmp_path, weights, frfs):
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        training_step(tmp_path, weights, frfs)
+        check_training_step(OFFICIAL_TRAIN, *training_step(tmp_path, weights, frfs, "tsa"))
     finally:
         torch.set_num_threads(threads)
 
 
-def training_step(tmp_path, weights, frfs):
+def test_training_step_parity_plain(tmp_path, weights, frfs):
+    """Plain-Net: one step of our training path from the official Plain-Net file's weights (the
+    same i3d and evaluator, TSA_module None) against train.py without --TSA (the whole I3D per
+    clip, Adam over I3D + evaluator): the official loss and weights after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # as the official run (and the TSA step above)
+    try:
+        check_training_step(OFFICIAL_TRAIN_PLAIN, *training_step(tmp_path, weights, frfs, "plain"))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def training_step(tmp_path, weights, frfs, name):
+    """Our one step for method ``name`` (tsa with the official clip order, or plain): the loss,
+    the model, and its state before the step (float64 copies)."""
     from aqa.evaluate import collate
     from aqa.train.optim import build_optimizer
 
     torch.manual_seed(0)
-    cfg = frfs_config(frfs, tmp_path, "model.clip_order_bug=true")
-    method = METHODS.get("tsa")(cfg)
+    sets = ("model.clip_order_bug=true",) if name == "tsa" else ()
+    cfg = frfs_config(frfs, tmp_path, *sets, method=name)
+    method = METHODS.get(name)(cfg)
     model = method.build_model()
-    raw = {"i3d": weights["i3d"], "evaluator": weights["evaluator"], "TSA_module": weights["TSA_module"]}
+    raw = {"i3d": weights["i3d"], "evaluator": weights["evaluator"],
+           "TSA_module": weights["TSA_module"] if name == "tsa" else None}
     model.load_state_dict(official_tsa_state(raw, model), strict=True)
     before = {k: v.detach().clone().double() for k, v in model.state_dict().items()}
     clips = method.wrap_dataset(DATASETS.get("frfs").build(cfg.data, "train", train=True), "train", None)
@@ -426,7 +491,10 @@ def training_step(tmp_path, weights, frfs):
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
-    ref = OFFICIAL_TRAIN
+    return loss, model, before
+
+
+def check_training_step(ref, loss, model, before):
     assert abs(loss.item() - ref["losses"][0]) <= 1e-5 * abs(ref["losses"][0])
     after = {k: v.detach().double() for k, v in model.state_dict().items()}
     params = [k for k, _ in model.named_parameters()]
