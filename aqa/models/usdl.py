@@ -205,6 +205,7 @@ class MUSDL(_Distribution):
     description = "MUSDL: one score distribution per judge; the middle three sum, times DD"
     weight_decay = 1e-5
     judge_keys = ("judge_scores", "sub_scores")  # the per-judge item (MTL-AQA, JIGSAWS), first found
+    required_keys = ("judge_scores",)  # one of judge_keys; MTL-AQA's (JIGSAWS: sub_scores)
     jigsaws_bins = {"num_bins": 5, "score_min": 1.0, "score_max": 5.0, "num_judges": 6,
                     "combine": "sum", "use_dd": False}
 
