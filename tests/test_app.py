@@ -29,7 +29,7 @@ TINY = ["data.num_frames=8", "data.frame_size=32"]
 def app(page: str, **query) -> AppTest:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
     at.run()  # st.navigation registers the pages on the first run
-    at.switch_page(f"pages/{page}.py")
+    at.switch_page(f"app_pages/{page}.py")
     for k, v in query.items():
         at.query_params[k] = v
     return at.run()
