@@ -175,6 +175,6 @@ def test_a_page_url_opened_first_on_a_fresh_server_runs_through_app_py(server, p
     base, _ = server
     goto(page, f"{base}/score", "Score a clip")
     page.get_by_test_id("stSidebar").get_by_text("Workspace").wait_for()
-    page.get_by_test_id("stSidebarNav").get_by_text("Compare").click()
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Compare").click()
     page.get_by_role("heading", name="Compare").first.wait_for()
     assert page.url.endswith("/compare")
