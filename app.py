@@ -1,4 +1,4 @@
-"""AQA Studio: ``streamlit run app.py``. Page config, navigation over ``pages/``, the sidebar."""
+"""AQA Studio: ``streamlit run app.py``. Page config, navigation over ``app_pages/``, the sidebar."""
 
 import streamlit as st
 

@@ -29,7 +29,7 @@ TINY = ["data.num_frames=8", "data.frame_size=32"]
 def app(page: str, **query) -> AppTest:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
     at.run()  # st.navigation registers the pages on the first run
-    at.switch_page(f"pages/{page}.py")
+    at.switch_page(f"app_pages/{page}.py")
     for k, v in query.items():
         at.query_params[k] = v
     return at.run()
@@ -131,6 +131,37 @@ def test_seeded_statuses_and_run_pages(seeded):
         assert any("metric points" in c.value for c in at.caption)
         if kind == "crashed":
             assert "This run crashed" in at.error[0].value
+
+
+def _chart_tick(runs_dir: str, run_id: str) -> None:
+    from pathlib import Path
+
+    from ui import runview
+
+    runview.live(Path(runs_dir), run_id, Path(runs_dir) / run_id, active=False)
+
+
+def test_a_chart_tick_opens_the_index_once(seeded, monkeypatch):
+    """Each tick of the live chart: one index connection and one migration check."""
+    from aqa.runs import index
+
+    calls = {"connect": 0, "migrate": 0}
+
+    def counted(name, fn):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(index, "_connect", counted("connect", index._connect))
+    monkeypatch.setattr(index, "migrate", counted("migrate", index.migrate))
+    path = seeded["running"]
+    at = AppTest.from_function(_chart_tick, args=(str(path.parent), path.name), default_timeout=60)
+    for tick in (1, 2):
+        at.run()
+        no_exception(at)
+        assert any("26 metric points" in c.value for c in at.caption), [c.value for c in at.caption]
+        assert calls == {"connect": tick, "migrate": tick}
 
 
 def test_runs_table_filters(seeded):

@@ -16,7 +16,7 @@ ESTIMATE = "FormSubmitter:launch_form-Estimate memory"
 def launch_page() -> AppTest:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.run()
-    at.switch_page("pages/launch.py")
+    at.switch_page("app_pages/launch.py")
     at.run()
     at.selectbox(key="method").set_value("regression").run()
     return at

@@ -167,3 +167,14 @@ def test_demo_live_chart_stop_compare_score(server, page):
     value.wait_for(timeout=120_000)
     float(value.inner_text())
     shot(page, "score")
+
+
+def test_a_page_url_opened_first_on_a_fresh_server_runs_through_app_py(server, page):
+    """The first visitor of a fresh server opens /score directly: the page comes with app.py's
+    sidebar and navigation (no legacy multipage mode: the page folder is not ``pages/``)."""
+    base, _ = server
+    goto(page, f"{base}/score", "Score a clip")
+    page.get_by_test_id("stSidebar").get_by_text("Workspace").wait_for()
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Compare").click()
+    page.get_by_role("heading", name="Compare").first.wait_for()
+    assert page.url.endswith("/compare")

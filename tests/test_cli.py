@@ -31,6 +31,18 @@ def test_every_command_has_help(cmd):
     assert ("--runs-dir" in out) == touches_workspace
 
 
+def test_every_family_module_wires_its_commands():
+    """Each command of the parser is served by one family module of aqa/cli/, and only one."""
+    import argparse
+
+    from aqa import cli
+
+    sub = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    served = [name for family in cli.FAMILIES for name in family.COMMANDS]
+    assert sorted(served) == sorted(sub.choices) == sorted(set(served))
+    assert cli.COMMANDS["plan"].__module__ == "aqa.cli.methods"
+
+
 def test_methods_json_lists_the_registries():
     info = json.loads(aqa("methods", "--json").stdout)
     assert "regression" in [m["name"] for m in info["methods"]]

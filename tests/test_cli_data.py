@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from aqa import cli_data
+from aqa.cli import data as cli_data
 from aqa.errors import AQAError
 from test_checks import aqa7_tree
 from test_datasets_formats import write_video

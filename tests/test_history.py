@@ -402,7 +402,7 @@ def test_the_app_shows_an_imported_log(runs_dir, tmp_path):
         at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"),
                                default_timeout=90)
         at.run()
-        at.switch_page(f"pages/{page}.py")
+        at.switch_page(f"app_pages/{page}.py")
         for k, v in query.items():
             at.query_params[k] = v
         at.run()

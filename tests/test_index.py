@@ -86,6 +86,32 @@ def test_resume_supersedes_the_lost_epochs(tmp_path):
     assert [(e, v) for e, n, v in metric_rows(tmp_path, path.name) if n == "rho"] == rho
 
 
+def test_a_follower_starts_over_when_a_resume_supersedes_what_it_read(tmp_path):
+    path = make_run(tmp_path, epochs=3)
+    write_epochs(path, [0.1, 0.2])
+    first = index.follow_run(tmp_path, path.name, path)
+    assert first.restart and [r["value"] for r in first.metrics if r["name"] == "rho"] == [0.1, 0.2]
+    assert first.row["id"] == path.name
+    again = index.follow_run(tmp_path, path.name, path, first.cursor)
+    assert (again.metrics, again.restart, again.cursor) == ([], False, first.cursor)
+    write_epochs(path, [0.4, 0.6], resumed=(10, 1))
+    resumed = index.follow_run(tmp_path, path.name, path, again.cursor)
+    assert resumed.restart
+    assert [r["value"] for r in resumed.metrics if r["name"] == "rho"] == [0.1, 0.4, 0.6]
+
+
+def test_the_index_and_effective_metrics_keep_the_same_rows(tmp_path):
+    from aqa.runs.events import effective_metrics, read_events
+
+    path = make_run(tmp_path, epochs=3)
+    write_epochs(path, [0.1, 0.2, 0.3])
+    write_epochs(path, [0.4, 0.6], resumed=(10, 1))
+    index.sync(tmp_path)
+    kept = [(m["epoch"], m["name"], m["value"])
+            for m in effective_metrics(read_events(path / "events.jsonl"))]
+    assert metric_rows(tmp_path, path.name) == kept
+
+
 def test_status_table():
     job = {"pid": 1, "state": "started", "started": 100.0}
     assert store.derive_status(None, None, False) == "queued"

@@ -1,9 +1,10 @@
 """Learning-curve charts: live series read incrementally from the index, drawn with Plotly.
 
-``live_series`` ingests only the new bytes of one run's ``events.jsonl`` into the index and
-reads only the metric rows after the last offset it has seen. The points already read are kept
-in ``st.session_state`` as a per-viewer chart cache (a copy of what the index holds, never the
-run's state; a resume, which supersedes logged steps, starts the cache over).
+``live_series`` is one tick of a live chart: on one index connection it ingests only the new
+bytes of one run's ``events.jsonl`` and reads the run's row and the metric rows after the
+cursor it holds (``index.follow_run``). The points already read are kept in
+``st.session_state`` as a per-viewer chart cache, a copy of what the index holds, never the
+run's state; when the index says to start over (a resume superseded rows), the cache does.
 """
 
 from __future__ import annotations
@@ -19,25 +20,20 @@ from aqa.runs import index
 MAX_POINTS = 2000  # per trace; more are min/max-downsampled into MAX_POINTS // 2 buckets
 
 
-def live_series(runs_dir: Path, run_id: str, run_path: Path) -> tuple[dict, int]:
-    """``{(split, name): {"step": [...], "epoch": [...], "value": [...]}}`` and the new row count."""
-    with index.open_index(runs_dir) as db:
-        index.ingest_run(db, run_path)
-        row = db.execute("SELECT attempts FROM runs WHERE id=?", [run_id]).fetchone()
-    attempts = row[0] if row else 0
+def live_series(runs_dir: Path, run_id: str, run_path: Path) -> tuple[dict | None, dict, int]:
+    """The run's index row, ``{(split, name): {"step": [...], "epoch": [...], "value": [...]}}``
+    and the new row count."""
     key = f"chart-cache:{runs_dir}:{run_id}"
-    cache = st.session_state.get(key)
-    if cache is None or cache["attempts"] != attempts:
-        cache = {"offset": -1, "attempts": attempts, "series": {}}
-    new = index.run_metrics(runs_dir, run_id, after_offset=cache["offset"])
-    for r in new:
-        s = cache["series"].setdefault((r["split"], r["name"]), {"step": [], "epoch": [], "value": []})
+    cache = st.session_state.get(key) or {"cursor": None, "series": {}}
+    tick = index.follow_run(runs_dir, run_id, run_path, cache["cursor"])
+    series = {} if tick.restart else cache["series"]
+    for r in tick.metrics:
+        s = series.setdefault((r["split"], r["name"]), {"step": [], "epoch": [], "value": []})
         s["step"].append(r["step"])
         s["epoch"].append(r["epoch"])
         s["value"].append(r["value"])
-        cache["offset"] = max(cache["offset"], r["offset"])
-    st.session_state[key] = cache
-    return cache["series"], len(new)
+    st.session_state[key] = {"cursor": tick.cursor, "series": series}
+    return tick.row, series, len(tick.metrics)
 
 
 def by_step(split: str, name: str) -> bool:

@@ -13,44 +13,20 @@ import streamlit as st
 
 from aqa.runs import index, store
 
+# The page files, registered with st.navigation by app.py. The folder is not named ``pages/``:
+# that name would switch on Streamlit's legacy multipage mode (a page URL opened first on a fresh
+# server would run the page file without app.py).
 PAGES = {
-    "home": "pages/home.py",
-    "launch": "pages/launch.py",
-    "runs": "pages/runs.py",
-    "compare": "pages/compare.py",
-    "score": "pages/score.py",
-    "data": "pages/data.py",
+    "home": "app_pages/home.py",
+    "launch": "app_pages/launch.py",
+    "runs": "app_pages/runs.py",
+    "compare": "app_pages/compare.py",
+    "score": "app_pages/score.py",
+    "data": "app_pages/data.py",
 }
 
 STATUS_ICON = {"running": "●", "queued": "○", "finished": "✓", "failed": "✗",
                "stopped": "■", "crashed": "⚠"}
-
-
-APP_SCRIPT = Path(__file__).resolve().parents[1] / "app.py"
-
-
-def ensure_app() -> None:
-    """Rerun through ``app.py`` when Streamlit ran a page file on its own.
-
-    With a ``pages/`` folder, the first session of a fresh server whose URL names a page
-    (``/score``) runs that file in Streamlit's legacy multipage mode, skipping ``app.py`` (no
-    sidebar, the wrong navigation) until some session calls ``st.navigation``; switch that
-    legacy mode off as ``st.navigation`` itself does, and rerun through ``app.py``.
-    """
-    import inspect
-
-    frames = [f.filename for f in inspect.stack(0)]
-    if any(f.endswith("app.py") and Path(f).resolve() == APP_SCRIPT for f in frames):
-        return
-    from streamlit.runtime.pages_manager import PagesManager
-
-    PagesManager.uses_pages_directory = False
-    if any("streamlit/testing/" in f for f in frames):
-        # AppTest resets that mode before every run and runs a switched-to page on its own: a
-        # rerun would drop the widget event being tested, so do app.py's work here instead.
-        sidebar()
-        return
-    st.rerun()
 
 
 def runs_dir() -> Path:

@@ -13,23 +13,11 @@ from aqa.runs import index
 def metric_rows(runs_dir: Path, run_id: str, split: str | None = None,
                 name: str | None = None) -> list[dict]:
     """A run's metric rows from the index, optionally one split / one metric (log order)."""
-    sql, args = "SELECT * FROM metrics WHERE run_id=?", [run_id]
-    if split:
-        sql, args = sql + " AND split=?", args + [split]
-    if name:
-        sql, args = sql + " AND name=?", args + [name]
-    with index.open_index(runs_dir) as db:
-        return list(db.query(sql + " ORDER BY offset", args))
+    return index.run_metrics(runs_dir, run_id, split=split, name=name)
 
 
 def metric_names(runs_dir: Path, run_ids: list[str]) -> list[tuple[str, str]]:
-    if not run_ids:
-        return []
-    marks = ",".join("?" * len(run_ids))
-    with index.open_index(runs_dir) as db:
-        rows = db.execute(f"SELECT DISTINCT split, name FROM metrics WHERE run_id IN ({marks})",
-                          run_ids).fetchall()
-    return sorted((s, n) for s, n in rows)
+    return index.metric_names(runs_dir, run_ids)
 
 
 def epoch_choices(run: dict) -> dict[str, int | None]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import streamlit as st
 
 from aqa import jobs
-from aqa.cli import DEMO_DATASET, DEMO_METHOD, DEMO_OVERRIDES
+from aqa.cli.train import DEMO_DATASET, DEMO_METHOD, DEMO_OVERRIDES
 from aqa.config import build_run_config
 from aqa.registry import DATASETS
 

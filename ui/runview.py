@@ -117,8 +117,8 @@ def actions(path: Path, row: dict) -> None:
 def live(runs_dir: Path, run_id: str, path: Path, active: bool) -> None:
     @st.fragment(run_every=LIVE_EVERY_S if active else None)
     def _live() -> None:
-        series, _ = charts.live_series(runs_dir, run_id, path)
-        row = index.get_run(runs_dir, run_id) or {}
+        row, series, _ = charts.live_series(runs_dir, run_id, path)
+        row = row or {}
         if row:
             header(row)
         points = sum(len(s["value"]) for s in series.values())

@@ -10,8 +10,10 @@ Every event has ``t`` (unix seconds) and ``type``:
 Only the training process writes it (rank 0). The writer is line-buffered and fsyncs on request
 (each epoch end and checkpoint). Readers tolerate a torn last line (a crash mid-write): a line is
 only consumed once its newline is on disk. A resumed run re-does the steps after its checkpoint;
-metric events logged before the resume with a step after ``resumed_step`` are superseded, see
-:func:`effective_metrics`.
+metric events logged before the resume with a step after ``resumed_step`` are superseded: that
+rule is written once, in :func:`resumed_step` and :func:`superseded` (the index applies it with
+them on ingest, the charts read what the index kept, :func:`effective_metrics` applies it to a
+whole log).
 """
 
 from __future__ import annotations
@@ -117,17 +119,33 @@ def read_events(path: str | os.PathLike) -> list[dict]:
     return [e for _, e in tail(path, 0)[0]]
 
 
-def effective_metrics(events: Iterable[dict]) -> Iterator[dict]:
-    """Metric events with the ones superseded by a later resume removed.
+# ---------------------------------------------------------------- the resume rule
+# "A resumed attempt supersedes the metrics after its checkpoint": written here once; the index
+# (aqa.runs.index, on ingest) and effective_metrics both go through these two functions.
 
-    A ``start`` event with ``resumed_step`` S means everything the earlier attempt logged after
-    step S was lost work that the resumed attempt does again.
+def resumed_step(event: dict) -> int | None:
+    """S when ``event`` starts an attempt resumed from the checkpoint at step S, else None."""
+    if event.get("type") != "start":
+        return None
+    return event.get("resumed_step")
+
+
+def superseded(metric_step: int | None, resumed_step: int) -> bool:
+    """Whether a metric logged before a resume from step ``resumed_step`` is superseded.
+
+    Everything the earlier attempt logged after step S was lost work that the resumed attempt
+    does again; a metric without a step counts as step 0.
     """
+    return (metric_step or 0) > resumed_step
+
+
+def effective_metrics(events: Iterable[dict]) -> Iterator[dict]:
+    """Metric events with the ones superseded by a later resume removed."""
     kept: list[dict] = []
     for e in events:
-        if e.get("type") == "start" and e.get("resumed_step") is not None:
-            s = e["resumed_step"]
-            kept = [m for m in kept if (m.get("step") or 0) <= s]
+        s = resumed_step(e)
+        if s is not None:
+            kept = [m for m in kept if not superseded(m.get("step"), s)]
         elif e.get("type") == "metric":
             kept.append(e)
     return iter(kept)

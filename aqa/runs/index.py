@@ -8,6 +8,10 @@ the same bytes twice changes nothing. ``rebuild`` recreates the file from the ru
 Opened with WAL and a busy timeout so the app, the CLI and the scheduler can read and write it
 at the same time. Open it for one operation and close it (``with open_index(d) as db:``): no
 long-lived shared connection. Schema changes are numbered migrations (``MIGRATIONS``).
+
+All of the workspace's SQL lives in this module: the app and the CLI call the query functions at
+the bottom (dicts out). A reader that needs several answers at once (a live chart's tick) gets
+them on one connection (``follow_run``).
 """
 
 from __future__ import annotations
@@ -18,11 +22,12 @@ import sqlite3
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NamedTuple
 
 import sqlite_utils
 
 from aqa.runs import store
+from aqa.runs import events as ev
 from aqa.runs.events import EVENTS_FILE, tail
 
 INDEX_FILE = "index.db"
@@ -62,6 +67,8 @@ def _connect(path: Path) -> sqlite_utils.Database:
     if db.journal_mode != "wal":
         db.enable_wal()
     conn.execute("PRAGMA synchronous=NORMAL")
+    # the resume rule, callable from SQL: the same function effective_metrics uses
+    conn.create_function("superseded", 2, ev.superseded, deterministic=True)
     return db
 
 
@@ -170,11 +177,12 @@ def _apply_events(db: sqlite_utils.Database, row: dict, run_id: str,
             for key in ("epochs", "total_steps", "params"):
                 if e.get(key) is not None:
                     row[key] = e[key]
-            if e.get("resumed_step") is not None:  # lost work after the checkpoint is superseded
+            resumed = ev.resumed_step(e)
+            if resumed is not None:  # lost work after the checkpoint is superseded
                 flush()
-                db.execute("DELETE FROM metrics WHERE run_id=? AND step>? AND offset<?",
-                           [run_id, e["resumed_step"], off])
-                row["step"], row["epoch"] = e["resumed_step"], e.get("resumed_epoch", 0)
+                db.execute("DELETE FROM metrics WHERE run_id=? AND offset<? "
+                           "AND superseded(step, ?)", [run_id, off, resumed])
+                row["step"], row["epoch"] = resumed, e.get("resumed_epoch", 0)
                 best_dirty = True
         elif kind == "status":
             row["last_status"], row["last_status_t"] = e.get("status"), t
@@ -262,18 +270,85 @@ def list_runs(runs_dir: str | os.PathLike, sync_first: bool = True) -> list[dict
 
 def get_run(runs_dir: str | os.PathLike, run_id: str) -> dict | None:
     with open_index(runs_dir) as db:
-        rows = list(db.query("SELECT * FROM runs WHERE id=?", [run_id]))
-    return rows[0] if rows else None
+        return run_row(db, run_id)
 
 
-def run_metrics(runs_dir: str | os.PathLike, run_id: str, after_offset: int = -1) -> list[dict]:
-    """Metric rows of a run in log order, only those after ``after_offset`` if given."""
+def run_metrics(runs_dir: str | os.PathLike, run_id: str, after_offset: int = -1,
+                split: str | None = None, name: str | None = None) -> list[dict]:
+    """Metric rows of a run in log order: only those after ``after_offset`` if given, only one
+    split / one metric if given."""
     with open_index(runs_dir) as db:
-        return list(db.query("SELECT * FROM metrics WHERE run_id=? AND offset>? ORDER BY offset",
-                             [run_id, after_offset]))
+        return metric_rows(db, run_id, after_offset, split, name)
+
+
+def metric_names(runs_dir: str | os.PathLike, run_ids: list[str]) -> list[tuple[str, str]]:
+    """The sorted (split, name) pairs logged by any of ``run_ids``."""
+    if not run_ids:
+        return []
+    marks = ",".join("?" * len(run_ids))
+    with open_index(runs_dir) as db:
+        rows = db.execute(f"SELECT DISTINCT split, name FROM metrics WHERE run_id IN ({marks})",
+                          run_ids).fetchall()
+    return sorted((s, n) for s, n in rows)
 
 
 def run_checkpoints(runs_dir: str | os.PathLike, run_id: str) -> list[dict]:
     with open_index(runs_dir) as db:
         return list(db.query("SELECT * FROM checkpoints WHERE run_id=? ORDER BY epoch, name",
                              [run_id]))
+
+
+# ---------------------------------------------------------------- queries on an open connection
+
+def run_row(db: sqlite_utils.Database, run_id: str) -> dict | None:
+    rows = list(db.query("SELECT * FROM runs WHERE id=?", [run_id]))
+    return rows[0] if rows else None
+
+
+def metric_rows(db: sqlite_utils.Database, run_id: str, after_offset: int = -1,
+                split: str | None = None, name: str | None = None) -> list[dict]:
+    sql, args = "SELECT * FROM metrics WHERE run_id=? AND offset>?", [run_id, after_offset]
+    if split:
+        sql, args = sql + " AND split=?", args + [split]
+    if name:
+        sql, args = sql + " AND name=?", args + [name]
+    return list(db.query(sql + " ORDER BY offset", args))
+
+
+class Cursor(NamedTuple):
+    """Where a reader of one run's metric rows stopped: the run's attempts, the last offset."""
+    attempts: int = -1
+    offset: int = -1
+
+
+def metrics_since(db: sqlite_utils.Database, run_id: str,
+                  cursor: Cursor | None) -> tuple[list[dict], Cursor, bool]:
+    """A run's metric rows after ``cursor`` (log order), the new cursor, and ``restart``.
+
+    A new attempt may have superseded rows the reader already holds (the resume rule, applied
+    on ingest): then every row the index kept is returned again and ``restart`` is True, so the
+    reader drops what it held. No cursor (a first read) is a restart too.
+    """
+    found = db.execute("SELECT attempts FROM runs WHERE id=?", [run_id]).fetchone()
+    attempts = (found[0] or 0) if found else 0
+    restart = cursor is None or cursor.attempts != attempts
+    after = -1 if restart else cursor.offset
+    rows = metric_rows(db, run_id, after)
+    return rows, Cursor(attempts, max([after] + [r["offset"] for r in rows])), restart
+
+
+class Follow(NamedTuple):
+    row: dict | None    # the run's index row, after ingesting its new events
+    metrics: list[dict]  # its metric rows after the cursor (all of them when restart)
+    cursor: Cursor
+    restart: bool
+
+
+def follow_run(runs_dir: str | os.PathLike, run_id: str, run_path: str | os.PathLike,
+               cursor: Cursor | None = None) -> Follow:
+    """One tick of a live view, on one connection: ingest the run's new bytes, read its row and
+    its metric rows after ``cursor`` (see ``metrics_since``)."""
+    with open_index(runs_dir) as db:
+        ingest_run(db, Path(run_path))
+        rows, cursor, restart = metrics_since(db, run_id, cursor)
+        return Follow(run_row(db, run_id), rows, cursor, restart)

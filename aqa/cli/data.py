@@ -14,6 +14,8 @@ import argparse
 import json
 from pathlib import Path
 
+from aqa.cli import common
+from aqa.cli.common import runs_dir as _runs_dir
 from aqa.errors import ConfigError, DatasetError
 
 
@@ -23,7 +25,7 @@ def _common(p: argparse.ArgumentParser, dataset_required: bool = True) -> None:
     p.add_argument("--data-root", default=None, help="the dataset's folder as distributed")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="data config value such as class_name=all or layout=core (repeatable)")
-    p.add_argument("--runs-dir", default=None, help="workspace folder (default: $AQA_RUNS_DIR, else ./runs)")
+    common.add_runs_dir(p)
 
 
 def add_parsers(sub) -> None:
@@ -31,7 +33,7 @@ def add_parsers(sub) -> None:
     _common(p)
     p.add_argument("--no-probe", action="store_true", help="check that files exist, without opening them")
     p.add_argument("--max-probe", type=int, default=None, help="open at most this many files")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    common.add_json(p, help="print the report as JSON")
 
     data = sub.add_parser("data", help="prepare datasets: extract frames, write PECoP lists")
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
@@ -42,19 +44,14 @@ def add_parsers(sub) -> None:
     p.add_argument("--pattern", default="%08d.jpg", help="frame file name, ffmpeg style (default %%08d.jpg)")
     p.add_argument("--height", type=int, default=256, help="frame height in pixels (0 = native)")
     p.add_argument("--workers", type=int, default=2, help="videos extracted at the same time")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    common.add_json(p, help="print the result as JSON")
 
     p = dsub.add_parser("pecop-lists", help="write PECoP's 'sample_name label num_frames num_p' lists")
     _common(p)
     p.add_argument("--out", required=True, help="folder for train.list and test.list")
     p.add_argument("--link-frames", action="store_true",
                    help="also link each sample's frames as <out>/<num_p>/<sample>/img_00001.jpg ...")
-    p.add_argument("--json", action="store_true", help="print the written paths as JSON")
-
-
-def _runs_dir(args) -> Path:
-    from aqa.runs.store import resolve_runs_dir
-    return resolve_runs_dir(args.runs_dir)
+    common.add_json(p, help="print the written paths as JSON")
 
 
 def _overrides(dataset: str, pairs: list[str]) -> dict:

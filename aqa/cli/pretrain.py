@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from aqa.cli import common
 from aqa.errors import CheckpointError, ConfigError
 
 
@@ -29,9 +30,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--official", action="store_true",
                    help="PECoP's layout (model.<i3d key>, logits_p.*, logits_s.*) instead of "
                         "plain backbone keys")
-    p.add_argument("--runs-dir", default=None,
-                   help="workspace folder (default: $AQA_RUNS_DIR, else ./runs)")
-    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    common.add_runs_dir(p)
+    common.add_json(p)
 
 
 def pretext_methods() -> list[str]:
@@ -40,7 +40,7 @@ def pretext_methods() -> list[str]:
 
 
 def cmd_pretrain(args) -> int:
-    from aqa.cli import cmd_train
+    from aqa.cli.train import cmd_train
     from aqa.registry import METHODS
 
     entry = METHODS.get(args.method)

@@ -1,19 +1,19 @@
 """``python -m aqa queue ...`` and ``python -m aqa gpus``: the local queue and the GPUs.
 
-Wired into ``aqa.cli`` through ``add_parsers(subparsers)`` and ``COMMANDS``.
+Also the executor options that ``train`` and ``runs rerun`` share (``add_executor_args``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+
+from aqa.cli import common
+from aqa.cli.common import print_json as _print_json
 
 
-def _common(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
-    p.add_argument("--runs-dir", default=None,
-                   help="workspace folder (default: $AQA_RUNS_DIR, else ./runs)")
-    if json_flag:
-        p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+def _common(p: argparse.ArgumentParser) -> None:
+    common.add_runs_dir(p)
+    common.add_json(p)
 
 
 def add_executor_args(p: argparse.ArgumentParser) -> None:
@@ -56,10 +56,6 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser("gpus", help="the machine's GPUs: memory, utilisation, foreign processes")
     _common(p)
-
-
-def _print_json(obj) -> None:
-    print(json.dumps(obj, indent=2, default=str))
 
 
 def cmd_queue(args) -> int:

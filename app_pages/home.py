@@ -5,7 +5,6 @@ import streamlit as st
 from aqa.errors import AQAError
 from ui import common, jobs, tables
 
-common.ensure_app()  # a page opened by URL on a fresh server runs through app.py
 st.title("AQA Studio")
 st.caption("Train, watch and compare action quality assessment models; score a clip.")
 

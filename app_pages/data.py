@@ -7,7 +7,6 @@ from aqa.errors import AQAError
 from aqa.registry import DATASETS
 from ui import common, data, jobs
 
-common.ensure_app()  # a page opened by URL on a fresh server runs through app.py
 st.title("Data")
 runs_dir = common.runs_dir()
 names = DATASETS.names()

@@ -5,7 +5,6 @@ import streamlit as st
 from aqa import compare
 from ui import charts, common, comparing, tables
 
-common.ensure_app()  # a page opened by URL on a fresh server runs through app.py
 st.title("Compare")
 runs_dir = common.runs_dir()
 runs = {r["id"]: r for r in common.list_runs()}

@@ -5,7 +5,6 @@ import streamlit as st
 from aqa.runs.store import STATUSES
 from ui import common, runview, tables
 
-common.ensure_app()  # a page opened by URL on a fresh server runs through app.py
 run_id = st.query_params.get("run")
 if run_id:
     if st.button("← All runs", key="back"):

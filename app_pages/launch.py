@@ -11,7 +11,6 @@ from aqa.runs import store
 from ui import common, data, forms, memory
 from ui import jobs as ui_jobs
 
-common.ensure_app()  # a page opened by URL on a fresh server runs through app.py
 st.title("Launch a run")
 runs_dir = common.runs_dir()
 

@@ -11,7 +11,6 @@ from aqa.errors import AQAError
 from aqa.registry import METHODS
 from ui import common, scoring
 
-common.ensure_app()  # a page opened by URL on a fresh server runs through app.py
 st.title("Score a clip")
 runs_dir = common.runs_dir()
 options = scoring.checkpoint_options(runs_dir)

@@ -1,7 +1,8 @@
-"""A researcher's history on the command line: official configs and training logs.
+"""A researcher's history on the command line: official checkpoints, configs and training logs.
 
 Wired into ``aqa.cli`` through ``add_parsers(subparsers)`` and ``COMMANDS``::
 
+    import-checkpoint FILE [--method M] [--dataset D]            an official checkpoint as a run
     import-config SOURCE_OR_YAML [-o FILE] [-- OFFICIAL FLAGS]   the equivalent --set overrides
     import-log FILE --method M [--dataset D] [--name N]          each session as a finished run
 """
@@ -12,8 +13,30 @@ import argparse
 import json
 from pathlib import Path
 
+from aqa.cli import common
+from aqa.cli.common import print_json as _print_json
+from aqa.cli.common import runs_dir as _runs_dir
+
 
 def add_parsers(sub) -> None:
+    p = sub.add_parser("import-checkpoint", help="import an official checkpoint (CoRe's MTL_CoRe.pth, ...)")
+    p.add_argument("file", help="the official checkpoint")
+    p.add_argument("--method", default=None,
+                   help="the method it belongs to (core, tpt, tsa, plain, pecop, usdl, musdl; detected when omitted)")
+    p.add_argument("--dataset", default=None, help="dataset whose training split becomes the exemplar bank")
+    p.add_argument("--data-root", default=None, help="that dataset's folder")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for the imported model (repeatable)")
+    p.add_argument("--out", default=None, help="where to write the checkpoint (default: a new run)")
+    p.add_argument("--device", default="cpu", help="device for building the exemplar bank")
+    p.add_argument("--bins", default="auto", choices=("auto", "mtl_aqa", "exemplars"),
+                   help="CoRe/TPT: the group tree's bins: mtl_aqa (the MTL-AQA training split's, "
+                        "which the released checkpoints used), exemplars (the --dataset's "
+                        "training split); auto: exemplars for a benchmark dataset (mtl_aqa, "
+                        "aqa7, ...), mtl_aqa for a folder of clips or no dataset")
+    common.add_runs_dir(p)
+    common.add_json(p)
+
     p = sub.add_parser("import-config",
                        help="an official config/flags (CoRe's MTL_CoRe.yaml, TPT/TSA-Net/MUSDL/"
                             "PECoP flags) as --set overrides",
@@ -29,7 +52,7 @@ def add_parsers(sub) -> None:
     p.add_argument("-o", "--out", default=None,
                    help="also write the result (method, dataset, overrides, unmapped options, "
                         "the resolved config) to this JSON file")
-    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    common.add_json(p)
 
     p = sub.add_parser("import-log", help="an official training log as a run with its "
                                           "per-epoch metrics")
@@ -45,9 +68,23 @@ def add_parsers(sub) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config of the run it came from, e.g. the lines of `aqa import-config` "
                         "(repeatable)")
-    p.add_argument("--runs-dir", default=None,
-                   help="workspace folder (default: $AQA_RUNS_DIR, else ./runs)")
-    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    common.add_runs_dir(p)
+    common.add_json(p)
+
+
+def cmd_import(args) -> int:
+    from aqa.importers import import_checkpoint
+
+    result = import_checkpoint(args.file, args.method, _runs_dir(args), dataset=args.dataset,
+                               data_root=args.data_root, overrides=args.overrides, out=args.out,
+                               device=args.device, bins=args.bins)
+    if args.json:
+        _print_json(result)
+        return 0
+    print(f"imported {args.file} as run {result['run_id']}: {result['checkpoint']}")
+    for note in result["notes"]:
+        print(f"  note: {note}")
+    return 0
 
 
 def _own_options(args) -> None:
@@ -108,4 +145,4 @@ def cmd_import_log(args) -> int:
     return 0
 
 
-COMMANDS = {"import-config": cmd_import_config, "import-log": cmd_import_log}
+COMMANDS = {"import-checkpoint": cmd_import, "import-config": cmd_import_config, "import-log": cmd_import_log}

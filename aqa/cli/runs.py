@@ -1,0 +1,199 @@
+"""``python -m aqa runs ...`` and ``python -m aqa index``: list, show, stop, resume, rerun and
+follow runs; ingest the run directories into the index."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from aqa.cli import common
+from aqa.cli import jobs as cli_jobs
+from aqa.cli.common import print_json as _print_json
+from aqa.cli.common import runs_dir as _runs_dir
+
+
+def add_parsers(sub) -> None:
+    runs = sub.add_parser("runs", help="list and manage runs").add_subparsers(
+        dest="runs_command", required=True, metavar="ACTION")
+    p = runs.add_parser("ls", help="list runs")
+    p.add_argument("--status", default=None, help="only runs with this status")
+    common.add_runs_dir(p)
+    common.add_json(p)
+    for name, text in (("show", "show one run"), ("stop", "stop a run (SIGTERM, then SIGKILL)"),
+                       ("resume", "resume a stopped or crashed run from its last checkpoint"),
+                       ("logs", "print a run's output")):
+        p = runs.add_parser(name, help=text)
+        p.add_argument("run_id", help="run id (or a unique prefix/suffix of it)")
+        common.add_runs_dir(p)
+        if name in ("show", "stop", "resume"):
+            common.add_json(p)
+        if name == "stop":
+            p.add_argument("--grace", type=float, default=30.0,
+                           help="seconds to wait for the checkpoint before SIGKILL")
+            p.add_argument("--no-wait", action="store_true", help="send SIGTERM and return")
+        if name == "logs":
+            p.add_argument("--follow", "-f", action="store_true", help="keep printing until it ends")
+            p.add_argument("--lines", "-n", type=int, default=0, help="only the last N lines")
+    p = runs.add_parser("rerun", help="queue a copy of a run's spec, with changes")
+    p.add_argument("run_id", help="run id (or a unique prefix/suffix of it)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config change for the copy, such as train.epochs=5 (repeatable)")
+    cli_jobs.add_executor_args(p)
+    common.add_runs_dir(p)
+    common.add_json(p)
+
+    p = sub.add_parser("index", help="ingest run directories into the SQLite index")
+    p.add_argument("--rebuild", action="store_true", help="recreate the index from scratch")
+    common.add_runs_dir(p)
+    common.add_json(p)
+
+
+def follow(path: Path, lines: int = 0) -> int:
+    """Print stdout.log as it grows until the run's process is gone; exit 0 if it finished."""
+    from aqa.jobs.local import run_status
+    from aqa.runs.store import STDOUT_LOG
+
+    log = path / STDOUT_LOG
+    offset = 0
+    if lines and log.exists():
+        text = log.read_bytes()
+        tail = b"\n".join(text.splitlines()[-lines:]) + b"\n"
+        sys.stdout.write(tail.decode(errors="replace"))
+        offset = len(text)
+    while True:
+        status = run_status(path)
+        if log.exists():
+            with open(log, "rb") as f:
+                f.seek(offset)
+                chunk = f.read()
+            offset += len(chunk)
+            sys.stdout.write(chunk.decode(errors="replace"))
+            sys.stdout.flush()
+        if status not in ("running", "queued"):
+            print(f"[run {path.name}: {status}]")
+            return 0 if status == "finished" else 1
+        time.sleep(0.5)
+
+
+_follow = follow  # the name the command bodies use
+
+
+def _fmt_duration(seconds) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def cmd_runs(args) -> int:
+    from aqa.jobs import local
+    from aqa.runs import index, store
+
+    runs_dir = _runs_dir(args)
+    action = args.runs_command
+    if action == "ls":
+        rows = index.list_runs(runs_dir)
+        if args.status:
+            rows = [r for r in rows if r["status"] == args.status]
+        if args.json:
+            _print_json([{k: v for k, v in r.items() if k != "config"} for r in rows])
+            return 0
+        if not rows:
+            print(f"no runs in {runs_dir}; start one with `python -m aqa demo`")
+            return 0
+        print(f"{'RUN':<48} {'STATUS':<9} {'EPOCH':>7} {'BEST RHO':>8} {'ETA':>8}")
+        for r in rows:
+            rho = "-" if r["best_rho"] is None else f"{r['best_rho']:.4f}"
+            eta = _fmt_duration(r["eta_s"]) if r["status"] == "running" else "-"
+            print(f"{r['id']:<48} {r['status']:<9} {r['epoch'] or 0:>3}/{r['epochs'] or '?':<3} "
+                  f"{rho:>8} {eta:>8}")
+        return 0
+    path = store.find_run(runs_dir, args.run_id)
+    if action == "show":
+        index.sync(runs_dir)
+        row = index.get_run(runs_dir, path.name) or {}
+        from aqa.evaluate import summarize
+        info = {"run": {k: v for k, v in row.items() if k != "config"},
+                "spec": store.read_run(path), "job": store.read_job(path),
+                "checkpoints": index.run_checkpoints(runs_dir, path.name),
+                "results": summarize(index.run_metrics(runs_dir, path.name),
+                                     row.get("best_metric") or "rho", path / "predictions")}
+        if args.json:
+            _print_json(info)
+        else:
+            r = info["run"]
+            print(f"run       {path.name}\nstatus    {r.get('status')}"
+                  f"{' (' + r['message'] + ')' if r.get('message') else ''}\n"
+                  f"method    {r.get('method')}\ndataset   {r.get('dataset')}\n"
+                  f"epoch     {r.get('epoch')}/{r.get('epochs')}\n"
+                  f"best      {r.get('best_metric')} = {r.get('best_value')} "
+                  f"(epoch {r.get('best_epoch')})\ndirectory {path}")
+            off, hon = info["results"]["official"], info["results"]["honest"]
+            if off:
+                print("official  (best of each test metric, as the papers report): " + "  ".join(
+                    f"{k} {off[k]:.4f} (epoch {off[k + '_epoch']})"
+                    for k in ("rho", "l2", "rl2") if k in off))
+            if hon:
+                print(f"honest    (epoch {hon['epoch']}, chosen on {hon['selected_on']}): " +
+                      "  ".join(f"{k} {hon[k]:.4f}" for k in ("rho", "l2", "rl2") if k in hon))
+            for c in info["checkpoints"]:
+                print(f"  {c['name']:<16} epoch {c['epoch']}  {c['metrics']}")
+        return 0
+    if action == "stop":
+        status = local.stop(path, grace_s=args.grace, wait=not args.no_wait)
+        index.sync(runs_dir)
+        if args.json:
+            _print_json({"run_id": path.name, "status": status})
+        else:
+            print(f"{path.name}: {status}")
+        return 0
+    if action == "resume":
+        job = local.resume(path)
+        if args.json:
+            _print_json({"run_id": path.name, "pid": job.get("pid"), "state": job.get("state")})
+        elif job.get("pid"):
+            print(f"{path.name}: resumed (pid {job['pid']})")
+        else:
+            print(f"{path.name}: resumed, {job.get('state')} "
+                  f"(slurm job {job['slurm_job_id']})" if job.get("slurm_job_id") else
+                  f"{path.name}: queued to resume (see `python -m aqa queue ls`)")
+        return 0
+    if action == "rerun":
+        new = local.rerun(path, overrides=args.overrides, gpus=args.gpus, nproc=args.nproc,
+                          argv=["aqa", "runs", *sys.argv[2:]], executor=args.executor,
+                          slurm=cli_jobs.slurm_args(args))
+        if args.json:
+            _print_json({"run_id": new.name, "run_dir": str(new), "from": path.name})
+        else:
+            print(new.name)
+        return 0
+    if action == "logs":
+        if args.follow:
+            return _follow(path, args.lines)
+        log = path / store.STDOUT_LOG
+        text = log.read_text(errors="replace") if log.exists() else ""
+        if args.lines:
+            text = "\n".join(text.splitlines()[-args.lines:]) + "\n"
+        sys.stdout.write(text)
+        return 0
+    return 2
+
+
+def cmd_index(args) -> int:
+    from aqa.runs import index
+
+    runs_dir = _runs_dir(args)
+    t0 = time.time()
+    result = index.rebuild(runs_dir) if args.rebuild else index.sync(runs_dir)
+    result["seconds"] = round(time.time() - t0, 3)
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"{'rebuilt' if args.rebuild else 'synced'} {runs_dir / index.INDEX_FILE}: "
+              f"{result['runs']} runs, {result['events']} new events, "
+              f"{result['removed']} removed, {result['seconds']} s")
+    return 0
+
+
+COMMANDS = {"runs": cmd_runs, "index": cmd_index}

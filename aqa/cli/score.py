@@ -1,0 +1,72 @@
+"""``python -m aqa score`` and ``python -m aqa eval``: a checkpoint on one clip, or on a split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aqa.cli import common
+from aqa.cli.common import print_json as _print_json
+from aqa.cli.common import runs_dir as _runs_dir
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("score", help="score one clip with a checkpoint")
+    p.add_argument("video", help="the clip (mp4, mov, avi, mkv, webm)")
+    p.add_argument("--checkpoint", required=True, help="a checkpoint file (e.g. RUN/checkpoints/best.pt)")
+    p.add_argument("--difficulty", type=float, default=None, help="the dive's difficulty degree")
+    p.add_argument("--start", type=int, default=None, help="first frame to use (0-based)")
+    p.add_argument("--end", type=int, default=None, help="frame to stop before")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--tube", default=None, choices=["auto", "boxes", "motion", "full"],
+                   help="TSA: the athlete's tube (default: the checkpoint's; a clip has no "
+                        "boxes, so auto estimates it from motion; full = the whole frame)")
+    common.add_json(p)
+
+    p = sub.add_parser("eval", help="evaluate a run's best checkpoint (or a checkpoint file)")
+    p.add_argument("ref", help="a run id (best.pt, else last.pt) or a checkpoint file")
+    p.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    p.add_argument("--data-root", default=None, help="the dataset's folder, if it moved")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--out", default=None, help="predictions CSV (default: the run's predictions/)")
+    common.add_runs_dir(p)
+    common.add_json(p)
+
+
+def cmd_score(args) -> int:
+    from aqa.scoring import Scorer
+
+    result = Scorer.from_checkpoint(args.checkpoint, device=args.device).score(
+        args.video, difficulty=args.difficulty, start=args.start, end=args.end, tube=args.tube)
+    if args.json:
+        _print_json(result.to_dict())
+        return 0
+    print(f"score {result.score:.2f}  ({result.method}, {Path(result.checkpoint).name})")
+    for note in result.notes:
+        print(f"  note: {note}")
+    print("  time: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in result.timings.items()))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from aqa.evaluate import evaluate_checkpoint
+
+    result = evaluate_checkpoint(args.ref, split=args.split, runs_dir=_runs_dir(args),
+                                 data_root=args.data_root, device=args.device, out=args.out)
+    if args.json:
+        _print_json(result)
+        return 0
+    m, (lo, hi) = result["metrics"], result["rho_ci95"]
+    if "l2" not in m:  # a classifier (TSA on FR-FS): accuracy
+        print(f"{result['checkpoint']} on {result['split']} ({result['samples']} clips): "
+              + "  ".join(f"{k} {v:.4f}" for k, v in m.items())
+              + f"\npredictions: {result['predictions']}")
+        return 0
+    print(f"{result['checkpoint']} on {result['split']} ({result['samples']} clips): "
+          f"rho {m['rho']:.4f} [95% CI {lo:.4f}, {hi:.4f}]  L2 {m['l2']:.3f}  "
+          f"RL2x100 {result['rl2_x100']:.3f}\npredictions: {result['predictions']}")
+    if result.get("protocol"):
+        print("protocol: " + result["protocol"]["summary"])
+    return 0
+
+
+COMMANDS = {"score": cmd_score, "eval": cmd_eval}
