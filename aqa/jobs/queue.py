@@ -31,8 +31,8 @@ from pathlib import Path
 from aqa.errors import JobError, RunError
 from aqa.jobs import workspace
 from aqa.jobs.gpus import allocate, mark_foreign, parse_gpus, probe_compute_apps, probe_gpus
-from aqa.jobs.process import (JOB_LOCK, find_job_process, job_lock_held,  # noqa: F401
-                              pids_of_groups, record_started, spawn)
+from aqa.jobs.process import (find_job_process, job_lock_held, pids_of_groups, record_started,
+                              spawn)
 from aqa.runs import store
 from aqa.runs.events import EVENTS_FILE, read_events
 from aqa.runs.status import job_alive, run_status
