@@ -21,7 +21,6 @@ from pathlib import Path
 
 from aqa.errors import JobError
 from aqa.jobs import workspace
-from aqa.jobs.launch import TrainJob
 from aqa.jobs.process import PROJECT_ROOT
 from aqa.runs import slurm_state as squeue
 from aqa.runs import store
@@ -29,6 +28,13 @@ from aqa.runs.slurm_state import slurm_state  # noqa: F401  (the old import path
 from aqa.runs.status import run_status
 
 SLURM_ACTIVE = squeue.ACTIVE
+
+
+def __getattr__(name: str):
+    if name == "TrainJob":  # submitit pickles of jobs sbatched before it moved to aqa.jobs.launch
+        from aqa.jobs.launch import TrainJob
+        return TrainJob
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def available() -> bool:
@@ -78,6 +84,8 @@ def submit_run(run_path: Path, opts: dict) -> dict:
     """sbatch the run's job; write ``job.json``. A rejected submit raises with sbatch's words
     and, for a new run, removes the run directory (nothing half-made is left)."""
     import submitit
+
+    from aqa.jobs.launch import TrainJob  # not at import: `python -m aqa.jobs.launch` runs it
 
     run_path = Path(run_path).resolve()
     spec = store.read_run(run_path)
