@@ -19,7 +19,8 @@ LAYERS = [
     ("data", ["aqa.data"]),
     ("runs", ["aqa.runs", "aqa.train.checkpoint"]),  # the checkpoint file format: no torch model
     ("models", ["aqa.models"]),
-    ("learning", ["aqa.train", "aqa.evaluate", "aqa.scoring", "aqa.importers", "aqa.compare"]),
+    ("learning", ["aqa.train", "aqa.evaluate", "aqa.scoring", "aqa.importers", "aqa.official",
+                  "aqa.compare"]),
     ("jobs", ["aqa.jobs", "aqa.plan", "aqa.history"]),
     ("cli", ["aqa.cli", "aqa.cli_data", "aqa.cli_history", "aqa.cli_jobs", "aqa.cli_pretrain",
              "aqa.__main__"]),
