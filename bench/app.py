@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from aqa.config import build_run_config, to_dict  # noqa: E402
-from aqa.runs import index, store  # noqa: E402
+from aqa.runs import index, status, store  # noqa: E402
 from aqa.runs.events import EVENTS_FILE, EventWriter  # noqa: E402
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -61,7 +61,7 @@ def seed(runs_dir: Path, n_runs: int, n_events: int) -> str:
                   epoch=1 + step * 10 // n_events, step=step, split="train")
     ev.close()
     store.write_job(big, {"executor": "local", "pid": os.getpid(), "pgid": os.getpid(),
-                          "start_time": store.process_start_time(os.getpid()),
+                          "start_time": status.process_start_time(os.getpid()),
                           "host": socket.gethostname(), "started": time.time(),
                           "state": "started"})
     return big.name

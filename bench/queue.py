@@ -33,7 +33,7 @@ import time
 
 from aqa.data.synthetic import render_dataset  # noqa: E402
 from aqa.jobs import local, queue, scheduler  # noqa: E402
-from aqa.runs import store  # noqa: E402
+from aqa.runs import status, store  # noqa: E402
 from aqa.runs.events import read_events  # noqa: E402
 
 FAST = ["train.epochs=1", "train.batch_size=4", "data.num_frames=8", "data.frame_size=32",
@@ -61,7 +61,7 @@ def handover(tmp: Path, n: int) -> dict:
     to_spawn, to_event = [], []
     for prev, nxt in zip(paths, paths[1:]):
         job = _wait(lambda: (store.read_job(prev) or {}).get("pid") and store.read_job(prev))
-        _wait(lambda: not store.process_alive(job["pid"], job["start_time"]))
+        _wait(lambda: not status.process_alive(job["pid"], job["start_time"]))
         freed = time.time()
         nj = _wait(lambda: (store.read_job(nxt) or {}).get("state") == "started"
                    and store.read_job(nxt))
@@ -91,7 +91,7 @@ def idle_cost(tmp: Path, waiting: int, seconds: float) -> dict:
                                 extra={"resources": {"gpus": [], "nproc": 1}})
         store.write_job(held, {"executor": "local", "state": "started", "pid": holder.pid,
                                "pgid": holder.pid, "start_time":
-                               store.process_start_time(holder.pid), "gpus": [], "nproc": 1,
+                               status.process_start_time(holder.pid), "gpus": [], "nproc": 1,
                                "started": time.time(), "attempts": []})
         paths = [store.create_run(runs, {"method": "regression", "dataset": "synthetic"},
                                   extra={"resources": {"gpus": [], "nproc": 1}})

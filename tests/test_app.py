@@ -17,7 +17,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from aqa.config import build_run_config, to_dict
-from aqa.runs import store
+from aqa.runs import status, store
 from aqa.runs.events import EVENTS_FILE, EventWriter
 from conftest import FAST, SMALL_CLIPS, wait_for
 
@@ -83,7 +83,7 @@ def seed_run(runs_dir: Path, kind: str, synthetic_root: Path) -> Path:
         proc = subprocess.Popen(["true"])
         proc.wait()
         pid = proc.pid
-    start = store.process_start_time(pid) if kind == "running" else 1
+    start = status.process_start_time(pid) if kind == "running" else 1
     store.write_job(path, {"executor": "local", "pid": pid, "pgid": pid, "start_time": start,
                            "host": socket.gethostname(), "gpus": [], "nproc": 1,
                            "started": time.time() - 60, "state": "started", "attempts": []})

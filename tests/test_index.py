@@ -4,7 +4,7 @@ import subprocess
 import sys
 import time
 
-from aqa.runs import index, store
+from aqa.runs import index, status, store
 from aqa.runs.events import EventWriter
 
 
@@ -114,35 +114,35 @@ def test_the_index_and_effective_metrics_keep_the_same_rows(tmp_path):
 
 def test_status_table():
     job = {"pid": 1, "state": "started", "started": 100.0}
-    assert store.derive_status(None, None, False) == "queued"
-    assert store.derive_status(None, {"state": "queued"}, False) == "queued"
-    assert store.derive_status("running", job, True) == "running"
-    assert store.derive_status("running", job, False) == "crashed"
-    assert store.derive_status(None, job, False) == "crashed"
-    assert store.derive_status("finished", job, False, 200.0) == "finished"
-    assert store.derive_status("stopped", job, False, 50.0) == "stopped"
-    assert store.derive_status("stopped", job, True, 50.0) == "running"  # resumed attempt
-    assert store.derive_status("failed", job, None, 200.0) == "failed"
-    assert store.derive_status("running", job, None) == "running"  # another host: unknown
+    assert status.derive_status(None, None, False) == "queued"
+    assert status.derive_status(None, {"state": "queued"}, False) == "queued"
+    assert status.derive_status("running", job, True) == "running"
+    assert status.derive_status("running", job, False) == "crashed"
+    assert status.derive_status(None, job, False) == "crashed"
+    assert status.derive_status("finished", job, False, 200.0) == "finished"
+    assert status.derive_status("stopped", job, False, 50.0) == "stopped"
+    assert status.derive_status("stopped", job, True, 50.0) == "running"  # resumed attempt
+    assert status.derive_status("failed", job, None, 200.0) == "failed"
+    assert status.derive_status("running", job, None) == "running"  # another host: unknown
 
 
 def test_zombie_counts_as_dead():
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    start = store.process_start_time(proc.pid)
+    start = status.process_start_time(proc.pid)
     deadline = time.time() + 10
-    while store.process_state(proc.pid) != "Z" and time.time() < deadline:
+    while status.process_state(proc.pid) != "Z" and time.time() < deadline:
         time.sleep(0.02)
-    assert store.process_state(proc.pid) == "Z"  # exited, not yet reaped
-    assert not store.process_alive(proc.pid, start)
+    assert status.process_state(proc.pid) == "Z"  # exited, not yet reaped
+    assert not status.process_alive(proc.pid, start)
     proc.wait()
 
 
 def test_recycled_pid_is_told_apart_by_start_time():
     me = os.getpid()
-    start = store.process_start_time(me)
-    assert store.process_alive(me, start)
-    assert not store.process_alive(me, start - 1)  # same pid, another process's start time
-    assert not store.process_alive(None, None)
+    start = status.process_start_time(me)
+    assert status.process_alive(me, start)
+    assert not status.process_alive(me, start - 1)  # same pid, another process's start time
+    assert not status.process_alive(None, None)
 
 
 def test_status_in_index_follows_liveness(tmp_path):
@@ -152,7 +152,7 @@ def test_status_in_index_follows_liveness(tmp_path):
     w.emit("status", status="running")
     w.close()
     me = os.getpid()
-    store.write_job(path, {"pid": me, "start_time": store.process_start_time(me),
+    store.write_job(path, {"pid": me, "start_time": status.process_start_time(me),
                            "state": "started", "started": time.time(), "host": os.uname().nodename})
     index.sync(tmp_path)
     assert index.get_run(tmp_path, path.name)["status"] == "running"
@@ -177,7 +177,7 @@ def test_migrations_are_recorded_once(tmp_path):
     with index.open_index(tmp_path) as db:
         again = [r[0] for r in db.execute("SELECT version FROM _migrations")]
         mode = db.execute("PRAGMA journal_mode").fetchone()[0]
-    assert versions == again == [1]
+    assert versions == again == [1, 2]
     assert mode == "wal"
 
 

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from aqa.jobs import local
-from aqa.runs import index, store
+from aqa.runs import index, status, store
 from aqa.runs.events import effective_metrics, read_events
 from conftest import wait_for
 
@@ -52,7 +52,7 @@ def test_run_finishes_and_is_indexed(runs_dir, fast_overrides):
     assert (path / "predictions" / "test_eval_best.csv").exists()
     job = store.read_job(path)
     assert job["start_time"] and job["pid"]
-    wait_for(lambda: not store.process_alive(job["pid"], job["start_time"]), what="process exit")
+    wait_for(lambda: not status.process_alive(job["pid"], job["start_time"]), what="process exit")
 
 
 def test_stop_checkpoints_and_ends_stopped(runs_dir, fast_overrides):
@@ -78,7 +78,7 @@ def test_kill_9_then_resume_completes_with_each_epoch_once(runs_dir, fast_overri
                  for e in events(path)), interval=0.02, what="epoch 2 under way")
     job = store.read_job(path)
     os.kill(job["pid"], signal.SIGKILL)
-    wait_for(lambda: not store.process_alive(job["pid"], job["start_time"]), what="process gone")
+    wait_for(lambda: not status.process_alive(job["pid"], job["start_time"]), what="process gone")
     assert local.run_status(path) == "crashed"
     index.sync(runs_dir)
     assert index.get_run(runs_dir, path.name)["status"] == "crashed"

@@ -12,7 +12,7 @@ import pytest
 
 from aqa.errors import ConfigError, JobError
 from aqa.jobs import local, queue, scheduler, workspace
-from aqa.runs import index, store
+from aqa.runs import index, status, store
 from aqa.runs.events import read_events
 from conftest import ROOT, wait_for
 
@@ -172,7 +172,7 @@ def test_kill_9_scheduler_mid_queue_then_submit_every_run_once(runs_dir, fast_ov
     paths = [_aqa_train(runs_dir, over) for _ in range(3)]
     sched = wait_for(lambda: scheduler.running(runs_dir), timeout=30, what="a scheduler")
     os.kill(sched["pid"], signal.SIGKILL)
-    wait_for(lambda: store.process_state(sched["pid"]) in (None, "Z"), what="scheduler gone")
+    wait_for(lambda: status.process_state(sched["pid"]) in (None, "Z"), what="scheduler gone")
     assert scheduler.running(runs_dir) is None
     paths.append(_aqa_train(runs_dir, over))  # a new submit starts a new scheduler
     wait_for(lambda: _all_finished(paths), timeout=300,
@@ -193,7 +193,7 @@ def test_two_torchrun_gloo_runs_at_once(runs_dir, fast_overrides, monkeypatch):
     jobs = [store.read_job(p) for p in paths]
     assert [j["state"] for j in jobs] == ["started", "started"]
     assert all("--standalone" in j["argv"] and "--nproc-per-node=2" in j["argv"] for j in jobs)
-    assert all(store.process_alive(j["pid"], j["start_time"]) for j in jobs)  # both at once
+    assert all(status.process_alive(j["pid"], j["start_time"]) for j in jobs)  # both at once
     wait_for(lambda: all(local.run_status(p) in ("finished", "failed", "crashed") for p in paths),
              timeout=300, what="two torchrun runs")
     assert [local.run_status(p) for p in paths] == ["finished", "finished"], _logs(paths)

@@ -13,7 +13,7 @@ import pytest
 from aqa.jobs import local, slurm
 from aqa.runs import index, store
 from aqa.runs.events import read_events
-from aqa.runs.store import derive_status
+from aqa.runs.status import derive_status
 from conftest import ROOT, wait_for
 
 SCRIPT = ROOT / "scripts" / "slurm_cluster.sh"

@@ -111,12 +111,12 @@ def cmd_queue(args) -> int:
 def cmd_gpus(args) -> int:
     from aqa.jobs import queue, workspace
     from aqa.jobs.gpus import mark_foreign, probe_compute_apps, probe_gpus
-    from aqa.runs import store
+    from aqa.runs import status, store
 
     runs_dir = store.resolve_runs_dir(args.runs_dir)
     threshold = workspace.load(runs_dir)["gpus"]["busy_threshold_mb"]
-    jobs = [j for _, j in queue._local_jobs(runs_dir) if j.get("state") == "started"
-            and store.job_alive(j)]
+    jobs = [j for _, j in queue.local_jobs(runs_dir) if j.get("state") == "started"
+            and status.job_alive(j)]
     ours = queue.pids_of_groups({j["pgid"] for j in jobs if j.get("pgid")})
     held = {g: p.get("pid") for p in jobs for g in p.get("gpus") or []}
     gpus = mark_foreign(probe_gpus(), probe_compute_apps(), ours)

@@ -51,7 +51,7 @@ def add_parsers(sub) -> None:
 
 def follow(path: Path, lines: int = 0) -> int:
     """Print stdout.log as it grows until the run's process is gone; exit 0 if it finished."""
-    from aqa.jobs.local import run_status
+    from aqa.runs.status import run_status
     from aqa.runs.store import STDOUT_LOG
 
     log = path / STDOUT_LOG
@@ -87,7 +87,7 @@ def _fmt_duration(seconds) -> str:
 
 
 def cmd_runs(args) -> int:
-    from aqa.jobs import local
+    from aqa import jobs
     from aqa.runs import index, store
 
     runs_dir = _runs_dir(args)
@@ -107,7 +107,7 @@ def cmd_runs(args) -> int:
             rho = "-" if r["best_rho"] is None else f"{r['best_rho']:.4f}"
             eta = _fmt_duration(r["eta_s"]) if r["status"] == "running" else "-"
             print(f"{r['id']:<48} {r['status']:<9} {r['epoch'] or 0:>3}/{r['epochs'] or '?':<3} "
-                  f"{rho:>8} {eta:>8}")
+                  f"{rho:>8} {eta:>8}{'  (' + r['status_note'] + ')' if r.get('status_note') else ''}")
         return 0
     path = store.find_run(runs_dir, args.run_id)
     if action == "show":
@@ -124,7 +124,8 @@ def cmd_runs(args) -> int:
         else:
             r = info["run"]
             print(f"run       {path.name}\nstatus    {r.get('status')}"
-                  f"{' (' + r['message'] + ')' if r.get('message') else ''}\n"
+                  f"{' (' + r['message'] + ')' if r.get('message') else ''}"
+                  f"{'  [' + r['status_note'] + ']' if r.get('status_note') else ''}\n"
                   f"method    {r.get('method')}\ndataset   {r.get('dataset')}\n"
                   f"epoch     {r.get('epoch')}/{r.get('epochs')}\n"
                   f"best      {r.get('best_metric')} = {r.get('best_value')} "
@@ -141,7 +142,7 @@ def cmd_runs(args) -> int:
                 print(f"  {c['name']:<16} epoch {c['epoch']}  {c['metrics']}")
         return 0
     if action == "stop":
-        status = local.stop(path, grace_s=args.grace, wait=not args.no_wait)
+        status = jobs.stop(path, grace_s=args.grace, wait=not args.no_wait)
         index.sync(runs_dir)
         if args.json:
             _print_json({"run_id": path.name, "status": status})
@@ -149,7 +150,7 @@ def cmd_runs(args) -> int:
             print(f"{path.name}: {status}")
         return 0
     if action == "resume":
-        job = local.resume(path)
+        job = jobs.resume(path)
         if args.json:
             _print_json({"run_id": path.name, "pid": job.get("pid"), "state": job.get("state")})
         elif job.get("pid"):
@@ -160,7 +161,7 @@ def cmd_runs(args) -> int:
                   f"{path.name}: queued to resume (see `python -m aqa queue ls`)")
         return 0
     if action == "rerun":
-        new = local.rerun(path, overrides=args.overrides, gpus=args.gpus, nproc=args.nproc,
+        new = jobs.rerun(path, overrides=args.overrides, gpus=args.gpus, nproc=args.nproc,
                           argv=["aqa", "runs", *sys.argv[2:]], executor=args.executor,
                           slurm=cli_jobs.slurm_args(args))
         if args.json:

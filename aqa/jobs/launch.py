@@ -1,4 +1,5 @@
-"""One node's share of a multi-node run: torchrun joined to a c10d rendezvous on node 0.
+"""What a Slurm task executes (``TrainJob``), and one node's share of a multi-node run:
+torchrun joined to a c10d rendezvous on node 0.
 
 A Slurm run with ``--nodes N`` (N > 1) is one distributed job: Slurm starts one task a node
 (submitit ``nodes=N``, ``tasks_per_node=1``) and each task runs ``NodeRun``, which starts
@@ -42,6 +43,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from aqa.errors import JobError
+from aqa.jobs.process import child_env, train_argv
 from aqa.runs import store
 
 DEFAULT_WAIT_S = 300.0
@@ -177,6 +179,61 @@ class NodeRun:
             self.child.terminate(grace_s)
 
 
+class TrainJob:
+    """What the Slurm job executes (pickled by submitit): the trainer as a child process.
+
+    One node: ``python -m aqa.train RUN_DIR`` (torchrun ``--standalone`` for several
+    processes). Several nodes: one task a node, each a ``aqa.jobs.launch.NodeRun`` (torchrun
+    joined to a c10d rendezvous that node 0 hosts on a port the kernel picked)."""
+
+    def __init__(self, run_dir: str, nproc: int, nnodes: int = 1):
+        self.run_dir, self.nproc, self.nnodes = run_dir, nproc, nnodes
+        self.node = None
+
+    def __setstate__(self, state):  # pickles of submitit jobs made before nnodes existed
+        self.__dict__.update({"nnodes": 1, "node": None, **state})
+
+    def __getstate__(self):
+        return {"run_dir": self.run_dir, "nproc": self.nproc, "nnodes": self.nnodes}
+
+    def __call__(self) -> int:
+        env = child_env([])
+        env.pop("CUDA_VISIBLE_DEVICES")  # Slurm sets it for the GPUs it gave the job
+        if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
+            env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
+        # USR2 is submitit's timeout signal; Slurm sends it to every process of the step.
+        # The trainer ignores it and is stopped by checkpoint() below with SIGTERM instead.
+        ignore_usr2 = lambda: signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # noqa: E731
+        with open(Path(self.run_dir) / store.STDOUT_LOG, "ab") as log:
+            if self.nnodes > 1:
+                self.node = NodeRun(self.run_dir, self.nproc, self.nnodes)
+                self.node.start(env, log, preexec_fn=ignore_usr2)
+            else:
+                argv = train_argv(Path(self.run_dir), self.nproc)
+                log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} slurm job "
+                          f"{os.environ.get('SLURM_JOB_ID')} on {os.uname().nodename} "
+                          f"(restart {os.environ.get('SLURM_RESTART_COUNT', 0)}): "
+                          f"{' '.join(argv)}\n".encode())
+                log.flush()
+                self.node = Child(subprocess.Popen(
+                    argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    cwd=self.run_dir, env=env, preexec_fn=ignore_usr2))
+            # Poll, never block in wait(): submitit's USR2 handler runs in this thread and
+            # calls checkpoint(), which must be able to see the child end.
+            while (code := self.node.wait(0.5)) is None:
+                pass
+            return code
+
+    def checkpoint(self):
+        """Timeout or preemption: let the trainer write last.pt, then requeue this job."""
+        import submitit
+
+        if self.node is not None:
+            self.node.terminate(grace_s=60)
+        return submitit.helpers.DelayedSubmission(TrainJob(self.run_dir, self.nproc,
+                                                           self.nnodes))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m aqa.jobs.launch",
                                 description="Run one node's share of a multi-node run "
@@ -185,8 +242,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nnodes", type=int, required=True, help="nodes in the job")
     p.add_argument("--nproc-per-node", type=int, default=1, help="processes on this node")
     args = p.parse_args(argv)
-    from aqa.jobs.slurm import TrainJob
-
     job = TrainJob(str(Path(args.run_dir).resolve()), args.nproc_per_node, args.nnodes)
     # what Slurm's scancel does to a task: SIGTERM, passed on to torchrun and the trainers
     signal.signal(signal.SIGTERM, lambda *_: job.node is not None and job.node.terminate())

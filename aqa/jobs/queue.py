@@ -6,10 +6,14 @@ The truth is each run's ``job.json``: ``state`` is ``queued`` (waiting, with ``o
 scheduler, a submit from the CLI and the app never interleave.
 
 Never twice: a run is claimed (``starting``) before its process is spawned, and the process
-inherits an flock on ``<run>/.job.lock`` that lives exactly as long as it does. Whoever finds a
-``starting`` claim later (its claimer was killed) looks for the process in ``/proc/*/cmdline``,
-then at the lock, then for events written after the claim, and only when all three say "never
-ran" puts the run back in the queue. ``spawn`` itself refuses while the lock is held.
+inherits an flock on ``<run>/.job.lock`` that lives exactly as long as it does
+(``aqa.jobs.process``). Whoever finds a ``starting`` claim later (its claimer was killed) looks
+for the process in ``/proc/*/cmdline``, then at the lock, then for events written after the
+claim, and only when all three say "never ran" puts the run back in the queue. ``spawn`` itself
+refuses while the lock is held.
+
+Starting the workspace's scheduler process is not this module's business (``aqa.jobs.scheduler``
+sits above it): nothing here starts a process but ``schedule_once``, which starts runs.
 
 Order: strict first-come-first-served per pool (GPU runs, CPU runs): a run that does not fit
 holds back the runs behind it in its pool; ``move`` changes the order.
@@ -27,11 +31,13 @@ from pathlib import Path
 from aqa.errors import JobError, RunError
 from aqa.jobs import workspace
 from aqa.jobs.gpus import allocate, mark_foreign, parse_gpus, probe_compute_apps, probe_gpus
+from aqa.jobs.process import (find_job_process, job_lock_held, pids_of_groups, record_started,
+                              spawn)
 from aqa.runs import store
 from aqa.runs.events import EVENTS_FILE, read_events
+from aqa.runs.status import job_alive, run_status
 
 QUEUE_DIR = ".queue"
-JOB_LOCK = ".job.lock"
 CLAIM_GRACE_S = 5.0  # a claim younger than this with no process yet may still be exec'ing
 
 
@@ -88,61 +94,6 @@ def plan(waiting: list[dict], inventory: list[dict], held: set[int], cpu_free: i
     return out
 
 
-# ---------------------------------------------------------------- processes
-
-def _cmdline(pid: str) -> list[str]:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().decode(errors="replace").split("\0")
-    except OSError:
-        return []
-
-
-def find_job_process(run_path: Path) -> int | None:
-    """The pid of a live ``aqa.train`` process of this run (the session leader when torchrun
-    runs several), found by scanning ``/proc/*/cmdline``; None if there is none."""
-    target, found = str(Path(run_path).resolve()), []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        args = _cmdline(entry.name)
-        if "aqa.train" in args and target in args and store.process_state(int(entry.name)) \
-                not in (None, "Z", "X"):
-            found.append(int(entry.name))
-    leaders = [p for p in found if _pgid(p) == p]
-    return (leaders or sorted(found) or [None])[0]
-
-
-def _pgid(pid: int) -> int | None:
-    try:
-        return os.getpgid(pid)
-    except OSError:
-        return None
-
-
-def pids_of_groups(pgids: set[int]) -> set[int]:
-    """Every live pid whose process group is one of ``pgids`` (our jobs' processes)."""
-    out = set()
-    if not pgids:
-        return out
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit() and _pgid(int(entry.name)) in pgids:
-            out.add(int(entry.name))
-    return out
-
-
-def job_lock_held(run_path: Path) -> bool:
-    """True while a process started for this run (it inherited the lock) is alive."""
-    fd = os.open(Path(run_path) / JOB_LOCK, os.O_CREAT | os.O_RDWR, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-
-
 # ---------------------------------------------------------------- queue records
 
 def enqueue(run_path: Path, gpus: str | None = None, nproc: int | None = None) -> dict:
@@ -158,7 +109,7 @@ def enqueue(run_path: Path, gpus: str | None = None, nproc: int | None = None) -
         job = store.read_job(run_path) or {}
         if job.get("state") in ("queued", "starting"):
             return job
-        if store.job_alive(job):
+        if job_alive(job):
             raise JobError(f"run {spec['id']} is already running (pid {job.get('pid')})")
         now = time.time()
         job.update({"executor": "local", "state": "queued", "queued_at": now, "order": now,
@@ -186,7 +137,9 @@ def _adopt(path: Path) -> dict | None:
     return job
 
 
-def _local_jobs(runs_dir: Path, adopt: bool = False) -> list[tuple[Path, dict]]:
+def local_jobs(runs_dir: Path, adopt: bool = False) -> list[tuple[Path, dict]]:
+    """[(run dir, job)] of the workspace's local runs that are queued, starting or started;
+    ``adopt``: give a queue record to runs whose submitter died before writing one."""
     out = []
     for path in store.list_run_dirs(runs_dir):
         job = store.read_job(path)
@@ -200,20 +153,15 @@ def _local_jobs(runs_dir: Path, adopt: bool = False) -> list[tuple[Path, dict]]:
 
 def waiting(runs_dir: Path) -> list[tuple[Path, dict]]:
     """Queued runs of the workspace in queue order: [(run dir, job)]."""
-    jobs = [(p, j) for p, j in _local_jobs(runs_dir) if j.get("state") in ("queued", "starting")]
+    jobs = [(p, j) for p, j in local_jobs(runs_dir) if j.get("state") in ("queued", "starting")]
     return sorted(jobs, key=lambda pj: (pj[1].get("order") or 0.0, pj[0].name))
 
 
 def positions(runs_dir: str | os.PathLike) -> dict[str, int]:
-    """{run id: 1-based position} for every waiting run (what the Runs page shows).
-
-    Runs wait but no scheduler lives (its starter was killed before starting it): start one."""
+    """{run id: 1-based position} for every waiting run (what the Runs page shows). A read:
+    it starts nothing (``aqa.jobs.scheduler.revive`` starts a scheduler where one is missing)."""
     runs_dir = store.resolve_runs_dir(runs_dir)
-    out = {p.name: i + 1 for i, (p, _) in enumerate(waiting(runs_dir))}
-    if out and not is_paused(runs_dir):
-        from aqa.jobs import scheduler
-        scheduler.ensure(runs_dir)
-    return out
+    return {p.name: i + 1 for i, (p, _) in enumerate(waiting(runs_dir))}
 
 
 def cancel(run_path: Path) -> dict:
@@ -223,7 +171,7 @@ def cancel(run_path: Path) -> dict:
         job = store.read_job(run_path) or {}
         if job.get("state") != "queued":
             raise JobError(f"run {run_path.name} is not queued "
-                           f"(status {store_status(run_path)}); stop it with `aqa runs stop`")
+                           f"(status {run_status(run_path)}); stop it with `aqa runs stop`")
         job.update({"state": "cancelled", "cancelled_at": time.time()})
         store.write_job(run_path, job)
         return job
@@ -258,18 +206,12 @@ def set_paused(runs_dir: Path, paused: bool) -> None:
             flag.unlink(missing_ok=True)
 
 
-def store_status(run_path: Path) -> str:
-    from aqa.jobs.local import run_status
-    return run_status(run_path)
-
-
 # ---------------------------------------------------------------- starting runs
 
 def recover(run_path: Path, job: dict) -> str:
     """Settle a ``starting`` claim whose claimer is gone. Returns the state it now has."""
     pid = find_job_process(run_path)
     if pid:
-        from aqa.jobs.local import record_started
         record_started(run_path, job, pid, recovered=True)
         return "started"
     if job_lock_held(run_path) or time.time() - (job.get("claimed_at") or 0) < CLAIM_GRACE_S:
@@ -277,7 +219,6 @@ def recover(run_path: Path, job: dict) -> str:
     claimed = job.get("claimed_at") or 0
     ran = [e for e in read_events(run_path / EVENTS_FILE) if e.get("t", 0) >= claimed]
     if ran:  # it ran and is gone already: record the attempt, never start it again
-        from aqa.jobs.local import record_started
         record_started(run_path, job, None, recovered=True)
         return "started"
     job["state"] = "queued"
@@ -290,19 +231,17 @@ def schedule_once(runs_dir: Path) -> dict:
 
     Returns {"started": [run ids], "waiting": n, "running": n}.
     """
-    from aqa.jobs.local import spawn
-
     runs_dir = Path(runs_dir)
     with queue_lock(runs_dir):
         cfg = workspace.load(runs_dir)
-        jobs = _local_jobs(runs_dir, adopt=True)
+        jobs = local_jobs(runs_dir, adopt=True)
         for path, job in jobs:
             if job["state"] == "starting":
                 job["state"] = recover(path, job)
         host = socket.gethostname()
         running = [(p, j) for p, j in jobs if j["state"] in ("started", "starting") and
                    j.get("host", host) == host and
-                   (j["state"] == "starting" or store.job_alive(j))]
+                   (j["state"] == "starting" or job_alive(j))]
         queue = sorted(((p, j) for p, j in jobs if j["state"] == "queued"),
                        key=lambda pj: (pj[1].get("order") or 0.0, pj[0].name))
         result = {"started": [], "waiting": len(queue), "running": len(running)}

@@ -20,7 +20,9 @@ import time
 from pathlib import Path
 
 from aqa.jobs import queue
+from aqa.jobs.process import child_env
 from aqa.runs import store
+from aqa.runs.status import process_start_time
 
 POLL_S = 0.5
 
@@ -55,15 +57,24 @@ def ensure(runs_dir: str | os.PathLike) -> bool:
         return False
     log = open(queue.queue_dir(runs_dir) / "scheduler.log", "ab")
     try:
-        from aqa.jobs.local import _env
         proc = subprocess.Popen([sys.executable, "-m", "aqa.jobs.scheduler", str(runs_dir)],
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=_env([]), start_new_session=True, close_fds=True)
+                                env=child_env([]), start_new_session=True, close_fds=True)
     finally:
         log.close()
     import threading
     threading.Thread(target=proc.wait, daemon=True).start()  # no zombie in a long-lived caller
     return True
+
+
+def revive(runs_dir: str | os.PathLike) -> bool:
+    """Runs wait, the queue is not paused, yet no scheduler lives (its starter was killed before
+    starting it): start one. True if one was started. For commands that act on the queue
+    (``aqa queue ls``/``resume``); drawing a queue position never calls it."""
+    runs_dir = Path(runs_dir)
+    if queue.is_paused(runs_dir) or not queue.waiting(runs_dir):
+        return False
+    return ensure(runs_dir)
 
 
 def serve(runs_dir: Path, poll_s: float = POLL_S) -> int:
@@ -77,7 +88,7 @@ def serve(runs_dir: Path, poll_s: float = POLL_S) -> int:
         return 3
     info = runs_dir / queue.QUEUE_DIR / "scheduler.json"
     store.write_json_atomic(info, {"pid": os.getpid(), "start_time":
-                                   store.process_start_time(os.getpid()), "started": time.time()})
+                                   process_start_time(os.getpid()), "started": time.time()})
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
@@ -94,7 +105,7 @@ def serve(runs_dir: Path, poll_s: float = POLL_S) -> int:
                 with queue.queue_lock(runs_dir):
                     if queue.is_paused(runs_dir) or not any(
                             j["state"] in ("queued", "starting")
-                            for _, j in queue._local_jobs(runs_dir)):
+                            for _, j in queue.local_jobs(runs_dir)):
                         info.unlink(missing_ok=True)
                         os.close(fd)
                         fd = None

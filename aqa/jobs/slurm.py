@@ -1,11 +1,12 @@
 """The Slurm executor: the same run, submitted with ``submitit`` to a Slurm cluster.
 
 The run directory must be on a filesystem the nodes share. ``submit_run`` sbatches a
-``TrainJob`` (submitit's files go to ``<run>/slurm/``), which runs the same argv as the local
-executor (``python -m aqa.train RUN_DIR``, or torchrun for several processes) as a child.
+``aqa.jobs.launch.TrainJob`` (submitit's files go to ``<run>/slurm/``), which runs the same argv
+as the local executor (``python -m aqa.train RUN_DIR``, or torchrun for several processes) as a
+child.
 
 State is never taken from submitit (``job.result()`` can block forever, and ``job.state``
-needs ``sacct``): ``slurm_state`` polls ``squeue`` itself and ``aqa.runs.store.derive_status``
+needs ``sacct``): ``aqa.runs.slurm_state`` polls ``squeue`` itself and ``aqa.runs.status``
 merges it with the run's events. Stop is ``scancel``: Slurm sends SIGTERM to the job step, the
 trainer writes ``last.pt`` and ends ``stopped`` (within the cluster's ``KillWait``). On a
 timeout signal (USR2) or preemption the job is requeued and resumes from ``last.pt``.
@@ -13,22 +14,27 @@ timeout signal (USR2) or preemption the job is requeued and resumes from ``last.
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
 
-import aqa
 from aqa.errors import JobError
 from aqa.jobs import workspace
+from aqa.jobs.process import PROJECT_ROOT
+from aqa.runs import slurm_state as squeue
 from aqa.runs import store
+from aqa.runs.slurm_state import slurm_state  # noqa: F401  (the old import path)
+from aqa.runs.status import run_status
 
-SLURM_ACTIVE = ("RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING", "CONFIGURING")
-PROJECT_ROOT = Path(aqa.__file__).resolve().parents[1]
-_CACHE: dict = {"t": 0.0, "states": None}
-CACHE_S = 1.5
+SLURM_ACTIVE = squeue.ACTIVE
+
+
+def __getattr__(name: str):
+    if name == "TrainJob":  # submitit pickles of jobs sbatched before it moved to aqa.jobs.launch
+        from aqa.jobs.launch import TrainJob
+        return TrainJob
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def available() -> bool:
@@ -74,68 +80,12 @@ def options(runs_dir: Path, given: dict, gpus: int = 0) -> dict:
     return opts
 
 
-class TrainJob:
-    """What the Slurm job executes (pickled by submitit): the trainer as a child process.
-
-    One node: ``python -m aqa.train RUN_DIR`` (torchrun ``--standalone`` for several
-    processes). Several nodes: one task a node, each a ``aqa.jobs.launch.NodeRun`` (torchrun
-    joined to a c10d rendezvous that node 0 hosts on a port the kernel picked)."""
-
-    def __init__(self, run_dir: str, nproc: int, nnodes: int = 1):
-        self.run_dir, self.nproc, self.nnodes = run_dir, nproc, nnodes
-        self.node = None
-
-    def __setstate__(self, state):  # pickles of submitit jobs made before nnodes existed
-        self.__dict__.update({"nnodes": 1, "node": None, **state})
-
-    def __getstate__(self):
-        return {"run_dir": self.run_dir, "nproc": self.nproc, "nnodes": self.nnodes}
-
-    def __call__(self) -> int:
-        from aqa.jobs.launch import Child, NodeRun
-        from aqa.jobs.local import _env, train_argv
-
-        env = _env([])
-        env.pop("CUDA_VISIBLE_DEVICES")  # Slurm sets it for the GPUs it gave the job
-        if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
-            env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
-        # USR2 is submitit's timeout signal; Slurm sends it to every process of the step.
-        # The trainer ignores it and is stopped by checkpoint() below with SIGTERM instead.
-        ignore_usr2 = lambda: signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # noqa: E731
-        with open(Path(self.run_dir) / store.STDOUT_LOG, "ab") as log:
-            if self.nnodes > 1:
-                self.node = NodeRun(self.run_dir, self.nproc, self.nnodes)
-                self.node.start(env, log, preexec_fn=ignore_usr2)
-            else:
-                argv = train_argv(Path(self.run_dir), self.nproc)
-                log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} slurm job "
-                          f"{os.environ.get('SLURM_JOB_ID')} on {os.uname().nodename} "
-                          f"(restart {os.environ.get('SLURM_RESTART_COUNT', 0)}): "
-                          f"{' '.join(argv)}\n".encode())
-                log.flush()
-                self.node = Child(subprocess.Popen(
-                    argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    cwd=self.run_dir, env=env, preexec_fn=ignore_usr2))
-            # Poll, never block in wait(): submitit's USR2 handler runs in this thread and
-            # calls checkpoint(), which must be able to see the child end.
-            while (code := self.node.wait(0.5)) is None:
-                pass
-            return code
-
-    def checkpoint(self):
-        """Timeout or preemption: let the trainer write last.pt, then requeue this job."""
-        import submitit
-
-        if self.node is not None:
-            self.node.terminate(grace_s=60)
-        return submitit.helpers.DelayedSubmission(TrainJob(self.run_dir, self.nproc,
-                                                           self.nnodes))
-
-
 def submit_run(run_path: Path, opts: dict) -> dict:
     """sbatch the run's job; write ``job.json``. A rejected submit raises with sbatch's words
     and, for a new run, removes the run directory (nothing half-made is left)."""
     import submitit
+
+    from aqa.jobs.launch import TrainJob  # not at import: `python -m aqa.jobs.launch` runs it
 
     run_path = Path(run_path).resolve()
     spec = store.read_run(run_path)
@@ -168,44 +118,12 @@ def submit_run(run_path: Path, opts: dict) -> dict:
               "attempts": old.get("attempts", []) + [{"slurm_job_id": str(job.job_id),
                                                       "submitted": now}]}
     store.write_job(run_path, record)
-    _CACHE["t"] = 0.0
+    squeue.invalidate()
     return record
-
-
-def _squeue() -> dict[str, str] | None:
-    """{job id: state} of every job squeue knows (finished ones too); None if it cannot tell."""
-    if time.time() - _CACHE["t"] < CACHE_S and _CACHE["states"] is not None:
-        return _CACHE["states"]
-    exe = shutil.which("squeue")
-    if not exe:
-        return None
-    try:
-        out = subprocess.run([exe, "-h", "-t", "all", "-o", "%i %T"], capture_output=True,
-                             text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
-        return None
-    states = dict(line.split(None, 1) for line in out.stdout.splitlines() if " " in line)
-    _CACHE.update(t=time.time(), states={k: v.strip() for k, v in states.items()})
-    return _CACHE["states"]
-
-
-def slurm_state(job_id) -> str | None:
-    """Slurm's state of a job (PENDING, RUNNING, COMPLETED, CANCELLED, ...), "GONE" once squeue
-    has forgotten it, None when there is no squeue to ask (another machine)."""
-    if not job_id:
-        return None
-    states = _squeue()
-    if states is None:
-        return None
-    return states.get(str(job_id), "GONE")
 
 
 def stop(run_path: Path, grace_s: float = 30.0, wait: bool = True) -> str:
     """``scancel`` the run's job; wait (up to ``grace_s`` + a margin) for Slurm to end it."""
-    from aqa.jobs.local import run_status
-
     job = store.read_job(run_path) or {}
     job_id = job.get("slurm_job_id")
     exe = shutil.which("scancel")
@@ -214,13 +132,13 @@ def stop(run_path: Path, grace_s: float = 30.0, wait: bool = True) -> str:
     out = subprocess.run([exe, str(job_id)], capture_output=True, text=True, timeout=30)
     if out.returncode != 0:
         raise JobError(f"scancel {job_id}: {out.stderr.strip()}")
-    _CACHE["t"] = 0.0
+    squeue.invalidate()
     if not wait:
         return "stopping"
     deadline = time.time() + grace_s + 10
     while time.time() < deadline:
-        _CACHE["t"] = 0.0
-        if slurm_state(job_id) not in SLURM_ACTIVE + ("PENDING",):
+        squeue.invalidate()
+        if squeue.slurm_state(job_id) not in squeue.ACTIVE + ("PENDING",):
             break
         time.sleep(0.25)
     return run_status(run_path)

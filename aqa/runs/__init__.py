@@ -1,1 +1,1 @@
-"""Run directories, their event logs, and the SQLite index over them."""
+"""Run directories, their event logs, their status, and the SQLite index over them."""

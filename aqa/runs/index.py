@@ -29,6 +29,7 @@ import sqlite_utils
 from aqa.runs import store
 from aqa.runs import events as ev
 from aqa.runs.events import EVENTS_FILE, tail
+from aqa.runs.status import status_of
 
 INDEX_FILE = "index.db"
 BUSY_TIMEOUT_MS = 10_000
@@ -55,8 +56,13 @@ def _m1_initial(db: sqlite_utils.Database) -> None:
     }, pk=("run_id", "path"))
 
 
+def _m2_status_note(db: sqlite_utils.Database) -> None:
+    db["runs"].add_column("status_note", str)  # e.g. "slurm unreachable: ..." (aqa.runs.status)
+
+
 MIGRATIONS: list[tuple[int, Callable[[sqlite_utils.Database], None]]] = [
     (1, _m1_initial),
+    (2, _m2_status_note),
 ]
 
 
@@ -123,9 +129,9 @@ def ingest_run(db: sqlite_utils.Database, run_path: Path) -> int:
         db.execute("DELETE FROM checkpoints WHERE run_id=?", [run_id])
         row, offset = _new_row(spec, run_path), 0
     if size == offset and existing:  # no new events: only liveness can have changed
-        before = row["status"]
+        before = row["status"], row.get("status_note")
         _refresh_status(row, run_path)
-        if row["status"] != before:
+        if (row["status"], row["status_note"]) != before:
             db["runs"].upsert(row, pk="id")
         return 0
     events, new_offset = tail(events_path, offset) if size > offset else ([], offset)
@@ -225,9 +231,8 @@ def _refresh_status(row: dict, run_path: Path) -> None:
         row["executor"], row["host"] = job.get("executor"), job.get("host")
         row["pid"], row["gpus"] = job.get("pid"), json.dumps(job.get("gpus") or [])
     age = time.time() - row["last_t"] if row.get("last_t") else None
-    alive = store.job_alive(job, age)
-    row["status"] = store.derive_status(row.get("last_status"), job, alive,
-                                        row.get("last_status_t") or 0.0)
+    row["status"], row["status_note"] = status_of(row.get("last_status"),
+                                                  row.get("last_status_t") or 0.0, job, age)
     if row["status"] != "running":
         row["eta_s"] = None
 

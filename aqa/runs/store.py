@@ -1,4 +1,4 @@
-"""Run directories: creation, ``run.json``/``job.json``, process liveness and run status.
+"""Run directories: creation, ids, ``run.json`` and ``job.json``.
 
     <runs-dir>/<run_id>/
       run.json       immutable spec: id, method, dataset, resolved config, argv, code version, created
@@ -8,9 +8,7 @@
       checkpoints/   last.pt, best.pt, epoch_NNN.pt
       predictions/   <split>_epoch_NNN.csv
 
-Status is derived, never stored as truth: from the last ``status`` event and whether the job's
-process is alive. A pid alone can lie (zombies, recycled pids), so liveness compares the
-process start time recorded in ``job.json`` with the one the kernel reports now.
+A run's status is derived from these files, never stored: ``aqa.runs.status``.
 """
 
 from __future__ import annotations
@@ -18,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import tempfile
 import time
@@ -184,118 +181,3 @@ def read_job(path: Path) -> dict | None:
 
 def write_job(path: Path, job: dict) -> None:
     write_json_atomic(Path(path) / JOB_JSON, job)
-
-
-# ---------------------------------------------------------------- process liveness
-
-def _proc_stat(pid: int) -> list[str] | None:
-    """Fields 3.. of /proc/PID/stat (state, ppid, ...), None if there is no such process."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read().decode(errors="replace")
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    return stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
-
-
-def process_start_time(pid: int) -> int | None:
-    """The kernel's start time of ``pid`` (clock ticks since boot), None if there is no such process."""
-    fields = _proc_stat(pid)
-    return int(fields[19]) if fields else None  # field 22 of proc(5): starttime
-
-
-def process_state(pid: int) -> str | None:
-    """The one-letter state of ``pid`` (R, S, D, Z, ...), None if there is no such process."""
-    fields = _proc_stat(pid)
-    return fields[0] if fields else None
-
-
-def process_alive(pid: int | None, start_time: int | None) -> bool:
-    """True only for a live (not zombie) process whose start time matches the recorded one."""
-    if not pid:
-        return False
-    if not Path("/proc").is_dir():  # not Linux: best effort
-        try:
-            os.kill(pid, 0)
-        except (ProcessLookupError, PermissionError):
-            return False
-        return True
-    state = process_state(pid)
-    if state is None or state in ("Z", "X"):
-        return False
-    return start_time is None or process_start_time(pid) == start_time
-
-
-def job_alive(job: dict | None, heartbeat_age: float | None = None) -> bool | None:
-    """Is the job's process alive? None when this host cannot tell (another machine's job).
-
-    A Slurm job is alive while ``squeue`` reports it active (polled by ``aqa.jobs.slurm``, cached
-    for a second or two); the state it saw is left in ``job["slurm_state"]`` (in memory only,
-    for ``derive_status``). Without ``squeue`` it is judged by its heartbeat like a remote job.
-    """
-    if not job or job.get("state") in ("queued", "starting", "cancelled"):
-        return False
-    if job.get("executor") == "slurm":
-        from aqa.jobs.slurm import SLURM_ACTIVE, slurm_state
-        state = slurm_state(job.get("slurm_job_id"))
-        job["slurm_state"] = state
-        if state is not None:
-            return state in SLURM_ACTIVE
-        return None if heartbeat_age is None else heartbeat_age < 3 * 60
-    if job.get("host") not in (None, socket.gethostname()):
-        if heartbeat_age is None:
-            return None
-        return heartbeat_age < 3 * 60
-    return process_alive(job.get("pid"), job.get("start_time"))
-
-
-SLURM_PENDING = ("PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
-                 "RESV_DEL_HOLD", "SUSPENDED")
-
-
-def _slurm_status(last_status: str | None, job: dict, alive: bool | None,
-                  last_status_t: float) -> str:
-    """A Slurm job: Slurm's state merged with the run's events. ``stopped`` can be followed by
-    a requeue (preemption), so only finished/failed after the submit are final."""
-    slurm_state = job.get("slurm_state")
-    if last_status in ("finished", "failed") and (job.get("submitted_at") or 0) <= last_status_t:
-        return last_status
-    if slurm_state in SLURM_PENDING:
-        return "queued"
-    if alive or (alive is None and last_status not in TERMINAL):
-        return "running"
-    if last_status in TERMINAL:
-        return last_status
-    return "stopped" if slurm_state == "CANCELLED" else "crashed"
-
-
-def derive_status(last_status: str | None, job: dict | None, alive: bool | None,
-                  last_status_t: float = 0.0) -> str:
-    """Status from the last status event, the job record and liveness.
-
-    | last status event       | job.json        | alive | status                        |
-    | finished/failed/stopped | any             | no    | that                          |
-    | finished/failed/stopped | started after it| yes   | running (a resumed attempt)   |
-    | none or running         | none, or queued | any   | queued                        |
-    | any, older than queued  | queued/starting | any   | queued (a resume waiting)     |
-    | any, older than cancel  | cancelled       | any   | stopped (taken off the queue) |
-    | none or running         | started         | yes   | running                       |
-    | none or running         | started         | no    | crashed                       |
-    (alive None, i.e. this host cannot tell, counts as alive.) Slurm jobs: ``_slurm_status``.
-    """
-    state = (job or {}).get("state")
-    if job and job.get("executor") == "slurm" and job.get("slurm_job_id"):
-        return _slurm_status(last_status, job, alive, last_status_t)
-    if state in ("queued", "starting", "cancelled"):
-        since = job.get("cancelled_at" if state == "cancelled" else "queued_at") or 0.0
-        if last_status in TERMINAL and since <= last_status_t:
-            return last_status
-        return "stopped" if state == "cancelled" else "queued"
-    started = (job or {}).get("started") or 0.0
-    if last_status in TERMINAL and not (alive is not False and job and started > last_status_t):
-        return last_status
-    if not job or job.get("state") == "queued":
-        return "queued"
-    if alive is False:
-        return "crashed"
-    return "running"
