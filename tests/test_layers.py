@@ -44,7 +44,6 @@ KNOWN_CYCLES = [
     {"aqa.video", "aqa.video_pyav"},               # the PyAV decoder uses video's helpers
     {"aqa.models.i3d", "aqa.models.i3d_weights"},  # I3D and its weight loaders
     {"aqa.importers", "aqa.models.tsa_import", "aqa.models.usdl_import"},  # see KNOWN_UPWARD
-    {"aqa.cli", "aqa.cli_pretrain"},               # the cli package (issue 13) splits them
 ]
 KNOWN_PRIVATE = {
     ("aqa.video_pyav", "aqa.video", "_FIX_HINT"),
