@@ -170,7 +170,13 @@ BINS = ("auto", "mtl_aqa", "exemplars")
 OFFICIAL_PREPROCESSING = {"core": {"data.pipeline": "tvv", "data.video_resize": "pil",
                                    "data.frame_size": "224"},
                           "tpt": {"data.pipeline": "tvv", "data.video_resize": "pil",
-                                  "data.frame_size": "224"}}
+                                  "data.frame_size": "224"},
+                          # MUSDL/USDL on MTL-AQA: PIL's 455x256 resize, centre crop 224 (METHODS.md
+                          # 0.3; the official test-time filter is a random draw, ours bilinear)
+                          "usdl": {"data.pipeline": "musdl", "data.video_resize": "pil",
+                                   "data.frame_size": "224"},
+                          "musdl": {"data.pipeline": "musdl", "data.video_resize": "pil",
+                                    "data.frame_size": "224"}}
 
 
 def official_preprocessing(method: str, dataset: str, overrides: list[str],

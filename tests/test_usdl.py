@@ -221,11 +221,19 @@ def test_detection_leaves_tsa_files_to_the_tsa_importer():
         head_shape({"evaluator.fc.weight": torch.zeros(1)})
 
 
-def test_a_folder_import_is_refused_with_the_reason(tmp_path, runs_dir):
+def test_a_folder_import_records_musdls_preprocessing(tmp_path, runs_dir, monkeypatch):
+    """A folder of clips reads them as the checkpoint was trained (455x256 by PIL, centre crop),
+    not with the folder's own square default; a dataset that cannot say so is refused."""
+    from aqa import importers
     from aqa.errors import ConfigError
     from aqa.importers import import_checkpoint
     from parity_usdl_inputs import write_mtl_checkpoint
 
     path = write_mtl_checkpoint(tmp_path / "USDL.pt", "usdl")
-    with pytest.raises(ConfigError, match="no data.pipeline for MUSDL's preprocessing"):
+    result = import_checkpoint(path, None, runs_dir, dataset="folder")
+    data = torch.load(result["checkpoint"], weights_only=True)["config"]["data"]
+    assert (data["pipeline"], data["video_resize"], data["frame_size"]) == ("musdl", "pil", 224)
+    monkeypatch.setitem(importers.OFFICIAL_PREPROCESSING, "usdl",
+                        {**importers.OFFICIAL_PREPROCESSING["usdl"], "data.layout": "core"})
+    with pytest.raises(ConfigError, match="folder dataset has no data.layout"):
         import_checkpoint(path, None, runs_dir, dataset="folder")

@@ -235,7 +235,9 @@ def _pipeline(name: str, frame_size: int, hflip: bool, resize: tuple[int, int]) 
         return Pipeline("tvv_fixed", (w, h), "bilinear", frame_size, True, hflip)
     if name == "tvv_cv2":  # PECoP: cv2 frames through torch_videovision's numpy path
         return Pipeline("tvv_cv2", tvv_resize_size((w, h)), CV2_NEAREST, frame_size, True, hflip)
-    if name == "musdl":
-        return Pipeline("musdl", (w, h), "random", frame_size, False, hflip)
+    if name == "musdl":  # random filter at train; bilinear at test (the official draws there too)
+        return Pipeline("musdl", (w, h), "random", frame_size, False, hflip, "bilinear")
+    if name == "crop":  # MUSDL's JIGSAWS: the frames as they are, centre-cropped
+        return Pipeline("crop", None, "bilinear", frame_size, False, hflip)
     from aqa.errors import ConfigError
     raise ConfigError(f"unknown data.pipeline {name!r}; choose one of {', '.join(PIPELINES)}")

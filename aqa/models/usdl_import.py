@@ -147,6 +147,11 @@ def import_usdl(raw: dict, path: str | Path, method: str | None, runs_dir: Path,
             "backbone.weights=", f"backbone.num_classes={classes}", f"model.num_bins={bins}"]
     if method == "musdl":
         sets.append(f"model.num_judges={heads}")
+    notes: list[str] = []
+    if layout == "mtl_aqa":  # the preprocessing the checkpoint was trained with, on any dataset
+        from aqa.importers import official_preprocessing
+
+        sets += official_preprocessing(method, name, overrides, notes)
     if data_root:
         sets.append(f"data.root={data_root}")
     cfg = build_run_config(method, name, overrides=sets + overrides)
@@ -155,8 +160,9 @@ def import_usdl(raw: dict, path: str | Path, method: str | None, runs_dir: Path,
                           "(455x256 resize and centre crop, ImageNet normalisation); the imported "
                           "model would see other pixels than it was trained on. Import it with "
                           "--dataset mtl_aqa (or another dataset with data.pipeline=musdl)")
-    notes = [f"fold {fold} of the four JIGSAWS cross-validation models (--set data.fold=K for "
-             "another); its rho_best is the four folds' average"] if layout == "jigsaws" else []
+    if layout == "jigsaws":
+        notes.append(f"fold {fold} of the four JIGSAWS cross-validation models (--set data.fold=K "
+                     "for another); its rho_best is the four folds' average")
     if data_root:
         entry = DATASETS.get(name)
         cfg = replace(cfg, data=entry.resolve(cfg.data, runs_dir))
