@@ -34,12 +34,13 @@ from aqa.config import RunConfig
 from aqa.data.base import Sample
 from aqa.data.exemplars import KEYS, pool_by, pool_key
 from aqa.data.pairs import PairDataset, voters
+from aqa.data.sampling import CORE as CORE_PLAN
 from aqa.errors import ConfigError
 from aqa.models.base import Method, clip_features, set_bn_eval
 from aqa.models.group_tree import build_leaves, decode, leaf_labels, pair_differences
 from aqa.registry import BACKBONES, METHODS
 
-CORE_STARTS = [0, 10, 20, 30, 40, 50, 60, 70, 80, 86]
+CORE_STARTS = list(CORE_PLAN.starts)  # [0, 10, ..., 80, 86]
 
 
 @dataclass

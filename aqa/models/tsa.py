@@ -42,6 +42,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from aqa.config import RunConfig
+from aqa.data.sampling import TSA as TSA_PLAN
 from aqa.errors import ConfigError
 from aqa.models.base import Method, count_parameters
 from aqa.models.tubes import (fill_convex, full_frame_boxes, motion_boxes, swap_first_corners,
@@ -52,7 +53,7 @@ from aqa.registry import BACKBONES, METHODS
 __all__ = ["TSA_STARTS", "SPLIT_AT", "fill_convex", "tube_mask", "TubeSelfAttention", "TSANet",
            "TSAHead", "TSA", "Plain"]
 
-TSA_STARTS = (0, 16, 32, 48, 64, 80, 87)
+TSA_STARTS = TSA_PLAN.starts  # (0, 16, 32, 48, 64, 80, 87)
 SPLIT_AT = "MaxPool3d_4a_3x3"
 HEADS = ("auto", "bce", "usdl")
 TUBES = ("auto", "boxes", "motion", "full")

@@ -36,11 +36,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from aqa.config import RunConfig
+from aqa.data.sampling import JIGSAWS as JIGSAWS_PLAN, MUSDL as MUSDL_PLAN
 from aqa.errors import ConfigError
 from aqa.models.base import Method, clip_features
 from aqa.registry import BACKBONES, METHODS
 
-MUSDL_STARTS = [0, 10, 20, 30, 40, 50, 60, 70, 80, 87]
+MUSDL_STARTS = list(MUSDL_PLAN.starts)  # [0, 10, ..., 80, 87]
 
 
 @dataclass
@@ -123,7 +124,7 @@ class _Distribution(Method):
                           train=replace(cfg.train, epochs=80),
                           data=replace(cfg.data, num_frames=160, hflip=False, pipeline="crop",
                                        jitter=0),
-                          model=replace(cfg.model, clip_starts=list(range(0, 160, 16)),
+                          model=replace(cfg.model, clip_starts=list(JIGSAWS_PLAN.starts),
                                         pack_clips=True, sigma=1.0, **cls.jigsaws_bins))
         return cfg
 
