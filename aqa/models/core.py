@@ -264,3 +264,27 @@ class CoRe(Method):
             model, batch_a, batch_b, bank_, lambda f, q, b: self._vote(model, f, q, b),
             lambda f_e, f_q, y_e: self._pair_difference(model, f_e, f_q, y_e),
             self.cfg.model.use_dd, self._needs_difficulty())
+
+
+# ---------------------------------------------------------------------------------- official weights
+
+def core_state(raw: dict, model: torch.nn.Module) -> tuple[dict, list[str]]:
+    """Map an official CoRe checkpoint (``base_model`` + ``regressor``) or a bare I3D state dict
+    (hassony2 ``model_rgb.pth``) onto our CoReModel's keys."""
+    from aqa.official import check_fit, i3d_state_for, strip_module
+
+    notes = []
+    own = model.state_dict()
+    if "base_model" in raw and "regressor" in raw:
+        base = strip_module(raw["base_model"])
+        mapped = {k if k.startswith("backbone.") else f"backbone.{k}": v for k, v in base.items()}
+        mapped.update({f"regressor.{k}": v for k, v in strip_module(raw["regressor"]).items()})
+    elif any(k.endswith("conv3d.weight") for k in raw):
+        mapped = {f"backbone.{k}": v for k, v in i3d_state_for(model.backbone, raw, notes).items()}
+        mapped.update({k: v for k, v in own.items() if k.startswith("regressor.")})
+        notes.append("the file holds I3D weights only: the regression tree starts untrained")
+    else:
+        raise CheckpointError("not a CoRe checkpoint: expected 'base_model' and 'regressor' "
+                              f"entries or an I3D state dict; found {sorted(raw)[:8]}")
+    mapped["leaves"] = own["leaves"]  # bins come from the training split, not the file
+    return check_fit(mapped, own, "CoRe"), notes

@@ -495,3 +495,23 @@ def official_state_dict(raw: dict, leaves: torch.Tensor) -> dict[str, torch.Tens
             out[prefix + key] = value
     out["leaves"] = leaves.to(torch.float64)
     return out
+
+
+def is_official_tpt(raw: dict) -> bool:
+    """An official TPT training checkpoint: ``model`` (the PairModel, with its action decoder)
+    and ``backbone`` (the I3D) state dicts."""
+    model = raw.get("model")
+    return (isinstance(model, dict) and isinstance(raw.get("backbone"), dict)
+            and any("action_decoder." in k for k in model))
+
+
+def tpt_state(raw: dict, model: torch.nn.Module) -> tuple[dict, list[str]]:
+    """Map an official TPT checkpoint onto our TPTModel's keys (the names are the official ones;
+    DDP prefixes are stripped), checking every key and shape."""
+    from aqa.official import check_fit
+
+    own = model.state_dict()
+    mapped = official_state_dict(raw, own["leaves"])  # bins come from the training split
+    hint = ("; the official README run has d_model=512, d_ffn=512, num_cluster=5 (pass others "
+            "with --set)")
+    return check_fit(mapped, own, "TPT with this config", hint), []
