@@ -109,11 +109,8 @@ def pick_voters(bank: dict, query: Sample, rule: str, k: int, seed: int,
     return chosen, weights, [bank["ids"].index(s.id) for s in chosen]
 
 
-def predict_batch(vote: Vote, f_q: torch.Tensor, batch: dict, bank: dict | None,
-                  method: str) -> torch.Tensor:
+def predict_batch(vote: Vote, f_q: torch.Tensor, batch: dict, bank: dict) -> torch.Tensor:
     """(B,) scores of a batch whose features are ``f_q`` (B, ...), each query voted alone."""
-    if bank is None:
-        raise RuntimeError(f"{method}.predict needs on_eval_start to have built the exemplar bank")
     preds = []
     for i in range(f_q.shape[0]):
         query = Sample(id=str(batch["id"][i]), video=Path(""), score=0.0,

@@ -217,8 +217,7 @@ class CoRe(Method):
         vote = lambda f, q, b: self._vote(model, f, q, b)  # noqa: E731
         if self._bank is None:
             raise RuntimeError("CoRe.predict needs on_eval_start to have built the exemplar bank")
-        return bank.predict_batch(vote, model.video_features(batch["video"]), batch, self._bank,
-                                  self.name)
+        return bank.predict_batch(vote, model.video_features(batch["video"]), batch, self._bank)
 
     def _vote(self, model: nn.Module, f_q: torch.Tensor, query: Sample, bank_: dict) -> dict:
         """Score one query (1, D) against its voters from the bank."""

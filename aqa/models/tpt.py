@@ -390,8 +390,7 @@ class TPT(Method):
         vote = lambda f, q, b: self._vote(model, f, q, b)  # noqa: E731
         if self._bank is None:
             raise RuntimeError("TPT.predict needs on_eval_start to have built the exemplar bank")
-        return bank.predict_batch(vote, model.video_features(batch["video"]), batch, self._bank,
-                                  self.name)
+        return bank.predict_batch(vote, model.video_features(batch["video"]), batch, self._bank)
 
     def _pair_difference(self, model: nn.Module, f_e: torch.Tensor, f_q: torch.Tensor,
                          y_e: float) -> float:
