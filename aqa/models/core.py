@@ -32,6 +32,7 @@ from aqa.config import RunConfig
 from aqa.data.base import Sample
 from aqa.data.pairs import PairDataset
 from aqa.data.sampling import CORE as CORE_PLAN
+from aqa.errors import CheckpointError
 from aqa.models import bank
 from aqa.models.bank import bank_from, bank_pool  # noqa: F401  (their old home)
 from aqa.models.base import Method, clip_features, set_bn_eval
