@@ -22,24 +22,24 @@ depend on what it is batched with).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.data import DataLoader
 
 from aqa.config import RunConfig
 from aqa.data.base import Sample
-from aqa.data.exemplars import KEYS, pool_by, pool_key
-from aqa.data.pairs import PairDataset, voters
-from aqa.errors import ConfigError
+from aqa.data.pairs import PairDataset
+from aqa.data.sampling import CORE as CORE_PLAN
+from aqa.errors import CheckpointError
+from aqa.models import bank
+from aqa.models.bank import bank_from, bank_pool  # noqa: F401  (their old home)
 from aqa.models.base import Method, clip_features, set_bn_eval
-from aqa.models.group_tree import build_leaves, decode, leaf_labels, pair_differences
+from aqa.models.group_tree import decode, leaf_labels
 from aqa.registry import BACKBONES, METHODS
 
-CORE_STARTS = [0, 10, 20, 30, 40, 50, 60, 70, 80, 86]
+CORE_STARTS = list(CORE_PLAN.starts)  # [0, 10, ..., 80, 86]
 
 
 @dataclass
@@ -124,10 +124,9 @@ class CoRe(Method):
     def __init__(self, cfg: RunConfig):
         super().__init__(cfg)
         m = cfg.model
-        if m.exemplar_rule not in KEYS:
-            raise ConfigError(f"model.exemplar_rule={m.exemplar_rule!r} is not one of {', '.join(KEYS)}")
+        bank.check_rule(m.exemplar_rule)
         self.leaves = torch.zeros(2 ** (m.depth - 1), 2, dtype=torch.float64)
-        self._pool_clips = None
+        self._pool_clips = None  # the training split without augmentation (the bank's clips)
         self._bank: dict | None = None
 
     @classmethod
@@ -150,17 +149,15 @@ class CoRe(Method):
     # ------------------------------------------------------------ targets
     def target(self, score: torch.Tensor, difficulty: torch.Tensor) -> torch.Tensor:
         """What the tree regresses: completeness score / DD with use_dd, else the score."""
-        return score / difficulty if self.cfg.model.use_dd else score
+        return bank.target(score, difficulty, self.cfg.model.use_dd)
 
     # ------------------------------------------------------------ data
     def wrap_dataset(self, clips: Any, split: str, train_clips: Any) -> Any:
         if split != "train":
             return clips
         m = self.cfg.model
-        samples = train_clips.samples
-        targets = [s.score / s.difficulty if m.use_dd else s.score for s in samples]
-        groups = [pool_key(s, m.exemplar_rule) for s in samples]
-        self.leaves = build_leaves(pair_differences(targets, groups), m.depth, m.score_range)
+        self.leaves = bank.training_leaves(train_clips.samples, m.exemplar_rule, m.use_dd,
+                                           m.depth, m.score_range)
         return PairDataset(clips, m.exemplar_rule)
 
     def build_model(self) -> nn.Module:
@@ -209,45 +206,28 @@ class CoRe(Method):
 
     # ------------------------------------------------------------ evaluation and the bank
     def on_eval_start(self, model: nn.Module, device: torch.device) -> None:
-        from aqa.registry import DATASETS
-
-        if self._pool_clips is None:  # the training split without augmentation
-            self._pool_clips = DATASETS.get(self.cfg.dataset).build(self.cfg.data, "train",
-                                                                    train=False)
-        from aqa.evaluate import collate
-
-        loader = DataLoader(self._pool_clips, batch_size=self.cfg.train.batch_size,
-                            num_workers=self.cfg.data.num_workers, collate_fn=collate)
-        feats = []
-        with torch.no_grad():
-            for batch in loader:
-                feats.append(model.video_features(batch["video"].to(device)).float().cpu())
-        samples = self._pool_clips.samples
-        self._bank = bank_from(samples, torch.cat(feats), self.cfg.model.exemplar_rule)
+        if self._pool_clips is None:
+            self._pool_clips = bank.training_pool(self.cfg)
+        self._bank = bank.build_bank(model, self._pool_clips, self.cfg.train.batch_size,
+                                     self.cfg.data.num_workers, self.cfg.model.exemplar_rule, device)
 
     def checkpoint_extras(self, model: nn.Module) -> dict[str, Any]:
         return {"exemplar_bank": self._bank} if self._bank is not None else {}
 
     def predict(self, model: nn.Module, batch: dict) -> torch.Tensor:
+        vote = lambda f, q, b: self._vote(model, f, q, b)  # noqa: E731
         if self._bank is None:
             raise RuntimeError("CoRe.predict needs on_eval_start to have built the exemplar bank")
-        preds = []
-        f_q = model.video_features(batch["video"])  # (B, D)
-        for i in range(f_q.shape[0]):
-            query = Sample(id=str(batch["id"][i]), video=Path(""), score=0.0,
-                           difficulty=float(batch["difficulty"][i]))
-            preds.append(self._vote(model, f_q[i:i + 1], query, self._bank)["score"])
-        return torch.tensor(preds, device=f_q.device)
+        return bank.predict_batch(vote, model.video_features(batch["video"]), batch, self._bank)
 
-    def _vote(self, model: nn.Module, f_q: torch.Tensor, query: Sample, bank: dict) -> dict:
+    def _vote(self, model: nn.Module, f_q: torch.Tensor, query: Sample, bank_: dict) -> dict:
         """Score one query (1, D) against its voters from the bank."""
         m = self.cfg.model
-        pool = bank_pool(bank, m.exemplar_rule)
-        chosen = voters(query, pool, m.voter_number, seed=self.cfg.train.seed).samples
-        rows = [bank["ids"].index(s.id) for s in chosen]
-        f_e = bank["features"][rows].to(f_q.device, f_q.dtype)  # (V, D)
-        s_e = bank["scores"][rows].to(f_q.device)
-        d_e = bank["difficulty"][rows].to(f_q.device)
+        chosen, _, rows = bank.pick_voters(bank_, query, m.exemplar_rule, m.voter_number,
+                                           seed=self.cfg.train.seed)
+        f_e = bank_["features"][rows].to(f_q.device, f_q.dtype)  # (V, D)
+        s_e = bank_["scores"][rows].to(f_q.device)
+        d_e = bank_["difficulty"][rows].to(f_q.device)
         y_e = self.target(s_e, d_e)
         logp, delta = model.head(f_e, f_q.expand(len(rows), -1), y_e / m.score_range)
         diff = decode(logp.float(), delta.float(), model.leaves).to(f_q.device)  # (V,)
@@ -259,61 +239,52 @@ class CoRe(Method):
                                "difference": float(dv) * (query.difficulty if m.use_dd else 1.0)}
                               for s, dv in zip(chosen, diff.tolist())]}
 
-    def score_clip(self, model: nn.Module, batch: dict, state: dict | None = None) -> dict[str, Any]:
-        bank = (state or {}).get("exemplar_bank")
-        if not bank:
-            raise ConfigError(f"this {self.name} checkpoint has no exemplar bank: score with "
-                              "best.pt, or import it with --dataset/--data-root so the training split is cached")
-        notes = []
-        difficulty = batch.get("difficulty_given")
-        if difficulty is None:
-            difficulty = float(torch.median(bank["difficulty"]))
-            if self.cfg.model.use_dd or self.cfg.model.exemplar_rule == "difficulty":
-                notes.append(f"no difficulty given: assumed the training split's median "
-                             f"{difficulty:g}; give the dive's difficulty for a faithful score")
-        query = Sample(id=str(batch["id"][0]), video=Path(""), score=0.0, difficulty=difficulty)
-        f_q = model.video_features(batch["video"])
-        out = self._vote(model, f_q, query, bank)
-        spread = torch.tensor(out["per_voter"]).std(unbiased=False).item() if out["per_voter"] else None
-        return {"score": out["score"], "exemplars": out["exemplars"], "spread": spread,
-                "notes": notes}
+    def _pair_difference(self, model: nn.Module, f_e: torch.Tensor, f_q: torch.Tensor,
+                         y_e: float) -> float:
+        """The tree on one pair (1, D), (1, D) with the exemplar's target: y_query - y_exemplar."""
+        s_e = torch.tensor([y_e], device=f_e.device) / self.cfg.model.score_range
+        logp, delta = model.head(f_e, f_q, s_e)
+        return float(decode(logp.float(), delta.float(), model.leaves)[0])
 
+    def _needs_difficulty(self) -> bool:
+        return self.cfg.model.use_dd or self.cfg.model.exemplar_rule == "difficulty"
+
+    def score_clip(self, model: nn.Module, batch: dict, state: dict | None = None) -> dict[str, Any]:
+        bank_ = bank.require_bank(state, self.name)
+        vote = lambda f, q, b: self._vote(model, f, q, b)  # noqa: E731
+        return bank.score_features(vote, model.video_features(batch["video"]), batch, bank_,
+                                   self._needs_difficulty())
 
     def compare_clips(self, model: nn.Module, batch_a: dict, batch_b: dict,
                       state: dict | None = None) -> dict[str, Any]:
-        """Each clip scored against the bank, then the tree on the pair itself, both orders:
-        with A as the exemplar at its predicted score, the predicted B minus A; and the reverse."""
-        a = self.score_clip(model, batch_a, state)
-        b = self.score_clip(model, batch_b, state)
-        m = self.cfg.model
-        f_a = model.video_features(batch_a["video"])
-        f_b = model.video_features(batch_b["video"])
-        median = float(torch.median(state["exemplar_bank"]["difficulty"]))  # as score_clip assumes
-        dd_a = (batch_a.get("difficulty_given") or median) if m.use_dd else 1.0
-        dd_b = (batch_b.get("difficulty_given") or median) if m.use_dd else 1.0
-        y_a, y_b = a["score"] / dd_a, b["score"] / dd_b
-        t = lambda y: torch.tensor([y], device=f_a.device) / m.score_range  # noqa: E731
-        logp, delta = model.head(f_a, f_b, t(y_a))
-        b_from_a = (y_a + float(decode(logp.float(), delta.float(), model.leaves)[0])) * dd_b
-        logp, delta = model.head(f_b, f_a, t(y_b))
-        a_from_b = (y_b + float(decode(logp.float(), delta.float(), model.leaves)[0])) * dd_a
-        difference = ((b_from_a - a["score"]) + (b["score"] - a_from_b)) / 2
-        return {"score_a": a["score"], "score_b": b["score"], "difference": difference,
-                "notes": a["notes"] + [n for n in b["notes"] if n not in a["notes"]]}
+        """Each clip scored against the bank, then the tree on the pair itself, both orders
+        (:func:`aqa.models.bank.head_to_head`); one backbone pass a clip."""
+        bank_ = bank.require_bank(state, self.name)
+        return bank.compare_clips(
+            model, batch_a, batch_b, bank_, lambda f, q, b: self._vote(model, f, q, b),
+            lambda f_e, f_q, y_e: self._pair_difference(model, f_e, f_q, y_e),
+            self.cfg.model.use_dd, self._needs_difficulty())
 
 
-def bank_from(samples: list[Sample], features: torch.Tensor, rule: str) -> dict:
-    """The exemplar bank: training-split features and what the pool needs (plain values only)."""
-    return {"features": features.float(), "ids": [s.id for s in samples],
-            "scores": torch.tensor([s.score for s in samples], dtype=torch.float32),
-            "difficulty": torch.tensor([s.difficulty for s in samples], dtype=torch.float32),
-            "groups": [None if rule in ("difficulty", "none") else str(pool_key(s, rule))
-                       for s in samples], "rule": rule}
+# ---------------------------------------------------------------------------------- official weights
 
+def core_state(raw: dict, model: torch.nn.Module) -> tuple[dict, list[str]]:
+    """Map an official CoRe checkpoint (``base_model`` + ``regressor``) or a bare I3D state dict
+    (hassony2 ``model_rgb.pth``) onto our CoReModel's keys."""
+    from aqa.official import check_fit, i3d_state_for, strip_module
 
-def bank_pool(bank: dict, rule: str):
-    samples = [Sample(id=i, video=Path(""), score=float(s), difficulty=float(d),
-                      meta={rule: g} if g is not None else {})
-               for i, s, d, g in zip(bank["ids"], bank["scores"], bank["difficulty"],
-                                     bank["groups"])]
-    return pool_by(samples, rule)
+    notes = []
+    own = model.state_dict()
+    if "base_model" in raw and "regressor" in raw:
+        base = strip_module(raw["base_model"])
+        mapped = {k if k.startswith("backbone.") else f"backbone.{k}": v for k, v in base.items()}
+        mapped.update({f"regressor.{k}": v for k, v in strip_module(raw["regressor"]).items()})
+    elif any(k.endswith("conv3d.weight") for k in raw):
+        mapped = {f"backbone.{k}": v for k, v in i3d_state_for(model.backbone, raw, notes).items()}
+        mapped.update({k: v for k, v in own.items() if k.startswith("regressor.")})
+        notes.append("the file holds I3D weights only: the regression tree starts untrained")
+    else:
+        raise CheckpointError("not a CoRe checkpoint: expected 'base_model' and 'regressor' "
+                              f"entries or an I3D state dict; found {sorted(raw)[:8]}")
+    mapped["leaves"] = own["leaves"]  # bins come from the training split, not the file
+    return check_fit(mapped, own, "CoRe"), notes

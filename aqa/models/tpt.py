@@ -26,7 +26,6 @@ Module names are the official ones (``action_decoder``, ``pair_encoder``, ``cls`
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -35,11 +34,11 @@ from torch.nn import functional as F
 
 from aqa.config import RunConfig
 from aqa.data.base import Sample
-from aqa.data.pairs import voters
+from aqa.data.pairs import PairDataset
 from aqa.data.sampling import TPT as TPT_PLAN
 from aqa.errors import CheckpointError, ConfigError
-from aqa.models.base import count_parameters
-from aqa.models.core import CoRe, bank_pool
+from aqa.models import bank
+from aqa.models.base import Method, count_parameters, set_bn_eval
 from aqa.models.group_tree import decode, leaf_labels
 from aqa.registry import BACKBONES, METHODS
 
@@ -187,10 +186,9 @@ class TPTModel(nn.Module):
         pair = self.pair_encoder(parts_e, parts_q)  # (B, d)
         return F.log_softmax(self.cls(pair).float(), dim=-1), self.reg(pair)
 
-    def head(self, f_e: torch.Tensor, f_q: torch.Tensor,
-             s_e: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Clip features (V, N, D) of exemplars and (V or 1, N, D) of the query -> (V, L), (V, L).
-        ``s_e`` is unused (TPT does not see the exemplar's score); kept for CoRe's interface."""
+    def head(self, f_e: torch.Tensor, f_q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clip features (V, N, D) of exemplars and (V or 1, N, D) of the query -> (V, L), (V, L);
+        TPT does not see the exemplar's score."""
         parts_e, _ = self.action_decoder(f_e)
         parts_q, _ = self.action_decoder(f_q)  # decoded once, broadcast over the voters
         return self.compare(parts_e, parts_q.expand(parts_e.shape[0], -1, -1))
@@ -246,10 +244,12 @@ def leaf_mse(reg: torch.Tensor, idx: torch.Tensor, r: torch.Tensor) -> torch.Ten
 # ---------------------------------------------------------------------------------- method
 
 @METHODS.register("tpt")
-class TPT(CoRe):
-    """Shares CoRe's data side (bins from same-group pairs, the training exemplar, the bank of
-    the training split's features, predict / score_clip / compare_clips); the model, the loss,
-    the optimizer groups and the weighted, padded voting are TPT's."""
+class TPT(Method):
+    """A pair method like CoRe, sharing its parts as modules: bins from same-group training pairs
+    (:func:`aqa.models.bank.training_leaves`), one same-group exemplar a query
+    (:class:`PairDataset`), the bank of the training split's per-clip features, scoring and
+    head-to-head (:mod:`aqa.models.bank`); the model, the loss, the optimizer groups and the
+    weighted, padded voting are TPT's."""
 
     name = "tpt"
     config_cls = TPTConfig
@@ -277,11 +277,36 @@ class TPT(CoRe):
                                              exemplar_rule="class"))
         return cfg
 
+    def __init__(self, cfg: RunConfig):
+        super().__init__(cfg)
+        m = cfg.model
+        bank.check_rule(m.exemplar_rule)
+        self.leaves = torch.zeros(2 ** (m.depth - 1), 2, dtype=torch.float64)
+        self._pool_clips = None  # the training split without augmentation (the bank's clips)
+        self._bank: dict | None = None
+
+    def target(self, score: torch.Tensor, difficulty: torch.Tensor) -> torch.Tensor:
+        """What the tree regresses: completeness score / DD with use_dd, else the score."""
+        return bank.target(score, difficulty, self.cfg.model.use_dd)
+
+    def wrap_dataset(self, clips: Any, split: str, train_clips: Any) -> Any:
+        if split != "train":
+            return clips
+        m = self.cfg.model
+        self.leaves = bank.training_leaves(train_clips.samples, m.exemplar_rule, m.use_dd,
+                                           m.depth, m.score_range)
+        return PairDataset(clips, m.exemplar_rule)
+
     def build_model(self) -> nn.Module:
         backbone = BACKBONES.get(self.cfg.backbone.name).build(self.cfg.backbone)
         if self.cfg.backbone.freeze:
             backbone.requires_grad_(False)
         return TPTModel(backbone, self.cfg.model, self.leaves)
+
+    def set_train_mode(self, model: nn.Module) -> None:
+        super().set_train_mode(model)  # train(); backbone BN in eval with backbone.freeze_bn
+        if self.cfg.model.fix_bn:  # the official fix_bn: every BatchNorm
+            set_bn_eval(model)
 
     # ------------------------------------------------------------ optimizer and loop hooks
     def param_groups(self, model: nn.Module) -> list[dict[str, Any]]:
@@ -351,8 +376,47 @@ class TPT(CoRe):
 
     # ------------------------------------------------------------ evaluation
     def on_eval_start(self, model: nn.Module, device: torch.device) -> None:
-        super().on_eval_start(model, device)  # the bank: per-clip features of the training split
+        """The bank: per-clip features (N, 20, D) of the training split."""
+        if self._pool_clips is None:
+            self._pool_clips = bank.training_pool(self.cfg)
+        self._bank = bank.build_bank(model, self._pool_clips, self.cfg.train.batch_size,
+                                     self.cfg.data.num_workers, self.cfg.model.exemplar_rule, device)
         self._voter_stats = {"queries": 0, "voters": 0, "padded": 0, "padded_queries": 0}
+
+    def checkpoint_extras(self, model: nn.Module) -> dict[str, Any]:
+        return {"exemplar_bank": self._bank} if self._bank is not None else {}
+
+    def predict(self, model: nn.Module, batch: dict) -> torch.Tensor:
+        vote = lambda f, q, b: self._vote(model, f, q, b)  # noqa: E731
+        if self._bank is None:
+            raise RuntimeError("TPT.predict needs on_eval_start to have built the exemplar bank")
+        return bank.predict_batch(vote, model.video_features(batch["video"]), batch, self._bank)
+
+    def _pair_difference(self, model: nn.Module, f_e: torch.Tensor, f_q: torch.Tensor,
+                         y_e: float) -> float:
+        """The heads on one pair of clip features (1, N, D): y_query - y_exemplar (TPT does not
+        see the exemplar's score)."""
+        logp, reg = model.head(f_e, f_q)
+        return float(decode(logp.float(), reg.float(), model.leaves)[0])
+
+    def _needs_difficulty(self) -> bool:
+        return self.cfg.model.use_dd or self.cfg.model.exemplar_rule == "difficulty"
+
+    def score_clip(self, model: nn.Module, batch: dict, state: dict | None = None) -> dict[str, Any]:
+        bank_ = bank.require_bank(state, self.name)
+        vote = lambda f, q, b: self._vote(model, f, q, b)  # noqa: E731
+        return bank.score_features(vote, model.video_features(batch["video"]), batch, bank_,
+                                   self._needs_difficulty())
+
+    def compare_clips(self, model: nn.Module, batch_a: dict, batch_b: dict,
+                      state: dict | None = None) -> dict[str, Any]:
+        """Each clip scored against the bank, then the heads on the pair itself, both orders
+        (:func:`aqa.models.bank.head_to_head`); one backbone pass a clip."""
+        bank_ = bank.require_bank(state, self.name)
+        return bank.compare_clips(
+            model, batch_a, batch_b, bank_, lambda f, q, b: self._vote(model, f, q, b),
+            lambda f_e, f_q, y_e: self._pair_difference(model, f_e, f_q, y_e),
+            self.cfg.model.use_dd, self._needs_difficulty())
 
     def eval_protocol(self) -> dict[str, Any]:
         """What ``aqa eval`` reports beside the metrics: the voting of METHODS.md 5.3."""
@@ -366,20 +430,18 @@ class TPT(CoRe):
         return {"voter_number": m.voter_number, "pad_voters": m.pad_voters, **st,
                 "summary": summary}
 
-    def _vote(self, model: nn.Module, f_q: torch.Tensor, query: Sample, bank: dict) -> dict:
+    def _vote(self, model: nn.Module, f_q: torch.Tensor, query: Sample, bank_: dict) -> dict:
         """Score one query (1, N, D) against its voters' bank features (V, N, D): the query's
         group, padded to voter_number from the nearest groups with weight 0 (METHODS.md 5.3)."""
         m = self.cfg.model
-        pool = bank_pool(bank, m.exemplar_rule)
-        chosen, weights = voters(query, pool, m.voter_number, seed=self.cfg.train.seed,
-                                 pad=m.pad_voters)
-        rows = [bank["ids"].index(s.id) for s in chosen]
-        f_e = bank["features"][rows].to(f_q.device, f_q.dtype)  # (V, N, D)
+        chosen, weights, rows = bank.pick_voters(bank_, query, m.exemplar_rule, m.voter_number,
+                                                 seed=self.cfg.train.seed, pad=m.pad_voters)
+        f_e = bank_["features"][rows].to(f_q.device, f_q.dtype)  # (V, N, D)
         if f_e.dim() != 3 or f_e.shape[1:] != f_q.shape[1:]:
             raise CheckpointError(f"the exemplar bank holds features of shape {tuple(f_e.shape[1:])} "
                                   f"but the model makes {tuple(f_q.shape[1:])}: it was saved by "
                                   "another method or clip plan; evaluate the run again to rebuild it")
-        y_e = self.target(bank["scores"][rows], bank["difficulty"][rows]).to(f_q.device)
+        y_e = self.target(bank_["scores"][rows], bank_["difficulty"][rows]).to(f_q.device)
         logp, reg = model.head(f_e, f_q)
         diff = decode(logp.float(), reg.float(), model.leaves).to(f_q.device)  # (V,)
         leaf = logp.argmax(dim=1)  # (V,) the chosen leaf, and its regression delta in [0, 1]
@@ -432,3 +494,23 @@ def official_state_dict(raw: dict, leaves: torch.Tensor) -> dict[str, torch.Tens
             out[prefix + key] = value
     out["leaves"] = leaves.to(torch.float64)
     return out
+
+
+def is_official_tpt(raw: dict) -> bool:
+    """An official TPT training checkpoint: ``model`` (the PairModel, with its action decoder)
+    and ``backbone`` (the I3D) state dicts."""
+    model = raw.get("model")
+    return (isinstance(model, dict) and isinstance(raw.get("backbone"), dict)
+            and any("action_decoder." in k for k in model))
+
+
+def tpt_state(raw: dict, model: torch.nn.Module) -> tuple[dict, list[str]]:
+    """Map an official TPT checkpoint onto our TPTModel's keys (the names are the official ones;
+    DDP prefixes are stripped), checking every key and shape."""
+    from aqa.official import check_fit
+
+    own = model.state_dict()
+    mapped = official_state_dict(raw, own["leaves"])  # bins come from the training split
+    hint = ("; the official README run has d_model=512, d_ffn=512, num_cluster=5 (pass others "
+            "with --set)")
+    return check_fit(mapped, own, "TPT with this config", hint), []

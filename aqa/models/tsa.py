@@ -7,7 +7,7 @@ METHODS.md section 4. The I3D (piergiaj family) is split after ``MaxPool3d_4a_3x
       --tube self-attention on the cells inside the tube--> same shape
       --stage 2, per clip (Mixed_4b .. Mixed_5c, pool)--> (B, 7, 1024) --mean--> (B, 1024)
       --head--> FR-FS: 1024 -> 256 -> 128 -> 1, sigmoid (fall probability)
-                scores: the USDL head 1024 -> 256 -> 128 -> 101 bins (aqa.models.usdl)
+                scores: the USDL head 1024 -> 256 -> 128 -> 101 bins (aqa.models.distribution)
 
 The tube mask (aqa.models.tubes) follows the stage-1 map: 14x14 at 224 px, 7x7 at 112 px; each
 clip's frames form groups of clip_len / T1 frames (4 for 16-frame clips), one mask a time step.
@@ -42,17 +42,18 @@ from torch import nn
 from torch.nn import functional as F
 
 from aqa.config import RunConfig
+from aqa.data.sampling import TSA as TSA_PLAN
 from aqa.errors import ConfigError
 from aqa.models.base import Method, count_parameters
 from aqa.models.tubes import (fill_convex, full_frame_boxes, motion_boxes, swap_first_corners,
                               tube_mask)
-from aqa.models.usdl import USDL, USDLConfig, mlp_head
+from aqa.models.distribution import ScoreDistribution, check_reduction, mlp_head
 from aqa.registry import BACKBONES, METHODS
 
 __all__ = ["TSA_STARTS", "SPLIT_AT", "fill_convex", "tube_mask", "TubeSelfAttention", "TSANet",
            "TSAHead", "TSA", "Plain"]
 
-TSA_STARTS = (0, 16, 32, 48, 64, 80, 87)
+TSA_STARTS = TSA_PLAN.starts  # (0, 16, 32, 48, 64, 80, 87)
 SPLIT_AT = "MaxPool3d_4a_3x3"
 HEADS = ("auto", "bce", "usdl")
 TUBES = ("auto", "boxes", "motion", "full")
@@ -99,7 +100,7 @@ class TubeSelfAttention(nn.Module):
 
 
 class TSAHead(nn.Module):
-    """The official MLP_block: 1024 -> 256 -> 128 -> out (``usdl.mlp_head``), with the ``--dp``
+    """The official MLP_block: 1024 -> 256 -> 128 -> out (``distribution.mlp_head``), with the ``--dp``
     dropout after the first two layers; logits (the sigmoid/softmax is the method's)."""
 
     def __init__(self, in_dim: int, out: int, dropout: float = 0.0):
@@ -245,10 +246,9 @@ class _TubeNetwork(Method):
                 (self.head_kind == "bce" and best not in ("accuracy", "rho")):
             raise ConfigError(f"train.best_metric={best} does not fit the {self.head_kind} head: use "
                               + ("rho, l2 or rl2" if self.head_kind == "usdl" else "accuracy"))
-        # the USDL head's soft labels and KL, reused from the USDL method
-        self._usdl = USDL(replace(cfg, model=USDLConfig(
-            num_bins=m.num_bins, score_max=m.score_max, sigma=m.sigma,
-            kl_reduction=m.kl_reduction, log_of_softmax=m.log_of_softmax)))
+        # the USDL head's bins, soft labels and KL (score_min 0)
+        self.distribution = ScoreDistribution(m.num_bins, 0.0, m.score_max, m.sigma,
+                                              m.kl_reduction, m.log_of_softmax)
 
     @classmethod
     def adjust_defaults(cls, cfg: RunConfig) -> RunConfig:
@@ -273,8 +273,7 @@ class _TubeNetwork(Method):
 
     def build_model(self) -> nn.Module:
         m = self.cfg.model
-        if m.kl_reduction not in ("mean", "batchmean"):
-            raise ConfigError(f"model.kl_reduction={m.kl_reduction!r} is not one of mean, batchmean")
+        check_reduction(m.kl_reduction)
         if not 0.0 <= m.dropout < 1.0:
             raise ConfigError("model.dropout must be in [0, 1)")
         backbone = BACKBONES.get(self.cfg.backbone.name).build(self.cfg.backbone)
@@ -346,8 +345,8 @@ class _TubeNetwork(Method):
         if self.head_kind == "bce":
             label = batch["label"].float().reshape(-1)
             return {"loss": F.binary_cross_entropy_with_logits(out[:, 0], label)}
-        centres = self._usdl._to_bins(batch["score"])[:, None]  # (B, 1)
-        return {"loss": self._usdl._kl(out[:, None, :], centres)}
+        centres = self.distribution.to_bins(batch["score"])[:, None]  # (B, 1)
+        return {"loss": self.distribution.kl(out[:, None, :], centres)}
 
     def predict(self, model: nn.Module, batch: dict) -> torch.Tensor:
         """(B,): the fall probability (bce head) or the USDL score (argmax bin)."""

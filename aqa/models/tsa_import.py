@@ -17,7 +17,6 @@ unpickled; the optimizer state is dropped. The weights are mapped key by key ont
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,12 +34,14 @@ def is_official_tsa(raw: dict) -> bool:
 
 def _strip(state: dict | None) -> dict:
     """Drop the ``module.`` prefix nn.DataParallel adds."""
-    return {k[7:] if k.startswith("module.") else k: v for k, v in (state or {}).items()}
+    from aqa.official import strip_module
+
+    return strip_module(state)
 
 
 def official_tsa_state(raw: dict, model: torch.nn.Module) -> dict:
     """The official file's weights under ``model``'s (a TSANet's) keys, checked strictly."""
-    from aqa.importers import check_fit
+    from aqa.official import check_fit
 
     own = model.state_dict()
     mapped = {f"backbone.{k}": v for k, v in _strip(raw["i3d"]).items()}
@@ -62,11 +63,8 @@ def import_tsa(raw: dict, path: str | Path, method: str | None, runs_dir: Path, 
                overrides: list[str] | None = None, out: str | Path | None = None) -> dict:
     """Write a run whose ``checkpoints/best.pt`` holds the official TSA-Net/Plain-Net weights;
     returns {"checkpoint", "run_id", "notes", "method"}."""
-    from aqa.config import build_run_config, to_dict
-    from aqa.importers import _plain
-    from aqa.runs import store
-    from aqa.runs.events import EVENTS_FILE, EventWriter
-    from aqa.train.checkpoint import save_checkpoint
+    from aqa.config import build_run_config
+    from aqa.official import plain, write_imported_run
 
     if not is_official_tsa(raw):
         raise CheckpointError(f"{path} is not an official TSA-Net checkpoint: expected 'i3d' and "
@@ -100,24 +98,9 @@ def import_tsa(raw: dict, path: str | Path, method: str | None, runs_dir: Path, 
     model = METHODS.get(method)(cfg).build_model()
     model.load_state_dict(official_tsa_state(raw, model), strict=True)
     metric = "accuracy" if out_dim == 1 else "rho"
-    value = _plain(raw.get("rho_best"))
+    value = plain(raw.get("rho_best"))
     metrics = {metric: float(value)} if value is not None else {}
-    epoch = int(_plain(raw.get("epoch", 0)) or 0)
-    run_path = store.create_run(runs_dir, to_dict(cfg), argv=["aqa", "import-checkpoint", str(path)],
-                                extra={"imported_from": str(Path(path).resolve())})
-    target = Path(out) if out else run_path / "checkpoints" / "best.pt"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    state = {"method": method, "config": to_dict(cfg), "model": model.state_dict(),
-             "epoch": epoch, "step": 0, "metrics": metrics,
-             "best": {"metric": metric, "value": metrics.get(metric), "epoch": epoch},
-             "imported_from": str(Path(path).resolve())}
-    size = save_checkpoint(target, state)
-    events = EventWriter(run_path / EVENTS_FILE)
-    events.emit("start", imported=True, epochs=epoch, total_steps=0)
-    for k, v in metrics.items():
-        events.metric(k, v, epoch=epoch, step=0, split="test")
-    events.emit("checkpoint", path=str(target), epoch=epoch, step=0, size=size, metrics=metrics)
-    events.emit("status", status="finished", message="imported " + Path(path).name)
-    events.close()
-    store.write_job(run_path, {"executor": "import", "state": "done", "started": time.time()})
-    return {"checkpoint": str(target), "run_id": run_path.name, "notes": notes, "method": method}
+    epoch = int(plain(raw.get("epoch", 0)) or 0)
+    out_ = write_imported_run(runs_dir, cfg, model.state_dict(), path, metrics=metrics,
+                              epoch=epoch, notes=notes, out=out, best_metric=metric)
+    return {**out_, "method": method}

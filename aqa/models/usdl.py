@@ -36,11 +36,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from aqa.config import RunConfig
+from aqa.data.sampling import JIGSAWS as JIGSAWS_PLAN, MUSDL as MUSDL_PLAN
 from aqa.errors import ConfigError
 from aqa.models.base import Method, clip_features
+from aqa.models.distribution import (ScoreDistribution, check_reduction,  # noqa: F401
+                                     gaussian_labels, mlp_head)
 from aqa.registry import BACKBONES, METHODS
 
-MUSDL_STARTS = [0, 10, 20, 30, 40, 50, 60, 70, 80, 87]
+MUSDL_STARTS = list(MUSDL_PLAN.starts)  # [0, 10, ..., 80, 87]
 
 
 @dataclass
@@ -63,19 +66,6 @@ class MUSDLConfig(USDLConfig):
     num_judges: int = 7  # one head per judge
     use_dd: bool = True  # multiply the judges' combined score by the difficulty degree
     combine: str = "middle3"  # judges -> score: middle3 (diving: the middle three of the sorted judges) or sum (JIGSAWS' six GRS items)
-
-
-def mlp_head(in_dim: int, bins: int) -> nn.Sequential:
-    """MUSDL's MLP_block: 1024 -> 256 -> 128 -> bins (logits; softmax in the loss/prediction)."""
-    return nn.Sequential(nn.Linear(in_dim, 256), nn.ReLU(inplace=True), nn.Linear(256, 128),
-                         nn.ReLU(inplace=True), nn.Linear(128, bins))
-
-
-def gaussian_labels(centres: torch.Tensor, bins: int, sigma: float) -> torch.Tensor:
-    """(B,) centres in bin units -> (B, bins) Gaussian pdf at the integer bins, renormalised."""
-    grid = torch.arange(bins, dtype=torch.float32, device=centres.device)[None, :]
-    pdf = torch.exp(-0.5 * ((grid - centres[:, None].float()) / sigma) ** 2)
-    return pdf / pdf.sum(dim=1, keepdim=True)
 
 
 class DistributionModel(nn.Module):
@@ -123,7 +113,7 @@ class _Distribution(Method):
                           train=replace(cfg.train, epochs=80),
                           data=replace(cfg.data, num_frames=160, hflip=False, pipeline="crop",
                                        jitter=0),
-                          model=replace(cfg.model, clip_starts=list(range(0, 160, 16)),
+                          model=replace(cfg.model, clip_starts=list(JIGSAWS_PLAN.starts),
                                         pack_clips=True, sigma=1.0, **cls.jigsaws_bins))
         return cfg
 
@@ -134,43 +124,26 @@ class _Distribution(Method):
 
     def build_model(self) -> nn.Module:
         m = self.cfg.model
-        if m.kl_reduction not in ("mean", "batchmean"):
-            raise ConfigError(f"model.kl_reduction={m.kl_reduction!r} is not one of mean, batchmean")
+        check_reduction(m.kl_reduction)
         backbone = BACKBONES.get(self.cfg.backbone.name).build(self.cfg.backbone)
         if self.cfg.backbone.freeze:
             backbone.requires_grad_(False)
         return DistributionModel(backbone, self.heads, m.num_bins, m.clip_starts, m.clip_len,
                                  m.pack_clips)
 
+    @property
+    def distribution(self) -> ScoreDistribution:
+        """The bins, soft labels and KL of :mod:`aqa.models.distribution`, from the config."""
+        return ScoreDistribution.of(self.cfg.model)
+
     def _to_bins(self, score: torch.Tensor) -> torch.Tensor:
-        """Scores -> fractional bin positions (the soft labels' centres)."""
-        m = self.cfg.model
-        bins = (score.float() - m.score_min) * (m.num_bins - 1) / (m.score_max - m.score_min)
-        return bins.clamp(0, m.num_bins - 1)
+        return self.distribution.to_bins(score)
 
     def _from_bins(self, index: torch.Tensor) -> torch.Tensor:
-        """Bin indices -> scores."""
-        m = self.cfg.model
-        return m.score_min + index.float() * (m.score_max - m.score_min) / (m.num_bins - 1)
-
-    def _log_probs(self, logits: torch.Tensor) -> torch.Tensor:
-        if self.cfg.model.log_of_softmax:  # the official log(softmax(x))
-            return torch.log(F.softmax(logits.float(), dim=-1))
-        return F.log_softmax(logits.float(), dim=-1)
+        return self.distribution.from_bins(index)
 
     def _kl(self, logits: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
-        """KL between the soft labels centred at ``centres`` (B, H) and the predictions."""
-        m = self.cfg.model
-        b, h, k = logits.shape
-        target = gaussian_labels(centres.reshape(-1), k, m.sigma).reshape(b, h, k)
-        logp = self._log_probs(logits)
-        loss = 0.0
-        # 'mean' (official) divides the summed KL by batch x bins, 'batchmean' by the batch;
-        # written out, since torch's own 'mean' is deprecated and will change meaning
-        denom = b * k if m.kl_reduction == "mean" else b
-        for j in range(h):  # MUSDL sums the per-judge losses
-            loss = loss + F.kl_div(logp[:, j], target[:, j], reduction="sum") / denom
-        return loss
+        return self.distribution.kl(logits, centres)
 
 
 @METHODS.register("usdl")

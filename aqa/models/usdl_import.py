@@ -17,7 +17,7 @@ cross-validation folds' models in ``nn.ModuleList``s: ``{'epoch', 'i3ds', 'evalu
 6 judges x 5 bins (MUSDL); the fold is chosen with ``--set data.fold=K`` (default 0, whose model
 was tested on fold 0).
 
-Read with ``aqa.importers.load_official`` (weights only, numpy 1.x names allowed; nothing else is
+Read with ``aqa.official.load_official`` (weights only, numpy 1.x names allowed; nothing else is
 unpickled); the optimizer is dropped. Every key and shape is checked against our
 ``DistributionModel`` (``backbone.*``, ``heads.<j>.{0,2,4}.*``) before a strict load.
 """
@@ -25,7 +25,6 @@ unpickled); the optimizer is dropped. Every key and shape is checked against our
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -46,9 +45,11 @@ def is_official_usdl(raw: dict) -> bool:
     return {"i3d", "evaluator"} <= set(raw) and "TSA_module" not in raw
 
 
-def _strip(state: dict) -> dict:
+def _strip(state: dict | None) -> dict:
     """Drop the ``module.`` prefix nn.DataParallel adds."""
-    return {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
+    from aqa.official import strip_module
+
+    return strip_module(state)
 
 
 def _fold(state: dict, fold: int, what: str) -> dict:
@@ -94,7 +95,7 @@ def head_shape(evaluator: dict) -> tuple[str, int, int]:
 
 def official_state(i3d: dict, evaluator: dict, model: torch.nn.Module) -> dict:
     """The official weights under ``model``'s (a DistributionModel's) keys, checked strictly."""
-    from aqa.importers import check_fit
+    from aqa.official import check_fit
 
     mapped = {f"backbone.{k}": v for k, v in i3d.items()}
     for k, v in evaluator.items():
@@ -109,11 +110,8 @@ def import_usdl(raw: dict, path: str | Path, method: str | None, runs_dir: Path,
                 overrides: list[str] | None = None, out: str | Path | None = None) -> dict:
     """Write a run whose ``checkpoints/best.pt`` holds the official weights; returns
     {"checkpoint", "run_id", "notes", "method"}."""
-    from aqa.config import build_run_config, to_dict
-    from aqa.importers import _plain
-    from aqa.runs import store
-    from aqa.runs.events import EVENTS_FILE, EventWriter
-    from aqa.train.checkpoint import save_checkpoint
+    from aqa.config import build_run_config
+    from aqa.official import plain, write_imported_run
 
     if not is_official_usdl(raw):
         raise CheckpointError(f"{path} is not an official USDL/MUSDL checkpoint: expected 'i3d' "
@@ -149,7 +147,7 @@ def import_usdl(raw: dict, path: str | Path, method: str | None, runs_dir: Path,
         sets.append(f"model.num_judges={heads}")
     notes: list[str] = []
     if layout == "mtl_aqa":  # the preprocessing the checkpoint was trained with, on any dataset
-        from aqa.importers import official_preprocessing
+        from aqa.official import official_preprocessing
 
         sets += official_preprocessing(method, name, overrides, notes)
     if data_root:
@@ -171,24 +169,9 @@ def import_usdl(raw: dict, path: str | Path, method: str | None, runs_dir: Path,
     method_obj = METHODS.get(method)(cfg)
     model = method_obj.build_model()
     model.load_state_dict(official_state(i3d, evaluator, model), strict=True)
-    value = _plain(raw.get("rho_best"))
+    value = plain(raw.get("rho_best"))
     metrics = {"rho": float(value)} if value is not None else {}
-    epoch = int(_plain(raw.get("epoch", 0)) or 0)
-    run_path = store.create_run(runs_dir, to_dict(cfg), argv=["aqa", "import-checkpoint", str(path)],
-                                extra={"imported_from": str(Path(path).resolve())})
-    target = Path(out) if out else run_path / "checkpoints" / "best.pt"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    state = {"method": method, "config": to_dict(cfg), "model": model.state_dict(),
-             "epoch": epoch, "step": 0, "metrics": metrics,
-             "best": {"metric": "rho", "value": metrics.get("rho"), "epoch": epoch},
-             "imported_from": str(Path(path).resolve())}
-    size = save_checkpoint(target, state)
-    events = EventWriter(run_path / EVENTS_FILE)
-    events.emit("start", imported=True, epochs=epoch, total_steps=0)
-    for k, v in metrics.items():
-        events.metric(k, v, epoch=epoch, step=0, split="test")
-    events.emit("checkpoint", path=str(target), epoch=epoch, step=0, size=size, metrics=metrics)
-    events.emit("status", status="finished", message="imported " + Path(path).name)
-    events.close()
-    store.write_job(run_path, {"executor": "import", "state": "done", "started": time.time()})
-    return {"checkpoint": str(target), "run_id": run_path.name, "notes": notes, "method": method}
+    epoch = int(plain(raw.get("epoch", 0)) or 0)
+    out_ = write_imported_run(runs_dir, cfg, model.state_dict(), path, metrics=metrics,
+                              epoch=epoch, notes=notes, out=out, best_metric="rho")
+    return {**out_, "method": method}
