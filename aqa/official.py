@@ -78,7 +78,6 @@ def strip_module(state: dict | None) -> dict:
     return {k[7:] if k.startswith("module.") else k: v for k, v in (state or {}).items()}
 
 
-_strip_module = strip_module  # its old name
 
 
 def plain(value: Any) -> Any:
@@ -90,7 +89,6 @@ def plain(value: Any) -> Any:
     return value
 
 
-_plain = plain  # its old name
 
 
 def i3d_state_for(backbone: torch.nn.Module, raw: dict, notes: list[str]) -> dict:
