@@ -21,16 +21,9 @@ from aqa import metrics as M
 from aqa.config import build_run_config
 from aqa.errors import RunError
 from aqa.registry import DATASETS, METHODS
+from aqa.data.base import collate  # noqa: F401  (its old home; the loop imports it here)
+from aqa.runs.store import resolve_checkpoint  # noqa: F401  (its old home)
 from aqa.train.checkpoint import load_checkpoint
-
-
-def collate(items: list[dict]) -> dict:
-    """Stack tensors, keep lists of everything else (ids)."""
-    out = {}
-    for key in items[0]:
-        values = [it[key] for it in items]
-        out[key] = torch.stack(values) if torch.is_tensor(values[0]) else values
-    return out
 
 
 @torch.no_grad()
@@ -63,20 +56,6 @@ def write_predictions(path: Path, rows: list[tuple[str, float, float]]) -> None:
         w.writerow(["id", "true", "pred"])
         w.writerows(rows)
     os.replace(tmp, path)
-
-
-def resolve_checkpoint(ref: str | Path, runs_dir: str | Path | None = None) -> Path:
-    """A checkpoint file, or a run (directory or id) whose ``best.pt`` (else ``last.pt``) is used."""
-    path = Path(ref)
-    if path.is_file():
-        return path
-    if not path.is_dir() and runs_dir is not None:
-        from aqa.runs.store import find_run
-        path = find_run(Path(runs_dir), str(ref))
-    for name in ("best.pt", "last.pt"):
-        if (path / "checkpoints" / name).is_file():
-            return path / "checkpoints" / name
-    raise RunError(f"{ref}: neither a checkpoint file nor a run with checkpoints/best.pt")
 
 
 def evaluate_checkpoint(ref: str | Path, *, split: str = "test", runs_dir: str | Path | None = None,

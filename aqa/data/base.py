@@ -389,6 +389,15 @@ class ClipDataset(Dataset):
         return item
 
 
+def collate(items: list[dict]) -> dict:
+    """Stack tensors, keep lists of everything else (ids)."""
+    out = {}
+    for key in items[0]:
+        values = [it[key] for it in items]
+        out[key] = torch.stack(values) if torch.is_tensor(values[0]) else values
+    return out
+
+
 def loader_kwargs(num_workers: int, device: str | torch.device = "cpu") -> dict:
     """DataLoader settings that keep the CPU cores busy: workers with prefetch, persistent
     between epochs, and pinned memory when batches go to CUDA."""

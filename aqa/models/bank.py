@@ -81,7 +81,7 @@ def training_pool(cfg) -> Any:
 def build_bank(model: nn.Module, clips: Any, batch_size: int, num_workers: int, rule: str,
                device: torch.device) -> dict:
     """``model.video_features`` of every clip (no gradients), as a bank."""
-    from aqa.evaluate import collate
+    from aqa.data.base import collate
 
     loader = DataLoader(clips, batch_size=batch_size, num_workers=num_workers, collate_fn=collate)
     feats = []

@@ -271,7 +271,7 @@ class CoRe(Method):
 def core_state(raw: dict, model: torch.nn.Module) -> tuple[dict, list[str]]:
     """Map an official CoRe checkpoint (``base_model`` + ``regressor``) or a bare I3D state dict
     (hassony2 ``model_rgb.pth``) onto our CoReModel's keys."""
-    from aqa.official import check_fit, i3d_state_for, strip_module
+    from aqa.models.official_files import check_fit, i3d_state_for, strip_module
 
     notes = []
     own = model.state_dict()

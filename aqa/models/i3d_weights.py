@@ -158,7 +158,7 @@ def resolve_weights_ref(ref: str, runs_dir: str | os.PathLike | None = None) -> 
     if path.is_file():
         return str(path.resolve())
     from aqa.errors import RunError
-    from aqa.evaluate import resolve_checkpoint
+    from aqa.runs.store import resolve_checkpoint
     from aqa.runs.store import resolve_runs_dir
 
     try:

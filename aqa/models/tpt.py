@@ -507,7 +507,7 @@ def is_official_tpt(raw: dict) -> bool:
 def tpt_state(raw: dict, model: torch.nn.Module) -> tuple[dict, list[str]]:
     """Map an official TPT checkpoint onto our TPTModel's keys (the names are the official ones;
     DDP prefixes are stripped), checking every key and shape."""
-    from aqa.official import check_fit
+    from aqa.models.official_files import check_fit
 
     own = model.state_dict()
     mapped = official_state_dict(raw, own["leaves"])  # bins come from the training split

@@ -34,14 +34,14 @@ def is_official_tsa(raw: dict) -> bool:
 
 def _strip(state: dict | None) -> dict:
     """Drop the ``module.`` prefix nn.DataParallel adds."""
-    from aqa.official import strip_module
+    from aqa.models.official_files import strip_module
 
     return strip_module(state)
 
 
 def official_tsa_state(raw: dict, model: torch.nn.Module) -> dict:
     """The official file's weights under ``model``'s (a TSANet's) keys, checked strictly."""
-    from aqa.official import check_fit
+    from aqa.models.official_files import check_fit
 
     own = model.state_dict()
     mapped = {f"backbone.{k}": v for k, v in _strip(raw["i3d"]).items()}
@@ -64,7 +64,7 @@ def import_tsa(raw: dict, path: str | Path, method: str | None, runs_dir: Path, 
     """Write a run whose ``checkpoints/best.pt`` holds the official TSA-Net/Plain-Net weights;
     returns {"checkpoint", "run_id", "notes", "method"}."""
     from aqa.config import build_run_config
-    from aqa.official import plain, write_imported_run
+    from aqa.models.official_files import plain, write_imported_run
 
     if not is_official_tsa(raw):
         raise CheckpointError(f"{path} is not an official TSA-Net checkpoint: expected 'i3d' and "

@@ -47,7 +47,7 @@ def is_official_usdl(raw: dict) -> bool:
 
 def _strip(state: dict | None) -> dict:
     """Drop the ``module.`` prefix nn.DataParallel adds."""
-    from aqa.official import strip_module
+    from aqa.models.official_files import strip_module
 
     return strip_module(state)
 
@@ -95,7 +95,7 @@ def head_shape(evaluator: dict) -> tuple[str, int, int]:
 
 def official_state(i3d: dict, evaluator: dict, model: torch.nn.Module) -> dict:
     """The official weights under ``model``'s (a DistributionModel's) keys, checked strictly."""
-    from aqa.official import check_fit
+    from aqa.models.official_files import check_fit
 
     mapped = {f"backbone.{k}": v for k, v in i3d.items()}
     for k, v in evaluator.items():
@@ -111,7 +111,7 @@ def import_usdl(raw: dict, path: str | Path, method: str | None, runs_dir: Path,
     """Write a run whose ``checkpoints/best.pt`` holds the official weights; returns
     {"checkpoint", "run_id", "notes", "method"}."""
     from aqa.config import build_run_config
-    from aqa.official import plain, write_imported_run
+    from aqa.models.official_files import plain, write_imported_run
 
     if not is_official_usdl(raw):
         raise CheckpointError(f"{path} is not an official USDL/MUSDL checkpoint: expected 'i3d' "
@@ -147,7 +147,7 @@ def import_usdl(raw: dict, path: str | Path, method: str | None, runs_dir: Path,
         sets.append(f"model.num_judges={heads}")
     notes: list[str] = []
     if layout == "mtl_aqa":  # the preprocessing the checkpoint was trained with, on any dataset
-        from aqa.official import official_preprocessing
+        from aqa.models.official_files import official_preprocessing
 
         sets += official_preprocessing(method, name, overrides, notes)
     if data_root:

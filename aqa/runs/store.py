@@ -181,3 +181,16 @@ def read_job(path: Path) -> dict | None:
 
 def write_job(path: Path, job: dict) -> None:
     write_json_atomic(Path(path) / JOB_JSON, job)
+
+
+def resolve_checkpoint(ref: str | Path, runs_dir: str | Path | None = None) -> Path:
+    """A checkpoint file, or a run (directory or id) whose ``best.pt`` (else ``last.pt``) is used."""
+    path = Path(ref)
+    if path.is_file():
+        return path
+    if not path.is_dir() and runs_dir is not None:
+        path = find_run(Path(runs_dir), str(ref))
+    for name in ("best.pt", "last.pt"):
+        if (path / "checkpoints" / name).is_file():
+            return path / "checkpoints" / name
+    raise RunError(f"{ref}: neither a checkpoint file nor a run with checkpoints/best.pt")
