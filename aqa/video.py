@@ -35,7 +35,10 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
 PathLike = str | os.PathLike
 
-_FIX_HINT = "re-export it as H.264 MP4 (e.g. `ffmpeg -i IN -c:v libx264 -pix_fmt yuv420p OUT.mp4`) or remove it"
+from aqa.video_common import FIX_HINT as _FIX_HINT  # noqa: E402
+from aqa.video_common import decode_error as _decode_error  # noqa: E402
+from aqa.video_common import decode_threads  # noqa: E402,F401
+from aqa.video_common import first_line as _first_line  # noqa: E402
 
 
 class VideoInfo(NamedTuple):
@@ -74,9 +77,7 @@ def probe(path: PathLike) -> VideoInfo:
 
 
 DECODERS = ("auto", "decord", "pyav")
-# interpolation name -> libswscale filter (PyAV's Interpolation names)
-INTERPOLATIONS = {"nearest": "POINT", "fast_bilinear": "FAST_BILINEAR", "bilinear": "BILINEAR",
-                  "bicubic": "BICUBIC", "area": "AREA"}
+from aqa.video_common import INTERPOLATIONS  # noqa: E402  (interpolation name -> libswscale filter)
 
 
 def read_frames(
@@ -228,19 +229,6 @@ def _existing_file(path: PathLike) -> Path:
     return path
 
 
-def decode_threads() -> int:
-    """Decoder threads: ``$AQA_DECODE_THREADS``, else 1 inside a DataLoader worker (the workers
-    already keep the cores busy) and 0 (= as many as the cores) in the main process."""
-    env = os.environ.get("AQA_DECODE_THREADS")
-    if env:
-        return int(env)
-    try:
-        from torch.utils.data import get_worker_info
-        return 1 if get_worker_info() is not None else 0
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return 0
-
-
 def _open(path: Path, size: tuple[int, int] | None = None) -> "VideoReader":
     """A decord VideoReader on ``path`` (CPU, :func:`decode_threads` threads), resizing to
     ``size=(w, h)`` in the decoder if given."""
@@ -268,27 +256,5 @@ def _num_frames(reader: "VideoReader", path: Path) -> int:
     return num_frames
 
 
-def _decode_error(path: Path, what: str, exc: Exception) -> VideoError:
-    """The VideoError for a file that opened but whose frames ``what`` did not decode."""
-    if "DECORDArrayCopyFromTo" in str(exc):  # decord 0.6 bug: rows padded for some small widths
-        return VideoError(
-            f"{path}: decord cannot return frames of this width (a decord 0.6 bug for a few small "
-            f"widths such as 8, 12, 16, 24, 48 and 72 pixels); decode at another size, e.g. a "
-            f"multiple of 32, or re-encode the video at another width."
-        )
-    return VideoError(
-        f"{path}: decoding {what} failed ({_first_line(exc)}); the file may be truncated or "
-        f"corrupt; {_FIX_HINT}."
-    )
-
-
-def _first_line(exc: BaseException) -> str:
-    """The first non-empty line of an exception message (decord's are multi-line tracebacks)."""
-    for line in str(exc).splitlines():
-        if line.strip():
-            return line.strip()[:200]
-    return type(exc).__name__
-
-
-# The PyAV reader lives in its own module; it imports the helpers above, so it comes last.
+# The PyAV reader lives in its own module (its helpers are in aqa.video_common).
 from aqa import video_pyav  # noqa: E402

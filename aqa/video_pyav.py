@@ -14,7 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from aqa.errors import VideoError
-from aqa.video import _FIX_HINT, INTERPOLATIONS, _decode_error, _first_line, decode_threads
+from aqa.video_common import FIX_HINT as _FIX_HINT
+from aqa.video_common import INTERPOLATIONS
+from aqa.video_common import decode_error as _decode_error
+from aqa.video_common import decode_threads
+from aqa.video_common import first_line as _first_line
 
 
 def rotation(path: Path) -> int:

@@ -16,7 +16,7 @@ import torch
 from aqa.errors import CheckpointError
 from aqa.models.adapters import (HEADS, has_adapters, is_adapter_key, is_pecop_layout,
                                  split_pecop_state)
-from aqa.models.i3d import BN_NAME, ENDPOINTS, I3D, LAYERS, module_name
+from aqa.models.i3d_net import BN_NAME, ENDPOINTS, I3D, LAYERS, module_name
 
 
 # hassony2 <-> piergiaj naming (METHODS.md §7), per key component: <top>[.<branch>].<layer>.<param>
