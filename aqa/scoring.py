@@ -124,15 +124,13 @@ class Scorer:
         uint8, the source frame indices used, the frame count of the trimmed clip)."""
         from aqa import video as V
 
-        indices, source = self._indices(V.probe(video).num_frames, start, end)
-        from aqa.data.base import read_video
+        from aqa.data.base import Sample, load_clip
 
-        pipe = self.pipeline()
-        rng = np.random.default_rng(0)  # the test-time draws (crop; musdl's filter), as in evaluation
-        frames = read_video(video, indices, pipe.decode_size, pipe.draw_interpolation(rng, False),
-                            getattr(self.cfg.data, "video_resize", "decord"))  # (T, H, W, 3)
-        clip = pipe.apply(torch.from_numpy(frames).permute(3, 0, 1, 2), train=False, rng=rng)
-        frames = clip.permute(1, 2, 3, 0).numpy()
+        indices, source = self._indices(V.probe(video).num_frames, start, end)  # probed once
+        clip = load_clip(Sample(id=Path(video).stem, video=Path(video), score=0.0), indices,
+                         self.pipeline(), getattr(self.cfg.data, "video_resize", "decord"),
+                         train=False, rng=np.random.default_rng(0))  # (C, T, H, W) uint8
+        frames = clip.permute(1, 2, 3, 0).numpy()  # a view, for the result (T, H, W, 3)
         clip = clip.unsqueeze(0).to(self.device)
         batch = {"video": clip,  # (1, C, T, H, W) uint8
                  "difficulty": torch.tensor([difficulty or 1.0], device=self.device),

@@ -54,14 +54,19 @@ def probe(path: PathLike) -> VideoInfo:
     """Frame count, fps and upright size of the video at ``path`` (width and height swapped for
     a portrait clip whose container says to rotate it by 90 or 270 degrees).
 
-    Decodes one frame to learn the size, so a file that opens but cannot decode fails here.
+    Decodes one frame to learn the size, so a file that opens but cannot decode fails here. The
+    answer is learned once per file version, with the decoder choice (:func:`_opened`), so a
+    later :func:`read_frames` of the same file does not open it again to count its frames.
     """
-    path = _existing_file(path)
-    backend = _backend(path)
+    return _opened(_existing_file(path)).info
+
+
+def _probe_opened(path: Path, backend: "_Backend", reader=None) -> VideoInfo:
+    """VideoInfo of ``path`` read with ``backend`` (``reader``: decord's, already open)."""
     if backend.pyav:
         num_frames, fps, width, height = video_pyav.info(path)
     else:
-        reader = _open(path)
+        reader = reader if reader is not None else _open(path)
         num_frames = _num_frames(reader, path)
         try:
             height, width, _ = reader[0].shape  # (H, W, 3)
@@ -112,16 +117,15 @@ def read_frames(
         raise ValueError("read_frames needs at least one frame index")
     if size is not None and (size[0] < 1 or size[1] < 1):
         raise ValueError(f"size must be (width, height) with positive values, got {size}")
-    backend = _backend(path)
+    opened = _opened(path)
+    backend = opened.backend
     # a clip shown rotated by 90/270 is stored transposed: decode at the transposed size
     decode_size = (size[1], size[0]) if size is not None and backend.rotation % 180 else size
     if decoder == "pyav" or (decoder == "auto" and (size is None or interpolation is not None)):
         backend = backend._replace(pyav=True)
-    if backend.pyav:
-        num_frames = video_pyav.info(path)[0]
-    else:
+    num_frames = opened.info.num_frames  # counted once, when the file was first opened
+    if not backend.pyav:
         reader = _open(path, decode_size)
-        num_frames = _num_frames(reader, path)
     bad = wanted[(wanted < 0) | (wanted >= num_frames)]
     if bad.size:
         raise VideoError(
@@ -150,11 +154,17 @@ class _Backend(NamedTuple):
     rotation: int  # counter-clockwise degrees to turn decoded frames upright: 0, 90, 180, 270
 
 
-_backends: dict[tuple, _Backend] = {}
+class _Opened(NamedTuple):
+    backend: _Backend
+    info: VideoInfo
 
 
-def _backend(path: Path) -> _Backend:
-    """Which decoder reads ``path`` and how to rotate its frames; learned once per file version.
+_opened_files: dict[tuple, _Opened] = {}
+
+
+def _opened(path: Path) -> _Opened:
+    """Which decoder reads ``path``, how to rotate its frames, and what :func:`probe` says:
+    learned together, once per file version (path, size, mtime), from one look at the file.
 
     decord is tried first (fast batched reads). A file decord cannot open goes to PyAV. A clip
     with a display rotation (portrait phone video) also goes to PyAV: decord 0.6 returns garbled
@@ -162,21 +172,31 @@ def _backend(path: Path) -> _Backend:
     """
     st = path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns)
-    if key in _backends:
-        return _backends[key]
+    if key in _opened_files:
+        return _opened_files[key]
     rotation = video_pyav.rotation(path)
-    pyav = bool(rotation)
+    pyav, reader = bool(rotation), None
     if not pyav:
         try:
-            _open(path)
+            reader = _open(path)
         except VideoError as decord_error:
             try:
-                video_pyav.info(path)
+                info = video_pyav.info(path)
             except VideoError:
                 raise decord_error  # keeps decord's chained cause
             pyav = True
-    _backends[key] = _Backend(pyav, rotation)
-    return _backends[key]
+            backend = _Backend(True, rotation)
+            width, height = (info[3], info[2]) if rotation % 180 else (info[2], info[3])
+            _opened_files[key] = _Opened(backend, VideoInfo(info[0], info[1], int(width), int(height)))
+            return _opened_files[key]
+    backend = _Backend(pyav, rotation)
+    _opened_files[key] = _Opened(backend, _probe_opened(path, backend, reader))
+    return _opened_files[key]
+
+
+def _backend(path: Path) -> _Backend:
+    """The decoder choice and rotation of ``path`` (see :func:`_opened`)."""
+    return _opened(path).backend
 
 
 def _is_width_bug(exc: BaseException) -> bool:

@@ -143,3 +143,42 @@ def test_scoring_reads_no_pretrained_weights(tmp_path, monkeypatch, synthetic_ro
         assert _torch.equal(scorer.model.state_dict()[k], v), k
     clip = sorted((synthetic_root / "clips").glob("*.mp4"))[0]
     assert scorer.score(clip).score == scorer.score(clip).score
+
+
+def test_a_score_opens_the_video_once_to_learn_it_and_once_to_read_it(tmp_path, monkeypatch,
+                                                                     checkpoint, synthetic_root):
+    """The decoder choice, rotation and frame count are learned in one look at a new file; the
+    read then opens it once more, and nothing counts its frames again."""
+    import shutil
+
+    import av
+    import decord
+
+    from aqa import video as V
+    scorer = Scorer.from_checkpoint(checkpoint)
+    clip = tmp_path / "fresh.mp4"  # a file version the reader has not seen
+    shutil.copy(sorted((synthetic_root / "clips").glob("*.mp4"))[0], clip)
+    opens = {"av": 0, "decord": 0, "info": 0}
+    real_av, real_reader, real_info = av.open, decord.VideoReader, V.video_pyav.info
+
+    def count_av(*a, **k):
+        opens["av"] += 1
+        return real_av(*a, **k)
+
+    def count_reader(*a, **k):
+        opens["decord"] += 1
+        return real_reader(*a, **k)
+
+    def count_info(*a, **k):
+        opens["info"] += 1
+        return real_info(*a, **k)
+    monkeypatch.setattr(av, "open", count_av)
+    monkeypatch.setattr(decord, "VideoReader", count_reader)
+    monkeypatch.setattr(V.video_pyav, "info", count_info)
+    result = scorer.score(clip)
+    assert result.frames_used == scorer.cfg.data.num_frames
+    # one look (PyAV for the rotation, decord to open and count), then one read
+    assert opens["av"] + opens["decord"] <= 3, opens
+    assert opens["info"] == 0, opens  # decord counted the frames; PyAV never re-counts them
+    scorer.score(clip)  # the same file again: only the read opens it
+    assert opens["av"] + opens["decord"] <= 4, opens

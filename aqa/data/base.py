@@ -192,6 +192,23 @@ def read_video(path: str | os.PathLike, indices: Sequence[int], size: tuple[int,
     return video.read_frames(path, indices, size, interpolation=video_resize)
 
 
+def load_clip(sample: Sample, positions: Sequence[int], pipeline, video_resize: str = "decord",
+              train: bool = False, rng: np.random.Generator | None = None) -> torch.Tensor:
+    """The model's uint8 clip ``(C, T, H, W)`` of ``sample`` at ``positions``: decoded and resized
+    as the run's ``pipeline`` and ``video_resize`` say (the filter drawn, PECoP's flip before the
+    resize), then flipped and cropped. The one clip path of datasets (``ClipDataset.item_at``;
+    its cached reads share :func:`decode` and ``Pipeline.apply``), the scorer and evaluation."""
+    rng = rng if rng is not None else np.random.default_rng(0)
+    interpolation = pipeline.draw_interpolation(rng, train)
+    mirror = None
+    if pipeline.flip_before_resize:  # drawn now, applied to the full-size frames
+        mirror = pipeline.draw_flip(rng, train)
+    arr = decode(sample, list(positions), pipeline.decode_size, interpolation, video_resize,
+                 mirror=bool(mirror))
+    frames = torch.from_numpy(np.ascontiguousarray(arr)).permute(3, 0, 1, 2)  # (C, T, H, W)
+    return pipeline.apply(frames, train, rng, mirror).contiguous()
+
+
 def check_video_resize(name: str) -> str:
     from aqa.config import choices
 
@@ -369,19 +386,17 @@ class ClipDataset(Dataset):
     def item_at(self, i: int, positions: Sequence[int], rng: np.random.Generator) -> dict:
         """Sample i's item with the clip read at ``positions`` (a method's own sampling, such as
         PECoP's segment-pace clips); decoded each time (no cache), then the same pipeline."""
-        interpolation = self.pipeline.draw_interpolation(rng, self.train)
-        mirror = None
-        if self.pipeline.flip_before_resize:  # drawn now, applied to the full-size frames
-            mirror = self.pipeline.draw_flip(rng, self.train)
-        arr = decode(self.samples[i], list(positions), self.pipeline.decode_size, interpolation,
-                     self.video_resize, mirror=bool(mirror))
-        return self._item(i, arr, rng, flipped=mirror)
+        clip = load_clip(self.samples[i], positions, self.pipeline, self.video_resize,
+                         self.train, rng)
+        return self._item_from_tensor(i, clip)
 
     def _item(self, i: int, clip: np.ndarray, rng: np.random.Generator,
               flipped: bool | None = None) -> dict:
-        s = self.samples[i]
         frames = torch.from_numpy(np.ascontiguousarray(clip)).permute(3, 0, 1, 2)  # (C,T,H,W)
-        frames = self.pipeline.apply(frames, self.train, rng, flipped)
+        return self._item_from_tensor(i, self.pipeline.apply(frames, self.train, rng, flipped))
+
+    def _item_from_tensor(self, i: int, frames: torch.Tensor) -> dict:
+        s = self.samples[i]
         item = {"video": frames.contiguous(), "score": torch.tensor(s.score, dtype=torch.float32),
                 "difficulty": torch.tensor(s.difficulty, dtype=torch.float32), "id": s.id}
         for k in self.extra_keys:
