@@ -53,15 +53,28 @@ def ensure(runs_dir: str | os.PathLike) -> bool:
     Call it after the run is recorded as queued: a scheduler that is exiting releases its lock
     while it still holds the queue lock, so a queued run is always seen by some scheduler."""
     runs_dir = Path(runs_dir)
-    if running(runs_dir):
+    # Take the scheduler lock here and hand it to the child: from this moment one scheduler owns
+    # the workspace, so two submits cannot both start one while the first is still booting.
+    fd = os.open(_lock_path(runs_dir), os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
         return False
     log = open(queue.queue_dir(runs_dir) / "scheduler.log", "ab")
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "aqa.jobs.scheduler", str(runs_dir)],
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=child_env([]), start_new_session=True, close_fds=True)
+        proc = subprocess.Popen([sys.executable, "-m", "aqa.jobs.scheduler", str(runs_dir),
+                                 str(fd)], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=child_env([]),
+                                start_new_session=True, close_fds=True, pass_fds=(fd,))
+        # recorded now (the child records itself again when it is up), so a reader never sees
+        # the lock held without knowing by whom
+        store.write_json_atomic(runs_dir / queue.QUEUE_DIR / "scheduler.json",
+                                {"pid": proc.pid, "start_time": process_start_time(proc.pid),
+                                 "started": time.time()})
     finally:
         log.close()
+        os.close(fd)  # the child holds the lock now
     import threading
     threading.Thread(target=proc.wait, daemon=True).start()  # no zombie in a long-lived caller
     return True
@@ -77,15 +90,19 @@ def revive(runs_dir: str | os.PathLike) -> bool:
     return ensure(runs_dir)
 
 
-def serve(runs_dir: Path, poll_s: float = POLL_S) -> int:
-    """Run the queue of ``runs_dir`` until it is empty. 0 = done, 3 = another scheduler runs."""
+def serve(runs_dir: Path, poll_s: float = POLL_S, lock_fd: int | None = None) -> int:
+    """Run the queue of ``runs_dir`` until it is empty. 0 = done, 3 = another scheduler runs.
+    ``lock_fd``: the scheduler lock, already taken by :func:`ensure` and inherited."""
     runs_dir = store.resolve_runs_dir(runs_dir)
-    fd = os.open(_lock_path(runs_dir), os.O_CREAT | os.O_RDWR, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return 3
+    fd = lock_fd
+    if fd is None:
+        fd = os.open(_lock_path(runs_dir), os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return 3
+    os.set_inheritable(fd, False)  # the runs it starts must not hold the workspace's lock
     info = runs_dir / queue.QUEUE_DIR / "scheduler.json"
     store.write_json_atomic(info, {"pid": os.getpid(), "start_time":
                                    process_start_time(os.getpid()), "started": time.time()})
@@ -120,4 +137,4 @@ def serve(runs_dir: Path, poll_s: float = POLL_S) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(serve(Path(sys.argv[1])))
+    sys.exit(serve(Path(sys.argv[1]), lock_fd=int(sys.argv[2]) if len(sys.argv) > 2 else None))
