@@ -167,3 +167,26 @@ def compare_clips(model: nn.Module, batch_a: dict, batch_b: dict, bank: dict, vo
     dd_a = (batch_a.get("difficulty_given") or median) if use_dd else 1.0
     dd_b = (batch_b.get("difficulty_given") or median) if use_dd else 1.0
     return head_to_head(pair_difference, f_a, f_b, a, b, dd_a, dd_b)
+
+
+def needs_difficulty(model_cfg) -> bool:
+    """Whether a score rests on the query's difficulty (DD regression or DD exemplar groups)."""
+    return model_cfg.use_dd or model_cfg.exemplar_rule == "difficulty"
+
+
+def score_clip_of(method, model: nn.Module, batch: dict, state: dict | None) -> dict[str, Any]:
+    """``Method.score_clip`` of a bank method (CoRe, TPT): its ``_vote`` on the clip's features."""
+    bank = require_bank(state, method.name)
+    return score_features(lambda f, q, b: method._vote(model, f, q, b),
+                          model.video_features(batch["video"]), batch, bank,
+                          needs_difficulty(method.cfg.model))
+
+
+def compare_clips_of(method, model: nn.Module, batch_a: dict, batch_b: dict,
+                     state: dict | None) -> dict[str, Any]:
+    """``Method.compare_clips`` of a bank method: its ``_vote`` and ``_pair_difference``."""
+    bank = require_bank(state, method.name)
+    return compare_clips(model, batch_a, batch_b, bank,
+                         lambda f, q, b: method._vote(model, f, q, b),
+                         lambda f_e, f_q, y_e: method._pair_difference(model, f_e, f_q, y_e),
+                         method.cfg.model.use_dd, needs_difficulty(method.cfg.model))

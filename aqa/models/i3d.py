@@ -1,28 +1,7 @@
-"""I3D: Inception-v1 inflated to 3D (Carreira & Zisserman, CVPR 2017), in the two code families
-the AQA papers use (METHODS.md §0.1), so their weight files load with no key surgery.
-
-    family    used by           keys                                    BN eps/mom  TF-SAME pad
-    hassony2  CoRe, TPT, PECoP  conv3d_1a_7x7.batch3d.*,                1e-5/0.1    fixed at build,
-                                mixed_3b.branch_1.0.*, conv3d_0c_1x1.*              pool ceil_mode
-    piergiaj  USDL, MUSDL, TSA  Conv3d_1a_7x7.bn.*, Mixed_3b.b1a.*,     1e-3/0.01   from the input
-                                logits.*                                            in forward
-
-Shapes for an input (B, 3, 16, 224, 224), endpoint by endpoint (DeepMind's endpoint names):
-
-    Conv3d_1a_7x7     (B,   64, 8, 112, 112)    Mixed_4b..4d      (B,  512, 4, 14, 14)
-    MaxPool3d_2a_3x3  (B,   64, 8,  56,  56)    Mixed_4e          (B,  528, 4, 14, 14)
-    Conv3d_2b_1x1     (B,   64, 8,  56,  56)    Mixed_4f          (B,  832, 4, 14, 14)
-    Conv3d_2c_3x3     (B,  192, 8,  56,  56)    MaxPool3d_5a_2x2  (B,  832, 2,  7,  7)
-    MaxPool3d_3a_3x3  (B,  192, 8,  28,  28)    Mixed_5b          (B,  832, 2,  7,  7)
-    Mixed_3b          (B,  256, 8,  28,  28)    Mixed_5c          (B, 1024, 2,  7,  7)
-    Mixed_3c          (B,  480, 8,  28,  28)    avg_pool (2,7,7)  (B, 1024, 1,  1,  1)
-    MaxPool3d_4a_3x3  (B,  480, 4,  14,  14)    logits            (B,  400)  (mean over time)
-
-T=8: Mixed_5c (B, 1024, 1, 7, 7); T=32: Mixed_5c (B, 1024, 4, 7, 7), avg_pool (B, 1024, 3, 1, 1).
-12,697,264 parameters with the 400-way logits; 287 tensors without num_batches_tracked.
-
-The network is in ``aqa.models.i3d_net``, its weight files in ``aqa.models.i3d_weights`` (which
-builds on the network); this module is the backbone's registry entry and re-exports both.
+"""I3D, the backbone's registry entry (``backbone.name=i3d``): :class:`I3DConfig` and the builder
+that reads ``backbone.weights``. The network (both code families, shapes, parameter counts) is
+:mod:`aqa.models.i3d_net`; its weight files are :mod:`aqa.models.i3d_weights`, which builds on the
+network. Both are re-exported here, so ``from aqa.models.i3d import I3D`` keeps working.
 """
 
 from __future__ import annotations

@@ -399,24 +399,14 @@ class TPT(Method):
         logp, reg = model.head(f_e, f_q)
         return float(decode(logp.float(), reg.float(), model.leaves)[0])
 
-    def _needs_difficulty(self) -> bool:
-        return self.cfg.model.use_dd or self.cfg.model.exemplar_rule == "difficulty"
-
     def score_clip(self, model: nn.Module, batch: dict, state: dict | None = None) -> dict[str, Any]:
-        bank_ = bank.require_bank(state, self.name)
-        vote = lambda f, q, b: self._vote(model, f, q, b)  # noqa: E731
-        return bank.score_features(vote, model.video_features(batch["video"]), batch, bank_,
-                                   self._needs_difficulty())
+        return bank.score_clip_of(self, model, batch, state)
 
     def compare_clips(self, model: nn.Module, batch_a: dict, batch_b: dict,
                       state: dict | None = None) -> dict[str, Any]:
         """Each clip scored against the bank, then the heads on the pair itself, both orders
         (:func:`aqa.models.bank.head_to_head`); one backbone pass a clip."""
-        bank_ = bank.require_bank(state, self.name)
-        return bank.compare_clips(
-            model, batch_a, batch_b, bank_, lambda f, q, b: self._vote(model, f, q, b),
-            lambda f_e, f_q, y_e: self._pair_difference(model, f_e, f_q, y_e),
-            self.cfg.model.use_dd, self._needs_difficulty())
+        return bank.compare_clips_of(self, model, batch_a, batch_b, state)
 
     def eval_protocol(self) -> dict[str, Any]:
         """What ``aqa eval`` reports beside the metrics: the voting of METHODS.md 5.3."""
