@@ -34,8 +34,12 @@ class _Numpy1Pickler(pickle._Pickler):
         self.memoize(obj)
 
 
-def _dump(obj, f, protocol=2):
+def dump_as_numpy1(obj, f, protocol=2):
+    """``pickle.dump`` as under numpy 1.x (a plain pickle, e.g. an annotation file)."""
     _Numpy1Pickler(f, protocol).dump(obj)
+
+
+_dump = dump_as_numpy1
 
 
 _numpy1_pickle = types.ModuleType("numpy1_pickle")

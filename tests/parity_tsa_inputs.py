@@ -129,44 +129,13 @@ def official_tsa_weights(model: torch.nn.Module, seed: int, tsa: bool = True) ->
             if tsa else None}
 
 
-class _Numpy1Pickler(pickle._Pickler):
-    """Writes numpy's scalar reconstructor under numpy 1.x's module name."""
-
-    def save_global(self, obj, name=None):
-        if obj is np._core.multiarray.scalar:
-            self.write(pickle.GLOBAL + b"numpy.core.multiarray\nscalar\n")
-            self.memoize(obj)
-            return
-        super().save_global(obj, name)
-
-
-class _Numpy1PickleModule:
-    Pickler = _Numpy1Pickler
-    Unpickler = pickle.Unpickler
-    load = staticmethod(pickle.load)
-    dump = staticmethod(pickle.dump)
-
-
-_TAG_CUDA = [False]
-
-
-def _cuda_tagger(obj):
-    return "cuda:0" if _TAG_CUDA[0] else None
-
-
-torch.serialization.register_package(1, _cuda_tagger, lambda obj, location: None)
-
-
 def save_like_numpy1(obj: dict, path: Path, zip_format: bool = True) -> Path:
     """``torch.save(obj, path)`` as the official runs wrote it: numpy scalars under numpy 1.x's
     global names, every storage tagged ``cuda:0`` (the zip format of torch >= 1.6, or the legacy
-    one with ``zip_format=False``)."""
-    _TAG_CUDA[0] = True
-    try:
-        torch.save(obj, path, pickle_module=_Numpy1PickleModule,
-                   _use_new_zipfile_serialization=zip_format)
-    finally:
-        _TAG_CUDA[0] = False
+    one with ``zip_format=False``): ``tests/legacy_pickle.save_as_numpy1``."""
+    from legacy_pickle import save_as_numpy1
+
+    save_as_numpy1(obj, path, legacy=not zip_format)
     return Path(path)
 
 

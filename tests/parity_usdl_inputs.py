@@ -15,15 +15,14 @@ folds' models as ``nn.ModuleList``s: ``i3ds.<fold>.module.*``, ``evaluators.<fol
 
 from __future__ import annotations
 
-import contextlib
 import pickle
-import types
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from legacy_pickle import dump_as_numpy1, save_as_numpy1
 from parity_inputs import condition, moving_frames
 
 I3D_SEED = 11
@@ -65,46 +64,11 @@ def official_weights(kind: str) -> tuple[dict, dict]:
 
 # ----------------------------------------------------------------- writing like numpy 1.x did
 
-_NUMPY1_NAMES = {id(np._core.multiarray.scalar): b"numpy.core.multiarray\nscalar\n",
-                 id(np._core.multiarray._reconstruct): b"numpy.core.multiarray\n_reconstruct\n"}
-
-
-class _Numpy1Pickler(pickle._Pickler):
-    """Pickles numpy scalars and arrays under numpy 1.x's module path, as every official
-    checkpoint of 2020-2023 has them (numpy 2 moved ``numpy.core`` to ``numpy._core``)."""
-
-    def save_global(self, obj, name=None):
-        old = _NUMPY1_NAMES.get(id(obj))
-        if old is None:
-            return super().save_global(obj, name)
-        self.write(pickle.GLOBAL + old)
-        self.memoize(obj)
-
-
-NUMPY1_PICKLE = types.SimpleNamespace(
-    Pickler=_Numpy1Pickler, __name__="numpy1_pickle",
-    dump=lambda obj, f, protocol=2: _Numpy1Pickler(f, protocol).dump(obj))  # the legacy writer's
-
-
-@contextlib.contextmanager
-def cuda0_tags():
-    """Storages saved inside this block are tagged ``cuda:0`` (as saved from a GPU)."""
-    from torch import serialization
-
-    entry = (0, lambda storage: "cuda:0", lambda obj, location: None)
-    serialization._package_registry.append(entry)
-    serialization._package_registry.sort(key=lambda e: e[0])
-    try:
-        yield
-    finally:
-        serialization._package_registry.remove(entry)
-
-
 def save_official(obj, path: Path, legacy: bool = False) -> None:
     """``torch.save`` as on the authors' machines: numpy 1.x names, ``cuda:0`` storages; with
-    ``legacy`` the pre-1.6 (non-zip) format of PyTorch <= 1.5, which MUSDL's 2020 code ran on."""
-    with cuda0_tags():
-        torch.save(obj, path, pickle_module=NUMPY1_PICKLE, _use_new_zipfile_serialization=not legacy)
+    ``legacy`` the pre-1.6 (non-zip) format of PyTorch <= 1.5, which MUSDL's 2020 code ran on
+    (``tests/legacy_pickle.save_as_numpy1``)."""
+    save_as_numpy1(obj, path, legacy=legacy)
 
 
 def _adam_state(n_params: int, weight_decay: float) -> dict:
@@ -171,7 +135,7 @@ def write_mtl_data(root: Path) -> Path:
             frame = (frame * bright).astype(np.uint8)
             Image.fromarray(frame).save(folder / f"{t:05d}.jpg", format="PNG")
     with open(info / "augmented_final_annotations_dict.pkl", "wb") as f:
-        _Numpy1Pickler(f, protocol=3).dump(ann)
+        dump_as_numpy1(ann, f, protocol=3)
     for name, keys in (("train_split_0.pkl", list(TRAIN)), ("test_split_0.pkl", list(TEST))):
         with open(info / name, "wb") as f:
             pickle.dump(keys, f, protocol=3)
