@@ -39,13 +39,13 @@ class DistContext:
         if self.enabled:
             dist.barrier()
 
-    def any_true(self, flag: bool, device: torch.device) -> bool:
-        """True on every rank if ``flag`` is true on any rank (agreeing on a stop)."""
+    def agree_max(self, value: int, device: torch.device) -> int:
+        """The largest ``value`` over the ranks, on every rank."""
         if not self.enabled:
-            return flag
-        t = torch.tensor([1.0 if flag else 0.0], device=device)
+            return value
+        t = torch.tensor([float(value)], device=device)
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return bool(t.item() > 0)
+        return int(t.item())
 
     def gather(self, obj: Any) -> list[Any]:
         if not self.enabled:

@@ -275,9 +275,14 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
             if self.step % cfg.train.log_every == 0:
                 self._log_step(epoch, losses)
-            if boundary and self.dist.any_true(self.stop.requested, self.device):
+            if boundary and self._stop_agreed():
                 return None
         return {k: v / max(1, count) for k, v in sums.items()}
+
+    def _stop_agreed(self) -> bool:
+        """Every rank stops if any rank was asked to, and all record the same signal."""
+        self.stop.adopt(self.dist.agree_max(self.stop.code, self.device))
+        return self.stop.requested
 
     def _log_step(self, epoch: int, losses: dict) -> None:
         for name, v in losses.items():
@@ -353,7 +358,7 @@ class Trainer:
                         print(f"epoch {epoch} {split} " + " ".join(
                             f"{k} {v:.4f}" for k, v in m.items() if v is not None), flush=True)
             self.save_epoch_end(metrics, improved)
-            if self.dist.any_true(self.stop.requested, self.device):
+            if self._stop_agreed():
                 return "stopped"
         return "finished"
 
