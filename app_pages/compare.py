@@ -1,8 +1,8 @@
-"""Compare: runs and checkpoints side by side, against the papers' numbers (METHODS.md §8)."""
+"""Compare: runs and checkpoints side by side, against the published numbers (aqa.papers)."""
 
 import streamlit as st
 
-from aqa import compare
+from aqa import compare, papers
 from ui import charts, common, comparing, tables
 
 st.title("Compare")
@@ -28,14 +28,20 @@ if chosen:
                                     comparing.metric_rows(runs_dir, run_id, split="test"),
                                     label=f"{run_id} ({pick})"))
 
-benches = {"MTL-AQA (§8.1)": "mtl_aqa", "AQA-7 (§8.2)": "aqa7"}
+benches = {f"{name} ({split})": key for key, (name, split) in papers.BENCHMARKS.items()}
 matched = [k for k, b in benches.items() if any(compare.benchmark_of(r["dataset"] or "") == b
                                                 for r in rows)]
-refs = st.multiselect("Paper reference rows (METHODS.md §8)", list(benches),
-                      default=matched or ["MTL-AQA (§8.1)"], key="cmp_refs")
+refs = st.multiselect("Published reference rows", list(benches),
+                      default=matched or list(benches)[:1], key="cmp_refs")
 if refs and not matched:
     st.caption("The papers' rows are on their own benchmarks: references, not results on the "
                "runs' dataset.")
+if refs:
+    st.caption("Each published row says its protocol, its source and how sure we are of it "
+               "(provenance: *paper* read in the paper; *paper (recalled)* the paper's table as "
+               "recalled, approximate; *repo figure* / *repo log* from a public repository; "
+               "*reproduction* a third party re-running the official code). Where sources "
+               "disagree, each version is its own row.")
 all_rows = rows + [r for k in refs for r in compare.reference_rows(benches[k])]
 
 if all_rows:

@@ -6,8 +6,8 @@ where that file exists, else the values logged in the index. RL2 is reported x10
 papers. A predictions CSV with a ``class`` column (AQA-7) also gets one rho per class and their
 Fisher-z mean, AQA-7's "Avg. Corr.".
 
-The papers' numbers are METHODS.md section 8 (8.1 MTL-AQA, 8.2 AQA-7), copied verbatim; they are
-reference rows, never recomputed.
+The published numbers are ``aqa.papers``'s rows (each with its protocol, source and provenance);
+they are reference rows, never recomputed.
 """
 
 from __future__ import annotations
@@ -20,64 +20,29 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from aqa import metrics as M
+from aqa import papers
 
-# ---------------------------------------------------------------- the papers (METHODS.md §8)
+# ---------------------------------------------------------------- the papers (aqa.papers)
 
-AQA7_CLASSES = ("Diving", "Vault", "Ski", "Snowb.", "Sync3m", "Sync10m")
-
-# METHODS.md §8.1: MTL-AQA test split (353 clips); rho and RL2 x 100 (None where not reported).
-PAPER_MTL_AQA: list[dict] = [
-    {"method": "C3D-AVG-MTL (Parmar & Morris 2019)", "rho": 0.9044, "rl2x100": None},
-    {"method": "USDL (w/o DD)", "rho": 0.9066, "rl2x100": 0.654},
-    {"method": "MUSDL (w/ DD)", "rho": 0.9273, "rl2x100": 0.451},
-    {"method": "I3D+MLP (w/o DD)", "rho": 0.9196, "rl2x100": 0.443},
-    {"method": "I3D+MLP (w/ DD)", "rho": 0.9381, "rl2x100": 0.394},
-    {"method": "CoRe (w/o DD)", "rho": 0.9341, "rl2x100": 0.365},
-    {"method": "CoRe (w/ DD)", "rho": 0.9512, "rl2x100": 0.260},
-    {"method": "TSA-Net (USDL head + TSA)", "rho": 0.9393, "rl2x100": None},
-    {"method": "TPT", "rho": 0.9607, "rl2x100": 0.238},
-]
-
-# METHODS.md §8.2: AQA-7 split_4, per-class rho; "avg" is the paper's Fisher-z average.
-PAPER_AQA7: list[dict] = [
-    {"method": "USDL", "per_class": (0.8099, 0.7570, 0.6538, 0.7109, 0.9166, 0.8878),
-     "rho": 0.8102, "rl2x100": None},
-    {"method": "I3D+MLP", "per_class": (0.8685, 0.6939, 0.5391, 0.5180, 0.8782, 0.8486),
-     "rho": 0.7601, "rl2x100": 3.20},
-    {"method": "CoRe", "per_class": (0.8824, 0.7746, 0.7115, 0.6624, 0.9442, 0.9078),
-     "rho": 0.8401, "rl2x100": 2.12},
-    {"method": "TSA-Net", "per_class": (0.8379, 0.8004, 0.6657, 0.6962, 0.9493, 0.9334),
-     "rho": 0.8476, "rl2x100": None},
-    {"method": "TPT", "per_class": (0.8969, 0.8043, 0.7336, 0.6965, 0.9456, 0.9545),
-     "rho": 0.8715, "rl2x100": None},
-]
-
-SOURCES = {"mtl_aqa": "METHODS.md §8.1 (MTL-AQA test split)",
-           "aqa7": "METHODS.md §8.2 (AQA-7 split_4)"}
-
-
-def benchmark_of(dataset: str) -> str | None:
-    """Which paper table a dataset name belongs to: "mtl_aqa", "aqa7" or None."""
-    key = dataset.lower().replace("-", "").replace("_", "")
-    if "mtl" in key:
-        return "mtl_aqa"
-    if "aqa7" in key:
-        return "aqa7"
-    return None
+AQA7_CLASSES = papers.AQA7_CLASSES
+benchmark_of = papers.benchmark_of
 
 
 def reference_rows(benchmark: str) -> list[dict]:
-    """The papers' rows for ``benchmark`` ("mtl_aqa" or "aqa7") in the comparison-row shape."""
-    if benchmark == "mtl_aqa":
-        return [{"label": "paper, §8.1", "kind": "paper", "method": r["method"],
-                 "dataset": "MTL-AQA", "rho": r["rho"], "rl2x100": r["rl2x100"],
-                 "source": SOURCES["mtl_aqa"]} for r in PAPER_MTL_AQA]
-    if benchmark == "aqa7":
-        return [{"label": "paper, §8.2", "kind": "paper", "method": r["method"],
-                 "dataset": "AQA-7", "rho": r["rho"], "rl2x100": r["rl2x100"],
-                 "per_class": dict(zip(AQA7_CLASSES, r["per_class"])),
-                 "source": SOURCES["aqa7"]} for r in PAPER_AQA7]
-    return []
+    """The published rows of ``benchmark`` (a key of ``aqa.papers.BENCHMARKS``) in the
+    comparison-row shape: each with its protocol, source and provenance."""
+    if benchmark not in papers.BENCHMARKS:
+        return []
+    name = papers.BENCHMARKS[benchmark][0]
+    out = []
+    for r in papers.rows(benchmark):
+        row = {"label": f"{r.provenance}: {r.method}", "kind": "paper", "method": r.method,
+               "dataset": name, "protocol": r.protocol, "rho": r.rho, "rl2x100": r.rl2x100,
+               "source": r.source, "provenance": r.provenance, "note": r.note}
+        if r.per_class:
+            row["per_class"] = dict(r.per_class)
+        out.append(row)
+    return out
 
 
 # ---------------------------------------------------------------- predictions
@@ -183,7 +148,7 @@ def _train_time(run: dict) -> float | None:
 def table_columns(rows: list[dict]) -> list[tuple[str, str]]:
     """(key, header) of the columns that have a value in any row, in display order."""
     cols = [("label", "run / reference"), ("method", "method"), ("dataset", "dataset"),
-            ("epoch", "epoch"), ("rho", "ρ"), ("rho_ci", "ρ 95% CI"), ("l2", "L2"),
+            ("protocol", "protocol"), ("epoch", "epoch"), ("rho", "ρ"), ("rho_ci", "ρ 95% CI"), ("l2", "L2"),
             ("rl2x100", "RL2 (×100)"), ("accuracy", "accuracy"), ("params", "parameters"),
             ("train_time_s", "training time (s)")]
     classes = [c for c in AQA7_CLASSES if any(c in (r.get("per_class") or {}) for r in rows)]
@@ -191,7 +156,7 @@ def table_columns(rows: list[dict]) -> list[tuple[str, str]]:
     cols += [(f"class:{c}", f"ρ {c}") for c in classes + extra]
     if classes or extra:
         cols.append(("rho_fz_avg", "ρ avg (Fisher-z)"))
-    cols.append(("source", "source"))
+    cols += [("source", "source"), ("provenance", "provenance"), ("note", "note")]
     flat = [flatten(r) for r in rows]
     return [(k, h) for k, h in cols if k == "label" or any(f.get(k) not in (None, "") for f in flat)]
 
@@ -208,7 +173,7 @@ def flatten(row: dict) -> dict:
     return out
 
 
-_FORMATS = {"rho": "{:.4f}", "l2": "{:.2f}", "rl2x100": "{:.3f}", "accuracy": "{:.4f}",
+_FORMATS = {"rho": "{:.4f}", "l2": "{:.2f}", "rl2x100": "{:.4f}", "accuracy": "{:.4f}",
             "rho_fz_avg": "{:.4f}", "train_time_s": "{:.0f}", "params": "{:,}"}
 
 

@@ -177,7 +177,8 @@ def test_compare_table_has_ci_and_paper_rows(seeded):
     no_exception(at)
     table = at.dataframe[0].value
     assert "ρ 95% CI" in table.columns and "RL2 (×100)" in table.columns
-    assert (table["run / reference"] == "paper, §8.1").sum() == 9
+    assert (table["dataset"] == "MTL-AQA").sum() == 9 and "protocol" in table.columns
+    assert "provenance" in table.columns
     assert at.get("download_button")
 
 

@@ -4,23 +4,50 @@ import json
 
 import pytest
 
-from aqa import compare
+from aqa import compare, papers
+
+PROVENANCES = {"paper", "paper (recalled)", "repo figure", "repo log", "reproduction"}
 
 
-def test_reference_rows_are_methods_section_8():
+def test_reference_rows_carry_protocol_source_and_provenance():
     mtl = compare.reference_rows("mtl_aqa")
     assert len(mtl) == 9
-    core = next(r for r in mtl if r["method"] == "CoRe (w/ DD)")
+    core = next(r for r in mtl if r["method"] == "CoRe" and r["protocol"] == "w/ DD")
     assert (core["rho"], core["rl2x100"], core["dataset"]) == (0.9512, 0.260, "MTL-AQA")
-    assert core["source"] == "METHODS.md §8.1 (MTL-AQA test split)"
+    assert core["source"].startswith("CoRe (Yu et al., ICCV 2021)")
+    assert core["provenance"] == "paper (recalled)"
+    for bench in papers.BENCHMARKS:
+        for row in compare.reference_rows(bench):
+            assert row["protocol"] and row["source"] and row["provenance"] in PROVENANCES
+            assert "METHODS.md" not in row["source"]  # sources are papers and public files
     aqa7 = {r["method"]: r for r in compare.reference_rows("aqa7")}
     assert aqa7["USDL"]["per_class"]["Diving"] == 0.8099
     assert aqa7["CoRe"]["rl2x100"] == 2.12
     assert compare.reference_rows("synthetic") == []
 
 
+def test_finediving_rows_keep_disagreeing_sources_apart():
+    """TSA's 0.9203 is listed without dive number by one source and with it by two others: both
+    are rows of their own, each with its source; the reproduction gap is a row too."""
+    rows = [r for r in compare.reference_rows("finediving") if r["method"] == "TSA (FineDiving)"]
+    at_9203 = {(r["protocol"], r["provenance"]) for r in rows if r["rho"] == 0.9203}
+    assert at_9203 == {("without dive number", "paper (recalled)"),
+                       ("with dive number", "repo figure")}
+    assert any(r["rho"] == 0.9043 and r["provenance"] == "reproduction" and "#8" in r["source"]
+               for r in rows)
+    assert {r["protocol"] for r in rows} >= {"with dive number", "without dive number"}
+
+
+def test_long_program_rows():
+    rg = compare.reference_rows("rg")
+    assert {r["protocol"].split(",")[0] for r in rg if r["method"] == "GDLT"} == set(papers.RG_APPARATUS)
+    log = next(r for r in rg if r["method"] == "CoFInAl")
+    assert log["rho"] == 0.8087 and log["provenance"] == "repo log"
+    assert {r["protocol"].split(",")[0] for r in compare.reference_rows("fisv")} == {"TES", "PCS"}
+
+
 def test_paper_fisher_z_of_per_class_lists():
-    # METHODS.md §8.2: the Fisher-z of USDL's list is 0.8102, of TPT's 0.8714, of CoRe's 0.8433
+    # the Fisher-z of USDL's list is 0.8102, of TPT's 0.8714, of CoRe's 0.8433
     fz = {r["method"]: compare.fisher_z_avg(r["per_class"]) for r in compare.reference_rows("aqa7")}
     assert round(fz["USDL"], 4) == 0.8102
     assert round(fz["TPT"], 4) == 0.8714
@@ -32,6 +59,8 @@ def test_benchmark_of():
     assert compare.benchmark_of("MTL-AQA") == "mtl_aqa"
     assert compare.benchmark_of("aqa7") == "aqa7"
     assert compare.benchmark_of("synthetic") is None
+    assert compare.benchmark_of("finediving") == "finediving"
+    assert compare.benchmark_of("fisv") == "fisv" and compare.benchmark_of("rg") == "rg"
 
 
 def test_evaluate_predictions_literal():
@@ -71,15 +100,17 @@ def test_exports(tmp_path):
     run, metrics = _seed_run(tmp_path)
     rows = [compare.run_row(run, 2, metrics, n_boot=0)] + compare.reference_rows("aqa7")[:1]
     md = compare.to_markdown(rows)
-    assert md.splitlines()[0].startswith("| run / reference | method | dataset | epoch | ρ |")
-    assert "| paper, §8.2 | USDL | AQA-7 | – | 0.8102 |" in md
+    assert md.splitlines()[0].startswith(
+        "| run / reference | method | dataset | protocol | epoch | ρ |")
+    assert "| paper (recalled): USDL | USDL | AQA-7 | per class, no DD | – | 0.8102 |" in md
     assert "RL2 (×100)" in md and "ρ Diving" in md and "ρ avg (Fisher-z)" in md
     tex = compare.to_latex(rows)
-    assert r"\begin{tabular}" in tex and r"RL2 ($\times$100)" in tex and r"paper, \S{}8.2" in tex
+    assert r"\begin{tabular}" in tex and r"RL2 ($\times$100)" in tex and r"per class, no DD" in tex
     csv_text = compare.to_csv(rows)
     header = csv_text.splitlines()[0].split(",")
-    assert header[:5] == ["run / reference", "method", "dataset", "epoch", "ρ"]
-    assert csv_text.splitlines()[2].startswith('"paper, §8.2",USDL,AQA-7,,0.8102,')
+    assert header[:6] == ["run / reference", "method", "dataset", "protocol", "epoch", "ρ"]
+    assert csv_text.splitlines()[2].startswith(
+        'paper (recalled): USDL,USDL,AQA-7,"per class, no DD",,0.8102,')
 
 
 def test_checkpoint_metrics():
