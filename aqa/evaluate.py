@@ -1,4 +1,4 @@
-"""Evaluation: a model's predictions on a split, and the metrics of METHODS.md section 0.4.
+"""Evaluation: a model's predictions on a split, and the metrics of docs/methods.md, Evaluation.
 
 ``predict_rows`` is what the training loop's per-epoch evaluation runs; ``evaluate_checkpoint``
 runs the same on a saved checkpoint (``python -m aqa eval RUN_OR_CKPT``): it rebuilds the model

@@ -1,4 +1,4 @@
-"""Pure metric functions, as every AQA paper computes them (METHODS.md section 0.4).
+"""Pure metric functions, as every AQA paper computes them (docs/methods.md, Evaluation).
 
 p: predictions, y: ground truth, both over the evaluated split.
     spearman   scipy.stats.spearmanr(p, y) with average ranks for ties; NaN when p or y is constant

@@ -12,7 +12,7 @@ from aqa.registry import BACKBONES
 DIVE_CLIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "clips" / \
     "mtlaqa_diving_sample_500x280.mp4"
 
-# METHODS.md §7: Mixed block (in channels, [b0, b1a, b1b, b2a, b2b, b3] out channels).
+# docs/methods.md, Backbones: Mixed block (in channels, [b0, b1a, b1b, b2a, b2b, b3] out channels).
 MIXED = {"3b": (192, [64, 96, 128, 16, 32, 32]), "3c": (256, [128, 128, 192, 32, 96, 64]),
          "4b": (480, [192, 96, 208, 16, 48, 64]), "4c": (512, [160, 112, 224, 24, 64, 64]),
          "4d": (512, [128, 128, 256, 24, 64, 64]), "4e": (512, [112, 144, 288, 32, 64, 64]),

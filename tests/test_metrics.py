@@ -37,7 +37,7 @@ def test_accuracy_threshold():
 
 
 def test_fisher_z_mean_matches_the_papers_averages():
-    usdl = [0.8099, 0.7570, 0.6538, 0.7109, 0.9166, 0.8878]   # METHODS.md 8.2
+    usdl = [0.8099, 0.7570, 0.6538, 0.7109, 0.9166, 0.8878]   # aqa/papers.py
     tsa = [0.8379, 0.8004, 0.6657, 0.6962, 0.9493, 0.9334]
     assert round(M.fisher_z_mean(usdl), 4) == 0.8102
     assert round(M.fisher_z_mean(tsa), 4) == 0.8476

@@ -15,7 +15,7 @@ write the inputs with ``parity_pecop_inputs.write_weights`` / ``write_pd4t`` and
   and call it on ``imagenet_input(clip(16))`` (``clip(32)`` for PECoP): the avg-pooled feature
   (CoRe: ``forward``; MUSDL: ``extract_features``; HEAD: an ``avg_pool`` hook) and the logits
   (``conv3d_0c_1x1`` / ``logits`` on it, mean over time). ``core_from_piergiaj``: CoRe's module
-  given the piergiaj file renamed by METHODS.md 7's table (written out in the runner).
+  given the piergiaj file renamed by docs/methods.md, Backbones's table (written out in the runner).
 - REF_VSPP: import PECoP @af79e55 ``train.py`` (``VSPP``; tensorboardX, ptflops, skimage stubbed;
   ``args.pretrained_i3d_weight`` = the model_rgb.pth above) and ``datasets/ucf101.py``
   (``PECoP_SSL`` with ``train.py``'s torch_videovision @785a810 transforms, fr=3, clip_len=32);

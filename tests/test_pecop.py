@@ -1,4 +1,4 @@
-"""PECoP (METHODS.md 6): the 3D adapters, VSPP sampling and labels, official state dicts, the
+"""PECoP (docs/methods.md, PECoP): the 3D adapters, VSPP sampling and labels, official state dicts, the
 pretext run and fine-tuning from it."""
 
 import json
@@ -19,7 +19,7 @@ from aqa.models.adapters import (ConvAdapter, adapter_parameters, has_adapters, 
 from aqa.models.i3d import I3D, I3DConfig, I3DEntry, load_i3d_weights
 from aqa.registry import METHODS
 
-# METHODS.md 6.1: (C, C/4) of the adapter of each Mixed block
+# docs/methods.md, PECoP: (C, C/4) of the adapter of each Mixed block
 ADAPTER_CHANNELS = {"mixed_3b": 256, "mixed_3c": 480, "mixed_4b": 512, "mixed_4c": 512,
                     "mixed_4d": 512, "mixed_4e": 528, "mixed_4f": 832, "mixed_5b": 832,
                     "mixed_5c": 1024}

@@ -8,10 +8,10 @@ The exemplar pool is always the *training* split. A pool groups its samples by a
     class          ``sample.meta["class"]``          AQA-7 (pairs only within a sport)
     none           one group holding every sample    CoRe on MTL-AQA without DD
 
-:func:`choose_exemplars` follows CoRe (METHODS.md 1.1): candidates are the query's group,
+:func:`choose_exemplars` follows CoRe (docs/methods.md, CoRe): candidates are the query's group,
 the query itself excluded unless it is its group's only member; a seeded permutation of them is
 taken and the first ``k`` kept (k = 1 at train, 10 voters at test), fewer when the group is
-small. With ``pad=True`` (TPT, METHODS.md 5.3) a short list is padded with samples from the
+small. With ``pad=True`` (TPT, docs/methods.md, TPT) a short list is padded with samples from the
 nearest groups (by numeric distance of the key) and the padded voters get weight 0; the real
 ones share weight 1. A query whose group is absent from the pool (a test DD never seen in
 training) falls back to the nearest group for numeric keys, and to the whole pool otherwise.

@@ -2,7 +2,7 @@
 
 ``--data-root`` is the folder holding ``info/`` (the annotation and split pickles; they may also
 lie in the root itself) and one of these frame layouts, detected from what is there
-(METHODS.md 3.1):
+(docs/datasets.md, MTL-AQA):
 
     layout   path                                               a sample's window
     core     new/new_total_frames_256s/{event:02d}/{n:08d}.jpg  the num_frames files ending at

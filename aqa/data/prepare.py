@@ -5,10 +5,10 @@ over them). Each video's frames go to a hidden ``.<name>.partial`` folder that i
 place when ffmpeg succeeds, so an interrupted run leaves no half folder under the final name and
 a rerun only extracts what is not done (resumable per video). Frames are numbered from 1, as
 ``ffmpeg -i V out/%08d.jpg`` does, which is what CoRe's MTL-AQA layout expects
-(``-vf scale=-1:256 -qscale:v 2``, METHODS.md 1.3).
+(``-vf scale=-1:256 -qscale:v 2``, docs/datasets.md, MTL-AQA).
 
 :func:`write_pecop_lists` writes ``sample_name label num_frames num_p`` lines (PECoP's format,
-METHODS.md 3.5) for a dataset's train and test samples, and can link each sample's frames as
+docs/datasets.md, PD4T) for a dataset's train and test samples, and can link each sample's frames as
 ``<out>/<num_p>/<sample_name>/img_{i:05d}.jpg`` so PECoP's loader reads them unchanged.
 """
 

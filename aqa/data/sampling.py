@@ -1,4 +1,4 @@
-"""Frame-index maths of every method, as pure functions (METHODS.md sections 1-5).
+"""Frame-index maths of every method, as pure functions (docs/methods.md).
 
 Positions are 0-based indices into a sample's frame list (or a video's frames). A method reads a
 *window* of frames (103 for CoRe/MUSDL/TSA/TPT) and cuts it into *clips* for the backbone:
@@ -107,7 +107,7 @@ def vspp_segment_bounds(segment: int, clip_len: int = 32, max_segment: int = 4) 
 
 def vspp_indices(num_available: int, start: int, fr: int, rate: int, segment: int,
                  clip_len: int = 32, max_segment: int = 4, official: bool = False) -> list[int]:
-    """PECoP's segment-pace clip (METHODS.md 6.2, datasets/ucf101.py ``loop_load_rgb``):
+    """PECoP's segment-pace clip (docs/methods.md, PECoP, datasets/ucf101.py ``loop_load_rgb``):
     ``clip_len`` positions from ``start``; clip frame ``i`` of the segment (``lo <= i <= hi``, see
     :func:`vspp_segment_bounds`) is ``rate`` frames after frame ``i-1``, any other frame ``fr``
     after it. A position past the end wraps to the first frame (position 0).

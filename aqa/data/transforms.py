@@ -11,7 +11,7 @@ dataclass holding the parameters of one method's preprocessing. A pipeline has t
 Normalisation is not part of the pipeline: clips stay uint8 and the backbone normalises on the
 device (:func:`normalize` with :data:`IMAGENET` or :data:`MINUS_ONE_ONE`, chosen by backbone).
 
-The pipelines (METHODS.md 0.3):
+The pipelines (docs/datasets.md, Spatial pipelines):
 
     name     decode (W x H)   interpolation       train                 test
     square   S x S            bilinear            flip (if hflip)       -

@@ -1,4 +1,4 @@
-"""PECoP's 3D adapter (Dadashzadeh et al., WACV 2024; METHODS.md 6.1) and the key table of the
+"""PECoP's 3D adapter (Dadashzadeh et al., WACV 2024; docs/methods.md, PECoP) and the key table of the
 official PECoP state dicts.
 
 One adapter sits after every I3D Mixed block (3b, 3c, 4b-4f, 5b, 5c) and is added to the block's

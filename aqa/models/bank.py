@@ -1,4 +1,4 @@
-"""The exemplar bank and voting shared by the pair methods (CoRe, TPT). METHODS.md 1.3, 5.3.
+"""The exemplar bank and voting shared by the pair methods (CoRe, TPT); docs/methods.md, CoRe and TPT.
 
 A pair method scores a query *relative to exemplars* of the training split. At evaluation the
 training split's features are computed once and kept as the **bank** (saved in ``best.pt``), so a

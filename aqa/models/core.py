@@ -1,4 +1,4 @@
-"""CoRe: Group-aware Contrastive Regression (Yu et al., ICCV 2021). METHODS.md sections 0.5, 1.
+"""CoRe: Group-aware Contrastive Regression (Yu et al., ICCV 2021). docs/methods.md, CoRe.
 
 A query is scored *relative to exemplars* of the training split:
 
@@ -10,7 +10,7 @@ A query is scored *relative to exemplars* of the training split:
     score = mean over voters of (s_exemplar + d)  (x difficulty with DD: s is score / DD)
 
 Training uses one same-difficulty exemplar a query and both directions of the pair; the loss is
-NLL over the leaf of the true difference + the per-leaf MSE of r (METHODS.md 1.2).
+NLL over the leaf of the true difference + the per-leaf MSE of r (docs/methods.md, CoRe).
 
 Evaluation and scoring do not run the backbone on exemplars again: the training split's features
 are computed once (``on_eval_start``) and saved in ``best.pt`` as the exemplar bank, so a clip is
@@ -131,7 +131,7 @@ class CoRe(Method):
 
     @classmethod
     def adjust_defaults(cls, cfg: RunConfig) -> RunConfig:
-        """The paper's MTL-AQA settings (METHODS.md 1.2): Adam 1e-3, backbone x0.1, 200 epochs,
+        """The paper's MTL-AQA settings (docs/methods.md, CoRe): Adam 1e-3, backbone x0.1, 200 epochs,
         batch 1 with 2-step accumulation (gradients added, not averaged, as the official
         step_per_update), 103 frames at 224 px, and the official train transform's
         random horizontal flip (p = 0.5, the same for query and exemplar clips' frames)."""

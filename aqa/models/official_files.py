@@ -122,15 +122,15 @@ def check_fit(mapped: dict, own: dict, what: str, hint: str = "") -> dict:
 
 BINS = ("auto", "mtl_aqa", "exemplars")
 
-# What the official CoRe/TPT test loops do to a frame (METHODS.md 0.3): torch_videovision's
+# What the official CoRe/TPT test loops do to a frame (docs/datasets.md, Spatial pipelines): torch_videovision's
 # Resize((455, 256)) through PIL (256 wide x 455 tall, bilinear) of the extracted frame, then a
 # 224 centre crop. Videos are therefore decoded at full size and resized by PIL (video_resize=pil).
 OFFICIAL_PREPROCESSING = {"core": {"data.pipeline": "tvv", "data.video_resize": "pil",
                                    "data.frame_size": "224"},
                           "tpt": {"data.pipeline": "tvv", "data.video_resize": "pil",
                                   "data.frame_size": "224"},
-                          # MUSDL/USDL on MTL-AQA: PIL's 455x256 resize, centre crop 224 (METHODS.md
-                          # 0.3; the official test-time filter is a random draw, ours bilinear)
+                          # MUSDL/USDL on MTL-AQA: PIL's 455x256 resize, centre crop 224 (docs/datasets.md,
+                          # Spatial pipelines; the official test-time filter is a random draw, ours bilinear)
                           "usdl": {"data.pipeline": "musdl", "data.video_resize": "pil",
                                    "data.frame_size": "224"},
                           "musdl": {"data.pipeline": "musdl", "data.video_resize": "pil",

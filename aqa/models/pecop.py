@@ -1,5 +1,5 @@
 """PECoP: parameter-efficient continual pretraining (Dadashzadeh et al., WACV 2024), the VSPP
-pretext task (METHODS.md 6; Plrbear/PECoP train.py, datasets/ucf101.py, models/i3d_adapter.py).
+pretext task (docs/methods.md, PECoP; Plrbear/PECoP train.py, datasets/ucf101.py, models/i3d_adapter.py).
 
 A frozen Kinetics I3D (hassony2) gets a 3D adapter after every Mixed block
 (``aqa.models.adapters``); only the adapters and two heads train, on *video segment pace
@@ -143,7 +143,7 @@ class PECoP(Method):
 
     @classmethod
     def adjust_defaults(cls, cfg: RunConfig) -> RunConfig:
-        """METHODS.md 6.2: SGD lr 0.01, momentum 0.9, wd 1e-4, CosineAnnealingLR(T_max 22,
+        """docs/methods.md, PECoP: SGD lr 0.01, momentum 0.9, wd 1e-4, CosineAnnealingLR(T_max 22,
         eta_min lr/1000), 8 epochs, batch 16, 32-frame clips; a frozen hassony2 I3D with
         adapters fed ImageNet-normalised clips (model_rgb.pth's preprocessing); the clips flipped at
         random and resized as cv2 frames through torch_videovision (``tvv_cv2``)."""
@@ -152,7 +152,7 @@ class PECoP(Method):
             backbone = replace(backbone, adapters=True, freeze=True, family="hassony2",
                                input_norm="imagenet", dropout=0.0)
         data = replace(cfg.data, hflip=True)  # train.py: RandomHorizontalFlip
-        if hasattr(data, "pipeline"):  # cv2 frames through torch_videovision (METHODS.md 6.2)
+        if hasattr(data, "pipeline"):  # cv2 frames through torch_videovision (docs/methods.md, PECoP)
             data = replace(data, pipeline="tvv_cv2")
         return replace(cfg, backbone=backbone,
                        optim=replace(cfg.optim, name="sgd", lr=0.01, momentum=0.9,

@@ -1,4 +1,4 @@
-"""TPT: Temporal Parsing Transformer (Bai et al., ECCV 2022). METHODS.md sections 0.5, 5, 9.2.
+"""TPT: Temporal Parsing Transformer (Bai et al., ECCV 2022); docs/methods.md, TPT.
 
 A pair method like CoRe, but the video is parsed into K ordered parts before the pair is compared:
 
@@ -11,7 +11,7 @@ A pair method like CoRe, but the video is parsed into K ordered parts before the
     cls: a flat 16-way leaf classifier (log_softmax);  reg: a sigmoid per leaf in [0, 1]
     score = weighted mean over voters of (s_exemplar + d)  (x DD on MTL-AQA: s is score / DD)
 
-Loss (METHODS.md 5.2) = NLL of both directions + per-leaf masked MSE + the temporal ranking hinge
+Loss (docs/methods.md, TPT) = NLL of both directions + per-leaf masked MSE + the temporal ranking hinge
 on the attention centres of each decoder layer + 0.05 x their spread ("sparsity").
 
 Evaluation (5.3): 10 voters of the query's DD, padded from the nearest DDs with weight 0. The
@@ -259,7 +259,7 @@ class TPT(Method):
 
     @classmethod
     def adjust_defaults(cls, cfg: RunConfig) -> RunConfig:
-        """The README command (METHODS.md 5.3): Adam 1e-4 (heads 1e-3), no weight decay, 250
+        """The README command (docs/methods.md, TPT): Adam 1e-4 (heads 1e-3), no weight decay, 250
         epochs, batch 3, seed 12, 103 frames at 224, the training clips flipped at random
         (``get_video_trans``: RandomHorizontalFlip before the resize and random crop); hassony2
         I3D fed ImageNet-normalised clips.
@@ -409,7 +409,7 @@ class TPT(Method):
         return bank.compare_clips_of(self, model, batch_a, batch_b, state)
 
     def eval_protocol(self) -> dict[str, Any]:
-        """What ``aqa eval`` reports beside the metrics: the voting of METHODS.md 5.3."""
+        """What ``aqa eval`` reports beside the metrics: the voting of docs/methods.md, TPT."""
         m, st = self.cfg.model, dict(getattr(self, "_voter_stats", {}))
         summary = (f"{m.voter_number} voters a query from its {m.exemplar_rule} group"
                    + (", padded from the nearest groups with weight 0" if m.pad_voters else "")
@@ -422,7 +422,7 @@ class TPT(Method):
 
     def _vote(self, model: nn.Module, f_q: torch.Tensor, query: Sample, bank_: dict) -> dict:
         """Score one query (1, N, D) against its voters' bank features (V, N, D): the query's
-        group, padded to voter_number from the nearest groups with weight 0 (METHODS.md 5.3)."""
+        group, padded to voter_number from the nearest groups with weight 0 (docs/methods.md, TPT)."""
         m = self.cfg.model
         chosen, weights, rows = bank.pick_voters(bank_, query, m.exemplar_rule, m.voter_number,
                                                  seed=self.cfg.train.seed, pad=m.pad_voters)

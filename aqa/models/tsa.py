@@ -1,6 +1,6 @@
 """TSA-Net: tube self-attention (Wang et al., ACM MM 2021), and Plain-Net, the same without it.
 
-METHODS.md section 4. The I3D (piergiaj family) is split after ``MaxPool3d_4a_3x3``:
+docs/methods.md, TSA-Net. The I3D (piergiaj family) is split after ``MaxPool3d_4a_3x3``:
 
     7 clips of 16 frames (starts 0, 16, 32, 48, 64, 80, 87)
       --stage 1, per clip--> (B, 480, 4, 14, 14) each --concat on time--> (B, 480, 28, 14, 14)
@@ -252,7 +252,7 @@ class _TubeNetwork(Method):
 
     @classmethod
     def adjust_defaults(cls, cfg: RunConfig) -> RunConfig:
-        """METHODS.md 4.2 (FR-FS): Adam 1e-4, weight decay 1e-5, 20 epochs, batch 4, 103 frames at
+        """docs/methods.md, TSA-Net (FR-FS): Adam 1e-4, weight decay 1e-5, 20 epochs, batch 4, 103 frames at
         224 px (455x256 resize, centre crop, ImageNet normalisation), the piergiaj I3D fully
         trained, no augmentation, best by test accuracy. Other datasets: the same with USDL's
         100 epochs and best by rho."""

@@ -2,7 +2,7 @@
 
 A tube is one box per frame, four corner points ``x1, y1, ..., x4, y4`` in the pixels of some
 frame size (FR-FS's SiamMask boxes: 640x360 source frames). ``tube_mask`` rasterises it onto the
-feature grid of TSA's split point, as the official ``get_mask`` does (METHODS.md section 4.1):
+feature grid of TSA's split point, as the official ``get_mask`` does (docs/methods.md, TSA-Net):
 the corners are scaled to grid units (the whole frame onto the grid, ignoring resize and crop),
 truncated to cells, rasterised exactly as cv2.fillConvexPoly does (:func:`fill_convex_poly`, a
 pure-Python re-implementation: edges drawn as 8-connected lines, then spans filled row by row;

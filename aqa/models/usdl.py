@@ -1,6 +1,6 @@
 """USDL and MUSDL: uncertainty-aware score distribution learning (Tang et al., CVPR 2020).
 
-METHODS.md section 2. A video is 10 clips of 16 frames (starts 0, 10, ..., 80 and the last 16)
+docs/methods.md, USDL and MUSDL. A video is 10 clips of 16 frames (starts 0, 10, ..., 80 and the last 16)
 through I3D, averaged to one 1024-d feature; an MLP head (1024 -> 256 -> 128 -> K, softmax)
 predicts a distribution over score bins, trained with KL divergence against a Gaussian soft
 label centred on the true score:
@@ -11,7 +11,7 @@ label centred on the true score:
            judge j = argmax_j * 0.5; score = the sum of the middle three of the sorted seven,
            times the difficulty degree
 
-On JIGSAWS (METHODS.md 2.2) the bins are offset (``score_min``): USDL has 25 bins over the GRS
+On JIGSAWS (docs/methods.md, USDL and MUSDL) the bins are offset (``score_min``): USDL has 25 bins over the GRS
 total 6..30, MUSDL six heads of 5 bins over each GRS item 1..5, summed (``combine=sum``, no
 DD), sigma 1; 160 frames as 10 clips of 16.
 
@@ -94,7 +94,7 @@ class _Distribution(Method):
 
     @classmethod
     def adjust_defaults(cls, cfg: RunConfig) -> RunConfig:
-        """METHODS.md 2.1: Adam 1e-4, 100 epochs, batch 4, 103 frames at 224 px, the piergiaj
+        """docs/methods.md, USDL and MUSDL: Adam 1e-4, 100 epochs, batch 4, 103 frames at 224 px, the piergiaj
         I3D family fully fine-tuned on ImageNet-normalised frames, MUSDL's preprocessing (455x256
         resize, centre crop; at train a flip and a 0..6-frame shift). 2.2: JIGSAWS."""
         backbone = cfg.backbone
