@@ -145,3 +145,24 @@ def test_official_tpt_checkpoint_is_detected_and_maps_key_for_key(tmp_path, runs
     # the README's d_model=512 model does not fit a d_model=32 file: refused with the reason
     with pytest.raises(CheckpointError, match="do not fit TPT.*d_model=512"):
         import_checkpoint(tmp_path / "checkpoint_150.pth", "tpt", runs_dir)
+
+
+def test_rerun_of_an_imported_run_trains_its_config_locally(tmp_path, runs_dir, monkeypatch):
+    """An imported run has no process to resume (it is finished); "duplicate with changes" trains
+    its recorded config (the official preprocessing included) with the local executor."""
+    from pathlib import Path
+
+    from aqa.errors import RunError
+    from aqa.jobs import control
+
+    official_core_checkpoint(tmp_path / "MTL_CoRe.pth")
+    result = import_checkpoint(tmp_path / "MTL_CoRe.pth", "core", runs_dir, overrides=SMALL)
+    run_dir = Path(runs_dir) / result["run_id"]
+    with pytest.raises(RunError, match="finished"):
+        control.resume(run_dir)
+    asked = []
+    monkeypatch.setattr(control, "submit", lambda root, request: asked.append(request) or root)
+    control.rerun(run_dir, ["train.epochs=1"])
+    (request,) = asked
+    assert request.executor == "local" and request.method == "core"
+    assert request.values["data"]["pipeline"] == "tvv" and request.overrides == ["train.epochs=1"]

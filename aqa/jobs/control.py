@@ -123,6 +123,8 @@ def rerun(run_path: str | os.PathLike, overrides: list[str] | None = None, *,
         nproc = nproc or res.get("nproc")
     job = store.read_job(run_path) or {}
     executor = executor or spec.get("executor") or job.get("executor") or "local"
+    if executor == "import":  # an imported checkpoint's run: its copy is trained here
+        executor = "local"
     if executor == "slurm" and not slurm:
         slurm = job.get("slurm_options")
     return submit(run_path.parent, SubmitRequest(
