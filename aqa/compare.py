@@ -221,14 +221,48 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_ESCAPE.get(ch, ch) for ch in text)
 
 
+# columns where the best value is the largest / the smallest (bold in LaTeX)
+_HIGHER = ("rho", "accuracy", "rho_fz_avg")
+_LOWER = ("l2", "rl2x100")
+
+
+def best_values(rows: list[dict]) -> dict[str, float]:
+    """Per numeric column, the best value over ``rows`` (ρ-like: max; errors: min)."""
+    flat = [flatten(r) for r in rows]
+    out = {}
+    keys = set(_HIGHER) | set(_LOWER) | {k for f in flat for k in f if k.startswith("class:")}
+    for key in keys:
+        vals = [f[key] for f in flat if isinstance(f.get(key), (int, float))
+                and not (isinstance(f[key], float) and math.isnan(f[key]))]
+        if vals:
+            out[key] = min(vals) if key in _LOWER else max(vals)
+    return out
+
+
 def to_latex(rows: list[dict], caption: str = "Comparison of runs and published results.") -> str:
-    """A booktabs ``table`` (needs ``\\usepackage{booktabs}``)."""
-    header, body = to_records(rows)
-    spec = "l" + "r" * (len(header) - 1)
+    """A booktabs ``table`` (needs ``\\usepackage{booktabs}``): the best value of each numeric
+    column in bold (ties all bold; compared at the printed precision), ρ with its 95% CI."""
+    cols = [(k, h) for k, h in table_columns(rows) if k != "rho_ci"]
+    best = best_values(rows)
+    body = []
+    for r in rows:
+        f = flatten(r)
+        cells = []
+        for k, _ in cols:
+            text = latex_escape(format_value(k, f.get(k)))
+            if k in best and isinstance(f.get(k), (int, float)) \
+                    and format_value(k, f[k]) == format_value(k, best[k]):
+                text = f"\\textbf{{{text}}}"
+            if k == "rho" and f.get("rho_ci"):
+                text += f" {{\\scriptsize {latex_escape(f['rho_ci'])}}}"
+            cells.append(text)
+        body.append(cells)
+    numeric = set(_HIGHER) | set(_LOWER) | {"epoch", "params", "train_time_s"}
+    spec = "".join("r" if k in numeric or k.startswith("class:") else "l" for k, _ in cols)
     lines = [r"\begin{table}[t]", r"\centering", f"\\caption{{{latex_escape(caption)}}}",
              f"\\begin{{tabular}}{{{spec}}}", r"\toprule",
-             " & ".join(latex_escape(h) for h in header) + r" \\", r"\midrule"]
-    lines += [" & ".join(latex_escape(c) for c in line) + r" \\" for line in body]
+             " & ".join(latex_escape(h) for _, h in cols) + r" \\", r"\midrule"]
+    lines += [" & ".join(cells) + r" \\" for cells in body]
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(lines) + "\n"
 

@@ -116,3 +116,44 @@ def test_exports(tmp_path):
 def test_checkpoint_metrics():
     assert compare.checkpoint_metrics({"metrics": json.dumps({"rho": 0.9})}) == {"rho": 0.9}
     assert compare.checkpoint_metrics({"metrics": "oops"}) == {}
+
+
+def _cli_run(runs_dir):
+    """A finished regression run with test metrics and predictions at epochs 1 and 2."""
+    from aqa.config import build_run_config, to_dict
+    from aqa.runs import store
+    from aqa.runs.events import EVENTS_FILE, EventWriter
+
+    path = store.create_run(runs_dir, to_dict(build_run_config("regression", "synthetic")))
+    ev = EventWriter(path / EVENTS_FILE)
+    ev.emit("start", epochs=2, total_steps=4, params=99)
+    for epoch, (rho, preds) in enumerate([(-0.5, "a,10,30\nb,20,10\nc,30,20\n"),
+                                          (1.0, "a,10,11\nb,20,19\nc,30,33\n")], start=1):
+        ev.metric("rho", rho, epoch=epoch, step=2 * epoch, split="test")
+        (path / "predictions").mkdir(exist_ok=True)
+        (path / "predictions" / f"test_epoch_{epoch:03d}.csv").write_text("id,true,pred\n" + preds)
+    ev.emit("status", status="finished", epoch=2, step=4)
+    ev.close()
+    return path
+
+
+def test_cli_compare_formats_and_errors(runs_dir, capsys, tmp_path):
+    from aqa.cli import main
+
+    path = _cli_run(runs_dir)
+    assert main(["compare", path.name, "--epoch", "1", "--boot", "0", "--format", "csv"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("run / reference,method,dataset,epoch,ρ")
+    assert out[1].split(",")[3:5] == ["1", "-0.5"]  # recomputed from the predictions
+    assert main(["compare", path.name[-12:], "--paper", "MTL-AQA", "--format", "tex",
+                 "--out", str(tmp_path / "t.tex")]) == 0
+    tex = (tmp_path / "t.tex").read_text()
+    # best epoch (2): rho 1.0 beats every paper row and is bold, with its CI beside it
+    assert r"\textbf{1.0000} {\scriptsize [" in tex and r"\textbf{0.9607}" not in tex
+    assert "TPT (Bai et al., ECCV 2022)" in tex
+    assert main(["compare", "--paper", "finediving", "--format", "md"]) == 0
+    assert "without dive number" in capsys.readouterr().out
+    assert main(["compare", path.name, "--epoch", "7"]) == 2
+    assert "no test metrics at epoch 7" in capsys.readouterr().err
+    assert main(["compare", "--paper", "nope"]) == 2
+    assert main(["compare"]) == 2

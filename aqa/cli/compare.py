@@ -1,0 +1,86 @@
+"""``python -m aqa compare``: the Compare page's table from the command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from aqa.cli import common
+
+FORMATS = ("md", "csv", "tex", "json")
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("compare", help="compare runs (and the published numbers) as a table")
+    p.add_argument("run_ids", nargs="*", metavar="RUN",
+                   help="run ids (or unique prefixes/suffixes); none: only --paper rows")
+    p.add_argument("--epoch", default="best",
+                   help="which checkpoint of each run: best (default), last, or an epoch number")
+    p.add_argument("--paper", action="append", default=[], metavar="BENCHMARK",
+                   help="add the published rows of a benchmark (mtl_aqa, aqa7, finediving, fisv, "
+                        "rg; a dataset name works too); repeatable")
+    p.add_argument("--format", choices=FORMATS, default="md", help="output format (default md)")
+    p.add_argument("--out", default=None, help="write the table to this file instead of stdout")
+    p.add_argument("--boot", type=int, default=1000,
+                   help="bootstrap resamples for rho's 95%% CI (0: no CI)")
+    common.add_runs_dir(p)
+
+
+def cmd_compare(args) -> int:
+    from aqa import compare, papers
+    from aqa.errors import ConfigError, RunError
+    from aqa.runs import index, store
+
+    if not args.run_ids and not args.paper:
+        raise ConfigError("nothing to compare: give run ids and/or --paper BENCHMARK")
+    root = common.runs_dir(args)
+    rows = []
+    if args.run_ids:
+        index.sync(root)  # ingest what the runs wrote since the last look
+    for ref in args.run_ids:
+        run_id = store.find_run(root, ref).name
+        run = index.get_run(root, run_id)
+        if run is None:
+            raise RunError(f"run {run_id} is not in the index; run `python -m aqa index`")
+        metrics = index.run_metrics(root, run_id, split="test")
+        epoch = _epoch(args.epoch, run, metrics)
+        rows.append(compare.run_row(run, epoch, metrics, n_boot=args.boot))
+    for name in args.paper:
+        bench = name if name in papers.BENCHMARKS else papers.benchmark_of(name)
+        if bench is None:
+            raise ConfigError(f"--paper {name!r}: no published rows; choose one of "
+                              f"{', '.join(papers.BENCHMARKS)}")
+        rows += compare.reference_rows(bench)
+    if args.format == "json":
+        import json
+        text = json.dumps(rows, indent=2, default=str) + "\n"
+    else:
+        text = {"md": compare.to_markdown, "csv": compare.to_csv, "tex": compare.to_latex}[
+            args.format](rows)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"wrote {args.out} ({len(rows)} rows)", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _epoch(choice: str, run: dict, metrics: list[dict]) -> int | None:
+    from aqa.errors import ConfigError
+
+    epochs = sorted({m["epoch"] for m in metrics if m.get("epoch") is not None})
+    if choice == "best":
+        return None  # run_row takes the run's best epoch
+    if choice == "last":
+        return epochs[-1] if epochs else None
+    try:
+        epoch = int(choice)
+    except ValueError:
+        raise ConfigError(f"--epoch {choice!r}: expected best, last or an epoch number") from None
+    if epoch not in epochs:
+        raise ConfigError(f"run {run['id']} has no test metrics at epoch {epoch}; it has "
+                          f"{', '.join(map(str, epochs)) or 'none'}")
+    return epoch
+
+
+COMMANDS = {"compare": cmd_compare}
