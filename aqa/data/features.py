@@ -68,11 +68,14 @@ def uses_features(data_cfg) -> bool:
 def window_start(rng: np.random.Generator, length: int, clip_num: int, official: bool = False) -> int:
     """The start row of a training window of ``clip_num`` rows in a program of ``length`` rows:
     0 when the program is not longer than the window; else uniform over ``0 .. length - clip_num``
-    (``official``: ``0 .. length - clip_num - 1``, as the official loader draws it)."""
+    (``official``: ``0 .. length - clip_num - 1``, as the official loader draws it). ``rng`` is
+    a ``np.random.Generator``, or a legacy ``RandomState`` (numpy's global RNG, which the
+    official loader draws from with ``randint``: the same call, the same starts)."""
     if length <= clip_num:
         return 0
     high = length - clip_num if official else length - clip_num + 1
-    return int(rng.integers(0, high))
+    draw = rng.integers if hasattr(rng, "integers") else rng.randint
+    return int(draw(0, high))
 
 
 def crop_or_pad(feat: np.ndarray, clip_num: int, start: int) -> tuple[np.ndarray, int]:
