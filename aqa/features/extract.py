@@ -164,18 +164,18 @@ def load_backbone(recipe: Recipe, device: str | torch.device = "cpu") -> tuple[C
     else:
         from torchvision.models.video import Swin3D_T_Weights, swin3d_t
 
+        weights = Swin3D_T_Weights.KINETICS400_V1
+        name = os.path.basename(weights.url)
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / name
+        if recipe.weights == "kinetics400" and not cached.is_file() and not recipe.download:
+            raise CheckpointError(
+                f"the swin3d Kinetics-400 weights ({weights.url}) are not downloaded yet "
+                f"(looked for {cached}); pass --download-weights to fetch them through "
+                "torchvision, or --weights FILE")
         net = _seeded(lambda: swin3d_t(weights=None), recipe.init_seed)
         if recipe.weights == "":
             ident, source = f"random:swin3d:seed={recipe.init_seed}", ""
         elif recipe.weights == "kinetics400":
-            weights = Swin3D_T_Weights.KINETICS400_V1
-            name = os.path.basename(weights.url)
-            cached = Path(torch.hub.get_dir()) / "checkpoints" / name
-            if not cached.is_file() and not recipe.download:
-                raise CheckpointError(
-                    f"the swin3d Kinetics-400 weights ({weights.url}) are not downloaded yet "
-                    f"(looked for {cached}); pass --download-weights to fetch them through "
-                    "torchvision, or --weights FILE")
             net.load_state_dict(weights.get_state_dict(progress=True, check_hash=True))
             ident, source = f"torchvision:{name}", weights.url
         else:
