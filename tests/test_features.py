@@ -432,3 +432,26 @@ def test_cli_extract_runs_in_the_queue_and_exit_codes(tmp_path, runs_dir, capsys
     a[a.index("--weights") + 1] = str(tmp_path / "missing.pt")
     assert cli_main(a) == 2 and "no such file" in capsys.readouterr().err
     assert cli_main(["features", "recipe", str(tmp_path)]) == 2
+
+
+def test_doctor_reports_feature_files(tmp_path, capsys):
+    make_rg(tmp_path / "rg", apparatus=("Ball", "Hoop"), n_train=3, n_test=1, dim=4)
+    root = str(tmp_path / "rg")
+    base = ["doctor", "--dataset", "rg", "--data-root", root, "--set", "apparatus=all",
+            "--runs-dir", str(tmp_path / "runs")]
+    assert cli_main(base) == 0
+    assert "D = 4, no recipe.json" in capsys.readouterr().out
+    folder = tmp_path / "rg" / RG_FEATURES
+    (folder / "Hoop_002.npy").unlink()
+    np.save(folder / "Ball_001.npy", np.ones((3, 5), np.float32))
+    (folder / "Ball_003.npy").write_bytes(b"")
+    (folder / "recipe.json").write_text(json.dumps({"backbone": "i3d", "clip_len": 32, "stride": 16,
+                                                    "weights": "x", "dim": 4}))
+    assert cli_main(base + ["--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["missing_count"] == 1 and report["corrupt_count"] == 2
+    assert any("D = 5, the other programs have D = 4" in c for c in report["corrupt"])
+    assert any("empty file" in c for c in report["corrupt"])
+    assert report["fix"].startswith("python -m aqa features extract --dataset rg")
+    assert "--backbone i3d --clip-len 32 --stride 16" in report["fix"]
+    assert report["present"] == {"train": 3, "test": 2}
