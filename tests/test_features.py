@@ -400,6 +400,10 @@ def test_extraction_run_lifecycle_stop_and_resume(tmp_path, runs_dir, i3d_weight
     assert [e["resumed_step"] for e in events if e["type"] == "start"] == [None, 0]
     beats = [e for e in events if e["type"] == "heartbeat"]
     assert beats[-1]["step"] == beats[-1]["total_steps"] == 4
+    from aqa.errors import RunError
+    from aqa.jobs import rerun
+    with pytest.raises(RunError, match="feature extraction"):
+        rerun(path)
     ds = built("folder_features", tmp_path / "ff", tmp_path, clip_num=3)
     assert ds.dim == 1024 and ds.recipe["clip_len"] == 8 and ds[0]["features"].shape == (3, 1024)
     check_recipe(ds.recipe, out)
