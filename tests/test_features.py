@@ -459,3 +459,14 @@ def test_doctor_reports_feature_files(tmp_path, capsys):
     assert report["fix"].startswith("python -m aqa features extract --dataset rg")
     assert "--backbone i3d --clip-len 32 --stride 16" in report["fix"]
     assert report["present"] == {"train": 3, "test": 2}
+
+
+def test_items_do_not_share_memory_with_the_cache(tmp_path):
+    make_rg(tmp_path / "rg", n_train=2, n_test=1, dim=4, t_range=(6, 6))
+    ds = built("rg", tmp_path / "rg", tmp_path, clip_num=6)  # T == clip_num: the whole program
+    first = ds[0]["features"]
+    first.zero_()
+    assert ds[0]["features"].abs().sum() > 0
+    te = built("rg", tmp_path / "rg", tmp_path, split="test", train=False)
+    te[0]["features"].zero_()
+    assert te[0]["features"].abs().sum() > 0 and len(te._cache) == 1
