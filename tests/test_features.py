@@ -470,3 +470,24 @@ def test_items_do_not_share_memory_with_the_cache(tmp_path):
     te = built("rg", tmp_path / "rg", tmp_path, split="test", train=False)
     te[0]["features"].zero_()
     assert te[0]["features"].abs().sum() > 0 and len(te._cache) == 1
+
+
+def test_extract_video_with_a_recorded_recipe(tmp_path, programs, i3d_weights):
+    """What the Score page does: extract an upload with the recipe a model was trained on."""
+    import shutil
+
+    from aqa.features import recipe_from_record
+
+    weights = tmp_path / "w.pt"
+    shutil.copy(i3d_weights, weights)
+    recipe = Recipe(weights=str(weights), **TINY)
+    extract_all([("p0", programs[0])], tmp_path / "f", recipe, log=lambda s: None)
+    record = recipe_of(tmp_path / "f")
+    assert recipe_from_record(record) == recipe.resolved()
+    again = extract_video(programs[0], record, "cpu")
+    np.testing.assert_allclose(again, np.load(tmp_path / "f" / "p0.npy"), rtol=1e-4, atol=1e-5)
+    torch.save({k: v + 1 for k, v in torch.load(weights).items()}, weights)  # the file changed
+    with pytest.raises(CheckpointError, match="features were made with"):
+        extract_video(programs[0], record, "cpu")
+    with pytest.raises(DatasetError, match="not made by `aqa features extract`"):
+        recipe_from_record(None)
