@@ -213,7 +213,7 @@ def test_recipe_check(tmp_path):
     folder = tmp_path / "rg" / RG_FEATURES
     assert recipe_of(folder) is None and check_recipe(None, folder) is None
     recipe = {"backbone": "i3d", "weights": "sha256:ab", "clip_len": 32, "stride": 16, "fps": 25.0,
-              "frame_size": 224, "normalisation": "i3d", "pooling": "avg", "dim": 4,
+              "frame_size": 224, "normalisation": "i3d", "pooling": "avg", "align": "start", "dim": 4,
               "code_version": "x"}
     with pytest.raises(DatasetError, match="has no recipe.json"):
         check_recipe(recipe, folder)
@@ -264,6 +264,12 @@ def test_frame_plan_and_clip_starts():
     assert clip_starts(20, 8, 4) == [0, 4, 8, 12]
     assert clip_starts(21, 8, 4) == [0, 4, 8, 12]  # frames after the last full window unused
     assert clip_starts(5, 8, 4) == [0] and clip_starts(8, 8, 4) == [0]
+    # GDLT's extractor (rg_swintx.py): N // 32 windows of 32 after dropping (N % 32) // 2 frames
+    # first: N = 100 -> frames 2..97, windows at 2, 34, 66
+    assert clip_starts(100, 32, 32, "center") == [2, 34, 66]
+    assert clip_starts(99, 32, 32, "center") == [1, 33, 65] and clip_starts(96, 32, 32, "center") == [0, 32, 64]
+    assert clip_starts(21, 8, 4, "center") == [0, 4, 8, 12]  # one frame left: shift 0
+    assert clip_starts(23, 8, 4, "center") == [1, 5, 9, 13]
 
 
 def test_extract_video_rows_are_the_backbone_on_each_window(programs, i3d_weights):
