@@ -497,3 +497,29 @@ def test_extract_video_with_a_recorded_recipe(tmp_path, programs, i3d_weights):
         extract_video(programs[0], record, "cpu")
     with pytest.raises(DatasetError, match="not made by `aqa features extract`"):
         recipe_from_record(None)
+
+
+def test_two_workers_write_the_same_files(tmp_path, programs, i3d_weights):
+    recipe = Recipe(weights=str(i3d_weights), **TINY)
+    items = [(p.stem, p) for p in programs]
+    one = extract_all(items, tmp_path / "one", recipe, log=lambda s: None)
+    two = extract_all(items, tmp_path / "two", recipe, devices=("cpu", "cpu"), log=lambda s: None)
+    assert one["done"] == two["done"] == 3
+    for name, _ in items:
+        np.testing.assert_allclose(np.load(tmp_path / "two" / f"{name}.npy"),
+                                   np.load(tmp_path / "one" / f"{name}.npy"), rtol=1e-4, atol=1e-5)
+
+
+def test_device_flags(tmp_path, capsys):
+    from aqa.features.submit import gpus_for
+    from aqa.jobs.gpus import probe_gpus
+
+    assert gpus_for("cpu") is None and gpus_for("cuda:0,cuda:2") == "0,2"
+    with pytest.raises(ConfigError, match="cuda:N"):
+        gpus_for("gpu0")
+    if probe_gpus():
+        assert gpus_for("cuda") == "1" and gpus_for("auto") == "1"
+    else:
+        assert gpus_for("auto") is None
+        with pytest.raises(ConfigError, match="no GPU"):
+            gpus_for("cuda")
