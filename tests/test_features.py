@@ -299,10 +299,10 @@ def test_short_video_gives_one_row_and_fps_resamples(programs, i3d_weights):
     assert half.shape == (2, 1024)  # 26 frames at 25 fps -> 13 at 12.5 fps -> windows 0, 4
 
 
-def test_swin3d_random_init_shape():
-    feat = extract_video(make_program_videos(Path(__import__("tempfile").mkdtemp()), ["s"], 12)[0],
-                         Recipe(backbone="swin3d", weights="", clip_len=4, stride=4, frame_size=32),
-                         "cpu")
+def test_swin3d_random_init_shape(tmp_path):
+    video = make_program_videos(tmp_path, ["s"], 12)[0]
+    feat = extract_video(video, Recipe(backbone="swin3d", weights="", clip_len=4, stride=4,
+                                       frame_size=32), "cpu")
     assert feat.shape == (3, 768) and np.isfinite(feat).all()
 
 
