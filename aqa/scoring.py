@@ -40,6 +40,7 @@ class ScoreResult:
     spread: float | None = None  # standard deviation over voters, where there are voters
     notes: list[str] = field(default_factory=list)
     frames: np.ndarray | None = field(default=None, repr=False)  # (T, H, W, 3) uint8 as decoded
+    decoder: str = ""  # what decoded and resized the frames (aqa.data.base.video_decoder)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -163,6 +164,8 @@ class Scorer:
               start: int | None = None, end: int | None = None,
               tube: str | None = None) -> ScoreResult:
         """``tube``: TSA's athlete tube (auto, motion, full); None keeps the checkpoint's."""
+        from aqa.data.base import video_decoder
+
         t0 = time.perf_counter()
         batch, frames, indices, source = self._batch(video, difficulty, start, end)
         if tube:
@@ -181,4 +184,6 @@ class Scorer:
                            timings={"load": self.load_s, "decode": t1 - t0, "model": t2 - t1},
                            exemplars=out.get("exemplars", []),
                            distribution=out.get("distribution"), spread=out.get("spread"),
-                           notes=notes + out.get("notes", []), frames=frames)
+                           notes=notes + out.get("notes", []), frames=frames,
+                           decoder=video_decoder(self.pipeline(), getattr(
+                               self.cfg.data, "video_resize", "decord")))

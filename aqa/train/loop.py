@@ -307,7 +307,8 @@ class Trainer:
                          steps_per_epoch=self.steps_per_epoch, total_steps=self.total_steps,
                          params=self.params, trainable=self.trainable,
                          resumed_step=self.step if resumed else None,
-                         resumed_epoch=self.epoch if resumed else None)
+                         resumed_epoch=self.epoch if resumed else None,
+                         decoder=getattr(self._train_clips, "decoder", None))
         excluded = {split: list(getattr(ds, "excluded", ()) or ())
                     for split, ds in (("train", self._train_clips), ("test", self._test_clips))}
         if any(excluded.values()):  # --allow-missing: what was left out, in the run's record
