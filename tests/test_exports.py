@@ -1,6 +1,7 @@
 """aqa export: a run with a resume, read back with TensorBoard's EventAccumulator and MLflow's
 client on a local SQLite store; the values and steps are the run's effective metric events."""
 
+import json
 import math
 import sys
 
@@ -144,3 +145,17 @@ def test_cli_says_how_to_install_a_missing_library(run, monkeypatch, capsys, tar
     monkeypatch.setitem(sys.modules, module, None)  # what `import` does when it is absent
     assert main(["export", target, run.name]) == 2
     assert "pip install 'aqa-studio[exports]'" in capsys.readouterr().err
+
+
+def test_cli_mlflow_defaults_to_a_sqlite_store_in_the_workspace(run, runs_dir, capsys, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert main(["export", "mlflow", run.name, "--no-checkpoints", "--json"]) == 0
+    [done] = json.loads(capsys.readouterr().out)
+    client = MlflowClient(tracking_uri=f"sqlite:///{runs_dir / 'mlflow.db'}")
+    ml = client.get_run(done["where"])
+    assert client.get_experiment(ml.info.experiment_id).name == "aqa"
+    assert sorted(f.path for f in client.list_artifacts(done["where"])) == [
+        "predictions", "run.json", "stdout.log"]
+    assert (runs_dir / "mlartifacts").is_dir()

@@ -53,6 +53,7 @@ def test_run_finishes_and_is_indexed(runs_dir, fast_overrides):
     assert result["metrics"]["rho"] == pytest.approx(logged[0], abs=1e-6)
     assert result["rho_ci95"][0] <= result["metrics"]["rho"] <= result["rho_ci95"][1]
     assert (path / "predictions" / "test_eval_best.csv").exists()
+    assert result["decoder"] == start["decoder"]  # the frames the run's predictions came from
     job = store.read_job(path)
     assert job["start_time"] and job["pid"]
     wait_for(lambda: not status.process_alive(job["pid"], job["start_time"]), what="process exit")
