@@ -164,7 +164,7 @@ class Scorer:
               start: int | None = None, end: int | None = None,
               tube: str | None = None) -> ScoreResult:
         """``tube``: TSA's athlete tube (auto, motion, full); None keeps the checkpoint's."""
-        from aqa.data.base import video_decoder
+        from aqa.data.base import decoder_note, video_decoder
 
         t0 = time.perf_counter()
         batch, frames, indices, source = self._batch(video, difficulty, start, end)
@@ -173,10 +173,13 @@ class Scorer:
         t1 = time.perf_counter()
         out = self.method.score_clip(self.model, batch, self.state)
         t2 = time.perf_counter()
+        decoder = video_decoder(self.pipeline(), getattr(self.cfg.data, "video_resize", "decord"))
         notes = []
         if source != len(indices):
             notes.append(f"the clip has {source} frames; resampled uniformly to the model's "
                          f"{len(indices)}")
+        if decoder_note(decoder, self.cfg.data):
+            notes.append(decoder_note(decoder, self.cfg.data))
         return ScoreResult(score=float(out["score"]), method=self.cfg.method,
                            checkpoint=str(self.checkpoint), source_frames=source,
                            frames_used=len(indices), resampled=source != len(indices),
@@ -185,5 +188,4 @@ class Scorer:
                            exemplars=out.get("exemplars", []),
                            distribution=out.get("distribution"), spread=out.get("spread"),
                            notes=notes + out.get("notes", []), frames=frames,
-                           decoder=video_decoder(self.pipeline(), getattr(
-                               self.cfg.data, "video_resize", "decord")))
+                           decoder=decoder)

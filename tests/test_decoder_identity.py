@@ -113,3 +113,24 @@ def test_video_decoder_names_what_resizes(no_decord):
     assert video_decoder(build_pipeline("tvv_cv2"), "decord") == f"{pyav} + cv2 nearest"
     with pytest.raises(VideoError, match="decord does not import here"):
         video.read_frames(shared_clip(), [0], decoder="decord")
+
+
+def test_a_score_without_decord_says_what_resized_its_frames(tmp_path, no_decord):
+    import torch
+
+    from aqa.config import build_run_config, to_dict
+    from aqa.registry import METHODS
+    from aqa.scoring import Scorer
+    from aqa.train.checkpoint import save_checkpoint
+
+    cfg = build_run_config("regression", "synthetic", overrides=["data.num_frames=8",
+                                                                 "data.frame_size=64"])
+    save_checkpoint(tmp_path / "best.pt", {"method": "regression", "config": to_dict(cfg),
+                                           "model": METHODS.get("regression")(cfg).build_model()
+                                           .state_dict()})
+    result = Scorer.from_checkpoint(tmp_path / "best.pt").score(shared_clip())
+    assert result.decoder == video.frames_decoder(SIZE) and result.decoder.endswith(" bilinear")
+    assert result.frames.shape == (8, 64, 64, 3)
+    assert np.array_equal(result.frames, video_pyav.read(shared_clip(), result.frame_indices,
+                                                         SIZE, "bilinear"))
+    assert "decord does not import here" in result.notes[-1]

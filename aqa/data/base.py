@@ -230,6 +230,20 @@ def video_decoder(pipeline, video_resize: str = "decord", interpolation: str | N
     return frames_decoder(size, interpolation=video_resize)
 
 
+def decoder_note(decoder: str, data_cfg) -> str | None:
+    """A sentence for the user when videos that ``data.video_resize=decord`` says to resize
+    with decord are resized by PyAV instead (decord not importable, or ``AQA_DECODER=pyav``)."""
+    if getattr(data_cfg, "video_resize", "decord") != "decord" or not decoder.startswith("pyav ") \
+            or not decoder.endswith(("bilinear", "nearest", "bicubic", "area")):
+        return None
+    from aqa.video import decord_missing
+    why = f"decord does not import here ({decord_missing()})" if decord_missing() else \
+        "AQA_DECODER=pyav"
+    return (f"{why}: videos are resized by {decoder}, whose pixels differ slightly from decord's "
+            "(a mean of 0.25 levels; docs/datasets.md); a model trained on decord's frames may "
+            "score a little differently")
+
+
 def check_video_resize(name: str) -> str:
     from aqa.config import choices
 
