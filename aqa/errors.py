@@ -33,3 +33,7 @@ class RunError(AQAError):
 
 class JobError(AQAError):
     """A job that could not be started, stopped or found."""
+
+
+class ExportError(AQAError):
+    """A run that cannot be exported: a missing library, or a place it was already exported to."""

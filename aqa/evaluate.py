@@ -92,7 +92,8 @@ def evaluate_checkpoint(ref: str | Path, *, split: str = "test", runs_dir: str |
     out = {"checkpoint": str(ckpt), "split": split, "samples": len(rows), "metrics": result,
            "rho_ci95": [lo, hi], "rl2_x100": result["rl2"] * 100 if "rl2" in result else None,
            "predictions": str(target),
-           "epoch": state.get("epoch")}
+           "epoch": state.get("epoch"),
+           "decoder": getattr(clips, "decoder", None)}  # what made the frames (video_decoder)
     protocol = method.eval_protocol()  # e.g. TPT's voters: how many, how many padded
     if protocol is not None:
         out["protocol"] = protocol

@@ -40,6 +40,7 @@ class ScoreResult:
     spread: float | None = None  # standard deviation over voters, where there are voters
     notes: list[str] = field(default_factory=list)
     frames: np.ndarray | None = field(default=None, repr=False)  # (T, H, W, 3) uint8 as decoded
+    decoder: str = ""  # what decoded and resized the frames (aqa.data.base.video_decoder)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -163,6 +164,8 @@ class Scorer:
               start: int | None = None, end: int | None = None,
               tube: str | None = None) -> ScoreResult:
         """``tube``: TSA's athlete tube (auto, motion, full); None keeps the checkpoint's."""
+        from aqa.data.base import decoder_note, video_decoder
+
         t0 = time.perf_counter()
         batch, frames, indices, source = self._batch(video, difficulty, start, end)
         if tube:
@@ -170,10 +173,13 @@ class Scorer:
         t1 = time.perf_counter()
         out = self.method.score_clip(self.model, batch, self.state)
         t2 = time.perf_counter()
+        decoder = video_decoder(self.pipeline(), getattr(self.cfg.data, "video_resize", "decord"))
         notes = []
         if source != len(indices):
             notes.append(f"the clip has {source} frames; resampled uniformly to the model's "
                          f"{len(indices)}")
+        if decoder_note(decoder, self.cfg.data):
+            notes.append(decoder_note(decoder, self.cfg.data))
         return ScoreResult(score=float(out["score"]), method=self.cfg.method,
                            checkpoint=str(self.checkpoint), source_frames=source,
                            frames_used=len(indices), resampled=source != len(indices),
@@ -181,4 +187,5 @@ class Scorer:
                            timings={"load": self.load_s, "decode": t1 - t0, "model": t2 - t1},
                            exemplars=out.get("exemplars", []),
                            distribution=out.get("distribution"), spread=out.get("spread"),
-                           notes=notes + out.get("notes", []), frames=frames)
+                           notes=notes + out.get("notes", []), frames=frames,
+                           decoder=decoder)

@@ -7,7 +7,11 @@ scaler, straight into the output array; the pixels are identical to decord's and
 (``bench/decode.py``; numbers in docs/datasets.md). Resized reads stay with decord, whose
 in-decoder resize made the pixels the models were trained on, unless an ``interpolation`` is
 asked for (then PyAV resizes with that libswscale filter: different pixels, faster).
-``decoder="decord"`` or ``"pyav"`` (or ``$AQA_DECODER``) forces one. PyAV also reads what
+``decoder="decord"`` or ``"pyav"`` (or ``$AQA_DECODER``) forces one. decord is optional: where it
+does not import (0.6 has no wheel for aarch64 Linux or macOS arm64), every read goes through PyAV
+and a resized read is scaled by libswscale's bilinear filter, the closest to decord's resize but
+not the same pixels (``bench/decord_vs_pyav.py``); :func:`frames_decoder` names what made the
+frames, and the clip cache and scores carry it, so they stay tied to it. PyAV also reads what
 decord cannot: containers it cannot open (GIF, some MOV/WebM), widths decord 0.6 garbles, and
 clips with a display rotation (portrait phone video: decord 0.6 returns garbled frames for
 those), which are turned upright as ffmpeg would show them. Audio streams are ignored. Frame
@@ -82,6 +86,39 @@ def _probe_opened(path: Path, backend: "_Backend", reader=None) -> VideoInfo:
 
 
 DECODERS = ("auto", "decord", "pyav")
+_decord_import: list = []  # [None] once decord imported, [reason] once it failed
+
+
+def decord_missing() -> str | None:
+    """Why decord cannot be used here (its import error), or None when it imports. Asked once."""
+    if not _decord_import:
+        try:
+            import decord  # noqa: F401
+        except (ImportError, OSError) as exc:  # no wheel for the platform, or a missing library
+            _decord_import.append(f"{type(exc).__name__}: {exc}")
+        else:
+            _decord_import.append(None)
+    return _decord_import[0]
+
+
+def frames_decoder(size: tuple[int, int] | None = None, decoder: str | None = None,
+                   interpolation: str | None = None) -> str:
+    """What :func:`read_frames` decodes (and resizes) with for these options, with its version:
+    ``"decord 0.6.0"``, ``"pyav 18.1.0"`` (native size) or ``"pyav 18.1.0 libswscale 9.5.102
+    bilinear"``. Native-size frames are the same from either decoder; resized ones are not, so a
+    cache entry or a score made with one names it. (A file decord cannot open, a rotated clip or
+    one of decord's bad widths goes to PyAV whatever this says; those files always do.)"""
+    decoder = decoder or os.environ.get("AQA_DECODER") or "auto"
+    pyav = (decoder == "pyav" or size is None or interpolation is not None
+            or (decoder == "auto" and decord_missing() is not None))
+    if not pyav:
+        import decord
+        return f"decord {decord.__version__}"
+    import av
+    if size is None:
+        return f"pyav {av.__version__}"
+    swscale = ".".join(map(str, av.library_versions["libswscale"]))
+    return f"pyav {av.__version__} libswscale {swscale} {interpolation or 'bilinear'}"
 from aqa.video_common import INTERPOLATIONS  # noqa: E402  (interpolation name -> libswscale filter)
 
 
@@ -117,11 +154,16 @@ def read_frames(
         raise ValueError("read_frames needs at least one frame index")
     if size is not None and (size[0] < 1 or size[1] < 1):
         raise ValueError(f"size must be (width, height) with positive values, got {size}")
+    if decoder == "decord" and decord_missing():
+        raise VideoError(f"decoder='decord' was asked for (AQA_DECODER?) but decord does not "
+                         f"import here ({decord_missing()}); use decoder='auto' or 'pyav' "
+                         f"(pip install decord==0.6.0 where a wheel exists: x86-64)")
     opened = _opened(path)
     backend = opened.backend
     # a clip shown rotated by 90/270 is stored transposed: decode at the transposed size
     decode_size = (size[1], size[0]) if size is not None and backend.rotation % 180 else size
-    if decoder == "pyav" or (decoder == "auto" and (size is None or interpolation is not None)):
+    if decoder == "pyav" or (decoder == "auto" and (size is None or interpolation is not None)) \
+            or decord_missing() is not None:  # without decord, "auto" resizes with PyAV's bilinear
         backend = backend._replace(pyav=True)
     num_frames = opened.info.num_frames  # counted once, when the file was first opened
     if not backend.pyav:
@@ -166,7 +208,8 @@ def _opened(path: Path) -> _Opened:
     """Which decoder reads ``path``, how to rotate its frames, and what :func:`probe` says:
     learned together, once per file version (path, size, mtime), from one look at the file.
 
-    decord is tried first (fast batched reads). A file decord cannot open goes to PyAV. A clip
+    decord is tried first (fast batched reads) where it imports. A file decord cannot open goes
+    to PyAV. A clip
     with a display rotation (portrait phone video) also goes to PyAV: decord 0.6 returns garbled
     4-channel frames for those.
     """
@@ -175,7 +218,7 @@ def _opened(path: Path) -> _Opened:
     if key in _opened_files:
         return _opened_files[key]
     rotation = video_pyav.rotation(path)
-    pyav, reader = bool(rotation), None
+    pyav, reader = bool(rotation) or decord_missing() is not None, None
     if not pyav:
         try:
             reader = _open(path)

@@ -2,6 +2,7 @@
 
 import json
 import pickle
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import scipy.io
 import torch
 from PIL import Image
 
+from aqa.data.frfs import read_labels
 from aqa.errors import DatasetError
 from aqa.registry import DATASETS
 
@@ -184,19 +186,34 @@ def write_xls(path: Path, rows: list[tuple[str, float]]) -> None:
     path.write_bytes(header + struct.pack("<128I", *fat) + directory + book.ljust(n * 512, b"\x00"))
 
 
-def test_frfs_reads_the_distributed_xls_without_xlrd(tmp_path):
+def test_frfs_reads_the_distributed_xls_with_xlrd(tmp_path):
+    """The sheets are read by xlrd, from BIFF8 as Excel writes it (write_xls above)."""
+    import xlrd
+
     from aqa.data.frfs import read_xls
 
     root = tmp_path / "FRFS"
     root.mkdir()
     write_xls(root / "Train.xls", [("309_1_fall", 1.0), ("312_2", 0.0), ("400_3", 0.75)])
-    assert read_xls(root / "Train.xls") == [["key", "label"], ["309_1_fall", 1.0], ["312_2", 0.0],
-                                            ["400_3", 0.75]]
+    assert xlrd.open_workbook(str(root / "Train.xls")).biff_version == 80  # BIFF8
+    assert read_xls(root / "Train.xls", "Sheet1") == [["key", "label"], ["309_1_fall", 1.0],
+                                                      ["312_2", 0.0], ["400_3", 0.75]]
     write_xls(root / "Test.xls", [("500_1", 0.25)])
     entry, cfg = dataset("frfs", tmp_path, tmp_path)
     assert [(s.id, s.meta["label"]) for s in entry.samples(cfg, "train")] == [
         ("309_1_fall", 1.0), ("312_2", 0.0), ("400_3", 1.0)]
     assert [s.score for s in entry.samples(cfg, "test")] == [0.0]
+    with pytest.raises(DatasetError, match="no sheet 'Sheet2' \\(has Sheet1\\)"):
+        read_xls(root / "Test.xls", "Sheet2")
+
+
+def test_frfs_without_xlrd_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "xlrd", None)  # what `import xlrd` meets where it is absent
+    write_xls(tmp_path / "Train.xls", [("a", 1.0)])
+    with pytest.raises(DatasetError, match="Train.xls: reading .xls needs xlrd \\(pip install"):
+        read_labels(tmp_path, "train")
+    (tmp_path / "Train.csv").write_text("key,label\na,1.0\n")  # the CSV beside it needs nothing
+    assert read_labels(tmp_path, "train") == [("a", 1.0)]
 
 
 def test_aqa7_and_jigsaws_read_raw_videos_where_frames_were_not_extracted(tmp_path):

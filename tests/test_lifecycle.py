@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from aqa import video
 from aqa.jobs import local
 from aqa.runs import index, status, store
 from aqa.runs.events import effective_metrics, read_events
@@ -40,6 +41,8 @@ def test_run_finishes_and_is_indexed(runs_dir, fast_overrides):
     assert epoch_rows(runs_dir, path.name) == [1, 2]
     assert {c["name"] for c in index.run_checkpoints(runs_dir, path.name)} >= {"last.pt", "best.pt"}
     assert (path / "predictions" / "test_epoch_002.csv").read_text().startswith("id,true,pred\n")
+    start = next(e for e in events(path) if e["type"] == "start")
+    assert start["decoder"] == video.frames_decoder((32, 32))  # the mp4 dives, resized 32x32
     log = (path / "stdout.log").read_text()
     assert "ETA" in log and "run finished" in log
     # evaluating best.pt again gives the rho the loop logged for that epoch
@@ -50,6 +53,7 @@ def test_run_finishes_and_is_indexed(runs_dir, fast_overrides):
     assert result["metrics"]["rho"] == pytest.approx(logged[0], abs=1e-6)
     assert result["rho_ci95"][0] <= result["metrics"]["rho"] <= result["rho_ci95"][1]
     assert (path / "predictions" / "test_eval_best.csv").exists()
+    assert result["decoder"] == start["decoder"]  # the frames the run's predictions came from
     job = store.read_job(path)
     assert job["start_time"] and job["pid"]
     wait_for(lambda: not status.process_alive(job["pid"], job["start_time"]), what="process exit")

@@ -9,6 +9,7 @@ from aqa.errors import CheckpointError, VideoError
 from aqa.registry import METHODS
 from aqa.scoring import Scorer
 from aqa.train.checkpoint import save_checkpoint
+from aqa.video import frames_decoder
 from conftest import shared_clip
 
 
@@ -32,6 +33,7 @@ def test_scores_the_real_dive_and_says_it_resampled(checkpoint):
     assert result.frames.shape == (8, 32, 32, 3)
     assert "resampled" in result.notes[0]
     assert set(result.timings) == {"load", "decode", "model"}
+    assert result.decoder == frames_decoder((32, 32))  # what resized the frames, with its version
     json.dumps(result.to_dict())  # serialisable without the frames
 
 

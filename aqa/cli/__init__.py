@@ -10,6 +10,7 @@ the JSON printer live in ``common``:
     pretrain  pretrain, export-backbone       history   import-checkpoint, import-config, import-log
     compare   compare (runs and published rows as md / csv / tex / json)
     features  features extract, features recipe
+    export    export tensorboard / mlflow (metrics, config, checkpoints, predictions)
 
 A new command goes into its family's module (``add_parsers`` and ``COMMANDS``); a new family is
 one more module listed in ``FAMILIES``.
@@ -22,12 +23,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from aqa.cli import compare, data, features, history, jobs, methods, pretrain, runs, score, train
+from aqa.cli import compare, data, export, features, history, jobs, methods, pretrain, runs, score, train
 from aqa.cli.train import DEMO_DATASET, DEMO_METHOD, DEMO_OVERRIDES  # noqa: F401 (the app's demo)
 from aqa.errors import AQAError
 
 # In the order of ``python -m aqa --help``; pretrain comes after train (it inherits its options).
-FAMILIES = [train, runs, score, compare, methods, jobs, data, features, pretrain, history]
+FAMILIES = [train, runs, score, compare, export, methods, jobs, data, features, pretrain, history]
 COMMANDS = {name: cmd for family in FAMILIES for name, cmd in family.COMMANDS.items()}
 
 

@@ -44,6 +44,7 @@ def cmd_score(args) -> int:
     for note in result.notes:
         print(f"  note: {note}")
     print("  time: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in result.timings.items()))
+    print(f"  frames: {result.decoder}")
     return 0
 
 

@@ -209,6 +209,41 @@ def load_clip(sample: Sample, positions: Sequence[int], pipeline, video_resize: 
     return pipeline.apply(frames, train, rng, mirror).contiguous()
 
 
+def video_decoder(pipeline, video_resize: str = "decord", interpolation: str | None = None) -> str:
+    """What decodes and resizes a video's frames for ``pipeline`` and ``video_resize``
+    (:func:`aqa.video.frames_decoder`, plus PIL's or cv2's filter where those resize): recorded
+    with what the frames made (a run's ``start`` event, a ``ScoreResult``), because decord's and
+    PyAV's resized pixels differ (docs/datasets.md, "decord and PyAV")."""
+    from aqa.data.transforms import CV2_NEAREST
+    from aqa.video import frames_decoder
+
+    size = pipeline.decode_size
+    interpolation = interpolation or pipeline.draw_interpolation(np.random.default_rng(0), False)
+    if size is None:
+        return frames_decoder(None)
+    if interpolation == CV2_NEAREST:
+        return f"{frames_decoder(None)} + cv2 nearest"
+    if video_resize == "decord":
+        return frames_decoder(size)
+    if video_resize == "pil":
+        return f"{frames_decoder(None)} + PIL {interpolation}"
+    return frames_decoder(size, interpolation=video_resize)
+
+
+def decoder_note(decoder: str, data_cfg) -> str | None:
+    """A sentence for the user when videos that ``data.video_resize=decord`` says to resize
+    with decord are resized by PyAV instead (decord not importable, or ``AQA_DECODER=pyav``)."""
+    if getattr(data_cfg, "video_resize", "decord") != "decord" or not decoder.startswith("pyav ") \
+            or not decoder.endswith(("bilinear", "nearest", "bicubic", "area")):
+        return None
+    from aqa.video import decord_missing
+    why = f"decord does not import here ({decord_missing()})" if decord_missing() else \
+        "AQA_DECODER=pyav"
+    return (f"{why}: videos are resized by {decoder}, whose pixels differ slightly from decord's "
+            "(a mean of 0.25 levels; docs/datasets.md); a model trained on decord's frames may "
+            "score a little differently")
+
+
 def check_video_resize(name: str) -> str:
     from aqa.config import choices
 
@@ -322,6 +357,14 @@ class ClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    @property
+    def decoder(self) -> str:
+        """What makes this dataset's frames: :func:`video_decoder` when it reads videos, else
+        PIL (frame folders)."""
+        if any(not s.is_frame_folder for s in self.samples):
+            return video_decoder(self.pipeline, self.video_resize)
+        return "PIL (frame images)"
+
     def _rng(self, i: int) -> np.random.Generator:
         """Train: a new seeded stream per draw of sample i; test: the same stream every time."""
         if not self.train:
@@ -358,6 +401,12 @@ class ClipDataset(Dataset):
         if self._disk is not None:
             from aqa.data.cache import clip_key
             how = interpolation if self.video_resize == "decord" else f"{interpolation}|{self.video_resize}"
+            if self.video_resize == "decord" and size is not None and \
+                    not self.samples[i].is_frame_folder:
+                from aqa.video import frames_decoder
+                made_by = frames_decoder(size)
+                if not made_by.startswith("decord"):  # PyAV's scaler: not decord's pixels
+                    how += f"|{made_by}"  # (decord's entries keep the keys they always had)
             key = clip_key(self._fingerprint(i, positions), positions, size, how)
             arr = self._disk.get(key)
         if arr is None:

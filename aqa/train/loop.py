@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Subset
 from aqa.config import RunConfig, build_run_config, to_dict
 from aqa.data.base import SampleSubset, holdout_indices
 from aqa.errors import AQAError
+from aqa.data.base import decoder_note
 from aqa.evaluate import collate, predict_rows, write_predictions
 from aqa.models.base import count_parameters
 from aqa.registry import DATASETS, METHODS
@@ -307,7 +308,8 @@ class Trainer:
                          steps_per_epoch=self.steps_per_epoch, total_steps=self.total_steps,
                          params=self.params, trainable=self.trainable,
                          resumed_step=self.step if resumed else None,
-                         resumed_epoch=self.epoch if resumed else None)
+                         resumed_epoch=self.epoch if resumed else None,
+                         decoder=getattr(self._train_clips, "decoder", None))
         excluded = {split: list(getattr(ds, "excluded", ()) or ())
                     for split, ds in (("train", self._train_clips), ("test", self._test_clips))}
         if any(excluded.values()):  # --allow-missing: what was left out, in the run's record
@@ -320,6 +322,9 @@ class Trainer:
             print(f"{cfg.method} on {cfg.dataset}: {what}; {self.params:,} parameters, "
                   f"{len(self.train_set)} train / {len(self.test_set)} test clips, "
                   f"device {self.device}", flush=True)
+            note = decoder_note(getattr(self._train_clips, "decoder", ""), cfg.data)
+            if note:
+                print(f"note: {note}", flush=True)
         while self.epoch < cfg.train.epochs:
             epoch = self.epoch + 1
             losses = self.train_epoch(epoch)
