@@ -32,6 +32,7 @@ _BUILTIN_MODULES = (
     "aqa.data.aqa7",
     "aqa.data.frfs",
     "aqa.data.fisv",
+    "aqa.data.rg",
     "aqa.data.jigsaws",
     "aqa.data.pd4t",
 )

@@ -405,11 +405,17 @@ class ClipDataset(Dataset):
 
 
 def collate(items: list[dict]) -> dict:
-    """Stack tensors, keep lists of everything else (ids)."""
+    """Stack tensors, keep lists of everything else (ids). Feature programs of different
+    lengths (``features``, test items of ``aqa.data.features``) are zero-padded to the longest;
+    their ``length`` says how many rows are real."""
     out = {}
     for key in items[0]:
         values = [it[key] for it in items]
-        out[key] = torch.stack(values) if torch.is_tensor(values[0]) else values
+        if key == "features" and len({v.shape for v in values}) > 1:
+            from aqa.data.features import pad_features
+            out[key] = pad_features(values)
+        else:
+            out[key] = torch.stack(values) if torch.is_tensor(values[0]) else values
     return out
 
 

@@ -10,6 +10,14 @@ The target is ``tes``, ``pcs`` or ``total`` (``data.target``). Scores come from 
 or from the list lines when there is none. The clips are long (about 2 min 50 s); a clip is
 ``num_frames`` frames spread uniformly over the whole program. Items add ``tes``, ``pcs`` and
 ``ded`` so a model can predict both.
+
+**Features mode** (``data.features`` set: a folder of ``<name>.npy``, T x D, relative to the root
+or absolute): the layout GDLT (``xuangch/CVPR22_GDLT``) and CoFInAl distribute Fis-V in, the
+label files holding a header line, then ``name TES PCS`` (TES in column 1, PCS in column 2, as
+the official readers take them; more columns are ignored), and the same ``train.txt``/``test.txt``
+names. The video-mode lists above (``number tes pcs ded``, no header) are read too, so features
+extracted from the videos (``aqa features extract --dataset fisv``) train with the same lists.
+Items are those of ``aqa.data.features`` with ``tes`` and ``pcs``; ``total`` needs the score CSV.
 """
 
 from __future__ import annotations
@@ -19,21 +27,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aqa.data.base import FramesDataConfig, Sample, build_clip_dataset, find_video, resolve_common
+from aqa.data.features import FeatureOptions, build_feature_dataset, read_label_file
 from aqa.errors import DatasetError
 from aqa.registry import DATASETS
 
 TARGETS = ("tes", "pcs", "total")
+FEATURE_COLUMNS = {"tes": 1, "pcs": 2}  # label-file positions in the official feature release
 HINT = "the Fis-V folder holding the videos (1.mp4 ... 500.mp4), the score CSV and train.txt/test.txt"
 
 
 @dataclass
-class FisVDataConfig(FramesDataConfig):
+class FisVDataConfig(FramesDataConfig, FeatureOptions):
     num_frames: int = 128  # frames spread uniformly over each program
     frame_size: int = 224  # crop side (square pipeline: the resize side)
     target: str = "tes"  # the score to learn: tes, pcs or total
     score_file: str = ""  # CSV with number,total,tes,pcs,ded (empty: the root's CSV with that header)
     train_list: str = "train.txt"  # lines "number tes pcs ded" of the training programs
     test_list: str = "test.txt"  # lines "number tes pcs ded" of the test programs
+    features: str = ""  # features mode: the folder of <name>.npy (T x D) per program, relative to the root (GDLT's swintx_avg_fps25_clip32); empty = read the videos
 
 
 def _find_score_file(root: Path, name: str) -> Path | None:
@@ -110,6 +121,8 @@ class FisVDataset:
     def samples(cls, cfg: FisVDataConfig, split: str) -> list[Sample]:
         if split not in ("train", "test"):
             return []
+        if cfg.features:
+            return cls.feature_samples(cfg, split)
         root = Path(cfg.root)
         score_path = _find_score_file(root, cfg.score_file)
         table = read_scores(score_path) if score_path is not None else {}
@@ -125,6 +138,40 @@ class FisVDataset:
         return out
 
     @classmethod
+    def feature_samples(cls, cfg: FisVDataConfig, split: str) -> list[Sample]:
+        """Features mode: one sample a label line, its features ``<features>/<name>.npy``."""
+        root = Path(cfg.root)
+        score_path = _find_score_file(root, cfg.score_file)
+        table = read_scores(score_path) if score_path is not None else {}
+        folder = root / Path(cfg.features).expanduser()
+        out = []
+        lines = read_label_file(root / (cfg.train_list if split == "train" else cfg.test_list),
+                                FEATURE_COLUMNS, "Fis-V")
+        for name, scores in lines:
+            number = int(name) if name.isdigit() else None
+            scores = {**scores, **table.get(number, {})}
+            if cfg.target not in scores:
+                raise DatasetError(f"Fis-V program {name}: no {cfg.target} score (the label files "
+                                   "hold TES and PCS; total needs the score CSV)")
+            npy = folder / f"{name}.npy"
+            out.append(Sample(id=name, video=npy, score=scores[cfg.target], split=split,
+                              meta={"tes": scores["tes"], "pcs": scores["pcs"], "features": str(npy)}))
+        return out
+
+    @classmethod
+    def videos(cls, cfg: FisVDataConfig) -> list[tuple[str, Path]]:
+        """``(name, video)`` of every program of both lists (for feature extraction)."""
+        root = Path(cfg.root)
+        names = dict.fromkeys(name for split in ("train", "test") for name, _ in read_label_file(
+            root / (cfg.train_list if split == "train" else cfg.test_list), FEATURE_COLUMNS, "Fis-V"))
+        return [(n, _video(root, int(n)) if n.isdigit() else root / "videos" / f"{n}.mp4")
+                for n in names]
+
+    @classmethod
     def build(cls, cfg: FisVDataConfig, split: str, train: bool, seed: int = 0):
+        if cfg.features:
+            return build_feature_dataset(cfg, cls.samples(cfg, split), split, train, seed, "Fis-V",
+                                         Path(cfg.root) / Path(cfg.features).expanduser(),
+                                         ("tes", "pcs"))
         return build_clip_dataset(cfg, cls.samples(cfg, split), split, train, seed, "Fis-V",
                                   extra_keys=("tes", "pcs", "ded"))

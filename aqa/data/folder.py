@@ -19,6 +19,7 @@ import numpy as np
 
 from aqa.config import DataConfig
 from aqa.data.base import ClipDataset, Sample
+from aqa.data.features import FeatureOptions, build_feature_dataset
 from aqa.errors import DatasetError
 from aqa.registry import DATASETS
 
@@ -135,3 +136,55 @@ class SyntheticDataset(FolderDataset):
     def prepare(cls, cfg: SyntheticDataConfig) -> None:
         from aqa.data.synthetic import render_dataset
         render_dataset(Path(cfg.root), num_clips=cfg.num_clips, seed=cfg.render_seed)
+
+
+@dataclass
+class FolderFeaturesDataConfig(DataConfig, FeatureOptions):
+    csv: str = "scores.csv"  # score file inside the root: video,score[,difficulty,split]; a row's features are <features>/<video's stem>.npy
+    features: str = "features"  # the folder of <name>.npy (T x D) per video, relative to the root or absolute
+    test_fraction: float = 0.2  # share of rows used as test split when the CSV has no split column
+    split_seed: int = 0  # seed of that random split
+
+
+def feature_rows(root: Path, csv_name: str, folder: str, test_fraction: float,
+                 split_seed: int) -> list[Sample]:
+    """The score CSV's rows as feature samples: ``<folder>/<stem of video>.npy``."""
+    folder_path = root / Path(folder).expanduser()
+    out = []
+    for s in read_score_csv(root, csv_name, test_fraction, split_seed):
+        npy = folder_path / f"{s.id}.npy"
+        out.append(Sample(id=s.id, video=npy, score=s.score, difficulty=s.difficulty,
+                          split=s.split, meta={"features": str(npy), "difficulty": s.difficulty,
+                                               "source": str(s.video)}))
+    return out
+
+
+@DATASETS.register("folder_features")
+class FolderFeaturesDataset:
+    """A user's folder of clips (the ``folder`` dataset's score CSV) read as per-clip features
+    (``python -m aqa features extract --dataset folder``): items of ``aqa.data.features``."""
+
+    config_cls = FolderFeaturesDataConfig
+    description = "a folder's score CSV with a feature folder of <name>.npy (T x D) per video"
+
+    @classmethod
+    def resolve(cls, cfg: FolderFeaturesDataConfig, workspace: Path) -> FolderFeaturesDataConfig:
+        if not cfg.root:
+            raise DatasetError("the folder_features dataset needs --data-root: the folder holding "
+                               "the score CSV and the feature folder")
+        from dataclasses import replace
+        return replace(cfg, root=str(Path(cfg.root).expanduser().resolve()))
+
+    @classmethod
+    def prepare(cls, cfg: FolderFeaturesDataConfig) -> None:
+        """Nothing to make: extract the features with `python -m aqa features extract`."""
+
+    @classmethod
+    def samples(cls, cfg: FolderFeaturesDataConfig, split: str) -> list[Sample]:
+        rows = feature_rows(Path(cfg.root), cfg.csv, cfg.features, cfg.test_fraction, cfg.split_seed)
+        return [s for s in rows if s.split == split]
+
+    @classmethod
+    def build(cls, cfg: FolderFeaturesDataConfig, split: str, train: bool, seed: int = 0):
+        return build_feature_dataset(cfg, cls.samples(cfg, split), split, train, seed, "folder",
+                                     Path(cfg.root) / Path(cfg.features).expanduser(), ("difficulty",))
