@@ -27,6 +27,7 @@ _BUILTIN_MODULES = (
     "aqa.models.pecop",
     "aqa.models.tsa",
     "aqa.models.gdlt",
+    "aqa.models.cofinal",
     "aqa.data.folder",
     "aqa.data.mtl_aqa",
     "aqa.data.aqa7",

@@ -43,18 +43,24 @@ def _strip(raw: dict) -> dict:
     return strip_module(raw)
 
 
-def shape_settings(state: dict) -> dict[str, int]:
-    """The config fields the state dict's shapes decide."""
+def shape_settings(state: dict, method: str = "gdlt") -> dict[str, int | str]:
+    """The config fields the state dict's shapes decide (CoFInAl: also whether it has the
+    reversed head, the fine classes and the fine head's width)."""
     def layers(prefix: str) -> int:
         found = {int(m.group(1)) for k in state if (m := re.match(prefix + r"\.layers\.(\d+)\.", k))}
         return max(found) + 1 if found else 0
 
     try:
-        return {"in_dim": int(state["in_proj.0.weight"].shape[1]),
-                "hidden_dim": int(state["in_proj.3.weight"].shape[0]),
-                "n_query": int(state["prototype.weight"].shape[0]),
-                "n_encoder": layers("transformer.encoder"),
-                "n_decoder": layers("transformer.decoder")}
+        out = {"in_dim": int(state["in_proj.0.weight"].shape[1]),
+               "hidden_dim": int(state["in_proj.3.weight"].shape[0]),
+               "n_query": int(state["prototype.weight"].shape[0]),
+               "n_encoder": layers("transformer.encoder"),
+               "n_decoder": layers("transformer.decoder")}
+        if method == "cofinal":
+            out.update(revert="true" if "regressor_revert.weight" in state else "false",
+                       fine_bins=int(state["etf_vec1"].shape[0]),
+                       fine_width=int(state["regressori.0.1.weight"].shape[0]))
+        return out
     except (KeyError, IndexError) as exc:
         raise CheckpointError(f"not a GDLT/CoFInAl state dict: no {exc} of the expected shape") from None
 
@@ -80,12 +86,14 @@ def import_grades(raw: dict, path: str | Path, method: str | None, runs_dir: Pat
                               f"import it with --method {found}")
     overrides = list(overrides or [])
     given = {o.partition("=")[0].strip(): o.partition("=")[2].strip() for o in overrides}
-    shapes = shape_settings(state)
+    shapes = shape_settings(state, method)
     for key, value in shapes.items():
         if f"model.{key}" in given and given[f"model.{key}"] != str(value):
             raise ConfigError(f"--set model.{key}={given[f'model.{key}']} contradicts the "
                               f"checkpoint, whose weights have {key} = {value}; drop that --set")
     sets = [f"model.{k}={v}" for k, v in shapes.items()]
+    if method == "cofinal":  # its fine head was trained attending across the batch (the official layout)
+        sets.append("model.batch_attention=true")
     name = dataset or "rg"
     if data_root:
         sets.append(f"data.root={data_root}")
@@ -98,6 +106,9 @@ def import_grades(raw: dict, path: str | Path, method: str | None, runs_dir: Pat
     notes = [f"model.n_head={m.n_head} (a checkpoint does not record it; the official default is "
              "1: give --set model.n_head=N if it was trained with another)"]
     if method == "cofinal":
+        notes.append("model.batch_attention=true: the official fine head attends across the "
+                     "programs of a training batch; at evaluation each program attends to itself, "
+                     "as in the official test loop (batch of one)")
         notes.append(f"model.grades={m.grades} (the official --activate_regular_restrictions, not "
                      "recorded in the file: the scripts use sigmoid (2) for Ball and Hoop, arcl1 (3) "
                      "for Clubs, Ribbon and Fis-V)")
