@@ -7,6 +7,9 @@ score_scale (25) units. For a target y (/25), with k = int(y x 10000) (float32):
     coarse  c = (k // 100) / 100           the first two decimals
     fine    f = k - (k // 100) x 100        the next two, a class 0..99
 
+(k rounded; the official code truncates y x 10000 in float32, so 0.692 becomes class 19:
+``model.truncate_target=true`` reproduces it.)
+
 Heads on the decoded queries q (B, N, H):
 
     int         grade_mix(diag(regressor(q)), grades)              -> c      (MSE)
@@ -88,6 +91,7 @@ class CoFInAlConfig:
     fine_bins: int = 100  # classes of the fine part (the ETF's size): the 3rd and 4th decimals of score / 25
     fine_width: int = 256  # width of the fine head's hidden layer
     etf_seed: int = 0  # numpy seed of the ETF's random orthogonal basis (the official setup_seed(0))
+    truncate_target: bool = False  # true: the target's decimals by float32 truncation of target x 10000, as the official code (0.692 -> fine class 19); false: rounded (20)
     batch_attention: bool = False  # true: the fine head's attention runs across the programs of a training batch, as the official code does
     score_scale: float = 25.0  # targets are score / score_scale; predictions are multiplied back
     attend_padding: bool = False  # true: zero-padded rows of short training windows are attended to and enter BatchNorm's statistics, as in the official code
@@ -113,9 +117,12 @@ def align_labels(kind: str, n: int, b: int, device) -> torch.Tensor:
     return torch.arange(-m // 2, m // 2, 1, device=device) / (m // 2)
 
 
-def coarse_fine(target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Target (/25, float32) -> (coarse: its first two decimals, fine class: the next two)."""
-    k = (target * 10000).long()
+def coarse_fine(target: torch.Tensor, truncate: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Target (/25, float32) -> (coarse: its first two decimals, fine class: the next two).
+    k = round(target x 10000); ``truncate``: int(target x 10000) in float32, as the official
+    code (0.692 x 10000 = 6919.9995 gives coarse 0.69 and fine class 19, not 20)."""
+    k = target * 10000
+    k = k.long() if truncate else torch.round(k).long()
     return k // 100 / 100, k - k // 100 * 100
 
 
@@ -218,7 +225,7 @@ class CoFInAl(Method):
         m = self.cfg.model
         out = model(x, length)
         net = getattr(model, "module", model)
-        coarse, fine = coarse_fine(batch["score"].float() / m.score_scale)
+        coarse, fine = coarse_fine(batch["score"].float() / m.score_scale, m.truncate_target)
         terms = {"coarse": F.mse_loss(out["int"], coarse)}
         if m.revert:
             terms["coarse_revert"] = F.mse_loss(out["int_revert"], torch.ones_like(coarse) - coarse)
