@@ -10,7 +10,7 @@ from conftest import ROOT, wait_for
 
 COMMANDS = [["demo"], ["train"], ["runs"], ["runs", "ls"], ["runs", "show"], ["runs", "stop"],
             ["runs", "resume"], ["runs", "logs"], ["index"], ["methods"], ["score"], ["eval"],
-            ["pretrain"], ["export-backbone"], ["plan"]]
+            ["pretrain"], ["export-backbone"], ["plan"], ["features", "extract"]]
 
 
 def aqa(*args, runs_dir=None, check=True):

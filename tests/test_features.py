@@ -227,3 +227,231 @@ def test_recipe_check(tmp_path):
     (folder / "recipe.json").write_text("{broken")
     with pytest.raises(DatasetError, match="not a readable recipe"):
         recipe_of(folder)
+
+
+# ----------------------------------------------------------------- extraction
+
+from aqa.cli import main as cli_main  # noqa: E402
+from aqa.errors import CheckpointError, ConfigError  # noqa: E402
+from aqa.features import Recipe, clip_starts, extract_all, extract_video, frame_plan  # noqa: E402
+from aqa.features.extract import load_backbone  # noqa: E402
+from tests.features_fixture import make_program_videos  # noqa: E402
+
+TINY = dict(clip_len=8, stride=4, frame_size=32)
+
+
+@pytest.fixture(scope="module")
+def i3d_weights(tmp_path_factory):
+    """A seeded I3D state dict with non-trivial BN statistics (features far from zero)."""
+    from aqa.models.i3d import I3D
+    from tests.parity_inputs import condition
+
+    path = tmp_path_factory.mktemp("i3d") / "i3d_seeded.pt"
+    torch.save(condition(I3D("hassony2", 400), seed=3).state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def programs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("programs")
+    return make_program_videos(folder, ["p0", "p1", "p2"], num_frames=20)
+
+
+def test_frame_plan_and_clip_starts():
+    assert frame_plan(5, 25.0, 0).tolist() == [0, 1, 2, 3, 4]
+    assert frame_plan(10, 25.0, 12.5).tolist() == [0, 2, 4, 6, 8]
+    assert frame_plan(4, 30.0, 60.0).tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert clip_starts(20, 8, 4) == [0, 4, 8, 12]
+    assert clip_starts(21, 8, 4) == [0, 4, 8, 12]  # frames after the last full window unused
+    assert clip_starts(5, 8, 4) == [0] and clip_starts(8, 8, 4) == [0]
+
+
+def test_extract_video_rows_are_the_backbone_on_each_window(programs, i3d_weights):
+    from aqa import video
+
+    recipe = Recipe(weights=str(i3d_weights), **TINY)
+    seen = []
+    feat = extract_video(programs[1], recipe, "cpu", progress=lambda d, t: seen.append((d, t)),
+                         batch_clips=3)
+    n = video.probe(programs[1]).num_frames  # 23 frames: windows at 0, 4, 8, 12
+    assert n == 23 and feat.shape == (4, 1024) and feat.dtype == np.float32
+    assert seen == [(3, 4), (4, 4)]
+    encoder, ident = load_backbone(recipe)
+    frames = video.read_frames(programs[1], list(range(8, 16)), (32, 32))
+    clip = torch.from_numpy(frames).permute(3, 0, 1, 2)[None]
+    np.testing.assert_allclose(feat[2], encoder(clip)[0].numpy(), rtol=1e-4, atol=1e-5)  # batch of 1 vs 3
+    assert feat.std() > 1e-3  # the seeded weights give features, not zeros
+    again = extract_video(programs[1], recipe, "cpu", batch_clips=4)
+    np.testing.assert_allclose(again, feat, rtol=1e-4, atol=1e-5)
+    assert ident["weights"].startswith("i3d:sha256:") and ident["dim"] == 1024
+
+
+def test_short_video_gives_one_row_and_fps_resamples(programs, i3d_weights):
+    short = extract_video(programs[0], Recipe(weights=str(i3d_weights), clip_len=32, stride=16,
+                                              frame_size=32), "cpu")
+    assert short.shape == (1, 1024)  # 20 frames < one 32-frame window: the last frame repeated
+    half = extract_video(programs[2], Recipe(weights=str(i3d_weights), fps=12.5, **TINY), "cpu")
+    assert half.shape == (2, 1024)  # 26 frames at 25 fps -> 13 at 12.5 fps -> windows 0, 4
+
+
+def test_swin3d_random_init_shape():
+    feat = extract_video(make_program_videos(Path(__import__("tempfile").mkdtemp()), ["s"], 12)[0],
+                         Recipe(backbone="swin3d", weights="", clip_len=4, stride=4, frame_size=32),
+                         "cpu")
+    assert feat.shape == (3, 768) and np.isfinite(feat).all()
+
+
+def test_recipe_errors(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match="backbone"):
+        Recipe(backbone="vit").resolved()
+    with pytest.raises(ConfigError, match="at least 8"):
+        Recipe(clip_len=4).resolved()
+    with pytest.raises(ConfigError, match="stride"):
+        Recipe(stride=0).resolved()
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))  # nothing downloaded there
+    with pytest.raises(CheckpointError, match="--download-weights"):
+        load_backbone(Recipe(backbone="swin3d", **TINY))
+
+
+def test_extract_all_resumes_and_writes_atomically(tmp_path, programs, i3d_weights):
+    recipe = Recipe(weights=str(i3d_weights), **TINY)
+    items = [(p.stem, p) for p in programs]
+    out = tmp_path / "feats"
+    calls = {"n": 0}
+
+    def stop_after_first():  # an interruption once the first video is written
+        calls["n"] += 1
+        return (out / "p0.npy").exists()
+
+    first = extract_all(items, out, recipe, stop=stop_after_first, log=lambda s: None)
+    assert first["stopped"] and first["done"] == 1
+    assert sorted(p.name for p in out.iterdir()) == ["p0.npy", "recipe.json"]  # no temp files
+    kept = (out / "p0.npy").read_bytes()
+    (out / "p1.npy").write_bytes(b"\x93NUMPY half a file")  # a torn write from a crash
+    lines = []
+    second = extract_all(items, out, recipe, log=lines.append)
+    assert second["skipped"] == 1 and second["done"] == 2 and not second["failed"]
+    assert (out / "p0.npy").read_bytes() == kept
+    assert "1 of 3 videos already extracted" in lines[0]
+    ds_items = {n: np.load(out / f"{n}.npy") for n, _ in items}
+    assert [v.shape for v in ds_items.values()] == [(4, 1024), (4, 1024), (5, 1024)]
+    assert json.loads((out / "recipe.json").read_text())["weights"].startswith("i3d:sha256:")
+
+
+def test_extract_all_refuses_another_recipe_and_unknown_features(tmp_path, programs, i3d_weights):
+    items = [(programs[0].stem, programs[0])]
+    out = tmp_path / "feats"
+    extract_all(items, out, Recipe(weights=str(i3d_weights), **TINY), log=lambda s: None)
+    with pytest.raises(DatasetError, match=r"another recipe \(stride: 4 -> |stride"):
+        extract_all(items, out, Recipe(weights=str(i3d_weights), clip_len=8, stride=8,
+                                       frame_size=32), log=lambda s: None)
+    with pytest.raises(DatasetError, match="weights"):
+        extract_all(items, out, Recipe(weights="", **TINY), log=lambda s: None)
+    other = tmp_path / "official"
+    other.mkdir()
+    np.save(other / "x.npy", np.ones((3, 4), np.float32))
+    with pytest.raises(DatasetError, match="without a recipe.json"):
+        extract_all(items, other, Recipe(weights="", **TINY), log=lambda s: None)
+
+
+def test_extract_all_reports_unreadable_video_and_goes_on(tmp_path, programs):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video")
+    res = extract_all([("bad", bad), ("p0", programs[0])], tmp_path / "f",
+                      Recipe(weights="", **TINY), log=lambda s: None)
+    assert res["done"] == 1 and len(res["failed"]) == 1 and res["failed"][0].startswith("bad:")
+
+
+class Flag:
+    def __init__(self, after=None):
+        self.after, self.signal = after, None
+
+    @property
+    def requested(self):
+        if self.after is not None and self.after():
+            self.signal = "SIGTERM"
+            return True
+        return False
+
+
+def test_extraction_run_lifecycle_stop_and_resume(tmp_path, runs_dir, i3d_weights):
+    """The run through the workspace: created and checked by submit (not started here), run by
+    aqa.features.run.main as `python -m aqa.train` would, stopped, resumed, then trained on."""
+    from aqa.features.run import main as run_main
+    from aqa.features.submit import submit_extraction
+    from aqa.runs.events import read_events
+    from aqa.runs.status import run_status
+
+    rows = make_feature_folder(tmp_path / "ff", n=4, dim=4)  # the CSV; features come from videos
+    import shutil
+    shutil.rmtree(tmp_path / "ff" / "features")
+    make_program_videos(tmp_path / "ff" / "clips", [Path(r["video"]).stem for r in rows], 16)
+    out = tmp_path / "ff" / "features"
+    path = submit_extraction(runs_dir, "folder", str(tmp_path / "ff"), out,
+                             Recipe(weights=str(i3d_weights), **TINY), device="cpu",
+                             start_now=False)
+    assert json.loads((path / "run.json").read_text())["kind"] == "features"
+    assert run_main(path, Flag(after=lambda: (out / "clip_000.npy").exists())) == 0
+    assert [e["status"] for e in read_events(path / "events.jsonl") if e["type"] == "status"] == ["stopped"]
+    assert run_status(path) == "stopped"
+    assert run_main(path, Flag()) == 0
+    events = read_events(path / "events.jsonl")
+    assert [e["status"] for e in events if e["type"] == "status"] == ["stopped", "finished"]
+    assert [e["resumed_step"] for e in events if e["type"] == "start"] == [None, 0]
+    beats = [e for e in events if e["type"] == "heartbeat"]
+    assert beats[-1]["step"] == beats[-1]["total_steps"] == 4
+    ds = built("folder_features", tmp_path / "ff", tmp_path, clip_num=3)
+    assert ds.dim == 1024 and ds.recipe["clip_len"] == 8 and ds[0]["features"].shape == (3, 1024)
+    check_recipe(ds.recipe, out)
+
+
+def test_cli_extract_runs_in_the_queue_and_exit_codes(tmp_path, runs_dir, capsys):
+    info = make_rg(tmp_path / "rg", n_train=1, n_test=1, dim=4, features="unused")
+    make_program_videos(tmp_path / "rg" / "videos", [n for s in ("train", "test") for n, *_ in info[s]], 12)
+    out = tmp_path / "rg" / "i3d"
+    args = ["features", "extract", "--dataset", "rg", "--data-root", str(tmp_path / "rg"),
+            "--out", str(out), "--backbone", "i3d", "--weights", "", "--clip-len", "8", "--stride", "4",
+            "--frame-size", "32", "--device", "cpu"]
+    assert cli_main(args + ["--follow"]) == 0
+    assert "run finished: 2 videos" in capsys.readouterr().out
+    ds = built("rg", tmp_path / "rg", tmp_path, features="i3d", split="test", train=False)
+    assert ds[0]["features"].shape == (2, 1024)
+    assert cli_main(["features", "recipe", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["weights"] == "random:i3d:seed=0"
+    bad = {"--dataset": "mtl_aqa", "--backbone": "vit", "--clip-len": "2", "--data-root": str(tmp_path / "nope")}
+    for flag, value in bad.items():
+        a = list(args)
+        a[a.index(flag) + 1] = value
+        assert cli_main(a) == 2, flag
+        assert "error:" in capsys.readouterr().err
+    a = list(args)
+    a[a.index("--stride") + 1] = "8"
+    assert cli_main(a) == 2  # the folder holds stride-4 features
+    assert "another recipe" in capsys.readouterr().err
+    a = list(args)
+    a[a.index("--weights") + 1] = str(tmp_path / "missing.pt")
+    assert cli_main(a) == 2 and "no such file" in capsys.readouterr().err
+    assert cli_main(["features", "recipe", str(tmp_path)]) == 2
+
+
+def test_doctor_reports_feature_files(tmp_path, capsys):
+    make_rg(tmp_path / "rg", apparatus=("Ball", "Hoop"), n_train=3, n_test=1, dim=4)
+    root = str(tmp_path / "rg")
+    base = ["doctor", "--dataset", "rg", "--data-root", root, "--set", "apparatus=all",
+            "--runs-dir", str(tmp_path / "runs")]
+    assert cli_main(base) == 0
+    assert "D = 4, no recipe.json" in capsys.readouterr().out
+    folder = tmp_path / "rg" / RG_FEATURES
+    (folder / "Hoop_002.npy").unlink()
+    np.save(folder / "Ball_001.npy", np.ones((3, 5), np.float32))
+    (folder / "Ball_003.npy").write_bytes(b"")
+    (folder / "recipe.json").write_text(json.dumps({"backbone": "i3d", "clip_len": 32, "stride": 16,
+                                                    "weights": "x", "dim": 4}))
+    assert cli_main(base + ["--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["missing_count"] == 1 and report["corrupt_count"] == 2
+    assert any("D = 5, the other programs have D = 4" in c for c in report["corrupt"])
+    assert any("empty file" in c for c in report["corrupt"])
+    assert report["fix"].startswith("python -m aqa features extract --dataset rg")
+    assert "--backbone i3d --clip-len 32 --stride 16" in report["fix"]
+    assert report["present"] == {"train": 3, "test": 2}

@@ -103,6 +103,7 @@ def _check_files(report: CheckReport, by_split: dict, probe: bool, max_probe: in
     from aqa.data.base import frame_paths, missing_files
 
     missing, corrupt = [], []
+    dims: dict[str, int] = {}  # feature file -> its D (files of another D than most are corrupt)
     budget = [max_probe if max_probe is not None else float("inf")]
     seen: dict[str, str | None] = {}
     for split, samples in by_split.items():
@@ -119,6 +120,12 @@ def _check_files(report: CheckReport, by_split: dict, probe: bool, max_probe: in
             if s.id in gone:
                 missing.append(f"{s.id}: {gone[s.id][0]}")
                 continue
+            if "features" in s.meta:  # a feature file: its header, not a video probe
+                reason = _feature_unreadable(Path(s.meta["features"]), report, dims)
+                if reason:
+                    corrupt.append(reason)
+                    bad_ids.add(s.id)
+                continue
             if not probe or budget[0] <= 0:
                 continue
             paths = frame_paths(s) if s.is_frame_folder else [Path(s.video)]
@@ -127,6 +134,8 @@ def _check_files(report: CheckReport, by_split: dict, probe: bool, max_probe: in
                 corrupt.append(reason)
                 bad_ids.add(s.id)
         report.present[split] = len(samples) - len(bad_ids)
+    if dims:
+        _feature_dims(report, by_split, dims, corrupt)
     report.missing, report.missing_count = missing[:SHOW_FIRST], len(missing)
     report.corrupt, report.corrupt_count = corrupt[:SHOW_FIRST], len(corrupt)
     total = sum(report.samples.values())
@@ -134,6 +143,40 @@ def _check_files(report: CheckReport, by_split: dict, probe: bool, max_probe: in
         f"{n} {split}" for split, n in report.samples.items()))
     if probe and max_probe is not None and budget[0] <= 0:
         report.messages.append(f"only {report.checked_files} files were opened (max_probe)")
+
+
+def _feature_unreadable(path: Path, report: CheckReport, dims: dict) -> str | None:
+    """``"path: reason"`` when a feature file is not a (T, D) array with T >= 1; records D."""
+    from aqa.data.features import feature_problem, feature_shape
+
+    report.checked_files += 1
+    problem = feature_problem(path, None)
+    if problem:
+        return f"{path}: {problem}"
+    dims[str(path)] = feature_shape(path)[1]
+    return None
+
+
+def _feature_dims(report: CheckReport, by_split: dict, dims: dict, corrupt: list) -> None:
+    """Files whose D differs from most files' are corrupt; the recipe (or its absence) noted."""
+    from aqa.data.features import recipe_of
+
+    values = list(dims.values())
+    common = max(set(values), key=values.count)
+    for split, samples in by_split.items():
+        for s in samples or []:
+            d = dims.get(str(s.meta.get("features")))
+            if d is not None and d != common:
+                corrupt.append(f"{s.meta['features']}: D = {d}, the other programs have D = {common}")
+                report.present[split] -= 1
+    folders = {str(Path(p).parent) for p in dims}
+    for folder in sorted(folders):
+        recipe = recipe_of(folder)
+        report.messages.append(
+            f"features in {folder}: D = {common}, " + (
+                f"made by aqa features extract ({recipe.get('backbone')}, clip {recipe.get('clip_len')}, "
+                f"stride {recipe.get('stride')}, weights {recipe.get('weights')})" if recipe else
+                "no recipe.json (an official release or made elsewhere)"))
 
 
 def _first_unreadable(paths: list[Path], images: bool, budget: list, report: CheckReport,
@@ -181,6 +224,19 @@ def _fix(report: CheckReport, dataset: str, root: Path, by_split: dict) -> str:
     if report.missing_count and dataset == "mtl_aqa" and (root / "videos").is_dir():
         return (f"python -m aqa data extract-frames --dataset mtl_aqa --data-root {q(str(root))}"
                 "  # videos/ -> new/new_total_frames_256s/")
+    features = [s.meta["features"] for ss in by_split.values() for s in ss or [] if "features" in s.meta]
+    if features and (report.missing_count or report.corrupt_count):
+        folder = str(Path(features[0]).parent)
+        from aqa.data.features import recipe_of
+
+        recipe = recipe_of(folder) or {}
+        how = "".join(f" --{k.replace('_', '-')} {q(str(recipe[k]))}" for k in
+                      ("backbone", "clip_len", "stride", "fps", "frame_size") if k in recipe)
+        if recipe.get("weights_source") and not str(recipe["weights"]).startswith(("random", "torchvision")):
+            how += f" --weights {q(recipe['weights_source'])}"
+        return (f"python -m aqa features extract --dataset {'folder' if dataset == 'folder_features' else dataset} "
+                f"--data-root {q(str(root))} --out {q(folder)}{how}  # finished files are kept; "
+                "or train on the present programs with --allow-missing")
     if report.corrupt_count and not report.missing_count:
         first = report.corrupt[0].split(": ", 1)[0]
         if Path(first).suffix.lower() in (".jpg", ".jpeg", ".png"):

@@ -1,4 +1,5 @@
-"""``python -m aqa.train RUN_DIR``: the one training entry point (app, CLI, jobs and tests)."""
+"""``python -m aqa.train RUN_DIR``: the one training entry point (app, CLI, jobs and tests); a
+feature extraction run (``run.json`` kind ``features``) runs ``aqa.features.run.main``."""
 
 import signal
 import sys
@@ -12,6 +13,12 @@ if __name__ == "__main__":
     from aqa.train.stopflag import STOP
 
     STOP.install()
+    from aqa.features.run import is_features_run
+
+    if is_features_run(sys.argv[1]):  # a feature extraction run (aqa features extract)
+        from aqa.features.run import main as extract_main
+
+        sys.exit(extract_main(sys.argv[1], STOP))
     from aqa.train.loop import main
 
     sys.exit(main(sys.argv[1]))
