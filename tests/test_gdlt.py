@@ -151,3 +151,59 @@ def test_a_malicious_pickle_is_refused_without_running(tmp_path, runs_dir):
     with pytest.raises(CheckpointError, match="cannot be imported safely"):
         import_checkpoint(tmp_path / "evil.pkl", "gdlt", runs_dir)
     assert not (tmp_path / "pwned").exists()
+
+
+def program_dataset(root, videos):
+    """An rg root whose features were extracted from ``videos`` with a recorded recipe (a
+    random-init I3D, 8-frame clips every 4 frames at 32 px: seconds on a CPU)."""
+    import numpy as np
+
+    from aqa.features.extract import Recipe, extract_video, load_backbone, recipe_record
+
+    recipe = Recipe(backbone="i3d", weights="", clip_len=8, stride=4, frame_size=32)
+    encoder, identity = load_backbone(recipe)
+    folder = root / "swintx_avg_fps25_clip32"
+    folder.mkdir(parents=True)
+    for v in videos:
+        np.save(folder / f"{v.stem}.npy", extract_video(v, recipe, encoder=encoder))
+    (folder / "recipe.json").write_text(json.dumps(recipe_record(recipe, identity)))
+    header = "Video_Name Difficulty_Score Execution_Score Total_Score"
+    rows = [f"{v.stem} {3 + i:.3f} {5 + i / 2:.3f} {8 + 1.5 * i:.3f}" for i, v in enumerate(videos)]
+    (root / "train.txt").write_text("\n".join([header] + rows[:-1]) + "\n")
+    (root / "test.txt").write_text("\n".join([header] + rows[-1:]) + "\n")
+
+
+def test_an_uploaded_program_is_scored_with_the_checkpoints_recipe(tmp_path, runs_dir):
+    from aqa.jobs import submit
+    from aqa.scoring import Scorer
+    from aqa.train.loop import main
+    from tests.features_fixture import make_program_videos
+
+    videos = make_program_videos(tmp_path / "videos", [f"Ball_{k:03d}" for k in range(1, 5)],
+                                 num_frames=20, size=(40, 48))
+    program_dataset(tmp_path / "rg", videos)
+    path = submit(runs_dir, "gdlt", "rg", data_root=str(tmp_path / "rg"), start_now=False,
+                  overrides=TINY + ["train.epochs=1"])
+    assert main(str(path)) == 0
+    state = torch.load(path / "checkpoints" / "best.pt", weights_only=True)
+    assert state["feature_recipe"]["clip_len"] == 8  # saved with the model
+    calls = []
+    result = Scorer.from_checkpoint(path / "checkpoints" / "best.pt").score(
+        videos[-1], progress=lambda done, total: calls.append((done, total)))
+    c = result.contributions
+    n = len(c["per_clip"])
+    assert n == (29 - 8) // 4 + 1  # the last program has 20 + 3 x 3 frames: 6 windows
+    assert len(c["clip_seconds"]) == n and c["clip_seconds"] == sorted(c["clip_seconds"])
+    assert sum(c["per_clip"]) == pytest.approx(result.score, rel=1e-5)
+    assert calls and calls[-1] == (n, n) and result.target == "total"
+
+
+def test_an_imported_checkpoint_without_a_recipe_cannot_score_an_upload(tmp_path, runs_dir):
+    from aqa.official import import_checkpoint
+    from aqa.scoring import Scorer
+    from tests.features_fixture import make_program_videos
+
+    result = import_checkpoint(_official_file(tmp_path), None, runs_dir)
+    video = make_program_videos(tmp_path / "v", ["Ball_001"], num_frames=12, size=(40, 48))[0]
+    with pytest.raises(CheckpointError, match="without a recipe.json"):
+        Scorer.from_checkpoint(result["checkpoint"]).score(video)

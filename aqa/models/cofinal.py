@@ -217,8 +217,15 @@ class CoFInAl(Method):
         return CoFInAlModel(m)
 
     def wrap_dataset(self, clips: Any, split: str, train_clips: Any) -> Any:
-        check_feature_dataset(self, clips)
+        recipe = check_feature_dataset(self, clips)
+        if split == "train":
+            self.feature_recipe = recipe
         return clips
+
+    def checkpoint_extras(self, model: nn.Module) -> dict[str, Any]:
+        """The training features' recipe: the Score page extracts an upload's features with it."""
+        recipe = getattr(self, "feature_recipe", None)
+        return {"feature_recipe": dict(recipe)} if recipe else {}
 
     def losses(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
         x, length = features_of(batch)

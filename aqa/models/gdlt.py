@@ -96,8 +96,9 @@ def features_of(batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
     return batch["features"].float(), batch.get("length")
 
 
-def check_feature_dataset(method: Method, clips: Any) -> None:
-    """A feature method on a video dataset, or on features of another D, is refused here."""
+def check_feature_dataset(method: Method, clips: Any) -> dict | None:
+    """A feature method on a video dataset, or on features of another D, is refused here;
+    returns the features' recipe (``recipe.json``; None for an official release)."""
     base = getattr(clips, "dataset", clips)  # a SampleSubset's dataset
     dim = getattr(clips, "dim", getattr(base, "dim", None))
     if dim is None and not hasattr(base, "clip_num"):
@@ -106,6 +107,7 @@ def check_feature_dataset(method: Method, clips: Any) -> None:
                           ".npy features (python -m aqa features extract)")
     if dim is not None and dim != method.cfg.model.in_dim:
         raise ConfigError(f"the dataset's features have D = {dim}; set model.in_dim={dim}")
+    return getattr(clips, "recipe", getattr(base, "recipe", None))
 
 
 def feature_batch(cfg: RunConfig, batch_size: int, device: torch.device | str) -> dict:
@@ -153,8 +155,15 @@ class GDLT(Method):
         return GDLTModel(m)
 
     def wrap_dataset(self, clips: Any, split: str, train_clips: Any) -> Any:
-        check_feature_dataset(self, clips)
+        recipe = check_feature_dataset(self, clips)
+        if split == "train":
+            self.feature_recipe = recipe
         return clips
+
+    def checkpoint_extras(self, model: nn.Module) -> dict[str, Any]:
+        """The training features' recipe: the Score page extracts an upload's features with it."""
+        recipe = getattr(self, "feature_recipe", None)
+        return {"feature_recipe": dict(recipe)} if recipe else {}
 
     def losses(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
         x, length = features_of(batch)
