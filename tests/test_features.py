@@ -400,6 +400,10 @@ def test_extraction_run_lifecycle_stop_and_resume(tmp_path, runs_dir, i3d_weight
     assert [e["resumed_step"] for e in events if e["type"] == "start"] == [None, 0]
     beats = [e for e in events if e["type"] == "heartbeat"]
     assert beats[-1]["step"] == beats[-1]["total_steps"] == 4
+    from aqa.errors import RunError
+    from aqa.jobs import rerun
+    with pytest.raises(RunError, match="feature extraction"):
+        rerun(path)
     ds = built("folder_features", tmp_path / "ff", tmp_path, clip_num=3)
     assert ds.dim == 1024 and ds.recipe["clip_len"] == 8 and ds[0]["features"].shape == (3, 1024)
     check_recipe(ds.recipe, out)
@@ -455,3 +459,35 @@ def test_doctor_reports_feature_files(tmp_path, capsys):
     assert report["fix"].startswith("python -m aqa features extract --dataset rg")
     assert "--backbone i3d --clip-len 32 --stride 16" in report["fix"]
     assert report["present"] == {"train": 3, "test": 2}
+
+
+def test_items_do_not_share_memory_with_the_cache(tmp_path):
+    make_rg(tmp_path / "rg", n_train=2, n_test=1, dim=4, t_range=(6, 6))
+    ds = built("rg", tmp_path / "rg", tmp_path, clip_num=6)  # T == clip_num: the whole program
+    first = ds[0]["features"]
+    first.zero_()
+    assert ds[0]["features"].abs().sum() > 0
+    te = built("rg", tmp_path / "rg", tmp_path, split="test", train=False)
+    te[0]["features"].zero_()
+    assert te[0]["features"].abs().sum() > 0 and len(te._cache) == 1
+
+
+def test_extract_video_with_a_recorded_recipe(tmp_path, programs, i3d_weights):
+    """What the Score page does: extract an upload with the recipe a model was trained on."""
+    import shutil
+
+    from aqa.features import recipe_from_record
+
+    weights = tmp_path / "w.pt"
+    shutil.copy(i3d_weights, weights)
+    recipe = Recipe(weights=str(weights), **TINY)
+    extract_all([("p0", programs[0])], tmp_path / "f", recipe, log=lambda s: None)
+    record = recipe_of(tmp_path / "f")
+    assert recipe_from_record(record) == recipe.resolved()
+    again = extract_video(programs[0], record, "cpu")
+    np.testing.assert_allclose(again, np.load(tmp_path / "f" / "p0.npy"), rtol=1e-4, atol=1e-5)
+    torch.save({k: v + 1 for k, v in torch.load(weights).items()}, weights)  # the file changed
+    with pytest.raises(CheckpointError, match="features were made with"):
+        extract_video(programs[0], record, "cpu")
+    with pytest.raises(DatasetError, match="not made by `aqa features extract`"):
+        recipe_from_record(None)

@@ -84,12 +84,12 @@ def crop_or_pad(feat: np.ndarray, clip_num: int, start: int) -> tuple[np.ndarray
     ``clip_num`` rows. float32."""
     n = len(feat)
     if n > clip_num:
-        return np.ascontiguousarray(feat[start:start + clip_num], dtype=np.float32), clip_num
+        return np.array(feat[start:start + clip_num], dtype=np.float32), clip_num  # a copy
     if n < clip_num:
         out = np.zeros((clip_num, feat.shape[1]), dtype=np.float32)
         out[:n] = feat
         return out, n
-    return np.ascontiguousarray(feat, dtype=np.float32), n
+    return np.array(feat, dtype=np.float32), n  # a copy: the caller may own the array
 
 
 # ----------------------------------------------------------------- label files
@@ -246,7 +246,8 @@ class FeatureDataset(Dataset):
 
     def __init__(self, samples: list, clip_num: int, train: bool, seed: int = 0,
                  extra_keys: Sequence[str] = (), official_window: bool = False,
-                 recipe: dict | None = None, dim: int | None = None, excluded: Sequence[str] = ()):
+                 recipe: dict | None = None, dim: int | None = None, excluded: Sequence[str] = (),
+                 cache: bool = True):
         if not samples:
             raise DatasetError("the dataset split is empty: check the label files and data.apparatus")
         if clip_num < 1:
@@ -260,6 +261,8 @@ class FeatureDataset(Dataset):
         self.recipe = recipe
         self.dim = dim
         self.excluded = list(excluded)
+        self.cache = cache
+        self._cache: dict[int, np.ndarray] = {}
         self._draws = np.zeros(len(samples), dtype=np.int64)
 
     def __len__(self) -> int:
@@ -271,7 +274,10 @@ class FeatureDataset(Dataset):
         return np.random.default_rng([self.seed, i, int(self._draws[i]), torch.initial_seed() % 2**32])
 
     def load(self, i: int) -> np.ndarray:
-        """Every row of sample i, float32 (T, D)."""
+        """Every row of sample i, float32 (T, D) (kept in memory after the first read when
+        ``data.cache``)."""
+        if i in self._cache:
+            return self._cache[i]
         path = Path(self.samples[i].meta["features"])
         try:
             feat = np.load(path, allow_pickle=False)
@@ -284,6 +290,9 @@ class FeatureDataset(Dataset):
         if feat.ndim != 2 or len(feat) == 0 or (self.dim is not None and feat.shape[1] != self.dim):
             raise DatasetError(f"{path}: shape {feat.shape}, expected (T, {self.dim or 'D'}) with "
                                "T >= 1; extract it again (python -m aqa features extract)")
+        feat = np.ascontiguousarray(feat, dtype=np.float32)
+        if self.cache:
+            self._cache[i] = feat
         return feat
 
     def __getitem__(self, i: int) -> dict:
@@ -292,7 +301,7 @@ class FeatureDataset(Dataset):
             start = window_start(self._rng(i), len(feat), self.clip_num, self.official_window)
             feat, length = crop_or_pad(feat, self.clip_num, start)
         else:
-            feat, length = np.ascontiguousarray(feat, dtype=np.float32), len(feat)
+            feat, length = feat.copy(), len(feat)
         s = self.samples[i]
         item = {"features": torch.from_numpy(feat), "length": torch.tensor(length, dtype=torch.int64),
                 "score": torch.tensor(s.score, dtype=torch.float32), "id": s.id}
@@ -318,7 +327,7 @@ def build_feature_dataset(cfg, samples: list, split: str, train: bool, seed: int
         samples = [s for s in samples if s not in missing]
     dim = check_feature_files(samples, f"{what} {split}", dim)
     return FeatureDataset(samples, cfg.clip_num, train, seed, extra_keys,
-                          cfg.official_window, recipe, dim, excluded)
+                          cfg.official_window, recipe, dim, excluded, cache=cfg.cache)
 
 
 def pad_features(values: list[torch.Tensor]) -> torch.Tensor:

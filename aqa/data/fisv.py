@@ -37,7 +37,7 @@ HINT = "the Fis-V folder holding the videos (1.mp4 ... 500.mp4), the score CSV a
 
 
 @dataclass
-class FisVDataConfig(FramesDataConfig, FeatureOptions):
+class FisVDataConfig(FeatureOptions, FramesDataConfig):
     num_frames: int = 128  # frames spread uniformly over each program
     frame_size: int = 224  # crop side (square pipeline: the resize side)
     target: str = "tes"  # the score to learn: tes, pcs or total

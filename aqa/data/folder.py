@@ -139,7 +139,7 @@ class SyntheticDataset(FolderDataset):
 
 
 @dataclass
-class FolderFeaturesDataConfig(DataConfig, FeatureOptions):
+class FolderFeaturesDataConfig(FeatureOptions, DataConfig):
     csv: str = "scores.csv"  # score file inside the root: video,score[,difficulty,split]; a row's features are <features>/<video's stem>.npy
     features: str = "features"  # the folder of <name>.npy (T x D) per video, relative to the root or absolute
     test_fraction: float = 0.2  # share of rows used as test split when the CSV has no split column

@@ -32,7 +32,7 @@ HINT = ("the RG folder holding train.txt/test.txt and the feature folder "
 
 
 @dataclass
-class RGDataConfig(DataConfig, FeatureOptions):
+class RGDataConfig(FeatureOptions, DataConfig):
     features: str = "swintx_avg_fps25_clip32"  # the feature folder (relative to the root, or absolute): <name>.npy of T x D
     train_labels: str = "train.txt"  # label file of the training routines (header, then name difficulty execution total)
     test_labels: str = "test.txt"  # label file of the test routines

@@ -10,5 +10,5 @@ The datasets that read the features, the recipe file and its check are ``aqa.dat
 from aqa.data.features import check_recipe, recipe_of  # noqa: F401
 from aqa.features.extract import (  # noqa: F401
     BACKBONE_NAMES, Recipe, clip_starts, extract_all, extract_video, frame_plan, load_backbone,
-    recipe_record,
+    recipe_from_record, recipe_record,
 )

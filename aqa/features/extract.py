@@ -196,12 +196,38 @@ def recipe_record(recipe: Recipe, identity: dict) -> dict:
 
     recipe = recipe.resolved()
     return {"format": FORMAT, "backbone": recipe.backbone, "weights": identity["weights"],
-            "weights_source": identity["weights_source"], "clip_len": recipe.clip_len,
+            "weights_source": identity["weights_source"], "weights_ref": recipe.weights,
+            "clip_len": recipe.clip_len,
             "stride": recipe.stride, "fps": float(recipe.fps), "frame_size": recipe.frame_size,
             "frames": "each frame resized whole to frame_size x frame_size (RGB, aspect not kept)",
             "normalisation": recipe.normalisation, "pooling": recipe.pooling,
             "dim": identity["dim"], "init_seed": recipe.init_seed,
             "code_version": code_version()}
+
+
+def recipe_from_record(record: dict) -> Recipe:
+    """The :class:`Recipe` that makes features like those of a ``recipe.json`` (a checkpoint's
+    ``dataset.recipe``): what the Score page extracts an upload with. A record without it (an
+    official release) cannot be repeated here."""
+    if not record or "backbone" not in record or "weights_ref" not in record:
+        raise DatasetError("these features were not made by `aqa features extract` (no recipe, "
+                           "e.g. an official release); a program can only be scored with "
+                           "features made the same way: extract the training features with "
+                           "`python -m aqa features extract` and train on them")
+    return Recipe(backbone=record["backbone"], weights=record["weights_ref"],
+                  clip_len=int(record["clip_len"]), stride=int(record["stride"]),
+                  fps=float(record["fps"]), frame_size=int(record["frame_size"]),
+                  normalisation=record["normalisation"], pooling=record["pooling"],
+                  init_seed=int(record.get("init_seed", 0)))
+
+
+def check_identity(record: dict, identity: dict) -> None:
+    """Refuse weights that are not the ones a record was made with (a file changed since)."""
+    if record.get("weights") != identity["weights"]:
+        raise CheckpointError(f"the weights {identity['weights_source'] or record.get('weights_ref')!r} "
+                              f"are {identity['weights']}, but the features were made with "
+                              f"{record.get('weights')}; restore those weights or extract and "
+                              "train again")
 
 
 # ----------------------------------------------------------------- one video
@@ -211,13 +237,18 @@ def extract_video(path: str | os.PathLike, recipe: Recipe, device: str | torch.d
                   encoder: ClipEncoder | None = None, batch_clips: int = 8,
                   stop: Callable[[], bool] | None = None) -> np.ndarray | None:
     """The (T, D) float32 features of the video at ``path`` made the way ``recipe`` says.
+    ``recipe`` may be a :class:`Recipe` or a recipe record (``recipe.json``, a checkpoint's
+    ``dataset.recipe``): the record's weights must still be the same (a CheckpointError else).
     ``progress(done, total)`` is called after each batch of clips; ``encoder`` reuses a loaded
     backbone (:func:`load_backbone`); ``stop()`` returning true ends early with None."""
     from aqa import video
 
-    recipe = recipe.resolved()
+    record = recipe if isinstance(recipe, dict) else None
+    recipe = (recipe_from_record(record) if record is not None else recipe).resolved()
     if encoder is None:
-        encoder, _ = load_backbone(recipe, device)
+        encoder, identity = load_backbone(recipe, device)
+        if record is not None:
+            check_identity(record, identity)
     info = video.probe(path)
     plan = frame_plan(info.num_frames, info.fps, recipe.fps)
     if len(plan) == 0:

@@ -117,6 +117,9 @@ def rerun(run_path: str | os.PathLike, overrides: list[str] | None = None, *,
     Resources and executor default to the original's; returns the new run's directory."""
     run_path = Path(run_path)
     spec = store.read_run(run_path)
+    if spec.get("kind") == "features":
+        raise RunError(f"run {run_path.name} is a feature extraction; run `python -m aqa features "
+                       "extract` again (or `runs resume` it: finished files are kept)")
     res = spec.get("resources") or {}
     if gpus is None:
         gpus = res.get("request") or (",".join(map(str, res["gpus"])) if res.get("gpus") else None)
