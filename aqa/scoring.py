@@ -169,7 +169,15 @@ class Scorer:
         extracted with the checkpoint's recipe first (``progress(done, total)`` per batch of
         clips), see :meth:`score_program`."""
         if getattr(self.method, "inputs", "video") == "features":
-            return self.score_program(video, progress)
+            if start is not None or end is not None:
+                from aqa.errors import ConfigError
+                raise ConfigError(f"{self.cfg.method} scores a whole program: --start/--end "
+                                  "trimming is not supported; cut the video first")
+            result = self.score_program(video, progress)
+            if difficulty is not None:
+                result.notes.append(f"the difficulty given ({difficulty:g}) is not used: "
+                                    f"{self.cfg.method} scores the program from its features alone")
+            return result
         t0 = time.perf_counter()
         batch, frames, indices, source = self._batch(video, difficulty, start, end)
         if tube:

@@ -149,3 +149,18 @@ def test_import_refuses_the_wrong_method_and_a_malicious_file(tmp_path, runs_dir
     with pytest.raises(CheckpointError, match="cannot be imported safely"):
         import_checkpoint(tmp_path / "evil.pkl", "cofinal", runs_dir)
     assert not (tmp_path / "pwned").exists()
+
+
+def test_import_then_eval_on_rg(tmp_path, runs_dir):
+    from aqa.evaluate import evaluate_checkpoint
+    from aqa.models.cofinal import CoFInAlConfig, CoFInAlModel
+    from aqa.official import import_checkpoint
+    from tests.parity_gdlt_inputs import fill, write_checkpoint
+
+    make_rg(tmp_path / "rg", n_train=4, n_test=3, seed=2)
+    path = write_checkpoint(fill(CoFInAlModel(CoFInAlConfig()), 5), tmp_path / "Clubs_best.pkl")
+    result = import_checkpoint(path, None, runs_dir, dataset="rg", data_root=str(tmp_path / "rg"),
+                               overrides=["model.grades=arcl1"])
+    assert any("batch_attention=true" in n for n in result["notes"])
+    evaluated = evaluate_checkpoint(result["checkpoint"])
+    assert evaluated["samples"] == 3 and evaluated["metrics"]["l2"] > 0

@@ -198,6 +198,28 @@ def test_an_uploaded_program_is_scored_with_the_checkpoints_recipe(tmp_path, run
     assert calls and calls[-1] == (n, n) and result.target == "total"
 
 
+def test_aqa_score_prints_a_programs_grades_and_refuses_trimming(tmp_path, runs_dir, capsys):
+    from aqa.cli import main as cli
+    from aqa.jobs import submit
+    from aqa.train.loop import main
+    from tests.features_fixture import make_program_videos
+
+    videos = make_program_videos(tmp_path / "videos", [f"Ball_{k:03d}" for k in range(1, 4)],
+                                 num_frames=16, size=(40, 48))
+    program_dataset(tmp_path / "rg", videos)
+    path = submit(runs_dir, "gdlt", "rg", data_root=str(tmp_path / "rg"), start_now=False,
+                  overrides=TINY + ["train.epochs=1"])
+    assert main(str(path)) == 0
+    best = str(path / "checkpoints" / "best.pt")
+    capsys.readouterr()
+    assert cli(["score", str(videos[0]), "--checkpoint", best, "--difficulty", "2.0"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("total score ") and "grades: 0.0 pts x" in out
+    assert "difficulty given (2) is not used" in out and "clips giving the most points" in out
+    assert cli(["score", str(videos[0]), "--checkpoint", best, "--start", "3"]) != 0
+    assert "trimming is not supported" in capsys.readouterr().err
+
+
 def test_an_imported_checkpoint_without_a_recipe_cannot_score_an_upload(tmp_path, runs_dir):
     from aqa.official import import_checkpoint
     from aqa.scoring import Scorer
