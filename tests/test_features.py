@@ -213,7 +213,7 @@ def test_recipe_check(tmp_path):
     folder = tmp_path / "rg" / RG_FEATURES
     assert recipe_of(folder) is None and check_recipe(None, folder) is None
     recipe = {"backbone": "i3d", "weights": "sha256:ab", "clip_len": 32, "stride": 16, "fps": 25.0,
-              "frame_size": 224, "normalisation": "i3d", "pooling": "avg", "dim": 4,
+              "frame_size": 224, "normalisation": "i3d", "pooling": "avg", "align": "start", "dim": 4,
               "code_version": "x"}
     with pytest.raises(DatasetError, match="has no recipe.json"):
         check_recipe(recipe, folder)
@@ -264,6 +264,12 @@ def test_frame_plan_and_clip_starts():
     assert clip_starts(20, 8, 4) == [0, 4, 8, 12]
     assert clip_starts(21, 8, 4) == [0, 4, 8, 12]  # frames after the last full window unused
     assert clip_starts(5, 8, 4) == [0] and clip_starts(8, 8, 4) == [0]
+    # GDLT's extractor (rg_swintx.py): N // 32 windows of 32 after dropping (N % 32) // 2 frames
+    # first: N = 100 -> frames 2..97, windows at 2, 34, 66
+    assert clip_starts(100, 32, 32, "center") == [2, 34, 66]
+    assert clip_starts(99, 32, 32, "center") == [1, 33, 65] and clip_starts(96, 32, 32, "center") == [0, 32, 64]
+    assert clip_starts(21, 8, 4, "center") == [0, 4, 8, 12]  # one frame left: shift 0
+    assert clip_starts(23, 8, 4, "center") == [1, 5, 9, 13]
 
 
 def test_extract_video_rows_are_the_backbone_on_each_window(programs, i3d_weights):
@@ -491,3 +497,29 @@ def test_extract_video_with_a_recorded_recipe(tmp_path, programs, i3d_weights):
         extract_video(programs[0], record, "cpu")
     with pytest.raises(DatasetError, match="not made by `aqa features extract`"):
         recipe_from_record(None)
+
+
+def test_two_workers_write_the_same_files(tmp_path, programs, i3d_weights):
+    recipe = Recipe(weights=str(i3d_weights), **TINY)
+    items = [(p.stem, p) for p in programs]
+    one = extract_all(items, tmp_path / "one", recipe, log=lambda s: None)
+    two = extract_all(items, tmp_path / "two", recipe, devices=("cpu", "cpu"), log=lambda s: None)
+    assert one["done"] == two["done"] == 3
+    for name, _ in items:
+        np.testing.assert_allclose(np.load(tmp_path / "two" / f"{name}.npy"),
+                                   np.load(tmp_path / "one" / f"{name}.npy"), rtol=1e-4, atol=1e-5)
+
+
+def test_device_flags(tmp_path, capsys):
+    from aqa.features.submit import gpus_for
+    from aqa.jobs.gpus import probe_gpus
+
+    assert gpus_for("cpu") is None and gpus_for("cuda:0,cuda:2") == "0,2"
+    with pytest.raises(ConfigError, match="cuda:N"):
+        gpus_for("gpu0")
+    if probe_gpus():
+        assert gpus_for("cuda") == "1" and gpus_for("auto") == "1"
+    else:
+        assert gpus_for("auto") is None
+        with pytest.raises(ConfigError, match="no GPU"):
+            gpus_for("cuda")

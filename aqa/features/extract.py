@@ -56,6 +56,7 @@ class Recipe:
     frame_size: int = 224  # every frame resized whole to frame_size x frame_size
     normalisation: str = ""  # unit_range or imagenet; "" = the backbone's (i3d: unit_range, swin3d: imagenet)
     pooling: str = "avg"  # avg: the backbone's own average pooling, without the classifier
+    align: str = "start"  # start: the first window at frame 0; center: the frames after the last full window split evenly before the first and after the last (the GDLT extractor's rule with stride = clip_len)
     init_seed: int = 0  # seed of a random init (weights "")
     download: bool = False  # swin3d kinetics400: allowed to download the weights (else only a cached copy)
 
@@ -66,6 +67,8 @@ class Recipe:
         norm = self.normalisation or DEFAULT_NORM[self.backbone]
         if norm not in NORMS:
             raise ConfigError(f"normalisation {norm!r}: choose one of {', '.join(NORMS)}")
+        if self.align not in ("start", "center"):
+            raise ConfigError(f"--align {self.align!r}: start or center")
         if self.pooling != "avg":
             raise ConfigError(f"pooling {self.pooling!r}: only avg is implemented")
         if self.clip_len < MIN_CLIP[self.backbone]:
@@ -94,12 +97,18 @@ def frame_plan(num_frames: int, native_fps: float, fps: float) -> np.ndarray:
                       num_frames - 1)
 
 
-def clip_starts(num_frames: int, clip_len: int, stride: int) -> list[int]:
+def clip_starts(num_frames: int, clip_len: int, stride: int, align: str = "start") -> list[int]:
     """Start positions of the clip windows in a plan of ``num_frames`` frames (one window at 0
-    when the plan is shorter than a window)."""
+    when the plan is shorter than a window). ``align="center"`` moves every window by half the
+    frames left after the last one (the official GDLT extractor drops ``N % clip_len`` frames,
+    half before and half after, and cuts the rest into windows of ``clip_len``)."""
     if num_frames <= clip_len:
         return [0]
-    return list(range(0, num_frames - clip_len + 1, stride))
+    starts = list(range(0, num_frames - clip_len + 1, stride))
+    if align == "center":
+        shift = (num_frames - starts[-1] - clip_len) // 2
+        starts = [s + shift for s in starts]
+    return starts
 
 
 # ----------------------------------------------------------------- backbones
@@ -200,7 +209,7 @@ def recipe_record(recipe: Recipe, identity: dict) -> dict:
             "clip_len": recipe.clip_len,
             "stride": recipe.stride, "fps": float(recipe.fps), "frame_size": recipe.frame_size,
             "frames": "each frame resized whole to frame_size x frame_size (RGB, aspect not kept)",
-            "normalisation": recipe.normalisation, "pooling": recipe.pooling,
+            "normalisation": recipe.normalisation, "pooling": recipe.pooling, "align": recipe.align,
             "dim": identity["dim"], "init_seed": recipe.init_seed,
             "code_version": code_version()}
 
@@ -218,7 +227,7 @@ def recipe_from_record(record: dict) -> Recipe:
                   clip_len=int(record["clip_len"]), stride=int(record["stride"]),
                   fps=float(record["fps"]), frame_size=int(record["frame_size"]),
                   normalisation=record["normalisation"], pooling=record["pooling"],
-                  init_seed=int(record.get("init_seed", 0)))
+                  align=record.get("align", "start"), init_seed=int(record.get("init_seed", 0)))
 
 
 def check_identity(record: dict, identity: dict) -> None:
@@ -253,7 +262,7 @@ def extract_video(path: str | os.PathLike, recipe: Recipe, device: str | torch.d
     plan = frame_plan(info.num_frames, info.fps, recipe.fps)
     if len(plan) == 0:
         raise VideoError(f"{path}: no frames to extract features from")
-    starts = clip_starts(len(plan), recipe.clip_len, recipe.stride)
+    starts = clip_starts(len(plan), recipe.clip_len, recipe.stride, recipe.align)
     size = (recipe.frame_size, recipe.frame_size)
     dev = next(encoder.buffers()).device
     rows = []
