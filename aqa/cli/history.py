@@ -39,11 +39,11 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser("import-config",
                        help="an official config/flags (CoRe's MTL_CoRe.yaml, TPT/TSA-Net/MUSDL/"
-                            "PECoP flags) as --set overrides",
+                            "PECoP/GDLT/CoFInAl flags) as --set overrides",
                        description="Map an official implementation's options to this project's "
                                    "config. SOURCE is a CoRe YAML file (configs/MTL_CoRe.yaml, "
                                    "or a saved experiments/.../config.yaml) or one of core, tpt, "
-                                   "tsa, musdl, musdl-jigsaws, pecop; the official command-line "
+                                   "tsa, musdl, musdl-jigsaws, pecop, gdlt, cofinal; the official command-line "
                                    "flags follow after --, e.g. `aqa import-config tpt -- "
                                    "--epoch_num=250 --d_model=512`. Options with no equivalent "
                                    "and unknown options are named in the output.")
