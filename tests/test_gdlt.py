@@ -229,3 +229,19 @@ def test_an_imported_checkpoint_without_a_recipe_cannot_score_an_upload(tmp_path
     video = make_program_videos(tmp_path / "v", ["Ball_001"], num_frames=12, size=(40, 48))[0]
     with pytest.raises(CheckpointError, match="without a recipe.json"):
         Scorer.from_checkpoint(result["checkpoint"]).score(video)
+
+
+def test_the_schedule_is_the_official_cosine_annealing():
+    """main.get_scheduler: CosineAnnealingLR(T_max=epoch - warmup, eta_min=lr x decay_rate),
+    stepped after each epoch; ours is the same lr every epoch."""
+    from aqa.train.optim import build_optimizer, build_scheduler
+
+    cfg = build_run_config("gdlt", "rg")
+    theirs = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-2)
+    cos = torch.optim.lr_scheduler.CosineAnnealingLR(theirs, T_max=250, eta_min=1e-2 * 0.01)
+    ours = build_optimizer([{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 1e-2}], cfg.optim)
+    sched = build_scheduler(ours, cfg.optim, cfg.train.epochs)
+    for _ in range(cfg.train.epochs):
+        a, b = theirs.param_groups[0]["lr"], ours.param_groups[0]["lr"]
+        assert b == pytest.approx(a, rel=1e-12)
+        theirs.step(), ours.step(), cos.step(), sched.step()

@@ -91,8 +91,8 @@ class GDLTModel(nn.Module):
 def features_of(batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
     if "features" not in batch:
         raise ConfigError("this method reads clip features (batch['features']); train it on a "
-                          "feature dataset: rg, fisv with data.mode=features, or a folder of .npy "
-                          "features (python -m aqa features extract makes them)")
+                          "feature dataset: rg, fisv with data.features=<folder>, or folder_features "
+                          "(python -m aqa features extract makes the features)")
     return batch["features"].float(), batch.get("length")
 
 
@@ -103,8 +103,8 @@ def check_feature_dataset(method: Method, clips: Any) -> dict | None:
     dim = getattr(clips, "dim", getattr(base, "dim", None))
     if dim is None and not hasattr(base, "clip_num"):
         raise ConfigError(f"{method.name} reads clip features; dataset {method.cfg.dataset!r} "
-                          "gives video clips. Use rg, fisv (data.mode=features) or a folder of "
-                          ".npy features (python -m aqa features extract)")
+                          "gives video clips. Use rg, fisv with data.features=<folder of .npy> or "
+                          "folder_features (python -m aqa features extract makes the features)")
     if dim is not None and dim != method.cfg.model.in_dim:
         raise ConfigError(f"the dataset's features have D = {dim}; set model.in_dim={dim}")
     return getattr(clips, "recipe", getattr(base, "recipe", None))
