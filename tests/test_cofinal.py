@@ -164,3 +164,36 @@ def test_import_then_eval_on_rg(tmp_path, runs_dir):
     assert any("batch_attention=true" in n for n in result["notes"])
     evaluated = evaluate_checkpoint(result["checkpoint"])
     assert evaluated["samples"] == 3 and evaluated["metrics"]["l2"] > 0
+
+
+# the first lines and the end of the shipped temp_log/RG/VST/cofinal/train_log-cofinal-Ball.txt
+# (@fe1f4c1), cut to three epochs (its last line's best epoch and rho changed to theirs)
+COFINAL_LOG = """200
+=============Load dataset successfully=============
+cofinal...
+=============Load model successfully=============
+Namespace(video_path='/d/RG/swintx_avg_fps25_clip32', clip_num=68, model_name='Ball', submodel_name='cofinal', epoch=250)
+=============Begin training=============
+/x/numpy/lib/npyio.py:719: VisibleDeprecationWarning: Creating an ndarray from ragged nested sequences
+Epoch: 0\tLoss: 1.2244\tTrain Coef: 0.113\tTest Loss: 0.0244\tTest Coef: 0.182442\tTest rl2: 4.0729
+Epoch: 1\tLoss: 1.0692\tTrain Coef: 0.079\tTest Loss: 0.0294\tTest Coef: 0.319983\tTest rl2: 4.9150
+Epoch: 2\tLoss: 0.8754\tTrain Coef: 0.125\tTest Loss: 0.0175\tTest Coef: 0.295827\tTest rl2: 2.9273
+Best Test Coef: 0.319983\tBest Test Eopch: 1
+"""
+
+
+def test_import_log_of_cofinals_shipped_format(tmp_path, runs_dir):
+    from aqa.history import import_log, parse_log
+
+    path = tmp_path / "train_log-cofinal-Ball.txt"
+    path.write_text(COFINAL_LOG)
+    parsed = parse_log(path, "gdlt")
+    assert [n for n, _ in parsed.not_understood] == [7]  # the numpy warning, reported
+    (sess,) = parsed.sessions
+    assert sess.header == "Ball" and sess.epochs == 3 and sess.best() == (0.319983, 2)
+    l2 = [r.value for r in sess.rows if r.name == "l2"]
+    assert l2 == pytest.approx([0.0244 * 625, 0.0294 * 625, 0.0175 * 625])  # points squared
+    assert [r.value for r in sess.rows if r.name == "rl2"] == pytest.approx([0.040729, 0.04915, 0.029273])
+    result = import_log(path, "cofinal", runs_dir)
+    (run,) = result["runs"]
+    assert run["epochs"] == 3 and run["best"] == {"metric": "rho", "value": 0.319983, "epoch": 2}

@@ -60,10 +60,10 @@ def add_parsers(sub) -> None:
                                 "MUSDL's exp/*.log, PECoP's output)")
     p.add_argument("--method", required=True,
                    help="the method whose official code wrote it (core, tpt, tsa, plain, usdl, "
-                        "musdl, pecop): chooses the format")
+                        "musdl, pecop, gdlt, cofinal): chooses the format")
     p.add_argument("--dataset", default=None,
                    help="the dataset it trained on (default: mtl_aqa for core/tpt/usdl/musdl, "
-                        "frfs for tsa/plain, pd4t for pecop)")
+                        "frfs for tsa/plain, pd4t for pecop, rg for gdlt/cofinal)")
     p.add_argument("--name", default=None, help="a label for the run (default: the file name)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config of the run it came from, e.g. the lines of `aqa import-config` "
