@@ -112,17 +112,32 @@ def program_frames(num_frames: int, height: int, width: int, seed: int) -> np.nd
     return moving_frames(num_frames, height, width, seed)
 
 
+def write_lossless_mp4(path: Path, frames: np.ndarray, fps: int) -> None:
+    """H.264 at qp 0 (lossless in YUV 4:2:0): whatever the encoder decides, every decoder gives
+    the same pixels, so two writes of the same frames decode identically (a parity input)."""
+    import av
+
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"qp": "0", "threads": "1"}
+        for i, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+
+
 def make_program_videos(folder: str | Path, names: Sequence[str], num_frames: int = 20,
                         size: tuple[int, int] = (48, 64), fps: int = 25, seed: int = 0) -> list[Path]:
-    """One tiny H.264 program ``<folder>/<name>.mp4`` per name, ``num_frames`` frames of
+    """One tiny lossless H.264 program ``<folder>/<name>.mp4`` per name, ``num_frames`` frames of
     ``size=(h, w)``; program k has ``num_frames + 3 * k`` frames (lengths differ)."""
-    from aqa.data.synthetic import write_mp4
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for k, name in enumerate(names):
         path = folder / f"{name}.mp4"
-        write_mp4(path, program_frames(num_frames + 3 * k, size[0], size[1], seed + k), fps)
+        write_lossless_mp4(path, program_frames(num_frames + 3 * k, size[0], size[1], seed + k), fps)
         paths.append(path)
     return paths

@@ -25,3 +25,16 @@ if __name__ == "__main__":
     import sys
 
     print(write_inputs(sys.argv[1]))
+
+
+EXTRACTOR_VIDEOS = ["Ball_001", "Hoop_001"]  # 70 and 73 frames, 48 x 64, 25 fps
+EXTRACTOR_CLIP = 32  # GDLT's extractor's clip_len
+
+
+def write_extractor_inputs(root: str | Path) -> list[Path]:
+    """The programs the official extractor's frame loader (GDLT's rg_swintx.py ``VideoData``) and
+    ours read, in ``<root>/videos``."""
+    from tests.features_fixture import make_program_videos
+
+    return make_program_videos(Path(root) / "videos", EXTRACTOR_VIDEOS, num_frames=70,
+                               size=(48, 64), seed=11)

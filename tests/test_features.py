@@ -213,7 +213,7 @@ def test_recipe_check(tmp_path):
     folder = tmp_path / "rg" / RG_FEATURES
     assert recipe_of(folder) is None and check_recipe(None, folder) is None
     recipe = {"backbone": "i3d", "weights": "sha256:ab", "clip_len": 32, "stride": 16, "fps": 25.0,
-              "frame_size": 224, "normalisation": "i3d", "pooling": "avg", "align": "start", "dim": 4,
+              "frame_size": 224, "frames": "square", "normalisation": "i3d", "pooling": "avg", "align": "start", "dim": 4,
               "code_version": "x"}
     with pytest.raises(DatasetError, match="has no recipe.json"):
         check_recipe(recipe, folder)

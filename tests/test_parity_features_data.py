@@ -132,3 +132,39 @@ def test_test_items_and_default_clip_num_padding_as_official(inputs, tmp_path):
         assert tuple(x.shape) == (68, 8)
         sums.append(float(x.double().sum()))
     assert sums == OFFICIAL_HOOP_CLIP68
+
+
+# ----------------------------------------------------------------- the extractor's frames
+# GDLT's extractor (xuangch/CVPR22_GDLT @b9aa9ef rg_swintx.py, class VideoData) run by a runner
+# outside the repository (/work/scratch/features/run_official_extractor.py): mmaction stubbed
+# (imported, never called), module globals args/pool_save set, VideoData(videos, 32, None)[i] on
+# the lossless videos tests/parity_features_inputs.write_extractor_inputs writes (70 and 73
+# frames). Each clip of its output (N, 3, 32, 224, 224) float32: sha256 of the contiguous bytes.
+OFFICIAL_EXTRACTOR = {
+    "Ball_001": ["57063d3973b3bd0a581c15227ca2790d7d6a619eb57073c0227c3c4daef40242",
+                 "4c2b160f384a2d7793e86557b05dfba37f86eb0bea7672fef372c4f47cba6e39"],
+    "Hoop_001": ["38aafbb91eeedae9340fb21bd66a356d1b02766cde44cf24eb4482238037ee15",
+                 "50040c347766e0736549448a6d04ea1395ace90f0e24fbfb61a9626c98b52943"],
+}
+
+
+def test_extractor_frames_and_windows_as_gdlts(tmp_path):
+    """``--frames gdlt --clip-len 32 --stride 32 --align center --norm imagenet`` hands the
+    backbone what GDLT's extractor hands its Video Swin: the same windows, the same float32
+    input, byte for byte (the backbone itself, mmaction's Swin-B, is not shipped)."""
+    import hashlib
+
+    import torch
+
+    from aqa.features.extract import NORMS, Recipe, clip_batches, normalise
+    from tests.parity_features_inputs import EXTRACTOR_CLIP, write_extractor_inputs
+
+    recipe = Recipe(frames="gdlt", clip_len=EXTRACTOR_CLIP, stride=EXTRACTOR_CLIP, align="center",
+                    normalisation="imagenet").resolved()
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1, 1) for v in NORMS["imagenet"])
+    for path in write_extractor_inputs(tmp_path):
+        clips = torch.cat([c for _, _, c in clip_batches(path, recipe, batch_clips=1)])
+        x = normalise(clips, mean, std)
+        assert tuple(x.shape) == (2, 3, 32, 224, 224) and x.dtype == torch.float32
+        assert [hashlib.sha256(x[k].contiguous().numpy().tobytes()).hexdigest()
+                for k in range(len(x))] == OFFICIAL_EXTRACTOR[path.stem]

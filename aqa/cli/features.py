@@ -4,7 +4,7 @@ Wired into ``aqa.cli`` through ``add_parsers(subparsers)`` and ``COMMANDS``::
 
     features extract --dataset fisv|rg|folder --data-root P --out DIR [--backbone i3d|swin3d]
                      [--weights kinetics400|FILE|""] [--download-weights] [--clip-len 32]
-                     [--stride 16] [--fps 0] [--frame-size 224] [--align start|center]
+                     [--stride 16] [--fps 0] [--frame-size 224] [--align start|center] [--frames square|gdlt]
                      [--device auto|cpu|cuda|cuda:N,..]
                      [--follow] [--json]
     features recipe DIR [--json]          how the features in DIR were made (its recipe.json)
@@ -39,6 +39,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--stride", type=int, default=16, help="frames between window starts (default 16)")
     p.add_argument("--fps", type=float, default=0.0, help="resample videos to this rate first (0 = their own)")
     p.add_argument("--frame-size", type=int, default=224, help="frames resized to this square size (default 224)")
+    p.add_argument("--frames", default="square", help="square (each frame resized whole) or gdlt "
+                                                       "(GDLT's extractor: short side 256, centre crop 224x300, resize 224x224)")
     p.add_argument("--align", default="start", help="start (windows from frame 0) or center (the "
                                                      "unused frames split before and after, as GDLT's extractor)")
     p.add_argument("--norm", default="", help="input normalisation: unit_range or imagenet "
@@ -68,7 +70,7 @@ def cmd_extract(args) -> int:
 
     recipe = Recipe(backbone=args.backbone, weights=args.weights, clip_len=args.clip_len,
                     stride=args.stride, fps=args.fps, frame_size=args.frame_size,
-                    normalisation=args.norm, align=args.align, init_seed=args.init_seed,
+                    normalisation=args.norm, align=args.align, frames=args.frames, init_seed=args.init_seed,
                     download=args.download_weights)
     path = submit_extraction(common.runs_dir(args), args.dataset, args.data_root, args.out, recipe,
                              overrides=args.overrides, device=args.device,

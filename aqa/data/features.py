@@ -45,7 +45,7 @@ RECIPE_FILE = "recipe.json"
 SHOW_FIRST = 5  # files named in an error; the count covers all
 # The fields of a recipe that decide what a feature row means; two folders whose recipes agree
 # on these hold features one model may read (code_version and the like may differ).
-RECIPE_IDENTITY = ("backbone", "weights", "clip_len", "stride", "fps", "frame_size",
+RECIPE_IDENTITY = ("backbone", "weights", "clip_len", "stride", "fps", "frame_size", "frames",
                    "normalisation", "pooling", "align", "dim")
 
 

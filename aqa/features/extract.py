@@ -44,6 +44,7 @@ NORMS = {"unit_range": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),  # [-1, 1]: DeepMind'
          "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))}  # torchvision's Kinetics weights
 MIN_CLIP = {"i3d": 8, "swin3d": 2}  # I3D reduces time by 8, Swin3D's patches are 2 frames
 FORMAT = 1  # recipe.json layout version
+FRAME_MODES = ("square", "gdlt")
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,8 @@ class Recipe:
     clip_len: int = 32  # frames a clip window
     stride: int = 16  # frames between the starts of two windows
     fps: float = 0.0  # resample the video to this frame rate first (0 = its own rate)
-    frame_size: int = 224  # every frame resized whole to frame_size x frame_size
+    frame_size: int = 224  # frames are frame_size x frame_size (see frames)
+    frames: str = "square"  # square: each frame resized whole to frame_size x frame_size in the decoder; gdlt: GDLT's extractor (short side 256, centre crop 224 x 300, resize to 224 x 224 through PIL; scaled by frame_size / 224)
     normalisation: str = ""  # unit_range or imagenet; "" = the backbone's (i3d: unit_range, swin3d: imagenet)
     pooling: str = "avg"  # avg: the backbone's own average pooling, without the classifier
     align: str = "start"  # start: the first window at frame 0; center: the frames after the last full window split evenly before the first and after the last (the GDLT extractor's rule with stride = clip_len)
@@ -67,6 +69,8 @@ class Recipe:
         norm = self.normalisation or DEFAULT_NORM[self.backbone]
         if norm not in NORMS:
             raise ConfigError(f"normalisation {norm!r}: choose one of {', '.join(NORMS)}")
+        if self.frames not in FRAME_MODES:
+            raise ConfigError(f"--frames {self.frames!r}: choose one of {', '.join(FRAME_MODES)}")
         if self.align not in ("start", "center"):
             raise ConfigError(f"--align {self.align!r}: start or center")
         if self.pooling != "avg":
@@ -121,6 +125,11 @@ def file_digest(path: str | os.PathLike, n: int = 16) -> str:
     return h.hexdigest()[:n]
 
 
+def normalise(clips: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 clips -> float: ``(x / 255 - mean) / std`` (torchvision's ToTensor then Normalize)."""
+    return (clips.float() / 255.0 - mean) / std
+
+
 class ClipEncoder(nn.Module):
     """uint8 clips (B, 3, L, S, S) -> (B, D) features, the recipe's normalisation and pooling."""
 
@@ -133,7 +142,7 @@ class ClipEncoder(nn.Module):
 
     @torch.no_grad()
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        x = (clips.float() / 255.0 - self.mean) / self.std
+        x = normalise(clips, self.mean, self.std)
         if self.kind == "i3d":
             return self.net.forward_features(x)
         net = self.net  # torchvision's SwinTransformer3d.forward without the head
@@ -208,7 +217,7 @@ def recipe_record(recipe: Recipe, identity: dict) -> dict:
             "weights_source": identity["weights_source"], "weights_ref": recipe.weights,
             "clip_len": recipe.clip_len,
             "stride": recipe.stride, "fps": float(recipe.fps), "frame_size": recipe.frame_size,
-            "frames": "each frame resized whole to frame_size x frame_size (RGB, aspect not kept)",
+            "frames": recipe.frames,
             "normalisation": recipe.normalisation, "pooling": recipe.pooling, "align": recipe.align,
             "dim": identity["dim"], "init_seed": recipe.init_seed,
             "code_version": code_version()}
@@ -227,7 +236,8 @@ def recipe_from_record(record: dict) -> Recipe:
                   clip_len=int(record["clip_len"]), stride=int(record["stride"]),
                   fps=float(record["fps"]), frame_size=int(record["frame_size"]),
                   normalisation=record["normalisation"], pooling=record["pooling"],
-                  align=record.get("align", "start"), init_seed=int(record.get("init_seed", 0)))
+                  align=record.get("align", "start"), frames=record.get("frames", "square"),
+                  init_seed=int(record.get("init_seed", 0)))
 
 
 def check_identity(record: dict, identity: dict) -> None:
@@ -241,6 +251,46 @@ def check_identity(record: dict, identity: dict) -> None:
 
 # ----------------------------------------------------------------- one video
 
+def gdlt_frames(frames: np.ndarray, size: int) -> np.ndarray:
+    """GDLT's extractor's frames: each RGB frame through torchvision's PIL transforms
+    Resize(256) (short side), CenterCrop((224, 300)), Resize((224, 224)), scaled by size / 224.
+    uint8 (T, H, W, 3) -> uint8 (T, size, size, 3)."""
+    from PIL import Image
+    from torchvision import transforms
+
+    short, crop_w = round(256 * size / 224), round(300 * size / 224)
+    tf = transforms.Compose([transforms.Resize(short), transforms.CenterCrop((size, crop_w)),
+                             transforms.Resize((size, size))])
+    return np.stack([np.asarray(tf(Image.fromarray(f)), dtype=np.uint8) for f in frames])
+
+
+def clip_batches(path: str | os.PathLike, recipe: Recipe, batch_clips: int = 8):
+    """``(clips done, clips in all, uint8 (B, 3, clip_len, S, S))`` for the video's windows in
+    order, ``batch_clips`` at a time: the frames each window reads, made as ``recipe.frames``
+    says."""
+    from aqa import video
+
+    info = video.probe(path)
+    plan = frame_plan(info.num_frames, info.fps, recipe.fps)
+    if len(plan) == 0:
+        raise VideoError(f"{path}: no frames to extract features from")
+    starts = clip_starts(len(plan), recipe.clip_len, recipe.stride, recipe.align)
+    square = recipe.frames == "square"
+    size = (recipe.frame_size, recipe.frame_size)
+    for b in range(0, len(starts), batch_clips):
+        chunk = starts[b:b + batch_clips]
+        pos = np.minimum(np.asarray(chunk)[:, None] + np.arange(recipe.clip_len)[None, :],
+                         len(plan) - 1)  # (B, L) positions in the plan
+        wanted = plan[pos]  # (B, L) frame indices of the video
+        unique, where = np.unique(wanted, return_inverse=True)
+        if square:
+            frames = video.read_frames(path, unique.tolist(), size)  # (U, S, S, 3) uint8
+        else:
+            frames = gdlt_frames(video.read_frames(path, unique.tolist(), None), recipe.frame_size)
+        clips = torch.from_numpy(frames[where.reshape(wanted.shape)])  # (B, L, S, S, 3)
+        yield min(b + batch_clips, len(starts)), len(starts), clips.permute(0, 4, 1, 2, 3).contiguous()
+
+
 def extract_video(path: str | os.PathLike, recipe: Recipe, device: str | torch.device = "cpu",
                   progress: Callable[[int, int], None] | None = None, *,
                   encoder: ClipEncoder | None = None, batch_clips: int = 8,
@@ -250,36 +300,20 @@ def extract_video(path: str | os.PathLike, recipe: Recipe, device: str | torch.d
     ``dataset.recipe``): the record's weights must still be the same (a CheckpointError else).
     ``progress(done, total)`` is called after each batch of clips; ``encoder`` reuses a loaded
     backbone (:func:`load_backbone`); ``stop()`` returning true ends early with None."""
-    from aqa import video
-
     record = recipe if isinstance(recipe, dict) else None
     recipe = (recipe_from_record(record) if record is not None else recipe).resolved()
     if encoder is None:
         encoder, identity = load_backbone(recipe, device)
         if record is not None:
             check_identity(record, identity)
-    info = video.probe(path)
-    plan = frame_plan(info.num_frames, info.fps, recipe.fps)
-    if len(plan) == 0:
-        raise VideoError(f"{path}: no frames to extract features from")
-    starts = clip_starts(len(plan), recipe.clip_len, recipe.stride, recipe.align)
-    size = (recipe.frame_size, recipe.frame_size)
     dev = next(encoder.buffers()).device
     rows = []
-    for b in range(0, len(starts), batch_clips):
+    for done, total, clips in clip_batches(path, recipe, batch_clips):
         if stop is not None and stop():
             return None
-        chunk = starts[b:b + batch_clips]
-        pos = np.minimum(np.asarray(chunk)[:, None] + np.arange(recipe.clip_len)[None, :],
-                         len(plan) - 1)  # (B, L) positions in the plan
-        wanted = plan[pos]  # (B, L) frame indices of the video
-        unique, where = np.unique(wanted, return_inverse=True)
-        frames = video.read_frames(path, unique.tolist(), size)  # (U, S, S, 3) uint8
-        clips = torch.from_numpy(frames[where.reshape(wanted.shape)])  # (B, L, S, S, 3)
-        clips = clips.permute(0, 4, 1, 2, 3).contiguous().to(dev)  # (B, 3, L, S, S)
-        rows.append(encoder(clips).float().cpu().numpy())
+        rows.append(encoder(clips.to(dev)).float().cpu().numpy())
         if progress is not None:
-            progress(min(b + batch_clips, len(starts)), len(starts))
+            progress(done, total)
     return np.concatenate(rows).astype(np.float32)
 
 
