@@ -143,7 +143,9 @@ class GDLT(Method):
 
     @classmethod
     def adjust_defaults(cls, cfg: RunConfig) -> RunConfig:
-        return official_optim(cfg, EPOCHS.get(getattr(cfg.data, "apparatus", "Ball"), 250))
+        """The README's settings with Ball's epochs: defaults are fixed before ``--set
+        data.apparatus`` is applied, so another apparatus takes ``train.epochs`` from EPOCHS."""
+        return official_optim(cfg, EPOCHS["Ball"])
 
     def build_model(self) -> nn.Module:
         m = self.cfg.model
