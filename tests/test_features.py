@@ -1,5 +1,7 @@
 """Feature datasets (rg, fisv features mode, folder_features): the item contract, the training
-window, padding, label files in the official layouts, recipes, and clear errors."""
+window, padding, label files in the official layouts, recipes, and clear errors; feature
+extraction (tiny videos, seeded I3D weights): the rows, resume, recipe refusal, the run, the CLI,
+the doctor."""
 
 import json
 from dataclasses import replace
@@ -9,14 +11,17 @@ import numpy as np
 import pytest
 import torch
 
+from aqa.cli import main as cli_main
 from aqa.config import build_run_config
 from aqa.data.base import collate
 from aqa.data.features import (check_recipe, crop_or_pad, recipe_of, uses_features,
                                window_start)
-from aqa.errors import DatasetError
+from aqa.errors import CheckpointError, ConfigError, DatasetError
+from aqa.features import Recipe, clip_starts, extract_all, extract_video, frame_plan
+from aqa.features.extract import load_backbone
 from aqa.registry import DATASETS
 from tests.features_fixture import (RG_FEATURES, make_feature_folder, make_fisv_features,
-                                    make_rg)
+                                    make_program_videos, make_rg)
 
 
 def built(name, root, workspace, split="train", train=True, seed=0, **kw):
@@ -231,12 +236,6 @@ def test_recipe_check(tmp_path):
 
 # ----------------------------------------------------------------- extraction
 
-from aqa.cli import main as cli_main  # noqa: E402
-from aqa.errors import CheckpointError, ConfigError  # noqa: E402
-from aqa.features import Recipe, clip_starts, extract_all, extract_video, frame_plan  # noqa: E402
-from aqa.features.extract import load_backbone  # noqa: E402
-from tests.features_fixture import make_program_videos  # noqa: E402
-
 TINY = dict(clip_len=8, stride=4, frame_size=32)
 
 
@@ -300,10 +299,10 @@ def test_short_video_gives_one_row_and_fps_resamples(programs, i3d_weights):
     assert half.shape == (2, 1024)  # 26 frames at 25 fps -> 13 at 12.5 fps -> windows 0, 4
 
 
-def test_swin3d_random_init_shape():
-    feat = extract_video(make_program_videos(Path(__import__("tempfile").mkdtemp()), ["s"], 12)[0],
-                         Recipe(backbone="swin3d", weights="", clip_len=4, stride=4, frame_size=32),
-                         "cpu")
+def test_swin3d_random_init_shape(tmp_path):
+    video = make_program_videos(tmp_path, ["s"], 12)[0]
+    feat = extract_video(video, Recipe(backbone="swin3d", weights="", clip_len=4, stride=4,
+                                       frame_size=32), "cpu")
     assert feat.shape == (3, 768) and np.isfinite(feat).all()
 
 
