@@ -23,6 +23,7 @@ wanted = st.query_params.get("ckpt")
 default = next((i for i, lab in enumerate(labels) if options[lab][0] == wanted), 0)
 label = st.selectbox("Checkpoint", labels, index=default, key="ckpt")
 ckpt, method = options[label]
+program = scoring.reads_features(method)  # GDLT, CoFInAl: a whole program through its features
 
 source = st.radio("Clip", ["Upload a clip", "A sample clip"], horizontal=True, key="source")
 upload = sample = None
@@ -38,10 +39,16 @@ else:
         sample = samples[st.selectbox("Sample clip", list(samples), key="sample")]
     else:
         st.caption("No sample clips found (../shared/data/clips or the rendered synthetic dives).")
-c1, c2 = st.columns([1, 2], vertical_alignment="bottom")
-use_dd = c1.checkbox("I know the difficulty", key="use_dd")
-difficulty = c2.number_input("Difficulty degree", min_value=0.0, max_value=10.0, value=2.0,
-                             step=0.1, disabled=not use_dd, key="dd")
+use_dd, difficulty = False, None
+if program:
+    st.caption("This checkpoint scores a whole program (a skating or gymnastics routine): the "
+               "video is cut into clip windows and turned into features with the recipe the "
+               "model was trained on, which takes a while for minutes of video.")
+else:
+    c1, c2 = st.columns([1, 2], vertical_alignment="bottom")
+    use_dd = c1.checkbox("I know the difficulty", key="use_dd")
+    difficulty = c2.number_input("Difficulty degree", min_value=0.0, max_value=10.0, value=2.0,
+                                 step=0.1, disabled=not use_dd, key="dd")
 
 tube = None
 if method == "tsa":  # TSA attends inside the athlete's tube; an upload has no boxes
@@ -57,22 +64,29 @@ if st.button("Score", type="primary", key="score_btn", disabled=not (upload or s
             ctx = scoring.saved_upload(upload.name, upload.getbuffer()) if upload \
                 else nullcontext(Path(sample))
             with ctx as clip:
+                progress = scoring.progress_bar("extracting features") if program else None
                 result = scoring.scorer(ckpt).score(clip, difficulty=difficulty if use_dd else None,
-                                                     tube=tube)
+                                                     tube=tube, progress=progress)
     except AQAError as exc:
         common.show_error(exc)
     except Exception as exc:  # a decoder failure we do not know yet: a message, not a traceback
         st.error(f"{name}: could not be scored ({type(exc).__name__}: {str(exc)[:300]}). "
                  "Re-encode it as H.264 MP4 and try again.", icon=":material/error:")
     else:
-        st.metric("Predicted score", f"{result.score:.2f}")
+        st.metric(f"Predicted {result.target.upper() if program and result.target else 'score'}",
+                  f"{result.score:.2f}")
         for note in result.notes:
             st.caption(note)
-        st.markdown(f"**Frames the model saw** ({result.frames_used} of {result.source_frames})")
-        step = max(1, len(result.frames) // 8)
-        picks = list(range(0, len(result.frames), step))[:8]
-        st.image([result.frames[i] for i in picks], width=96,
-                 caption=[f"frame {result.frame_indices[i]}" for i in picks])
+        if result.contributions:
+            st.markdown("**Where the score comes from, over the program**")
+            st.plotly_chart(scoring.timeline_figure(result.contributions), key="timeline")
+            st.dataframe(scoring.grade_table(result.contributions), hide_index=True)
+        if result.frames is not None:
+            st.markdown(f"**Frames the model saw** ({result.frames_used} of {result.source_frames})")
+            step = max(1, len(result.frames) // 8)
+            picks = list(range(0, len(result.frames), step))[:8]
+            st.image([result.frames[i] for i in picks], width=96,
+                     caption=[f"frame {result.frame_indices[i]}" for i in picks])
         if result.exemplars:
             st.markdown("**Exemplars and predicted differences**")
             st.dataframe(pd.DataFrame(result.exemplars), hide_index=True)

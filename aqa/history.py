@@ -25,6 +25,11 @@ so official epoch e is epoch e + 1 in the run):
            ``test correlation: r`` (nan allowed); JIGSAWS' final ``.. final test correlation: r``
     pecop  stdout of train.py: ``[Epoch{e}/{i}] Loss: x Acc: y`` (every pf steps) and
            ``[pre-training] loss: x, acc: y`` (each epoch)
+    gdlt   stdout of GDLT's and CoFInAl's main.py (CoFInAl's temp_log/.../train_log-*.txt):
+           ``Epoch: e\tLoss: x\tTrain Coef: r\tTest Loss: m\tTest Coef: q[\tTest rl2: v]``:
+           train epoch_loss and epoch_rho, test rho, l2 = m x 625 (the test MSE is in /25
+           units: points squared here) and rl2 = v / 100 (printed x 100); a ``Namespace(...)``
+           line (the options) starts a session
 
 A logger header (``-----...NAME...-----``) or an epoch counter that goes back starts a new
 session: the official loggers append, so one file often holds several runs. A line that starts
@@ -43,12 +48,12 @@ from pathlib import Path
 
 from aqa.errors import ConfigError, DatasetError
 
-FORMATS = ("core", "tpt", "tsa", "musdl", "pecop")
+FORMATS = ("core", "tpt", "tsa", "musdl", "pecop", "gdlt")
 # the format each method's official repository prints, and the dataset its runs default to
 METHOD_FORMAT = {"core": "core", "tpt": "tpt", "tsa": "tsa", "plain": "tsa", "usdl": "musdl",
-                 "musdl": "musdl", "pecop": "pecop"}
+                 "musdl": "musdl", "pecop": "pecop", "gdlt": "gdlt", "cofinal": "gdlt"}
 DEFAULT_DATASET = {"core": "mtl_aqa", "tpt": "mtl_aqa", "tsa": "frfs", "musdl": "mtl_aqa",
-                   "pecop": "pd4t"}
+                   "pecop": "pd4t", "gdlt": "rg"}
 AQA7_CLASSES = ("diving", "gym_vault", "ski_big_air", "snowboard_big_air", "sync_diving_3m",
                 "sync_diving_10m")
 
@@ -351,6 +356,34 @@ def _pecop_line(line: str, r: _Reader) -> bool:
         s in ("cpu", "cuda", "cuda:0") or bool(re.match(r"^\w+_sr_\d+_\w+_lr_", s))
 
 
+_GDLT_SCALE = 25.0  # the official loader's division: the test MSE is in (points / 25)^2
+
+
+def _gdlt_line(line: str, r: _Reader) -> bool:
+    s = line.strip()
+    if s.startswith("Namespace("):
+        m = re.search(r"model_name='([^']*)'", s)
+        r.new_session(m[1] if m else "")
+        return True
+    if s.startswith("Epoch:"):
+        m = _match(r"Epoch: (\d+)\s+Loss: " + _NUM + r"\s+Train Coef: " + _NUM + r"\s+Test Loss: "
+                   + _NUM + r"\s+Test Coef: " + _NUM + r"(?:\s+Test rl2: " + _NUM + r")?$", s, r,
+                   "GDLT/CoFInAl epoch")
+        r.at_epoch(int(m[1]))
+        w = r.where()
+        r.add("train", "epoch_loss", _float(m[2], w))
+        r.add("train", "epoch_rho", _float(m[3], w))
+        r.add("test", "rho", _float(m[5], w))
+        r.add("test", "l2", _float(m[4], w) * _GDLT_SCALE ** 2)
+        if m[6] is not None:
+            r.add("test", "rl2", _float(m[6], w) / 100.0)
+        return True
+    if s.startswith(("Best Test", "Test Loss:")):
+        r.session().notes.append(s)
+        return True
+    return bool(re.match(r"^(=+.*=+|\d+|cofinal(_\d)?\.\.\.|device:.*|load param:.*)$", s))
+
+
 def parse_log(path: str | Path, fmt: str) -> ParsedLog:
     """Read the official log ``path`` in format ``fmt`` (one of :data:`FORMATS`)."""
     if fmt not in FORMATS:
@@ -372,6 +405,8 @@ def parse_log(path: str | Path, fmt: str) -> ParsedLog:
             ok = _tsa_line(line, r)
         elif fmt == "musdl":
             ok = _musdl_line(line, r)
+        elif fmt == "gdlt":
+            ok = _gdlt_line(line, r)
         else:
             ok = _pecop_line(line, r)
         if not ok:

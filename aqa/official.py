@@ -2,7 +2,7 @@
 (:func:`load_official`), checking (:func:`check_fit`) and writing the imported run
 (:func:`write_imported_run`) for every method; each method module owns its key mapping
 (``core.core_state``, ``tpt.tpt_state``, ``tsa_import.official_tsa_state``,
-``usdl_import.official_state``; PECoP's adapted I3D is read by ``i3d.read_pecop_heads``).
+``usdl_import.official_state``, ``grades_import`` (GDLT, CoFInAl); PECoP's adapted I3D is read by ``i3d.read_pecop_heads``).
 
     python -m aqa import-checkpoint MTL_CoRe.pth --method core [--dataset mtl_aqa --data-root P]
 
@@ -58,8 +58,16 @@ def import_checkpoint(path: str | Path, method: str, runs_dir: str | Path, *,
     from aqa.models.tpt import is_official_tpt, tpt_state
 
     raw = None
-    if method in ("usdl", "musdl", None):  # MUSDL's i3d + evaluator (no TSA_module), or JIGSAWS'
+    if method in ("gdlt", "cofinal", None):  # a plain state dict of grade queries over features
+        from aqa.models import grades_import
+
         raw = load_official(path)
+        if method is not None or grades_import.is_official_grades(raw):
+            return grades_import.import_grades(raw, path, method, store.resolve_runs_dir(runs_dir),
+                                               dataset=dataset, data_root=data_root,
+                                               overrides=overrides, out=out)
+    if method in ("usdl", "musdl", None):  # MUSDL's i3d + evaluator (no TSA_module), or JIGSAWS'
+        raw = raw if raw is not None else load_official(path)
         if method is not None or usdl_import.is_official_usdl(raw):
             return usdl_import.import_usdl(raw, path, method, store.resolve_runs_dir(runs_dir),
                                            dataset=dataset, data_root=data_root,
@@ -79,7 +87,7 @@ def import_checkpoint(path: str | Path, method: str, runs_dir: str | Path, *,
                             overrides=overrides, out=out)
     if method not in ("core", "tpt"):
         raise ConfigError(f"importing official {method!r} checkpoints is not supported yet; "
-                          "supported: core, tpt, tsa, plain, pecop, usdl, musdl (I3D weight files load "
+                          "supported: core, tpt, tsa, plain, pecop, usdl, musdl, gdlt, cofinal (I3D weight files load "
                           "directly with --set backbone.weights=FILE)")
     raw = raw if raw is not None else load_official(path)
     runs_dir = store.resolve_runs_dir(runs_dir)

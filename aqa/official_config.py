@@ -17,6 +17,8 @@ Sources (the official files they restate):
     musdl         MUSDL MTL-AQA/config.py get_parser (USDL or MUSDL by --type)
     musdl-jigsaws MUSDL JIGSAWS/config.py get_parser
     pecop         PECoP train.py's argparse
+    gdlt          GDLT options.py (README: main.py --lr 1e-2 --epoch 250 --n_decoder 2 ...)
+    cofinal       CoFInAl options.py (scripts/train_all_rg.sh, train_all_fis.sh)
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any, Callable
 
 from aqa.errors import ConfigError
 
-SOURCES = ("core", "tpt", "tsa", "musdl", "musdl-jigsaws", "pecop")
+SOURCES = ("core", "tpt", "tsa", "musdl", "musdl-jigsaws", "pecop", "gdlt", "cofinal")
 AQA7_CLASSES = ("diving", "gym_vault", "ski_big_air", "snowboard_big_air", "sync_diving_3m",
                 "sync_diving_10m")
 JIGSAWS_TASKS = ("Knot_Tying", "Needle_Passing", "Suturing")
@@ -386,8 +388,112 @@ PECOP = {
                       "data.root"),
 }
 
+# ---------------------------------------------------------------- GDLT / CoFInAl
+
+_RG_APPARATUS = ("Ball", "Clubs", "Hoop", "Ribbon", "all")
+
+
+def _labels(key):
+    """--train-label-path / --test-label-path: the root is the train file's folder (rg's
+    data.train_labels/test_labels; Fis-V's data.train_list/test_list)."""
+    def to(v, values):
+        p = Path(str(v))
+        fisv = values.get("action-type") in ("TES", "PCS")
+        name = {"train_labels": "train_list", "test_labels": "test_list"}[key] if fisv else key
+        sets = [f"data.{name}={p.name if key == 'train_labels' else p}"]
+        return sets + ([f"data.root={p.parent}"] if key == "train_labels" else [])
+    return to
+
+
+def _action(v, _all):
+    if v in _RG_APPARATUS:
+        return [f"data.apparatus={v}"]
+    if v in ("TES", "PCS"):
+        return [f"data.target={v.lower()}"]  # CoFInAl's Fis-V: the dataset is fisv
+    return f"action type {v!r}: one of {', '.join(_RG_APPARATUS)} (CoFInAl also TES, PCS)"
+
+
+def _score_type(v, _all):
+    if v == "Total_Score":
+        return []
+    return ("options.py parses it but main.py never passes it to RGDataset: official runs train "
+            "on Total_Score whatever it says (data.target chooses the score here)")
+
+
+def _lr_decay(v, values):
+    """cos: CosineAnnealingLR(T_max = epoch - warmup, eta_min = lr x decay_rate); multistep:
+    one decay by decay_rate at epoch - 30; none: a constant lr."""
+    rate = values.get("decay-rate", 0.1)
+    if v is None:
+        return ["optim.schedule=none"]
+    if v == "cos":
+        return ["optim.schedule=cosine", f"optim.min_lr_factor={_fmt(rate)}"]
+    if v == "multistep":
+        at = values.get("epoch", 400) - 30
+        if at < 1 or 2 * at < values.get("epoch", 400):
+            return f"one decay at epoch {at}: our step schedule would decay again at {2 * at}"
+        return ["optim.schedule=step", f"optim.step_size={at}", f"optim.gamma={_fmt(rate)}"]
+    return f"unknown scheduler {v!r} (the official code raises)"
+
+
+def _warmup(v, _all):
+    if not v:
+        return ["optim.warmup_epochs=0"]
+    return (f"warmup={v}: the official LambdaLR(t / warmup) stepped before each of the first "
+            "epochs, then the cosine over epoch - warmup; not the same ramp as optim.warmup_epochs")
+
+
+def _optim(v, _all):
+    if v in ("sgd", "adam", "adamw"):
+        return [f"optim.name={v}"]
+    return f"optimizer {v!r}: sgd, adam or adamw here"
+
+
+_GRADES_BY_FLAG = {0: "linspace", 1: "linspace_skip0", 2: "sigmoid", 3: "arcl1"}
+
+GDLT = {
+    "video-path": Opt("str", "../action_assessment/rg_feat/swintx_avg_fps25_clip32", "data.features"),
+    "clip-num": Opt("int", 68, "data.clip_num"),
+    "train-label-path": Opt("str", "../action_assessment/rg_feat/train.txt", _labels("train_labels")),
+    "test-label-path": Opt("str", "../action_assessment/rg_feat/test.txt", _labels("test_labels")),
+    "action-type": Opt("str", "Ball", _action),
+    "score-type": Opt("str", "Total_Score", _score_type),
+    "model-name": Opt("str", "action_net", None, "names the official ckpt/log files; the run id names a run here"),
+    "ckpt": Opt("str", None, None, "a checkpoint to start from: `aqa import-checkpoint` it"),
+    "test": Opt("flag", False, None, "evaluate only: `aqa eval` a run or an imported checkpoint"),
+    "epoch": Opt("int", 400, "train.epochs"),
+    "batch": Opt("int", 32, "train.batch_size"),
+    "lr": Opt("float", 0.01, "optim.lr"),
+    "momentum": Opt("float", 0.9, "optim.momentum"),
+    "weight-decay": Opt("float", 1e-4, "optim.weight_decay"),
+    "optim": Opt("str", "sgd", _optim),
+    "lr-decay": Opt("str", None, _lr_decay),
+    "decay-rate": Opt("float", 0.1, lambda v, a: []),  # read by lr-decay
+    "warmup": Opt("int", 0, _warmup),
+    "in_dim": Opt("int", 1024, "model.in_dim"),
+    "hidden_dim": Opt("int", 256, "model.hidden_dim"),
+    "n_head": Opt("int", 1, "model.n_head"),
+    "n_encoder": Opt("int", 1, "model.n_encoder"),
+    "n_decoder": Opt("int", 1, "model.n_decoder"),
+    "n_query": Opt("int", 1, "model.n_query"),
+    "alpha": Opt("float", 0.0, "model.alpha"),
+    "margin": Opt("float", 0.0, "model.margin"),
+    "dropout": Opt("float", 0.0, "model.dropout"),
+}
+COFINAL = {**GDLT,
+           "submodel-name": Opt("str", "model", lambda v, a: ["model.revert=true"] if v in (
+               "cofinal", "cofinal_1") else f"submodel {v!r}: main.py builds only cofinal "
+               "(cofinal_2, in the Ribbon script, is not defined in models/model.py)"),
+           "activate_regular_restrictions": Opt("int", 3, lambda v, a: [
+               f"model.grades={_GRADES_BY_FLAG[v]}"] if v in _GRADES_BY_FLAG else
+               f"activate_regular_restrictions={v}: 0..3"),
+           "loss_align": Opt("int", 1, lambda v, a: [f"model.loss_align={('grades', 'short', 'long')[v]}"]
+                             if v in (0, 1, 2) else f"loss_align={v}: 0..2"),
+           "ab": Opt("int", 0, lambda v, a: [] if v == 0 else f"ab={v}: an ablation that crops "
+                     "the test programs to 68 rows and renames the model")}
+
 TABLES = {"core": CORE, "tpt": TPT, "tsa": TSA, "musdl": MUSDL, "musdl-jigsaws": MUSDL_JIGSAWS,
-          "pecop": PECOP}
+          "pecop": PECOP, "gdlt": GDLT, "cofinal": COFINAL}
 # optimizer facts the official scripts fix in code, not options: they become overrides too
 FIXED = {
     "core": ["backbone.input_norm=imagenet", "data.pipeline=tvv"],  # torch_videovision, ImageNet
@@ -397,6 +503,9 @@ FIXED = {
     "musdl-jigsaws": ["optim.name=adam"],
     "pecop": ["optim.name=sgd", "optim.momentum=0.9", "optim.weight_decay=0.0001",
               "optim.schedule=cosine", "optim.cosine_epochs=22"],
+    # no --lr-decay: a constant lr (our gdlt/cofinal default is the README's cosine)
+    "gdlt": ["optim.schedule=none", "model.score_scale=25.0"],
+    "cofinal": ["optim.schedule=none", "model.score_scale=25.0"],
 }
 
 
@@ -452,6 +561,9 @@ def _method_dataset(source: str, values: dict) -> tuple[str, str]:
         return values.get("type", "USDL").lower(), "mtl_aqa"
     if source == "musdl-jigsaws":
         return values.get("type", "USDL").lower(), "jigsaws"
+    if source in ("gdlt", "cofinal"):
+        fisv = source == "cofinal" and values.get("action-type") in ("TES", "PCS")
+        return source, "fisv" if fisv else "rg"
     return "pecop", "pd4t"
 
 

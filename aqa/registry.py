@@ -26,6 +26,8 @@ _BUILTIN_MODULES = (
     "aqa.models.tpt",
     "aqa.models.pecop",
     "aqa.models.tsa",
+    "aqa.models.gdlt",
+    "aqa.models.cofinal",
     "aqa.data.folder",
     "aqa.data.mtl_aqa",
     "aqa.data.aqa7",

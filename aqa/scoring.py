@@ -41,6 +41,8 @@ class ScoreResult:
     notes: list[str] = field(default_factory=list)
     frames: np.ndarray | None = field(default=None, repr=False)  # (T, H, W, 3) uint8 as decoded
     decoder: str = ""  # what decoded and resized the frames (aqa.data.base.video_decoder)
+    contributions: dict | None = None  # feature methods (GDLT, CoFInAl): per-grade and per-clip parts of the score, "clip_seconds" the clips' times
+    target: str | None = None  # the score the checkpoint predicts where the dataset has several (rg: total, fisv: tes/pcs)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -162,10 +164,23 @@ class Scorer:
     @torch.no_grad()
     def score(self, video: str | Path, difficulty: float | None = None,
               start: int | None = None, end: int | None = None,
-              tube: str | None = None) -> ScoreResult:
-        """``tube``: TSA's athlete tube (auto, motion, full); None keeps the checkpoint's."""
-        from aqa.data.base import decoder_note, video_decoder
+              tube: str | None = None, progress=None) -> ScoreResult:
+        """``tube``: TSA's athlete tube (auto, motion, full); None keeps the checkpoint's.
+        A feature method (GDLT, CoFInAl) scores the whole program: its clip features are
+        extracted with the checkpoint's recipe first (``progress(done, total)`` per batch of
+        clips), see :meth:`score_program`."""
+        if getattr(self.method, "inputs", "video") == "features":
+            if start is not None or end is not None:
+                from aqa.errors import ConfigError
+                raise ConfigError(f"{self.cfg.method} scores a whole program: --start/--end "
+                                  "trimming is not supported; cut the video first")
+            result = self.score_program(video, progress)
+            if difficulty is not None:
+                result.notes.append(f"the difficulty given ({difficulty:g}) is not used: "
+                                    f"{self.cfg.method} scores the program from its features alone")
+            return result
 
+        from aqa.data.base import decoder_note, video_decoder
         t0 = time.perf_counter()
         batch, frames, indices, source = self._batch(video, difficulty, start, end)
         if tube:
@@ -189,3 +204,62 @@ class Scorer:
                            distribution=out.get("distribution"), spread=out.get("spread"),
                            notes=notes + out.get("notes", []), frames=frames,
                            decoder=decoder)
+
+    # ------------------------------------------------------------------ long programs
+    def feature_recipe(self) -> dict:
+        """The recipe of the features the model was trained on (``recipe.json`` of its feature
+        folder, saved in ``best.pt``; else read from the folder if it is still there)."""
+        from aqa.data.features import recipe_of
+
+        record = self.state.get("feature_recipe")
+        d = self.cfg.data
+        if record is None and getattr(d, "features", "") and d.root:
+            folder = Path(d.root) / Path(d.features).expanduser()
+            record = recipe_of(folder) if folder.is_dir() else None
+        if record is None:
+            raise CheckpointError(
+                f"{self.checkpoint} was trained on features without a recipe.json (an official "
+                "release such as GDLT's Video Swin features, or an imported checkpoint): how to "
+                "make its features from a video is not known, so an upload cannot be scored. "
+                "Train on features made by `python -m aqa features extract` (they record their "
+                "recipe), or score feature files with `python -m aqa eval`")
+        return record
+
+    def score_program(self, video: str | Path, progress=None) -> ScoreResult:
+        """A whole program: features with the checkpoint's recipe, then the method's score and
+        its per-grade / per-clip contributions over the program's timeline."""
+        from aqa import video as V
+        from aqa.features.extract import (check_identity, clip_starts, extract_video, frame_plan,
+                                          load_backbone, recipe_from_record)
+
+        record = self.feature_recipe()
+        recipe = recipe_from_record(record).resolved()
+        t0 = time.perf_counter()
+        encoder, identity = load_backbone(recipe, self.device)
+        check_identity(record, identity)  # the weights are still those the features were made with
+        info = V.probe(video)
+        t1 = time.perf_counter()
+        feats = extract_video(video, recipe, self.device, progress, encoder=encoder)
+        t2 = time.perf_counter()
+        x = torch.from_numpy(feats)[None].to(self.device)  # (1, T, D)
+        batch = {"features": x, "length": torch.tensor([x.shape[1]], device=self.device),
+                 "score": torch.zeros(1, device=self.device), "id": [Path(video).stem]}
+        out = self.method.score_clip(self.model, batch, self.state)
+        t3 = time.perf_counter()
+        plan = frame_plan(info.num_frames, info.fps, recipe.fps)
+        starts = clip_starts(len(plan), recipe.clip_len, recipe.stride)
+        fps = info.fps or 25.0
+        centres = [float(plan[min(s + recipe.clip_len // 2, len(plan) - 1)]) / fps for s in starts]
+        contributions = dict(out.get("contributions") or {}, clip_seconds=centres)
+        used = sorted({int(plan[min(s + k, len(plan) - 1)]) for s in starts
+                       for k in range(recipe.clip_len)})
+        notes = [f"{len(starts)} clips of {recipe.clip_len} frames every {recipe.stride} "
+                 f"({recipe.backbone} features, {feats.shape[1]}-d)"] + out.get("notes", [])
+        return ScoreResult(score=float(out["score"]), method=self.cfg.method,
+                           checkpoint=str(self.checkpoint), source_frames=info.num_frames,
+                           frames_used=len(used), resampled=len(plan) != info.num_frames,
+                           frame_indices=used, notes=notes, contributions=contributions,
+                           timings={"load": self.load_s, "backbone": t1 - t0,
+                                    "features": t2 - t1, "model": t3 - t2},
+                           target=getattr(self.cfg.data, "target", None))
+

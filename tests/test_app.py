@@ -361,3 +361,30 @@ def test_score_page_offers_tsa_the_tube_and_says_which_was_used(runs_dir, synthe
     assert not at.error, [e.value for e in at.error]
     float(at.main.metric[0].value)
     assert any("whole frame" in c.value for c in at.caption), [c.value for c in at.caption]
+
+
+def test_score_page_scores_a_program_with_a_feature_method(runs_dir, tmp_path):
+    """A GDLT checkpoint trained on recorded-recipe features: the upload is turned into features
+    with that recipe (a progress bar), then the score and its contributions over the timeline."""
+    from aqa.jobs import submit
+    from aqa.runs import index
+    from aqa.train.loop import main
+    from features_fixture import make_program_videos
+    from test_gdlt import TINY as GDLT_TINY, program_dataset
+
+    videos = make_program_videos(tmp_path / "videos", [f"Ball_{k:03d}" for k in range(1, 5)],
+                                 num_frames=20, size=(40, 48))
+    program_dataset(tmp_path / "rg", videos)
+    path = submit(runs_dir, "gdlt", "rg", data_root=str(tmp_path / "rg"), start_now=False,
+                  overrides=GDLT_TINY + ["train.epochs=1"])
+    assert main(str(path)) == 0
+    index.sync(runs_dir)
+    at = app("score")
+    assert not [c for c in at.checkbox if c.key == "use_dd"]  # no difficulty for a program
+    at = _score(at, "routine.mp4", videos[-1].read_bytes())
+    no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    assert at.main.metric[0].label == "Predicted TOTAL"
+    float(at.main.metric[0].value)
+    assert len(at.get("plotly_chart")) == 1
+    assert any("clips of 8 frames" in c.value for c in at.caption), [c.value for c in at.caption]

@@ -55,6 +55,17 @@ OFFICIAL_OPTIONS = {
         "gpu", "height", "pretrained_i3d_weight", "width", "clip_len", "crop_sz", "lr", "bs",
         "num_workers", "epoch", "max_sr", "max_segment", "fr", "max_save", "pf", "dataset",
         "model", "data_list", "rgb_prefix"],
+    "gdlt": [  # options.py
+        "video-path", "clip-num", "train-label-path", "test-label-path", "action-type",
+        "score-type", "model-name", "ckpt", "test", "epoch", "batch", "lr", "momentum",
+        "weight-decay", "optim", "lr-decay", "decay-rate", "warmup", "in_dim", "hidden_dim",
+        "n_head", "n_encoder", "n_decoder", "n_query", "alpha", "margin", "dropout"],
+    "cofinal": [  # options.py: GDLT's and four more
+        "video-path", "clip-num", "train-label-path", "test-label-path", "action-type",
+        "score-type", "model-name", "submodel-name", "ckpt", "test", "epoch", "batch", "lr",
+        "momentum", "weight-decay", "optim", "lr-decay", "decay-rate", "warmup", "in_dim",
+        "hidden_dim", "n_head", "n_encoder", "n_decoder", "n_query", "alpha", "margin", "dropout",
+        "activate_regular_restrictions", "loss_align", "ab"],
 }
 
 # CoRe's configs/MTL_CoRe.yaml at f7881a9: its keys and values (facts), dumped to YAML in a test
@@ -410,3 +421,33 @@ def test_the_app_shows_an_imported_log(runs_dir, tmp_path):
         if page == "runs":
             assert at.title[0].value == f"Run {run['run_id']}"
             assert any("metric points" in c.value for c in at.caption)
+
+
+def test_gdlt_readme_and_cofinal_script_lines_map_to_the_defaults():
+    """The README's GDLT command and train_all_rg.sh's Clubs line give our gdlt/cofinal config."""
+    from aqa.config import build_run_config
+
+    readme = ("python main.py --video-path /d/rg/swintx_avg_fps25_clip32 --train-label-path "
+              "/d/rg/train.txt --test-label-path /d/rg/test.txt --model-name m --action-type Hoop "
+              "--lr 1e-2 --epoch 500 --n_decoder 2 --n_query 4 --alpha 1.0 --margin 1.0 "
+              "--lr-decay cos --decay-rate 0.01 --dropout 0.3").split()
+    r = import_config("gdlt", None, readme)
+    assert (r["method"], r["dataset"]) == ("gdlt", "rg")
+    cfg = build_run_config("gdlt", "rg", overrides=r["overrides"])
+    ours = build_run_config("gdlt", "rg", overrides=["data.apparatus=Hoop", "train.epochs=500",
+                                                    "data.root=/d/rg",
+                                                    "data.features=/d/rg/swintx_avg_fps25_clip32",
+                                                    "data.test_labels=/d/rg/test.txt"])
+    assert cfg == ours
+    clubs = import_config("cofinal", None, (
+        "--submodel-name cofinal --action-type Clubs --lr 1e-2 --epoch 400 --n_decoder 2 "
+        "--n_query 4 --alpha 1.0 --margin 1.0 --lr-decay cos --decay-rate 0.01 --dropout 0.3 "
+        "--loss_align 1 --activate_regular_restrictions 3").split())
+    cfg = build_run_config("cofinal", "rg", overrides=clubs["overrides"])
+    assert (cfg.model.grades, cfg.model.loss_align, cfg.train.epochs, cfg.optim.schedule) == \
+        ("arcl1", "short", 400, "cosine")
+    fis = import_config("cofinal", None, ["--action-type", "PCS", "--hidden_dim", "448",
+                                          "--n_head", "7", "--submodel-name", "cofinal_2"])
+    assert fis["dataset"] == "fisv" and "data.target=pcs" in fis["overrides"]
+    assert any(m["option"] == "submodel-name" for m in fis["no_equivalent"])
+    assert build_run_config("cofinal", "fisv", overrides=fis["overrides"]).optim.schedule == "none"

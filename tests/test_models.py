@@ -26,6 +26,8 @@ def test_every_method_trains_and_predicts_on_tiny3d(synthetic_root):
     from aqa.registry import DATASETS
     from aqa.evaluate import collate
     for name, entry in METHODS.items():
+        if entry.inputs == "features":  # test_every_feature_method_trains_and_predicts
+            continue
         cfg = build_run_config(name, "synthetic", overrides=[
             "backbone.name=tiny3d", "data.num_frames=8", "data.frame_size=32",
             f"data.root={synthetic_root}", "data.num_clips=24", "train.batch_size=2",
@@ -47,6 +49,31 @@ def test_every_method_trains_and_predicts_on_tiny3d(synthetic_root):
         if entry.required_keys:
             test = _WithKeys(test, entry.required_keys)
         test = method.wrap_dataset(test, "test", train)
+        with torch.no_grad():
+            assert method.predict(model, collate([test[0], test[1]])).shape == (2,), name
+
+
+def test_every_feature_method_trains_and_predicts(tmp_path):
+    from aqa.evaluate import collate
+    from aqa.registry import DATASETS
+    from tests.features_fixture import make_rg
+
+    make_rg(tmp_path, n_train=4, n_test=2, dim=32)
+    data = DATASETS.get("rg")
+    names = [n for n, e in METHODS.items() if e.inputs == "features"]
+    assert "gdlt" in names
+    for name in names:
+        cfg = build_run_config(name, "rg", overrides=[f"data.root={tmp_path}", "data.clip_num=6",
+                                                      "model.in_dim=32", "model.hidden_dim=16"])
+        method = METHODS.get(name)(cfg)
+        train = method.wrap_dataset(data.build(cfg.data, "train", train=True), "train", None)
+        model = method.build_model()
+        method.set_train_mode(model)
+        losses = method.losses(model, collate([train[0], train[1]]))
+        losses["loss"].backward()
+        assert losses["loss"].ndim == 0 and torch.isfinite(losses["loss"]), name
+        model.eval()
+        test = method.wrap_dataset(data.build(cfg.data, "test", train=False), "test", None)
         with torch.no_grad():
             assert method.predict(model, collate([test[0], test[1]])).shape == (2,), name
 

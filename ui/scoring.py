@@ -122,3 +122,57 @@ def read_history(runs_dir: Path, limit: int = 20) -> list[dict]:
         except ValueError:
             continue
     return rows[::-1]
+
+
+def reads_features(method: str | None) -> bool:
+    """Whether ``method`` scores a program through clip features (GDLT, CoFInAl)."""
+    from aqa.registry import METHODS
+
+    try:
+        return getattr(METHODS.get(method or ""), "inputs", "video") == "features"
+    except AQAError:
+        return False
+
+
+def progress_bar(text: str):
+    """A ``progress(done, total)`` callback drawing a Streamlit progress bar."""
+    bar = st.progress(0.0, text=text)
+
+    def update(done: int, total: int) -> None:
+        bar.progress(min(1.0, done / max(1, total)), text=f"{text}: {done} of {total} clips")
+
+    return update
+
+
+def timeline_figure(contributions: dict):
+    """Plotly figure: each clip's share of the score at its time (bars), and each grade query's
+    attention over the clips (lines, right axis)."""
+    import plotly.graph_objects as go
+
+    t = contributions.get("clip_seconds") or list(range(len(contributions["per_clip"])))
+    fig = go.Figure(go.Bar(x=t, y=contributions["per_clip"], name="points from this clip",
+                           marker_color="#4c78a8"))
+    grades = contributions.get("grades", [])
+    for i, row in enumerate(contributions.get("attention", [])):
+        name = f"grade {i + 1}" + (f" ({grades[i]:.1f} pts)" if i < len(grades) else "")
+        fig.add_trace(go.Scatter(x=t, y=row, name=f"attention of {name}", mode="lines",
+                                 yaxis="y2", line=dict(width=1)))
+    fig.update_layout(height=300, margin=dict(l=10, r=10, t=10, b=10),
+                      xaxis_title="time in the program (s)" if contributions.get("clip_seconds")
+                      else "clip", yaxis_title="points",
+                      yaxis2=dict(title="attention", overlaying="y", side="right", showgrid=False),
+                      legend=dict(orientation="h", y=-0.3))
+    return fig
+
+
+def grade_table(contributions: dict) -> list[dict]:
+    """One row a grade: its value, its weight in the mix and the points it gives."""
+    rows = [{"grade": str(i + 1), "value (pts)": round(g, 2), "weight": round(w, 3),
+             "points": round(p, 3)}
+            for i, (g, w, p) in enumerate(zip(contributions.get("grades", []),
+                                              contributions.get("grade_weights", []),
+                                              contributions.get("grade_shares", [])))]
+    if contributions.get("kind") == "coarse_fine":
+        rows.append({"grade": f"fine class {contributions['fine_class']}", "value (pts)": None,
+                     "weight": None, "points": round(contributions["fine"], 4)})
+    return rows

@@ -22,7 +22,7 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("import-checkpoint", help="import an official checkpoint (CoRe's MTL_CoRe.pth, ...)")
     p.add_argument("file", help="the official checkpoint")
     p.add_argument("--method", default=None,
-                   help="the method it belongs to (core, tpt, tsa, plain, pecop, usdl, musdl; detected when omitted)")
+                   help="the method it belongs to (core, tpt, tsa, plain, pecop, usdl, musdl, gdlt, cofinal; detected when omitted)")
     p.add_argument("--dataset", default=None, help="dataset whose training split becomes the exemplar bank")
     p.add_argument("--data-root", default=None, help="that dataset's folder")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -39,11 +39,11 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser("import-config",
                        help="an official config/flags (CoRe's MTL_CoRe.yaml, TPT/TSA-Net/MUSDL/"
-                            "PECoP flags) as --set overrides",
+                            "PECoP/GDLT/CoFInAl flags) as --set overrides",
                        description="Map an official implementation's options to this project's "
                                    "config. SOURCE is a CoRe YAML file (configs/MTL_CoRe.yaml, "
                                    "or a saved experiments/.../config.yaml) or one of core, tpt, "
-                                   "tsa, musdl, musdl-jigsaws, pecop; the official command-line "
+                                   "tsa, musdl, musdl-jigsaws, pecop, gdlt, cofinal; the official command-line "
                                    "flags follow after --, e.g. `aqa import-config tpt -- "
                                    "--epoch_num=250 --d_model=512`. Options with no equivalent "
                                    "and unknown options are named in the output.")
@@ -60,10 +60,10 @@ def add_parsers(sub) -> None:
                                 "MUSDL's exp/*.log, PECoP's output)")
     p.add_argument("--method", required=True,
                    help="the method whose official code wrote it (core, tpt, tsa, plain, usdl, "
-                        "musdl, pecop): chooses the format")
+                        "musdl, pecop, gdlt, cofinal): chooses the format")
     p.add_argument("--dataset", default=None,
                    help="the dataset it trained on (default: mtl_aqa for core/tpt/usdl/musdl, "
-                        "frfs for tsa/plain, pd4t for pecop)")
+                        "frfs for tsa/plain, pd4t for pecop, rg for gdlt/cofinal)")
     p.add_argument("--name", default=None, help="a label for the run (default: the file name)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config of the run it came from, e.g. the lines of `aqa import-config` "

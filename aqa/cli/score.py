@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from aqa.cli import common
@@ -35,14 +36,27 @@ def add_parsers(sub) -> None:
 def cmd_score(args) -> int:
     from aqa.scoring import Scorer
 
+    def progress(done: int, total: int) -> None:  # feature methods: the extraction of a program
+        print(f"\rfeatures: {done}/{total} clips", end="\n" if done >= total else "",
+              file=sys.stderr, flush=True)
+
     result = Scorer.from_checkpoint(args.checkpoint, device=args.device).score(
-        args.video, difficulty=args.difficulty, start=args.start, end=args.end, tube=args.tube)
+        args.video, difficulty=args.difficulty, start=args.start, end=args.end, tube=args.tube,
+        progress=progress)
     if args.json:
         _print_json(result.to_dict())
         return 0
-    print(f"score {result.score:.2f}  ({result.method}, {Path(result.checkpoint).name})")
+    what = f"{result.target} " if result.contributions and result.target else ""
+    print(f"{what}score {result.score:.2f}  ({result.method}, {Path(result.checkpoint).name})")
     for note in result.notes:
         print(f"  note: {note}")
+    c = result.contributions
+    if c:
+        print("  grades: " + ", ".join(f"{g:.1f} pts x {w:.2f}" for g, w in
+                                       zip(c.get("grades", []), c.get("grade_weights", []))))
+        top = sorted(range(len(c["per_clip"])), key=lambda i: -c["per_clip"][i])[:3]
+        print("  clips giving the most points: " + ", ".join(
+            f"{c['clip_seconds'][i]:.1f} s ({c['per_clip'][i]:.2f})" for i in top))
     print("  time: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in result.timings.items()))
     print(f"  frames: {result.decoder}")
     return 0

@@ -8,6 +8,9 @@ Batches are dicts:
     score:      (B,) float32            ground-truth score
     difficulty: (B,) float32            difficulty degree (1.0 where the dataset has none)
     id:         list[str]               sample ids
+
+A method with ``inputs = "features"`` reads a feature dataset's batches instead of ``video``
+(``aqa.data.features``): ``features`` (B, T, D) float32 zero-padded, ``length`` (B,) real rows.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class Method:
     default_backbone: str = "tiny3d"
     sample_kind: str = "single"  # "single": one clip per sample; pair methods add exemplars
     required_keys: tuple[str, ...] = ()  # item keys beyond video/score/difficulty (e.g. judge_scores)
+    inputs: str = "video"  # what a batch brings: "video" clips, or "features" (B, T, D) + "length" (GDLT, CoFInAl: feature datasets only)
 
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
