@@ -9,6 +9,7 @@ the JSON printer live in ``common``:
     jobs      queue ..., gpus                 data      doctor, data ...
     pretrain  pretrain, export-backbone       history   import-checkpoint, import-config, import-log
     compare   compare (runs and published rows as md / csv / tex / json)
+    app       app (the Streamlit app of this checkout)
 
 A new command goes into its family's module (``add_parsers`` and ``COMMANDS``); a new family is
 one more module listed in ``FAMILIES``.
@@ -21,12 +22,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from aqa.cli import compare, data, history, jobs, methods, pretrain, runs, score, train
+from aqa.cli import app, compare, data, history, jobs, methods, pretrain, runs, score, train
 from aqa.cli.train import DEMO_DATASET, DEMO_METHOD, DEMO_OVERRIDES  # noqa: F401 (the app's demo)
 from aqa.errors import AQAError
 
 # In the order of ``python -m aqa --help``; pretrain comes after train (it inherits its options).
-FAMILIES = [train, runs, score, compare, methods, jobs, data, pretrain, history]
+FAMILIES = [train, runs, score, compare, methods, jobs, data, pretrain, history, app]
 COMMANDS = {name: cmd for family in FAMILIES for name, cmd in family.COMMANDS.items()}
 
 
