@@ -33,3 +33,8 @@ class RunError(AQAError):
 
 class JobError(AQAError):
     """A job that could not be started, stopped or found."""
+
+
+class PluginError(AQAError):
+    """An installed plugin (an ``aqa.methods``/``aqa.backbones``/``aqa.datasets`` entry point)
+    that fails to load."""
