@@ -25,6 +25,7 @@ import sys
 from aqa.cli import app, compare, data, history, jobs, methods, pretrain, runs, score, train
 from aqa.cli.train import DEMO_DATASET, DEMO_METHOD, DEMO_OVERRIDES  # noqa: F401 (the app's demo)
 from aqa.errors import AQAError
+from aqa.log import log_to_stdout
 
 # In the order of ``python -m aqa --help``; pretrain comes after train (it inherits its options).
 FAMILIES = [train, runs, score, compare, methods, jobs, data, pretrain, history, app]
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    log_to_stdout()  # the library's messages (logging.getLogger("aqa")) as plain stdout lines
     try:
         return COMMANDS[args.command](args)
     except AQAError as exc:
