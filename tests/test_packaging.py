@@ -112,3 +112,33 @@ def test_only_the_tests_import_torchvision():
     assert len(runtime) > 50
     assert [p for p in runtime if "torchvision" in _imports(p)] == []
     assert any("torchvision" in _imports(p) for p in ROOT.glob("tests/*.py"))
+
+
+@pytest.mark.slow
+def test_aqa_app_serves_and_stops_with_one_signal(tmp_path):
+    """`aqa app` becomes the streamlit server: it answers, and SIGTERM to it leaves no server."""
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "aqa", "app", "--port", str(port),
+                             "--runs-dir", str(tmp_path / "runs")], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        deadline, health = time.time() + 60, None
+        while time.time() < deadline and health is None:
+            try:
+                health = urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health",
+                                                timeout=2).read()
+            except OSError:
+                time.sleep(0.5)
+        assert health == b"ok"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)

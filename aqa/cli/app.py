@@ -8,7 +8,7 @@ The app is not part of the wheel: it runs from a clone, where ``pip install -e "
 from __future__ import annotations
 
 import importlib.util
-import subprocess
+import os
 import sys
 from pathlib import Path
 
@@ -44,12 +44,12 @@ def app_command(port: int) -> list[str]:
 
 
 def cmd_app(args) -> int:
-    import os
-
+    """Become streamlit (exec): a signal to ``aqa app`` reaches the server, no orphan is left."""
     cmd = app_command(args.port)
-    env = dict(os.environ)
-    env["AQA_RUNS_DIR"] = str(common.runs_dir(args))
-    return subprocess.call(cmd, cwd=app_script().parent, env=env)
+    env = {**os.environ, "AQA_RUNS_DIR": str(common.runs_dir(args))}
+    os.chdir(app_script().parent)
+    os.execve(cmd[0], cmd, env)
+    return 0  # not reached
 
 
 COMMANDS = {"app": cmd_app}
