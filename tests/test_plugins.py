@@ -126,3 +126,27 @@ def test_a_plugin_registering_a_builtin_name_is_an_error(tmp_path):
     res = _aqa(site, tmp_path / "runs", "methods")
     assert res.returncode == 2
     assert "plugin 'clash'" in res.stderr and "backbone 'tiny3d' is registered twice" in res.stderr
+
+
+LAUNCH_FORM = """
+import json, sys
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file(sys.argv[1], default_timeout=90)
+at.run()
+at.switch_page("app_pages/launch.py")
+at.run()
+method = at.selectbox(key="method")
+print(json.dumps({"options": method.options, "exceptions": [e.value for e in at.exception]}))
+"""
+
+
+def test_a_plugins_method_is_in_the_launch_form(tmp_path):
+    site, runs = _install(tmp_path), tmp_path / "runs"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)]),
+           "AQA_RUNS_DIR": str(runs)}
+    res = subprocess.run([sys.executable, "-c", LAUNCH_FORM, str(ROOT / "app.py")], cwd=ROOT,
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    form = json.loads(res.stdout.strip().splitlines()[-1])
+    assert form["exceptions"] == []
+    assert "toy — a plugin's method: backbone + linear head" in form["options"]
