@@ -69,6 +69,19 @@ def test_metadata_name_version_and_dependencies_come_from_the_requirements_files
     assert not [r for r in requires if r.startswith("torchvision") and "extra ==" not in r]
 
 
+def test_the_sdist_carries_the_requirements_files_its_metadata_reads(tmp_path):
+    import tarfile
+
+    src = _copy_source(tmp_path)
+    out = subprocess.run([sys.executable, "-c", "from setuptools import build_meta; "
+                          "print(build_meta.build_sdist('dist'))"], cwd=src, check=True,
+                         capture_output=True, text=True, timeout=300).stdout.split()[-1]
+    with tarfile.open(src / "dist" / out) as tar:
+        names = {Path(n).name for n in tar.getnames() if n.count("/") == 1}
+    assert {p.name for p in ROOT.glob("requirements*.txt")} <= names
+    assert "app.py" not in names
+
+
 def test_installed_package_imports_and_runs_outside_the_repository(installed, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(installed), "AQA_RUNS_DIR": str(tmp_path / "runs")}
     out = subprocess.run([sys.executable, "-c", "import aqa; print(aqa.__file__)"], cwd=tmp_path,
