@@ -37,3 +37,8 @@ class JobError(AQAError):
 
 class ExportError(AQAError):
     """A run that cannot be exported: a missing library, or a place it was already exported to."""
+
+
+class PluginError(AQAError):
+    """An installed plugin (an ``aqa.methods``/``aqa.backbones``/``aqa.datasets`` entry point)
+    that fails to load."""

@@ -4,15 +4,22 @@ A registry maps a name to an entry. Entries are registered by decorating a funct
 in the module that defines them; ``load_builtins()`` imports those modules once, so that
 ``METHODS.get("regression")`` works from anywhere. Tests iterate the registries, so a new entry
 is tested the day it lands.
+
+Plugins: an installed package adds entries through the entry-point groups ``aqa.methods``,
+``aqa.backbones`` and ``aqa.datasets``. An entry point's value is a module whose import registers
+(``toy = "aqa_toy"``) or a callable to call once (``toy = "aqa_toy:register"``). They are loaded
+with the built-ins (lazily, once, in every process: the CLI, the app and ``python -m aqa.train``),
+and a plugin that fails to load is a ``PluginError`` naming it, never skipped.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import threading
 from typing import Any, Callable, Generic, TypeVar
 
-from aqa.errors import ConfigError
+from aqa.errors import ConfigError, PluginError
 
 T = TypeVar("T")
 
@@ -72,8 +79,11 @@ METHODS: Registry[Any] = Registry("method")
 BACKBONES: Registry[Any] = Registry("backbone")
 DATASETS: Registry[Any] = Registry("dataset")
 
+PLUGIN_GROUPS = ("aqa.methods", "aqa.backbones", "aqa.datasets")
+
 _loaded = False
 _lock = threading.RLock()
+_plugins: list[dict] = []
 
 
 def load_builtins() -> None:
@@ -87,4 +97,30 @@ def load_builtins() -> None:
             return
         for module in _BUILTIN_MODULES:
             importlib.import_module(module)
+        loaded = [_load_plugin(group, ep) for group in PLUGIN_GROUPS
+                  for ep in importlib.metadata.entry_points(group=group)]
+        _plugins[:] = loaded
         _loaded = True
+
+
+def plugins() -> list[dict]:
+    """The plugins loaded: {"group", "name", "value", "distribution", "version"} each."""
+    load_builtins()
+    return list(_plugins)
+
+
+def _load_plugin(group: str, ep: importlib.metadata.EntryPoint) -> dict:
+    dist = getattr(ep, "dist", None)
+    info = {"group": group, "name": ep.name, "value": ep.value,
+            "distribution": dist.name if dist else None, "version": dist.version if dist else None}
+    origin = f"plugin {ep.name!r} ({group} = {ep.value!r}" + \
+        (f", from {dist.name} {dist.version})" if dist else ")")
+    try:
+        target = ep.load()  # a module: importing it registered its entries
+        if callable(target) and not isinstance(target, type):  # a function: it registers
+            target()
+    except Exception as exc:  # whatever the plugin raised: the user must see it, with its name
+        fix = f"pip uninstall {dist.name}" if dist else "uninstall it"
+        raise PluginError(f"{origin} failed to load: {type(exc).__name__}: {exc}; fix the plugin "
+                          f"or remove it ({fix})") from exc
+    return info

@@ -10,7 +10,8 @@ from conftest import ROOT, wait_for
 
 COMMANDS = [["demo"], ["train"], ["runs"], ["runs", "ls"], ["runs", "show"], ["runs", "stop"],
             ["runs", "resume"], ["runs", "logs"], ["index"], ["methods"], ["score"], ["eval"],
-            ["pretrain"], ["export-backbone"], ["plan"], ["features", "extract"]]
+            ["pretrain"], ["export-backbone"], ["plan"], ["features", "extract"],
+            ["config"], ["config", "show"], ["app"]]
 
 
 def aqa(*args, runs_dir=None, check=True):
@@ -27,7 +28,7 @@ def aqa(*args, runs_dir=None, check=True):
 def test_every_command_has_help(cmd):
     out = aqa(*cmd, "--help").stdout
     assert out.startswith("usage: python -m aqa")
-    touches_workspace = cmd[0] in ("demo", "train", "pretrain", "export-backbone", "index", "eval") or len(cmd) == 2
+    touches_workspace = cmd[0] in ("demo", "train", "pretrain", "export-backbone", "index", "eval", "app") or len(cmd) == 2
     assert ("--runs-dir" in out) == touches_workspace
 
 

@@ -11,6 +11,7 @@ the JSON printer live in ``common``:
     compare   compare (runs and published rows as md / csv / tex / json)
     features  features extract, features recipe
     export    export tensorboard / mlflow (metrics, config, checkpoints, predictions)
+    app       app (the Streamlit app of this checkout)
 
 A new command goes into its family's module (``add_parsers`` and ``COMMANDS``); a new family is
 one more module listed in ``FAMILIES``.
@@ -23,12 +24,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from aqa.cli import compare, data, export, features, history, jobs, methods, pretrain, runs, score, train
+from aqa.cli import app, compare, data, export, features, history, jobs, methods, pretrain, runs, score, train
 from aqa.cli.train import DEMO_DATASET, DEMO_METHOD, DEMO_OVERRIDES  # noqa: F401 (the app's demo)
 from aqa.errors import AQAError
+from aqa.log import log_to_stdout
 
 # In the order of ``python -m aqa --help``; pretrain comes after train (it inherits its options).
-FAMILIES = [train, runs, score, compare, export, methods, jobs, data, features, pretrain, history]
+FAMILIES = [train, runs, score, compare, export, methods, jobs, data, features, pretrain, history, app]
 COMMANDS = {name: cmd for family in FAMILIES for name, cmd in family.COMMANDS.items()}
 
 
@@ -44,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    log_to_stdout()  # the library's messages (logging.getLogger("aqa")) as plain stdout lines
     try:
         return COMMANDS[args.command](args)
     except AQAError as exc:

@@ -3,7 +3,7 @@
 Wired into ``aqa.cli`` through ``add_parsers(subparsers)`` and ``COMMANDS``::
 
     import-checkpoint FILE [--method M] [--dataset D]            an official checkpoint as a run
-    import-config SOURCE_OR_YAML [-o FILE] [-- OFFICIAL FLAGS]   the equivalent --set overrides
+    import-config SOURCE_OR_YAML [-o FILE] [-- OFFICIAL FLAGS]   the equivalent --set overrides (or a config file)
     import-log FILE --method M [--dataset D] [--name N]          each session as a finished run
 """
 
@@ -50,8 +50,9 @@ def add_parsers(sub) -> None:
     p.add_argument("source", help="a CoRe YAML file or an official source name")
     p.add_argument("flags", nargs=argparse.REMAINDER, help="the official flags (after --)")
     p.add_argument("-o", "--out", default=None,
-                   help="also write the result (method, dataset, overrides, unmapped options, "
-                        "the resolved config) to this JSON file")
+                   help="also write the resolved config to this file: .toml/.yaml/.yml for "
+                        "`aqa train --config FILE`; .json: the whole result (method, dataset, "
+                        "overrides, unmapped options, the resolved config)")
     common.add_json(p)
 
     p = sub.add_parser("import-log", help="an official training log as a run with its "
@@ -111,8 +112,12 @@ def cmd_import_config(args) -> int:
     result = import_config(source, file, args.flags)
     if args.out:
         cfg = build_run_config(result["method"], result["dataset"], overrides=result["overrides"])
-        Path(args.out).write_text(json.dumps({**result, "config": to_dict(cfg)}, indent=2,
-                                             default=str) + "\n")
+        if Path(args.out).suffix.lower() in (".toml", ".yaml", ".yml"):  # a `train --config` file
+            from aqa.config_files import write_config_file
+            write_config_file(to_dict(cfg), args.out, header=_file_header(result))
+        else:
+            Path(args.out).write_text(json.dumps({**result, "config": to_dict(cfg)}, indent=2,
+                                                 default=str) + "\n")
     if args.json:
         print(json.dumps(result, indent=2, default=str))
     else:
@@ -120,6 +125,19 @@ def cmd_import_config(args) -> int:
         if args.out:
             print(f"# written to {args.out}")
     return 0
+
+
+def _file_header(result: dict) -> list[str]:
+    """The comment lines of a config file written by import-config: where it came from, and
+    every official option it could not carry."""
+    verb = "pretrain" if result["method"] == "pecop" else "train"
+    lines = [f"{result['source']} options as this project's config; run it: aqa {verb} "
+             "--config THIS_FILE [--data-root P]"]
+    lines += [f"no equivalent (not applied): {m['option']} = {m['value']!r}: {m['reason']}"
+              for m in result["no_equivalent"]]
+    if result["unknown"]:
+        lines.append(f"unknown (ignored): {', '.join(result['unknown'])}")
+    return lines
 
 
 def cmd_import_log(args) -> int:

@@ -26,7 +26,7 @@ def add_parsers(sub) -> None:
 
 
 def cmd_methods(args) -> int:
-    from aqa.registry import BACKBONES, DATASETS, METHODS
+    from aqa.registry import BACKBONES, DATASETS, METHODS, plugins
 
     info = {"methods": [{"name": n, "description": getattr(e, "description", ""),
                          "default_backbone": e.default_backbone} for n, e in METHODS.items()],
@@ -39,6 +39,7 @@ def cmd_methods(args) -> int:
 
         for m in info["methods"]:  # parameter counts of each default configuration
             m.update(method_sizes(m["name"]))
+        info["plugins"] = plugins()
         info["module_sizes_note"] = ("each method's default configuration built with "
                                      "backbone.weights=\"\" (random init, nothing loaded): "
                                      "parameter counts do not depend on the weights")
@@ -48,6 +49,9 @@ def cmd_methods(args) -> int:
         print(f"{section}:")
         for it in items:
             print(f"  {it['name']:<14} {it['description']}")
+    for plugin in plugins():
+        print(f"plugin {plugin['name']} ({plugin['group']}) from {plugin['distribution']} "
+              f"{plugin['version']}")
     return 0
 
 

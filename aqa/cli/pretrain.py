@@ -40,9 +40,10 @@ def pretext_methods() -> list[str]:
 
 
 def cmd_pretrain(args) -> int:
-    from aqa.cli.train import cmd_train
+    from aqa.cli.train import cmd_train, config_values
     from aqa.registry import METHODS
 
+    config_values(args)  # the method may come from the --config file
     entry = METHODS.get(args.method)
     if not getattr(entry, "pretext", False):
         raise ConfigError(f"{args.method!r} is not a pretext task; `aqa pretrain` runs "

@@ -1,4 +1,5 @@
-"""``python -m aqa demo`` and ``python -m aqa train``: start a run (the demo, or any method)."""
+"""``python -m aqa demo`` and ``python -m aqa train``: start a run (the demo, or any method);
+``python -m aqa config show RUN``: a run's config as a file that ``train --config`` reads."""
 
 from __future__ import annotations
 
@@ -26,8 +27,13 @@ def add_parsers(sub) -> None:
                    help="change a config value of the demo run (repeatable)")
 
     p = sub.add_parser("train", help="start a training run as a detached process")
-    p.add_argument("--method", required=True, help="registered method (see `aqa methods`)")
-    p.add_argument("--dataset", required=True, help="registered dataset (see `aqa methods`)")
+    p.add_argument("--method", default=None, help="registered method (see `aqa methods`); "
+                                                  "required unless the --config file names it")
+    p.add_argument("--dataset", default=None, help="registered dataset (see `aqa methods`); "
+                                                   "required unless the --config file names it")
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="a config file (.toml, .yaml or .json: `aqa config show RUN` writes one); "
+                        "--set and --data-root apply on top of it")
     p.add_argument("--data-root", default=None, help="the dataset's folder")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override such as train.epochs=5 (repeatable)")
@@ -38,6 +44,34 @@ def add_parsers(sub) -> None:
     p.add_argument("--follow", action="store_true", help="print the run's output until it ends")
     common.add_runs_dir(p)
     common.add_json(p)
+
+    p = sub.add_parser("config", help="a run's config as a TOML/YAML/JSON file (`config show`)")
+    config_sub = p.add_subparsers(dest="config_action", required=True, metavar="ACTION")
+    show = config_sub.add_parser("show", help="print a run's resolved config in a format that "
+                                              "`aqa train --config FILE` reads back")
+    show.add_argument("run", help="a run id (or a unique prefix/suffix of it)")
+    show.add_argument("--format", default="toml", choices=("toml", "yaml", "json"),
+                      help="the file format (default: toml)")
+    common.add_runs_dir(show)
+
+
+def config_values(args) -> dict | None:
+    """Read ``--config`` into ``args``: the file's values, and ``args.method``/``args.dataset``
+    from it where the command line gives none (a clash is an error, never a silent choice)."""
+    from aqa.config_files import read_config_file
+    from aqa.errors import ConfigError
+
+    values = read_config_file(args.config) if getattr(args, "config", None) else None
+    for key in ("method", "dataset"):
+        given, in_file = getattr(args, key), (values or {}).get(key)
+        if given and in_file and given != in_file:
+            raise ConfigError(f"--{key} {given} but {args.config} says {key} = {in_file!r}; "
+                              f"drop one of them")
+        if not given and not in_file:
+            where = f" or a {key!r} key in {args.config}" if values is not None else ""
+            raise ConfigError(f"which {key}? give --{key}{where} (see `aqa methods`)")
+        setattr(args, key, given or in_file)
+    return values
 
 
 def cmd_demo(args) -> int:
@@ -68,14 +102,21 @@ def cmd_demo(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from aqa.errors import ConfigError
     from aqa.jobs import submit
     from aqa.runs.store import resolve_runs_dir
 
+    values = config_values(args)
     overrides = args.overrides + (["data.allow_missing=true"] if args.allow_missing else [])
-    path = submit(resolve_runs_dir(args.runs_dir), args.method, args.dataset,
-                  data_root=args.data_root, overrides=overrides, gpus=args.gpus,
-                  nproc=args.nproc, argv=["aqa", args.command, *sys.argv[2:]],
-                  executor=args.executor, slurm=cli_jobs.slurm_args(args))
+    try:
+        path = submit(resolve_runs_dir(args.runs_dir), args.method, args.dataset, values=values,
+                      data_root=args.data_root, overrides=overrides, gpus=args.gpus,
+                      nproc=args.nproc, argv=["aqa", args.command, *sys.argv[2:]],
+                      executor=args.executor, slurm=cli_jobs.slurm_args(args))
+    except ConfigError as exc:  # the file's own error (not --set's): say which file
+        if values is not None and _file_error(args, values) == str(exc):
+            raise ConfigError(f"{args.config}: {exc}") from None
+        raise
     if args.json:
         _print_json({"run_id": path.name, "run_dir": str(path)})
     else:
@@ -85,4 +126,25 @@ def cmd_train(args) -> int:
     return 0
 
 
-COMMANDS = {"demo": cmd_demo, "train": cmd_train}
+def _file_error(args, values: dict) -> str | None:
+    from aqa.config import build_run_config
+    from aqa.errors import ConfigError
+    try:
+        build_run_config(args.method, args.dataset, values=values)
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
+def cmd_config(args) -> int:
+    from aqa.config_files import dump_config
+    from aqa.runs.store import find_run, read_run
+
+    path = find_run(common.runs_dir(args), args.run)
+    run = read_run(path)
+    header = [f"config of run {path.name}; train a copy: aqa train --config FILE"]
+    print(dump_config(run["config"], args.format, header=header), end="")
+    return 0
+
+
+COMMANDS = {"demo": cmd_demo, "train": cmd_train, "config": cmd_config}

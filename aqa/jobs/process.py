@@ -42,11 +42,14 @@ def train_argv(run_path: Path, nproc: int) -> list[str]:
 
 def child_env(gpus: list[int]) -> dict[str, str]:
     """The environment of a job (or scheduler) process: this one's, unbuffered, with the project
-    on ``PYTHONPATH`` and only ``gpus`` visible ([] hides every GPU)."""
+    on ``PYTHONPATH`` and only ``gpus`` visible ([] hides every GPU), numbered in PCI bus order
+    as nvidia-smi numbers them (``CUDA_DEVICE_ORDER=PCI_BUS_ID``)."""
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p)
     env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)  # "" hides every GPU
+    # the indices are nvidia-smi's/NVML's (PCI bus order); CUDA's default order is fastest first
+    env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
     return env
 
 

