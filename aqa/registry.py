@@ -26,6 +26,7 @@ _BUILTIN_MODULES = (
     "aqa.models.tpt",
     "aqa.models.pecop",
     "aqa.models.tsa",
+    "aqa.models.fdtsa",
     "aqa.data.folder",
     "aqa.data.mtl_aqa",
     "aqa.data.aqa7",
