@@ -46,7 +46,7 @@ A sample's ``score`` is the final score, ``difficulty`` the DD; ``meta`` carries
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -54,10 +54,11 @@ import numpy as np
 
 from aqa.data.base import (SHOW_FIRST, FrameSpan, FramesDataConfig, Sample, build_clip_dataset,
                            resolve_common)
-from aqa.errors import AQAError, DatasetError
+from aqa.errors import AQAError, ConfigError, DatasetError
 from aqa.registry import DATASETS
 
 EXTRA_KEYS = ("transits", "frame_labels")
+OFFICIAL_RESIZE = (200, 112)  # tools/builder.py: video_transforms.Resize((200, 112)), then crop 112
 SPLITS = ("train", "test")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 HINT = ("the FineDiving folder holding FINADiving_MTL_256s/ (frames) and Annotations/ "
@@ -70,7 +71,7 @@ class FineDivingDataConfig(FramesDataConfig):
     num_frames: int = 96  # frames per dive, linspace over the folder's frame numbers (frame_length)
     frame_size: int = 112  # crop side (FineDiving_TSA: RandomCrop / CenterCrop(112))
     pipeline: str = "tvv"  # spatial preprocessing: tvv (the official torch_videovision pipeline), tvv_fixed, square
-    resize: tuple[int, int] = (200, 112)  # Resize((200, 112)) of the official transform; tvv turns it into 112 wide x 200 tall
+    resize: list[int] = field(default_factory=lambda: list(OFFICIAL_RESIZE))  # width, height of the official Resize((200, 112)); tvv makes it 112 wide x 200 tall (the torch_videovision swap)
     hflip: bool = True  # random horizontal flip at train time (the official RandomHorizontalFlip)
     frames_dir: str = "FINADiving_MTL_256s"  # folder of <event>/<idx>/<frame>.jpg inside the root
     annotations: str = "Annotations/fine-grained_annotation_aqa.pkl"  # annotation pickle (or in the root)
@@ -319,6 +320,21 @@ def check_notes(cfg: FineDivingDataConfig) -> list[str]:
             f"({styles.get('code', 0)}) and by event name ({styles.get('name', 0)}), normalised"]
 
 
+def check_resize(cfg: FineDivingDataConfig) -> None:
+    """``data.resize`` is (width, height) and the crop fits the frames the pipeline decodes."""
+    from aqa.data.transforms import build_pipeline
+
+    if len(cfg.resize) != 2 or min(cfg.resize) < 1:
+        raise ConfigError(f"data.resize={list(cfg.resize)}: give width,height (the official "
+                          f"{OFFICIAL_RESIZE[0]},{OFFICIAL_RESIZE[1]})")
+    pipe = build_pipeline(cfg.pipeline, cfg.frame_size, cfg.hflip, resize=tuple(cfg.resize))
+    if pipe.crop and pipe.decode_size and pipe.crop > min(pipe.decode_size):
+        w, h = pipe.decode_size
+        raise ConfigError(f"data.frame_size={cfg.frame_size} does not fit the {w}x{h} frames "
+                          f"data.pipeline={cfg.pipeline} makes of data.resize={list(cfg.resize)}; "
+                          f"lower the crop or raise the resize")
+
+
 @DATASETS.register("finediving")
 class FineDivingDataset:
     config_cls = FineDivingDataConfig
@@ -327,6 +343,7 @@ class FineDivingDataset:
     @classmethod
     def resolve(cls, cfg: FineDivingDataConfig, workspace: Path) -> FineDivingDataConfig:
         cfg = resolve_common(cfg, workspace, "finediving", HINT)
+        check_resize(cfg)
         frames_root = Path(cfg.root) / cfg.frames_dir
         if not frames_root.is_dir():
             raise DatasetError(f"{frames_root}: no frame folder; expected {HINT} (or set "
