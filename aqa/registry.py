@@ -34,6 +34,7 @@ _BUILTIN_MODULES = (
     "aqa.data.fisv",
     "aqa.data.jigsaws",
     "aqa.data.pd4t",
+    "aqa.data.finediving",
 )
 
 

@@ -101,11 +101,12 @@ class Scorer:
         """The spatial preprocessing the model was trained with (the dataset's ``data.pipeline``:
         e.g. MUSDL/TSA's 455x256 resize and centre crop; ``square`` for datasets without one),
         applied at test time: no flip, centre crop."""
+        from aqa.data.base import resize_of
         from aqa.data.transforms import build_pipeline
 
         d = self.cfg.data
         return build_pipeline(getattr(d, "pipeline", "square"), d.frame_size, hflip=False,
-                              interpolation=getattr(d, "interpolation", ""))
+                              interpolation=getattr(d, "interpolation", ""), **resize_of(d))
 
     def _indices(self, num_frames: int, start: int | None, end: int | None) -> tuple[list[int], int]:
         from aqa.video import sample_indices
