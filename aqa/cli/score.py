@@ -28,6 +28,10 @@ def add_parsers(sub) -> None:
     p.add_argument("--data-root", default=None, help="the dataset's folder, if it moved")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--out", default=None, help="predictions CSV (default: the run's predictions/)")
+    p.add_argument("--exemplars", default=None, choices=("dive_number", "difficulty"),
+                   help="pair methods: choose the exemplars by the query's ground-truth dive "
+                        "number (FineDiving's official test) or by its difficulty (without the "
+                        "dive number); default: the run's model.exemplar_rule")
     common.add_runs_dir(p)
     common.add_json(p)
 
@@ -51,7 +55,8 @@ def cmd_eval(args) -> int:
     from aqa.evaluate import evaluate_checkpoint
 
     result = evaluate_checkpoint(args.ref, split=args.split, runs_dir=_runs_dir(args),
-                                 data_root=args.data_root, device=args.device, out=args.out)
+                                 data_root=args.data_root, device=args.device, out=args.out,
+                                 exemplars=args.exemplars)
     if args.json:
         _print_json(result)
         return 0
@@ -63,7 +68,9 @@ def cmd_eval(args) -> int:
         return 0
     print(f"{result['checkpoint']} on {result['split']} ({result['samples']} clips): "
           f"rho {m['rho']:.4f} [95% CI {lo:.4f}, {hi:.4f}]  L2 {m['l2']:.3f}  "
-          f"RL2x100 {result['rl2_x100']:.3f}\npredictions: {result['predictions']}")
+          f"RL2x100 {result['rl2_x100']:.3f}"
+          + "".join(f"  {k} {m[k]:.4f}" for k in ("tiou_50", "tiou_75") if k in m)
+          + f"\npredictions: {result['predictions']}")
     if result.get("protocol"):
         print("protocol: " + result["protocol"]["summary"])
     return 0

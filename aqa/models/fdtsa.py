@@ -379,7 +379,8 @@ class FDTSA(Method):
         """FineDiving_TSA.yaml and tools/builder.py: Adam 1e-3 (backbone x0.1), no weight decay,
         200 epochs, batch 8, 96 frames; the clips through torch_videovision's Resize((200, 112))
         (112 wide x 200 tall, see docs/methods.md) and a 112 crop (random with a flip at train,
-        centre at test); hassony2 I3D fed ImageNet-normalised clips."""
+        centre at test); hassony2 I3D fed ImageNet-normalised clips. On a dataset other than
+        finediving the exemplars default to the difficulty protocol (no dive numbers)."""
         data = replace(cfg.data, num_frames=96, frame_size=112, hflip=True)
         if hasattr(data, "pipeline"):
             data = replace(data, pipeline="tvv")
@@ -391,6 +392,8 @@ class FDTSA(Method):
         if hasattr(cfg.backbone, "input_norm"):
             cfg = replace(cfg, backbone=replace(cfg.backbone, family="hassony2",
                                                 input_norm="imagenet"))
+        if cfg.dataset != "finediving":  # other datasets' samples carry no dive number
+            cfg = replace(cfg, model=replace(cfg.model, exemplar_rule="difficulty"))
         return cfg
 
     # ------------------------------------------------------------ data and model

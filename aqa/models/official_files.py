@@ -138,7 +138,8 @@ OFFICIAL_PREPROCESSING = {"core": {"data.pipeline": "tvv", "data.video_resize": 
                           # FineDiving TSA: torch_videovision's Resize((200, 112)) (112 wide x 200
                           # tall), centre crop 112, 96 frames
                           "fdtsa": {"data.pipeline": "tvv", "data.video_resize": "pil",
-                                    "data.frame_size": "112", "data.num_frames": "96"}}
+                                    "data.frame_size": "112", "data.num_frames": "96",
+                                    "data.resize": "200,112"}}
 
 
 def official_preprocessing(method: str, dataset: str, overrides: list[str],

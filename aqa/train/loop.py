@@ -197,9 +197,11 @@ class Trainer:
                             self.cfg.train.batch_size, self.cfg.data.num_workers, idx,
                             autocast=self._autocast if self.amp else None)
         rows = [r for part in self.dist.gather(rows) for r in part]
+        extras = {k: v for part in self.dist.gather(self.method.take_eval_extras())
+                  for k, v in part.items()}
         y = [r[1] for r in rows]
         p = [r[2] for r in rows]
-        return self.method.eval_metrics(p, y), rows
+        return {**self.method.eval_metrics(p, y), **self.method.extra_metrics(extras)}, rows
 
     def _write_predictions(self, split: str, rows: list[tuple[str, float, float]]) -> None:
         if self.dist.is_main:
@@ -247,6 +249,7 @@ class Trainer:
         accum = cfg.optim.accum_steps
         sums: dict[str, float] = {}
         count = 0
+        self.method.on_epoch_start(epoch)
         self.method.set_train_mode(self.ddp)  # train(), with frozen BN where the method says
         self.optimizer.zero_grad(set_to_none=True)
         n_batches = len(loader)
