@@ -39,6 +39,9 @@ class ScoreResult:
     distribution: list[float] | None = None  # distribution methods: probability per score bin
     spread: float | None = None  # standard deviation over voters, where there are voters
     notes: list[str] = field(default_factory=list)
+    transitions: dict | None = None  # step methods (fdtsa): positions, source frames, seconds
+    protocol: str | None = None  # how the exemplars were chosen (dive_number, difficulty)
+    dive_number: str | None = None  # the dive number given, if any
     frames: np.ndarray | None = field(default=None, repr=False)  # (T, H, W, 3) uint8 as decoded
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,7 +123,8 @@ class Scorer:
         return [lo + i for i in sample_indices(hi - lo, wanted)], hi - lo
 
     def _batch(self, video: str | Path, difficulty: float | None, start: int | None = None,
-               end: int | None = None) -> tuple[dict, Any, list[int], int]:
+               end: int | None = None, dive_number: str | None = None
+               ) -> tuple[dict, Any, list[int], int]:
         """A batch of one clip as the model was trained on it: (batch, frames (T, H, W, 3)
         uint8, the source frame indices used, the frame count of the trimmed clip)."""
         from aqa import video as V
@@ -137,6 +141,8 @@ class Scorer:
                  "difficulty": torch.tensor([difficulty or 1.0], device=self.device),
                  "difficulty_given": difficulty,
                  "score": torch.zeros(1, device=self.device), "id": [Path(video).stem]}
+        if dive_number:
+            batch["dive_number"] = str(dive_number)
         return batch, frames, indices, source
 
     @torch.no_grad()
@@ -162,10 +168,11 @@ class Scorer:
     @torch.no_grad()
     def score(self, video: str | Path, difficulty: float | None = None,
               start: int | None = None, end: int | None = None,
-              tube: str | None = None) -> ScoreResult:
-        """``tube``: TSA's athlete tube (auto, motion, full); None keeps the checkpoint's."""
+              tube: str | None = None, dive_number: str | None = None) -> ScoreResult:
+        """``tube``: TSA's athlete tube (auto, motion, full); None keeps the checkpoint's.
+        ``dive_number``: FineDiving TSA's exemplars of that dive number (the official protocol)."""
         t0 = time.perf_counter()
-        batch, frames, indices, source = self._batch(video, difficulty, start, end)
+        batch, frames, indices, source = self._batch(video, difficulty, start, end, dive_number)
         if tube:
             batch["tube"] = tube
         t1 = time.perf_counter()
@@ -175,7 +182,18 @@ class Scorer:
         if source != len(indices):
             notes.append(f"the clip has {source} frames; resampled uniformly to the model's "
                          f"{len(indices)}")
+        transitions = None
+        if out.get("transits") is not None:  # positions in the frames the model saw
+            from aqa import video as V
+
+            fps = V.probe(video).fps
+            pos = [int(p) for p in out["transits"]]
+            src = [indices[min(p, len(indices) - 1)] for p in pos]
+            transitions = {"positions": pos, "frames": src, "frames_seen": len(indices),
+                           "seconds": [round(f / fps, 3) for f in src] if fps else None}
         return ScoreResult(score=float(out["score"]), method=self.cfg.method,
+                           transitions=transitions, protocol=out.get("protocol"),
+                           dive_number=str(dive_number) if dive_number else None,
                            checkpoint=str(self.checkpoint), source_frames=source,
                            frames_used=len(indices), resampled=source != len(indices),
                            frame_indices=indices, difficulty=difficulty,

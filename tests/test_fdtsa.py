@@ -108,7 +108,8 @@ def fd_root(tmp_path_factory):
     return root
 
 
-def test_train_resume_evaluate_both_protocols_and_score(fd_root, runs_dir, monkeypatch, capsys):
+def test_train_resume_evaluate_both_protocols_and_score(fd_root, runs_dir, monkeypatch, capsys,
+                                                       synthetic_root):
     from aqa.cli import main as cli
     from aqa.evaluate import evaluate_checkpoint
     from aqa.jobs import local
@@ -157,3 +158,24 @@ def test_train_resume_evaluate_both_protocols_and_score(fd_root, runs_dir, monke
     assert cli(["eval", str(path), "--runs-dir", str(runs_dir), "--exemplars", "difficulty"]) == 0
     printed = capsys.readouterr().out
     assert "tiou_50" in printed and "without its dive number" in printed
+
+    # scoring a clip: the transitions in the frames the model saw, exemplars of the dive given
+    from aqa.scoring import Scorer
+
+    scorer = Scorer.from_checkpoint(best)
+    clip = synthetic_root / "clips" / "dive_0001.mp4"
+    scored = scorer.score(clip, difficulty=3.1, dive_number="107B")
+    t = scored.transitions
+    assert t["frames_seen"] == 16 and 0 <= t["positions"][0] < 8 <= t["positions"][1] < 16
+    assert t["frames"] == [scored.frame_indices[p] for p in t["positions"]]
+    assert t["seconds"][0] == pytest.approx(t["frames"][0] / 12.0, abs=1e-3)  # synthetic: 12 fps
+    assert scored.protocol == "dive_number" and scored.exemplars
+    assert {e["dive_number"] for e in scored.exemplars} == {"107B"}
+    by_dd = scorer.score(clip, difficulty=3.1)
+    assert by_dd.protocol == "difficulty" and any("no dive number given" in n for n in by_dd.notes)
+    verdict = scorer.compare(clip, synthetic_root / "clips" / "dive_0002.mp4", 3.1, 3.1)
+    assert verdict["better"] in ("A", "B", "tie")
+    capsys.readouterr()
+    assert cli(["score", str(clip), "--checkpoint", str(best), "--dive-number", "107B"]) == 0
+    printed = capsys.readouterr().out
+    assert "step transitions at frames" in printed and "exemplars by dive_number" in printed

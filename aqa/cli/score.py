@@ -14,6 +14,9 @@ def add_parsers(sub) -> None:
     p.add_argument("video", help="the clip (mp4, mov, avi, mkv, webm)")
     p.add_argument("--checkpoint", required=True, help="a checkpoint file (e.g. RUN/checkpoints/best.pt)")
     p.add_argument("--difficulty", type=float, default=None, help="the dive's difficulty degree")
+    p.add_argument("--dive-number", default=None,
+                   help="FineDiving TSA: the dive number (e.g. 107B): exemplars of that dive, the "
+                        "official protocol; without it, exemplars by difficulty")
     p.add_argument("--start", type=int, default=None, help="first frame to use (0-based)")
     p.add_argument("--end", type=int, default=None, help="frame to stop before")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
@@ -40,11 +43,20 @@ def cmd_score(args) -> int:
     from aqa.scoring import Scorer
 
     result = Scorer.from_checkpoint(args.checkpoint, device=args.device).score(
-        args.video, difficulty=args.difficulty, start=args.start, end=args.end, tube=args.tube)
+        args.video, difficulty=args.difficulty, start=args.start, end=args.end, tube=args.tube,
+        dive_number=args.dive_number)
     if args.json:
         _print_json(result.to_dict())
         return 0
     print(f"score {result.score:.2f}  ({result.method}, {Path(result.checkpoint).name})")
+    if result.transitions:
+        t = result.transitions
+        print(f"  step transitions at frames {t['positions']} of the {t['frames_seen']} seen "
+              f"(clip frames {t['frames']}"
+              + (f", {t['seconds'][0]:.2f} s and {t['seconds'][1]:.2f} s)" if t["seconds"] else ")"))
+    if result.protocol:
+        print(f"  exemplars by {result.protocol}: " + ", ".join(
+            f"{e['id']} ({e['score']:.2f})" for e in result.exemplars))
     for note in result.notes:
         print(f"  note: {note}")
     print("  time: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in result.timings.items()))

@@ -521,11 +521,15 @@ class FDTSA(Method):
         return tiou_rates(tious) if tious else {}
 
     def score_clip(self, model: nn.Module, batch: dict, state: dict | None = None) -> dict[str, Any]:
-        """One clip against the bank: its predicted transitions, exemplars of the dive number
-        given (``batch["dive_number"]``), else of its difficulty (given, else the training
-        median), with a note saying which protocol scored it."""
+        """One clip against the bank: its predicted transitions (``transits``: positions in the
+        frames the model saw), exemplars of the dive number given (``batch["dive_number"]``),
+        else of its difficulty (given, else the training median), and a note saying which
+        protocol scored it (``protocol``)."""
         bank_ = bank.require_bank(state, self.name)
-        segs, _, pred = model.video_units(batch["video"])
+        return self._score_units(model, model.video_units(batch["video"]), batch, bank_)
+
+    def _score_units(self, model: nn.Module, units, batch: dict, bank_: dict) -> dict[str, Any]:
+        segs, _, pred = units
         notes = []
         dive = batch.get("dive_number")
         if dive:
@@ -543,10 +547,25 @@ class FDTSA(Method):
             notes.append(f"no difficulty given: assumed the training split's median {difficulty:g}")
         query = Sample(id=str(batch["id"][0]), video=Path(""), score=0.0, difficulty=difficulty,
                        meta=meta)
-        out = self._vote(model, segs, query, bank_, rule)
+        out = self._vote(model, segs[:1], query, bank_, rule)
         spread = torch.tensor(out["per_voter"]).std(unbiased=False).item()
         return {"score": out["score"], "exemplars": out["exemplars"], "spread": spread,
                 "notes": notes, "protocol": rule, "transits": pred[0].tolist()}
+
+    def compare_clips(self, model: nn.Module, batch_a: dict, batch_b: dict,
+                      state: dict | None = None) -> dict[str, Any]:
+        """Each clip scored against the bank, then the pair head on the two clips themselves,
+        both orders (B attending to A gives B - A, A attending to B gives A - B; the difference
+        is their mean); one backbone pass a clip."""
+        bank_ = bank.require_bank(state, self.name)
+        units_a, units_b = model.video_units(batch_a["video"]), model.video_units(batch_b["video"])
+        a = self._score_units(model, units_a, batch_a, bank_)
+        b = self._score_units(model, units_b, batch_b, bank_)
+        b_minus_a = float(model.delta(units_b[0][:1], units_a[1][:1])[0])
+        a_minus_b = float(model.delta(units_a[0][:1], units_b[1][:1])[0])
+        return {"score_a": a["score"], "score_b": b["score"],
+                "difference": (b_minus_a - a_minus_b) / 2,
+                "notes": a["notes"] + [n for n in b["notes"] if n not in a["notes"]]}
 
 
 def build_bank(model: FDTSAModel, clips: Any, batch_size: int, num_workers: int,
