@@ -62,6 +62,8 @@ def import_checkpoint(path: str | Path, method: str, runs_dir: str | Path, *,
     raw = None
     if method in ("fdtsa", None):  # FineDiving TSA: base_model + psnet_model + decoder + regressor_delta
         raw = load_official(path)
+        if method is None and fdtsa_import.related_family(raw):
+            fdtsa_import.fdtsa_state(raw, None)  # refuses, naming the family
         if method is not None or fdtsa_import.is_official_fdtsa(raw):
             return fdtsa_import.import_fdtsa(raw, path, store.resolve_runs_dir(runs_dir),
                                              dataset=dataset, data_root=data_root,

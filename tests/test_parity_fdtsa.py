@@ -192,3 +192,51 @@ def test_one_training_step_whole_model():
     """The I3D backward and its x0.1 group too (about 40 s on two cores)."""
     losses, before, after = one_step(0, freeze=False)
     check_step(OFFICIAL_FULL_STEP, losses, before, after)
+
+
+def test_a_malicious_checkpoint_is_refused_without_running(tmp_path, runs_dir):
+    import os
+
+    from aqa.errors import CheckpointError
+    from aqa.official import import_checkpoint
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned > " + str(tmp_path / "pwned"),))
+
+    evil = {"base_model": {}, "psnet_model": {}, "decoder": {}, "regressor_delta": {},
+            "rho_best": Evil()}
+    torch.save(evil, tmp_path / "last.pth")
+    for method in (None, "fdtsa"):
+        with pytest.raises(CheckpointError, match="cannot be imported safely"):
+            import_checkpoint(tmp_path / "last.pth", method, runs_dir)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_a_checkpoint_of_another_shape_is_refused_with_what_differs(tmp_path, runs_dir, capsys):
+    """A decoder of another width (not the official 64): the import names the keys and exits 1."""
+    from aqa.cli import main as cli
+
+    model = P.fdtsa_model()
+    parts = P.official_parts(model)
+    parts["decoder"]["module.model.0.norm_q.weight"] = torch.ones(32)
+    torch.save({**parts, "epoch": 3}, tmp_path / "odd.pth")
+    assert cli(["import-checkpoint", str(tmp_path / "odd.pth"), "--runs-dir", str(runs_dir)]) != 0
+    err = capsys.readouterr().err
+    assert "FineDiving TSA" in err and "decoder.model.0.norm_q.weight" in err
+
+
+@pytest.mark.parametrize("parts, says", [
+    (("base_model", "taa", "regressor", "decoder"), "T²CR"),
+    (("base_model", "psnet_model", "decoder1", "decoder2", "regressor_delta1"), "MCoRe-style"),
+    (("base_model", "psnet_model", "decoder", "regressor_delta", "neg_attr_head"), "neg_attr_head"),
+])
+def test_descendants_sharing_the_container_are_refused_by_name(tmp_path, runs_dir, parts, says):
+    """T²CR and MCoRe-style checkpoints look like FineDiving TSA's (base_model, ...) but are
+    other models: refused with their family's name, never imported as CoRe or with parts dropped."""
+    from aqa.errors import CheckpointError
+    from aqa.official import import_checkpoint
+
+    torch.save({p: {"w": torch.zeros(1)} for p in parts} | {"epoch": 1}, tmp_path / "x.pth")
+    with pytest.raises(CheckpointError, match=says):
+        import_checkpoint(tmp_path / "x.pth", None, runs_dir)

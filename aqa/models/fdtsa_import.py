@@ -30,8 +30,27 @@ PARTS = (("base_model", ""), ("psnet_model", "psnet."), ("decoder", "decoder."),
          ("regressor_delta", "regressor."))
 
 
+BOOKKEEPING = {"optimizer", "epoch", "epoch_best_aqa", "rho_best", "L2_min", "RL2_min"}
+
+
 def is_official_fdtsa(raw: dict) -> bool:
     return isinstance(raw, dict) and {p for p, _ in PARTS} <= set(raw)
+
+
+def related_family(raw: dict) -> str | None:
+    """The FineDiving-TSA descendant a checkpoint of the same container style comes from, which
+    this importer does not read: T²CR (XuHuangbiao/T2CR: ``base_model``, ``taa``, ``regressor``,
+    ``decoder``) or an MCoRe-style file (Lumos0507/HP-MCoRe and kin: ``decoder1``,
+    ``regressor_delta1``, ...); None for anything else."""
+    if not isinstance(raw, dict) or "base_model" not in raw:
+        return None
+    if "taa" in raw:
+        return "T²CR (base_model, taa, regressor, decoder)"
+    numbered = sorted(k for k in raw if k.rstrip("0123456789") in ("decoder", "regressor_delta")
+                      and k[-1:].isdigit())
+    if numbered:
+        return f"an MCoRe-style model ({', '.join(numbered[:4])}, ...)"
+    return None
 
 
 def fdtsa_state(raw: dict, model: torch.nn.Module) -> dict:
@@ -39,8 +58,18 @@ def fdtsa_state(raw: dict, model: torch.nn.Module) -> dict:
     from aqa.models.official_files import check_fit, strip_module
 
     if not is_official_fdtsa(raw):
-        raise CheckpointError("not a FineDiving TSA checkpoint: expected 'base_model', "
-                              f"'psnet_model', 'decoder' and 'regressor_delta'; found {sorted(raw)[:8]}")
+        family = related_family(raw)
+        raise CheckpointError(("a checkpoint of " + family + ", a descendant of FineDiving TSA "
+                               "that cannot be imported yet" if family else
+                               "not a FineDiving TSA checkpoint: expected 'base_model', "
+                               "'psnet_model', 'decoder' and 'regressor_delta'; found "
+                               f"{sorted(raw)[:8]}"))
+    extra = sorted(k for k, v in raw.items() if k not in {p for p, _ in PARTS} | BOOKKEEPING
+                   and isinstance(v, dict) and v)
+    if extra:
+        raise CheckpointError(f"the file holds FineDiving TSA's four parts and also {extra[:5]}: "
+                              "a model built on FineDiving TSA with more modules, which this "
+                              "importer would drop; it cannot be imported as fdtsa")
     mapped = {}
     for part, prefix in PARTS:
         for k, v in strip_module(raw[part]).items():
