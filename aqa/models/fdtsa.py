@@ -456,7 +456,8 @@ class FDTSA(Method):
         lab = torch.cat([lab_q, lab_e]).long()
         target[rows, lab[:, 0], 0] = 1
         target[rows, lab[:, -1], 1] = 1
-        bce = F.binary_cross_entropy(prob, target)
+        with torch.autocast(prob.device.type, enabled=False):  # BCE on probabilities: fp32 only
+            bce = F.binary_cross_entropy(prob, target)
         return {"loss": mse + bce, "mse": mse.detach(), "bce": bce.detach()}
 
     # ------------------------------------------------------------ the bank
