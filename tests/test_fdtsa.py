@@ -140,7 +140,7 @@ def test_train_resume_evaluate_both_protocols_and_score(fd_root, runs_dir, monke
     log = [json.loads(line) for line in (path / "events.jsonl").read_text().splitlines()]
     test_metrics = {(e["epoch"], e["name"]) for e in log if e.get("type") == "metric"
                     and e.get("split") == "test"}
-    assert {(2, "rho"), (2, "tiou_50"), (2, "tiou_75")} <= test_metrics
+    assert {(2, "rho"), (2, "tiou_50"), (2, "tiou_75"), (2, "rho_difficulty")} <= test_metrics
     statuses = [e["status"] for e in log if e.get("type") == "status"]
     assert statuses[-1] == "finished" and "stopped" in statuses
 
@@ -154,6 +154,10 @@ def test_train_resume_evaluate_both_protocols_and_score(fd_root, runs_dir, monke
     assert by_dd["protocol"]["exemplars"] == "difficulty"
     for result in (by_dive, by_dd):
         assert result["samples"] == 3 and {"rho", "l2", "rl2", "tiou_50", "tiou_75"} <= set(result["metrics"])
+    # each evaluation also scores the queries under the other protocol, labelled
+    assert by_dive["metrics"]["l2_difficulty"] == pytest.approx(by_dd["metrics"]["l2"], rel=1e-6)
+    assert by_dd["metrics"]["l2_dive_number"] == pytest.approx(by_dive["metrics"]["l2"], rel=1e-6)
+    assert by_dive["metrics"]["l2"] != by_dd["metrics"]["l2"]  # the protocols differ here
     capsys.readouterr()
     assert cli(["eval", str(path), "--runs-dir", str(runs_dir), "--exemplars", "difficulty"]) == 0
     printed = capsys.readouterr().out

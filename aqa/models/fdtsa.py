@@ -68,6 +68,7 @@ class FDTSAConfig:
     decoder_layers: int = 3  # cross-attention blocks (decoder_fuser num_layers)
     fix_bn: bool = True  # backbone BatchNorm in eval mode while training (official --fix_bn, default True)
     label_offset: int = 1  # added to the dataset's transits for labels and pooling (the official runner's "+ 1")
+    both_protocols: bool = True  # also score each test query under the other exemplar rule: rho_<rule>, l2_<rule>, rl2_<rule>
 
 
 # ---------------------------------------------------------------------------------- PSNet
@@ -482,8 +483,13 @@ class FDTSA(Method):
             meta = self._meta.get(qid, {})
             query = Sample(id=qid, video=Path(""), score=0.0,
                            difficulty=float(batch["difficulty"][i]), meta=meta)
-            out = self._vote(model, segs[i:i + 1], query, self._bank, self.cfg.model.exemplar_rule)
-            row = {"transits": pred[i].tolist()}
+            rule = self.cfg.model.exemplar_rule
+            out = self._vote(model, segs[i:i + 1], query, self._bank, rule)
+            row = {"transits": pred[i].tolist(), "true": float(batch["score"][i])}
+            other = "difficulty" if rule == "dive_number" else "dive_number"
+            if self.cfg.model.both_protocols and (other == "difficulty" or (
+                    "dive_number" in meta and any(g is not None for g in self._bank["groups"]))):
+                row[other] = self._vote(model, segs[i:i + 1], query, self._bank, other)["score"]
             if "transits" in batch:  # the official test's tIoU: labels vs predictions
                 row["tiou"] = segment_iou(self.labels(batch["transits"][i]).tolist(), pred[i].tolist())
             self._eval[qid] = row
@@ -509,17 +515,30 @@ class FDTSA(Method):
         m = self.cfg.model
         by = ("the query's ground-truth dive number (the official test)" if m.exemplar_rule == "dive_number"
               else "the query's difficulty, without its dive number")
+        other = "difficulty" if m.exemplar_rule == "dive_number" else "dive_number"
+        also = (f"; rho_{other}, l2_{other}, rl2_{other}: the same queries with exemplars by "
+                f"{other.replace('_', ' ')}" if m.both_protocols else "")
         return {"summary": f"exemplars: {m.voter_number} training dives chosen by {by}; "
-                           "tIoU of the predicted step transitions per query",
-                "exemplars": m.exemplar_rule, "voters": m.voter_number}
+                           f"tIoU of the predicted step transitions per query{also}",
+                "exemplars": m.exemplar_rule, "voters": m.voter_number,
+                "other_protocol": other if m.both_protocols else None}
 
     def take_eval_extras(self) -> dict:
         out, self._eval = self._eval, {}
         return out
 
     def extra_metrics(self, extras: dict) -> dict[str, float]:
-        tious = [r["tiou"] for r in extras.values() if "tiou" in r]
-        return tiou_rates(tious) if tious else {}
+        """tIoU rates, and the other protocol's rho, l2, rl2 (suffixed with its rule)."""
+        from aqa.metrics import regression_metrics
+
+        rows = list(extras.values())
+        tious = [r["tiou"] for r in rows if "tiou" in r]
+        out = tiou_rates(tious) if tious else {}
+        for other in RULES:
+            if rows and all(other in r for r in rows):
+                m = regression_metrics([r[other] for r in rows], [r["true"] for r in rows])
+                out.update({f"{k}_{other}": v for k, v in m.items()})
+        return out
 
     def score_clip(self, model: nn.Module, batch: dict, state: dict | None = None) -> dict[str, Any]:
         """One clip against the bank: its predicted transitions (``transits``: positions in the
