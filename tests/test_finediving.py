@@ -142,6 +142,20 @@ def test_annotation_files_in_the_root_and_missing_ones(tmp_path):
         config(tmp_path / "bare", tmp_path / "ws")
 
 
+def test_fine_grained_annotation_dicts_and_array_splits(tmp_path):
+    info = make_finediving(tmp_path / "fd", **SMALL)
+    fine = {k: {"action_type": v[0], "dive_score": v[1], "difficulty": v[2],
+                "steps_transit_frames": v[3], "frames_labels": v[4], "sub-action_types": {1: "x"}}
+            for k, v in info["annotations"].items()}
+    with open(tmp_path / "fd" / "Annotations" / "fine.pkl", "wb") as f:
+        pickle.dump(fine, f)
+    write_split(tmp_path / "fd", "test_split.pkl", np.array(info["test"], dtype=object))
+    entry, cfg = config(tmp_path / "fd", tmp_path / "ws", num_frames=16)
+    want = [(s.id, s.score, s.meta["transits"].tolist()) for s in entry.samples(cfg, "test")]
+    cfg = replace(cfg, annotations="Annotations/fine.pkl")
+    assert [(s.id, s.score, s.meta["transits"].tolist()) for s in entry.samples(cfg, "test")] == want
+
+
 def test_malformed_annotation_is_a_dataset_error(tmp_path):
     info = make_finediving(tmp_path / "fd", **SMALL)
     ann = dict(info["annotations"])

@@ -10,6 +10,8 @@
     Annotations/train_split.pkl, test_split.pkl     lists of (event, idx): 2251 / 749
 
 (the three pickles may also lie in the root itself; every path is a ``data.*`` field).
+``FineDiving_fine-grained_annotation.pkl``, whose values are dicts (``action_type``,
+``dive_score``, ``difficulty``, ``steps_transit_frames``, ``frames_labels``, ...), is read too.
 
 **Keys.** ``<event>`` is a two-digit code (``'01'``) for some events and a full name
 (``'FINADivingWorldCup2021_Men3m_final_r1'``) for others. Keys are normalised to
@@ -63,6 +65,8 @@ SPLITS = ("train", "test")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 HINT = ("the FineDiving folder holding FINADiving_MTL_256s/ (frames) and Annotations/ "
         "(fine-grained_annotation_aqa.pkl, train_split.pkl, test_split.pkl)")
+# FineDiving_fine-grained_annotation.pkl's dict values hold the same five (README's field table)
+FINE_FIELDS = ("action_type", "dive_score", "difficulty", "steps_transit_frames", "frames_labels")
 REDOWNLOAD = "download this dive's frames again (FineDiving issue #1)"
 
 
@@ -149,9 +153,12 @@ def load_annotations(path: Path) -> dict:
             key = normalise_key(k)
         except ValueError as exc:
             raise DatasetError(f"{path}: annotation key {exc}") from None
+        if isinstance(v, dict) and all(f in v for f in FINE_FIELDS):  # the fine-grained file
+            v = [v[f] for f in FINE_FIELDS]
         if not isinstance(v, (list, tuple)) or len(v) < 5:
             raise DatasetError(f"{path}: the annotation of {k!r} should be [dive_number, final "
-                               "score, difficulty, steps_transit_frames, frames_labels]")
+                               "score, difficulty, steps_transit_frames, frames_labels] (or a "
+                               f"dict with {', '.join(FINE_FIELDS)})")
         try:
             value = (str(v[0]), float(v[1]), float(v[2]),
                      np.asarray(v[3], dtype=np.int64).reshape(-1),
@@ -173,6 +180,8 @@ def _same(a: tuple, b: tuple) -> bool:
 def load_split(path: Path, annotations: dict, ann_path: Path) -> list[tuple]:
     """``(entry as written, normalised key)`` of every split entry."""
     raw = _load(path, f"split file ({path.name})")
+    if isinstance(raw, np.ndarray):
+        raw = raw.tolist()
     if not isinstance(raw, (list, tuple)):
         raise DatasetError(f"{path}: expected a list of (event, idx), got {type(raw).__name__}")
     keys = []
