@@ -263,3 +263,20 @@ def test_protocols_by_dive_number_and_by_difficulty(fd):
     assert got == {s.id for s in train}  # a dive number never seen: the whole training split
     got = {s.id for s in choose_exemplars(unseen, by_dd, 10, rng).samples}
     assert got == {s.id for s in train if s.difficulty == 3.1}  # the nearest DD
+
+
+def test_a_run_says_which_dives_it_left_out(tmp_path, capsys):
+    from aqa.config import build_run_config, to_dict
+    from aqa.runs import events, store
+    from aqa.train.loop import main
+
+    make_finediving(tmp_path / "fd", extra_images={("01", 4): 4}, **SMALL)
+    cfg = build_run_config("regression", "finediving", overrides=[
+        f"data.root={tmp_path / 'fd'}", "data.allow_missing=true", "data.num_frames=8",
+        "data.disk_cache=off", "train.epochs=1", "train.batch_size=4", "train.device=cpu"])
+    run = store.create_run(tmp_path / "runs", to_dict(cfg))
+    assert main(str(run)) == 0
+    assert ("left out of train (data.allow_missing): 1 samples, e.g. 01_4; see `python -m aqa "
+            "doctor`") in capsys.readouterr().out
+    (ev,) = [e for e in events.read_events(run / events.EVENTS_FILE) if e["type"] == "excluded"]
+    assert ev["samples"] == {"train": ["01_4"], "test": []}
