@@ -135,6 +135,9 @@ def test_annotation_files_in_the_root_and_missing_ones(tmp_path):
     (tmp_path / "fd" / "test_split.pkl").unlink()
     with pytest.raises(DatasetError, match="no FineDiving split file .*test_split.pkl"):
         entry.samples(cfg, "test")
+    report = check_dataset("finediving", str(tmp_path / "fd"), tmp_path / "ws")
+    assert not report.found and not report.ok
+    assert "no FineDiving split file" in report.messages[0] and "docs/datasets.md" in report.fix
     with pytest.raises(DatasetError, match="needs --data-root"):
         config("", tmp_path / "ws")
     (tmp_path / "bare").mkdir()
