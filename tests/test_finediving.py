@@ -100,6 +100,9 @@ def test_split_entries_in_either_spelling(fd, tmp_path):
     assert [s.meta["event"] for s in samples] == ["01", "FINADivingWorldCup2021_Men3m_final_r1", "02"]
     assert samples[2].video == other / "FINADiving_MTL_256s" / "02" / "2"
     assert all("problem" not in s.meta for s in samples)
+    assert entry.check_notes(cfg2)[1] == ("train split: 2 entries spell their key differently "
+                                          "from the annotation (e.g. (1, 0) for ('01', 0)); "
+                                          "matched after normalising")
 
 
 def test_split_entry_matching_no_annotation_names_it(fd, tmp_path):

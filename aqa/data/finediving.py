@@ -318,15 +318,26 @@ def keep_usable(samples: list[Sample], allow: bool, split: str) -> tuple[list[Sa
 
 
 def check_notes(cfg: FineDivingDataConfig) -> list[str]:
-    """What the doctor says about the annotation: the key styles found."""
-    _, ann_path, _, _ = paths(cfg)
+    """What the doctor says about the annotation: the key styles found, and the split entries
+    that name their dive in another spelling than the annotation does."""
+    _, ann_path, train_path, test_path = paths(cfg)
     ann = load_annotations(ann_path)
     styles: dict[str, int] = {}
     for key in ann:
         styles[key_style(key[0])] = styles.get(key_style(key[0]), 0) + 1
     events = {k[0] for k in ann}
-    return [f"annotation: {len(ann)} dives in {len(events)} events; keys by two-digit event code "
-            f"({styles.get('code', 0)}) and by event name ({styles.get('name', 0)}), normalised"]
+    notes = [f"annotation: {len(ann)} dives in {len(events)} events; keys by two-digit event "
+             f"code ({styles.get('code', 0)}) and by event name ({styles.get('name', 0)}), "
+             "normalised"]
+    for split, path in (("train", train_path), ("test", test_path)):
+        respelled = [(w, key) for w, key in load_split(path, ann, ann_path)
+                     if tuple(w) != tuple(ann[key][5])]
+        if respelled:
+            w, key = respelled[0]
+            notes.append(f"{split} split: {len(respelled)} entries spell their key differently "
+                         f"from the annotation (e.g. {tuple(w)!r} for {ann[key][5]!r}); matched "
+                         "after normalising")
+    return notes
 
 
 def check_resize(cfg: FineDivingDataConfig) -> None:
