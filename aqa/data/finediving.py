@@ -143,10 +143,12 @@ def _load(path: Path, what: str):
 
 
 def load_annotations(path: Path) -> dict:
-    """Normalised key -> ``(dive_number, score, difficulty, steps_transit_frames, frames_labels)``."""
+    """Normalised key -> ``(dive_number, score, difficulty, steps_transit_frames, frames_labels,
+    the key as the file writes it)``."""
     raw = _load(path, "annotation file (fine-grained_annotation_aqa.pkl)")
     if not isinstance(raw, dict) or not raw:
-        raise DatasetError(f"{path}: expected a dict keyed by (event, idx), got {type(raw).__name__}")
+        raise DatasetError(f"{path}: expected a dict keyed by (event, idx), got "
+                           f"{type(raw).__name__}")
     out: dict = {}
     for k, v in raw.items():
         try:
@@ -236,7 +238,8 @@ def step_transits(labels: Sequence[int]) -> np.ndarray:
     labels = [int(v) for v in labels]
     order = list(dict.fromkeys(labels))
     if len(order) < 2:
-        raise ValueError(f"the sampled step labels hold the single value {order[0] if order else None}")
+        raise ValueError("the sampled step labels hold the single value "
+                         f"{order[0] if order else None}")
     return np.array([labels.index(order[1]) - 1, labels.index(order[-1]) - 1], dtype=np.int64)
 
 
@@ -358,7 +361,7 @@ def check_resize(cfg: FineDivingDataConfig) -> None:
 @DATASETS.register("finediving")
 class FineDivingDataset:
     config_cls = FineDivingDataConfig
-    description = "FineDiving (2251 train / 749 test dives, step transitions), frames as distributed"
+    description = "FineDiving (2251 train / 749 test dives, step transitions), as distributed"
 
     @classmethod
     def resolve(cls, cfg: FineDivingDataConfig, workspace: Path) -> FineDivingDataConfig:
