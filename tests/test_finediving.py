@@ -97,9 +97,13 @@ def test_split_entries_in_either_spelling(fd, tmp_path):
     _, cfg2 = config(other, tmp_path / "ws", num_frames=16)
     samples = entry.samples(cfg2, "train")
     assert [s.id for s in samples] == ["01_0", "FINADivingWorldCup2021_Men3m_final_r1_1", "02_2"]
-    assert [s.meta["event"] for s in samples] == ["01", "FINADivingWorldCup2021_Men3m_final_r1", "02"]
+    events = [s.meta["event"] for s in samples]
+    assert events == ["01", "FINADivingWorldCup2021_Men3m_final_r1", "02"]
     assert samples[2].video == other / "FINADiving_MTL_256s" / "02" / "2"
     assert all("problem" not in s.meta for s in samples)
+    assert entry.check_notes(cfg2)[1] == ("train split: 2 entries spell their key differently "
+                                          "from the annotation (e.g. (1, 0) for ('01', 0)); "
+                                          "matched after normalising")
 
 
 def test_split_entry_matching_no_annotation_names_it(fd, tmp_path):
@@ -135,11 +139,30 @@ def test_annotation_files_in_the_root_and_missing_ones(tmp_path):
     (tmp_path / "fd" / "test_split.pkl").unlink()
     with pytest.raises(DatasetError, match="no FineDiving split file .*test_split.pkl"):
         entry.samples(cfg, "test")
+    report = check_dataset("finediving", str(tmp_path / "fd"), tmp_path / "ws")
+    assert not report.found and not report.ok
+    assert "no FineDiving split file" in report.messages[0] and "docs/datasets.md" in report.fix
     with pytest.raises(DatasetError, match="needs --data-root"):
         config("", tmp_path / "ws")
     (tmp_path / "bare").mkdir()
     with pytest.raises(DatasetError, match="FINADiving_MTL_256s: no frame folder"):
         config(tmp_path / "bare", tmp_path / "ws")
+
+
+def test_fine_grained_annotation_dicts_and_array_splits(tmp_path):
+    info = make_finediving(tmp_path / "fd", **SMALL)
+    fine = {k: {"action_type": v[0], "dive_score": v[1], "difficulty": v[2],
+                "steps_transit_frames": v[3], "frames_labels": v[4], "sub-action_types": {1: "x"}}
+            for k, v in info["annotations"].items()}
+    with open(tmp_path / "fd" / "Annotations" / "fine.pkl", "wb") as f:
+        pickle.dump(fine, f)
+    write_split(tmp_path / "fd", "test_split.pkl", np.array(info["test"], dtype=object))
+    entry, cfg = config(tmp_path / "fd", tmp_path / "ws", num_frames=16)
+    want = [(s.id, s.score, s.meta["transits"].tolist()) for s in entry.samples(cfg, "test")]
+    assert len(want) == 3
+    cfg = replace(cfg, annotations="Annotations/fine.pkl")
+    got = [(s.id, s.score, s.meta["transits"].tolist()) for s in entry.samples(cfg, "test")]
+    assert got == want
 
 
 def test_malformed_annotation_is_a_dataset_error(tmp_path):
@@ -249,3 +272,20 @@ def test_protocols_by_dive_number_and_by_difficulty(fd):
     assert got == {s.id for s in train}  # a dive number never seen: the whole training split
     got = {s.id for s in choose_exemplars(unseen, by_dd, 10, rng).samples}
     assert got == {s.id for s in train if s.difficulty == 3.1}  # the nearest DD
+
+
+def test_a_run_says_which_dives_it_left_out(tmp_path, capsys):
+    from aqa.config import build_run_config, to_dict
+    from aqa.runs import events, store
+    from aqa.train.loop import main
+
+    make_finediving(tmp_path / "fd", extra_images={("01", 4): 4}, **SMALL)
+    cfg = build_run_config("regression", "finediving", overrides=[
+        f"data.root={tmp_path / 'fd'}", "data.allow_missing=true", "data.num_frames=8",
+        "data.disk_cache=off", "train.epochs=1", "train.batch_size=4", "train.device=cpu"])
+    run = store.create_run(tmp_path / "runs", to_dict(cfg))
+    assert main(str(run)) == 0
+    assert ("left out of train (data.allow_missing): 1 samples, e.g. 01_4; see `python -m aqa "
+            "doctor`") in capsys.readouterr().out
+    (ev,) = [e for e in events.read_events(run / events.EVENTS_FILE) if e["type"] == "excluded"]
+    assert ev["samples"] == {"train": ["01_4"], "test": []}

@@ -39,8 +39,8 @@ class CheckReport:
     missing_count: int = 0  # annotated samples with a missing frame or video
     corrupt: list = field(default_factory=list)  # first few "path: reason"
     corrupt_count: int = 0  # samples with an unreadable file
-    invalid: list = field(default_factory=list)  # first few "id: why its files disagree with its annotation"
-    invalid_count: int = 0  # annotated samples whose files do not match the annotation (FineDiving: image count vs labels)
+    invalid: list = field(default_factory=list)  # first few "id: why its files do not match its annotation"
+    invalid_count: int = 0  # samples present but not as annotated (FineDiving: images vs labels)
     ranges: dict = field(default_factory=dict)  # split -> [min score, max score]
     fix: str = ""  # the one command that fixes what can be fixed (empty when ok)
     ok: bool = False  # ready to train: found, train and test non-empty, nothing missing or corrupt

@@ -10,6 +10,8 @@
     Annotations/train_split.pkl, test_split.pkl     lists of (event, idx): 2251 / 749
 
 (the three pickles may also lie in the root itself; every path is a ``data.*`` field).
+``FineDiving_fine-grained_annotation.pkl``, whose values are dicts (``action_type``,
+``dive_score``, ``difficulty``, ``steps_transit_frames``, ``frames_labels``, ...), is read too.
 
 **Keys.** ``<event>`` is a two-digit code (``'01'``) for some events and a full name
 (``'FINADivingWorldCup2021_Men3m_final_r1'``) for others. Keys are normalised to
@@ -63,6 +65,8 @@ SPLITS = ("train", "test")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 HINT = ("the FineDiving folder holding FINADiving_MTL_256s/ (frames) and Annotations/ "
         "(fine-grained_annotation_aqa.pkl, train_split.pkl, test_split.pkl)")
+# FineDiving_fine-grained_annotation.pkl's dict values hold the same five (README's field table)
+FINE_FIELDS = ("action_type", "dive_score", "difficulty", "steps_transit_frames", "frames_labels")
 REDOWNLOAD = "download this dive's frames again (FineDiving issue #1)"
 
 
@@ -139,19 +143,24 @@ def _load(path: Path, what: str):
 
 
 def load_annotations(path: Path) -> dict:
-    """Normalised key -> ``(dive_number, score, difficulty, steps_transit_frames, frames_labels)``."""
+    """Normalised key -> ``(dive_number, score, difficulty, steps_transit_frames, frames_labels,
+    the key as the file writes it)``."""
     raw = _load(path, "annotation file (fine-grained_annotation_aqa.pkl)")
     if not isinstance(raw, dict) or not raw:
-        raise DatasetError(f"{path}: expected a dict keyed by (event, idx), got {type(raw).__name__}")
+        raise DatasetError(f"{path}: expected a dict keyed by (event, idx), got "
+                           f"{type(raw).__name__}")
     out: dict = {}
     for k, v in raw.items():
         try:
             key = normalise_key(k)
         except ValueError as exc:
             raise DatasetError(f"{path}: annotation key {exc}") from None
+        if isinstance(v, dict) and all(f in v for f in FINE_FIELDS):  # the fine-grained file
+            v = [v[f] for f in FINE_FIELDS]
         if not isinstance(v, (list, tuple)) or len(v) < 5:
             raise DatasetError(f"{path}: the annotation of {k!r} should be [dive_number, final "
-                               "score, difficulty, steps_transit_frames, frames_labels]")
+                               "score, difficulty, steps_transit_frames, frames_labels] (or a "
+                               f"dict with {', '.join(FINE_FIELDS)})")
         try:
             value = (str(v[0]), float(v[1]), float(v[2]),
                      np.asarray(v[3], dtype=np.int64).reshape(-1),
@@ -173,6 +182,8 @@ def _same(a: tuple, b: tuple) -> bool:
 def load_split(path: Path, annotations: dict, ann_path: Path) -> list[tuple]:
     """``(entry as written, normalised key)`` of every split entry."""
     raw = _load(path, f"split file ({path.name})")
+    if isinstance(raw, np.ndarray):
+        raw = raw.tolist()
     if not isinstance(raw, (list, tuple)):
         raise DatasetError(f"{path}: expected a list of (event, idx), got {type(raw).__name__}")
     keys = []
@@ -227,7 +238,8 @@ def step_transits(labels: Sequence[int]) -> np.ndarray:
     labels = [int(v) for v in labels]
     order = list(dict.fromkeys(labels))
     if len(order) < 2:
-        raise ValueError(f"the sampled step labels hold the single value {order[0] if order else None}")
+        raise ValueError("the sampled step labels hold the single value "
+                         f"{order[0] if order else None}")
     return np.array([labels.index(order[1]) - 1, labels.index(order[-1]) - 1], dtype=np.int64)
 
 
@@ -309,15 +321,26 @@ def keep_usable(samples: list[Sample], allow: bool, split: str) -> tuple[list[Sa
 
 
 def check_notes(cfg: FineDivingDataConfig) -> list[str]:
-    """What the doctor says about the annotation: the key styles found."""
-    _, ann_path, _, _ = paths(cfg)
+    """What the doctor says about the annotation: the key styles found, and the split entries
+    that name their dive in another spelling than the annotation does."""
+    _, ann_path, train_path, test_path = paths(cfg)
     ann = load_annotations(ann_path)
     styles: dict[str, int] = {}
     for key in ann:
         styles[key_style(key[0])] = styles.get(key_style(key[0]), 0) + 1
     events = {k[0] for k in ann}
-    return [f"annotation: {len(ann)} dives in {len(events)} events; keys by two-digit event code "
-            f"({styles.get('code', 0)}) and by event name ({styles.get('name', 0)}), normalised"]
+    notes = [f"annotation: {len(ann)} dives in {len(events)} events; keys by two-digit event "
+             f"code ({styles.get('code', 0)}) and by event name ({styles.get('name', 0)}), "
+             "normalised"]
+    for split, path in (("train", train_path), ("test", test_path)):
+        respelled = [(w, key) for w, key in load_split(path, ann, ann_path)
+                     if tuple(w) != tuple(ann[key][5])]
+        if respelled:
+            w, key = respelled[0]
+            notes.append(f"{split} split: {len(respelled)} entries spell their key differently "
+                         f"from the annotation (e.g. {tuple(w)!r} for {ann[key][5]!r}); matched "
+                         "after normalising")
+    return notes
 
 
 def check_resize(cfg: FineDivingDataConfig) -> None:
@@ -338,7 +361,7 @@ def check_resize(cfg: FineDivingDataConfig) -> None:
 @DATASETS.register("finediving")
 class FineDivingDataset:
     config_cls = FineDivingDataConfig
-    description = "FineDiving (2251 train / 749 test dives, step transitions), frames as distributed"
+    description = "FineDiving (2251 train / 749 test dives, step transitions), as distributed"
 
     @classmethod
     def resolve(cls, cfg: FineDivingDataConfig, workspace: Path) -> FineDivingDataConfig:

@@ -323,6 +323,10 @@ class Trainer:
             print(f"{cfg.method} on {cfg.dataset}: {what}; {self.params:,} parameters, "
                   f"{len(self.train_set)} train / {len(self.test_set)} test clips, "
                   f"device {self.device}", flush=True)
+            for split, ids in excluded.items():  # never silently: the log says what was left out
+                if ids:
+                    print(f"left out of {split} (data.allow_missing): {len(ids)} samples, e.g. "
+                          f"{', '.join(ids[:5])}; see `python -m aqa doctor`", flush=True)
         while self.epoch < cfg.train.epochs:
             epoch = self.epoch + 1
             losses = self.train_epoch(epoch)
