@@ -50,11 +50,11 @@ TRAIN_PAIR = ("query", "ex_a")  # (query, exemplar) of the training step
 
 def fdtsa_model(seed: int = SEED, freeze_backbone: bool = False):
     """Our FDTSAModel at the official size, weights seeded and conditioned."""
-    from aqa.models.fdtsa import FDTSAConfig, FDTSAModel
+    from aqa.models.fdtsa import FDTSAConfig, network
     from aqa.models.i3d import I3D
 
     torch.manual_seed(seed)
-    model = FDTSAModel(I3D("hassony2", input_norm="imagenet"), FDTSAConfig(), FRAMES)
+    model = network(I3D("hassony2", input_norm="imagenet"), FDTSAConfig(), FRAMES)
     condition(model, seed)
     with torch.no_grad():  # transition probabilities below saturation
         model.psnet.tas.layer3.weight.mul_(TAS_GAIN)

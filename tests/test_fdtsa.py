@@ -11,8 +11,9 @@ import torch
 
 from aqa.config import build_run_config
 from aqa.models.base import count_parameters
-from aqa.models.fdtsa import (FDTSA, FDTSAConfig, FDTSAModel, pooling_bounds, predicted_transits,
-                              seg_pool, segment_iou, tiou_rates)
+from aqa.models.fdtsa import FDTSA, FDTSAConfig, network
+from aqa.models.fdtsa_net import (pooling_bounds, predicted_transits, seg_pool, segment_iou,
+                                  tiou_rates)
 from aqa.models.i3d import I3D
 
 # tiny3d at width 64 gives 256-d features: PSNet halves them to 16, the decoder is 16 wide
@@ -24,7 +25,7 @@ TINY = ["backbone.name=tiny3d", "backbone.width=64", "model.clip_len=4",
 def test_official_sizes():
     """The official modules' parameter counts (tools/builder.py model_builder, counted by
     running it): I3D 12,697,264, PSNet 128,846, decoder_fuser 149,760, MLP_score 33,153."""
-    model = FDTSAModel(I3D("hassony2"), FDTSAConfig(), 96)
+    model = network(I3D("hassony2"), FDTSAConfig(), 96)
     assert [count_parameters(getattr(model, k)) for k in ("backbone", "psnet", "decoder",
                                                           "regressor")] == [12_697_264, 128_846,
                                                                             149_760, 33_153]
