@@ -110,6 +110,9 @@ def test_prediction_of_an_imported_official_checkpoint(tmp_path):
     assert out["method"] == "fdtsa"
     state = load_checkpoint(Path(out["checkpoint"]))
     assert state["metrics"]["rho_best"] == pytest.approx(0.9312715)
+    data = state["config"]["data"]  # the official preprocessing, recorded with the run
+    assert (state["config"]["dataset"], data["pipeline"], list(data["resize"]), data["frame_size"],
+            data["num_frames"]) == ("finediving", "tvv", [200, 112], 112, 96)
     method = FDTSA(fdtsa_cfg())
     model = method.build_model()
     model.load_state_dict(state["model"])
@@ -240,3 +243,26 @@ def test_descendants_sharing_the_container_are_refused_by_name(tmp_path, runs_di
     torch.save({p: {"w": torch.zeros(1)} for p in parts} | {"epoch": 1}, tmp_path / "x.pth")
     with pytest.raises(CheckpointError, match=says):
         import_checkpoint(tmp_path / "x.pth", None, runs_dir)
+
+
+@pytest.mark.slow
+def test_import_with_the_dataset_builds_the_bank_and_scores_a_clip(tmp_path, runs_dir,
+                                                                   synthetic_root, capsys):
+    """``aqa import-checkpoint FILE --dataset finediving --data-root P``: the bank of the training
+    split at import, then ``aqa score`` with no dataset (three I3D passes, ~25 s on two cores)."""
+    import json
+
+    from aqa.cli import main as cli
+    from tests.finediving_fixture import make_finediving
+
+    make_finediving(tmp_path / "fd", n_train=2, n_test=1)
+    path = P.write_official_checkpoint(tmp_path / "last.pth", P.fdtsa_model())
+    assert cli(["import-checkpoint", str(path), "--dataset", "finediving", "--data-root",
+                str(tmp_path / "fd"), "--runs-dir", str(runs_dir), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["method"] == "fdtsa" and any("exemplar bank" in n for n in out["notes"])
+    assert cli(["score", str(synthetic_root / "clips" / "dive_0001.mp4"), "--checkpoint",
+                out["checkpoint"], "--dive-number", "107B", "--json"]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    assert scored["frames_used"] == 96 and scored["protocol"] == "dive_number"
+    assert len(scored["transitions"]["positions"]) == 2 and scored["exemplars"]
