@@ -50,6 +50,13 @@ else:
     difficulty = c2.number_input("Difficulty degree", min_value=0.0, max_value=10.0, value=2.0,
                                  step=0.1, disabled=not use_dd, key="dd")
 
+dive_number = None
+if method == "fdtsa":  # FineDiving TSA: the official protocol chooses exemplars by dive number
+    dive_number = st.text_input(
+        "Dive number (optional)", key="dive_number", placeholder="e.g. 107B",
+        help="With it, exemplars of the same dive (the official FineDiving protocol); without "
+             "it, exemplars of the same difficulty.").strip() or None
+
 tube = None
 if method == "tsa":  # TSA attends inside the athlete's tube; an upload has no boxes
     tube = {"Estimated from motion": "auto", "The whole frame": "full"}[st.radio(
@@ -66,7 +73,8 @@ if st.button("Score", type="primary", key="score_btn", disabled=not (upload or s
             with ctx as clip:
                 progress = scoring.progress_bar("extracting features") if program else None
                 result = scoring.scorer(ckpt).score(clip, difficulty=difficulty if use_dd else None,
-                                                     tube=tube, progress=progress)
+                                                     tube=tube, progress=progress,
+                                                     dive_number=dive_number)
     except AQAError as exc:
         common.show_error(exc)
     except Exception as exc:  # a decoder failure we do not know yet: a message, not a traceback
@@ -87,8 +95,12 @@ if st.button("Score", type="primary", key="score_btn", disabled=not (upload or s
             picks = list(range(0, len(result.frames), step))[:8]
             st.image([result.frames[i] for i in picks], width=96,
                      caption=[f"frame {result.frame_indices[i]}" for i in picks])
+        if result.transitions:
+            st.markdown("**Predicted step transitions**")
+            st.plotly_chart(scoring.step_timeline(result.transitions), key="steps")
         if result.exemplars:
-            st.markdown("**Exemplars and predicted differences**")
+            st.markdown("**Exemplars and predicted differences**"
+                        + (f" (chosen by {result.protocol.replace('_', ' ')})" if result.protocol else ""))
             st.dataframe(pd.DataFrame(result.exemplars), hide_index=True)
         if result.distribution:
             st.markdown("**Score distribution**")

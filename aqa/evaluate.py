@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Subset
 
 from aqa import metrics as M
 from aqa.config import build_run_config
-from aqa.errors import RunError
+from aqa.errors import ConfigError, RunError
 from aqa.registry import DATASETS, METHODS
 from aqa.data.base import collate  # noqa: F401  (its old home; the loop imports it here)
 from aqa.runs.store import resolve_checkpoint  # noqa: F401  (its old home)
@@ -60,8 +60,11 @@ def write_predictions(path: Path, rows: list[tuple[str, float, float]]) -> None:
 
 def evaluate_checkpoint(ref: str | Path, *, split: str = "test", runs_dir: str | Path | None = None,
                         data_root: str | None = None, device: str = "cpu",
-                        batch_size: int | None = None, out: str | Path | None = None) -> dict:
-    """Evaluate a checkpoint on ``split``; returns metrics, the rho CI and where predictions went."""
+                        batch_size: int | None = None, out: str | Path | None = None,
+                        exemplars: str | None = None) -> dict:
+    """Evaluate a checkpoint on ``split``; returns metrics, the rho CI and where predictions went.
+    ``exemplars``: a pair method's exemplar rule for this evaluation (``model.exemplar_rule``,
+    e.g. FineDiving's ``dive_number`` or ``difficulty``), written in the result's protocol."""
     ckpt = resolve_checkpoint(ref, runs_dir)
     state = load_checkpoint(ckpt, map_location=device)
     cfg = build_run_config(state["method"], state["config"]["dataset"], values=state["config"])
@@ -70,6 +73,10 @@ def evaluate_checkpoint(ref: str | Path, *, split: str = "test", runs_dir: str |
     cfg = weights_from_checkpoint(cfg, state["model"])  # the checkpoint holds every weight
     if data_root:
         cfg = replace(cfg, data=replace(cfg.data, root=str(Path(data_root).resolve())))
+    if exemplars:
+        if not hasattr(cfg.model, "exemplar_rule"):
+            raise ConfigError(f"--exemplars: {cfg.method} does not score against exemplars")
+        cfg = replace(cfg, model=replace(cfg.model, exemplar_rule=exemplars))
     entry = DATASETS.get(cfg.dataset)
     train = entry.build(cfg.data, "train", train=False)
     clips = entry.build(cfg.data, split, train=False)
@@ -84,7 +91,7 @@ def evaluate_checkpoint(ref: str | Path, *, split: str = "test", runs_dir: str |
     rows = predict_rows(method, model, dataset, dev, batch_size or cfg.train.batch_size,
                         cfg.data.num_workers)
     y, p = [r[1] for r in rows], [r[2] for r in rows]
-    result = method.eval_metrics(p, y)
+    result = {**method.eval_metrics(p, y), **method.extra_metrics(method.take_eval_extras())}
     lo, hi = M.bootstrap_ci(p, y)
     target = Path(out) if out else ckpt.parent.parent / "predictions" / f"{split}_eval_{ckpt.stem}.csv"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -100,7 +107,8 @@ def evaluate_checkpoint(ref: str | Path, *, split: str = "test", runs_dir: str |
     return out
 
 
-HIGHER_IS_BETTER = {"rho": True, "accuracy": True, "l2": False, "rl2": False}
+HIGHER_IS_BETTER = {"rho": True, "accuracy": True, "l2": False, "rl2": False, "tiou_50": True,
+                    "tiou_75": True}
 
 
 def _best(scored: list[tuple[float, int]], higher: bool) -> tuple[float, int]:
@@ -125,7 +133,7 @@ def summarize(metric_rows: list[dict], best_metric: str = "rho",
             by_split.setdefault(r["split"], {}).setdefault(r["epoch"], {})[r["name"]] = r["value"]
     test, val = by_split.get("test", {}), by_split.get("val", {})
     official = {}
-    for name in ("rho", "l2", "rl2", "accuracy"):
+    for name in ("rho", "l2", "rl2", "accuracy", "tiou_50", "tiou_75"):
         scored = [(m[name], e) for e, m in test.items() if name in m]
         if scored:
             value, epoch = _best(scored, HIGHER_IS_BETTER[name])

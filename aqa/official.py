@@ -2,7 +2,7 @@
 (:func:`load_official`), checking (:func:`check_fit`) and writing the imported run
 (:func:`write_imported_run`) for every method; each method module owns its key mapping
 (``core.core_state``, ``tpt.tpt_state``, ``tsa_import.official_tsa_state``,
-``usdl_import.official_state``, ``grades_import`` (GDLT, CoFInAl); PECoP's adapted I3D is read by ``i3d.read_pecop_heads``).
+``usdl_import.official_state``, ``fdtsa_import.fdtsa_state``, ``grades_import`` (GDLT, CoFInAl); PECoP's adapted I3D is read by ``i3d.read_pecop_heads``).
 
     python -m aqa import-checkpoint MTL_CoRe.pth --method core [--dataset mtl_aqa --data-root P]
 
@@ -43,8 +43,8 @@ def import_checkpoint(path: str | Path, method: str, runs_dir: str | Path, *,
                       overrides: list[str] | None = None, out: str | Path | None = None,
                       device: str = "cpu", bins: str = "auto") -> dict:
     """Import ``path`` as a ``method`` checkpoint; returns {"checkpoint", "run_id", "notes"}.
-    ``method`` None: detected from the file (TSA-Net/Plain-Net ``best.pt``, TPT's ``model`` +
-    ``backbone`` checkpoint, MUSDL/USDL ``i3d`` + ``evaluator``, PECoP ``gait_adapter``, else CoRe).
+    ``method`` None: detected from the file (FineDiving TSA's four parts, TSA-Net/Plain-Net
+    ``best.pt``, TPT's ``model`` + ``backbone`` checkpoint, MUSDL/USDL ``i3d`` + ``evaluator``, PECoP ``gait_adapter``, else CoRe).
 
     CoRe and TPT (pair methods with a group tree): the run records the preprocessing the official
     code trained and tested with (torch_videovision's resize, see :func:`official_preprocessing`),
@@ -57,11 +57,21 @@ def import_checkpoint(path: str | Path, method: str, runs_dir: str | Path, *,
     from aqa.models.core import core_state
     from aqa.models.tpt import is_official_tpt, tpt_state
 
+    from aqa.models import fdtsa_import
+
     raw = None
+    if method in ("fdtsa", None):  # FineDiving TSA: base_model + psnet_model + decoder + regressor_delta
+        raw = load_official(path)
+        if method is None and fdtsa_import.related_family(raw):
+            fdtsa_import.fdtsa_state(raw, None)  # refuses, naming the family
+        if method is not None or fdtsa_import.is_official_fdtsa(raw):
+            return fdtsa_import.import_fdtsa(raw, path, store.resolve_runs_dir(runs_dir),
+                                             dataset=dataset, data_root=data_root,
+                                             overrides=overrides, out=out, device=device)
     if method in ("gdlt", "cofinal", None):  # a plain state dict of grade queries over features
         from aqa.models import grades_import
 
-        raw = load_official(path)
+        raw = raw if raw is not None else load_official(path)
         if method is not None or grades_import.is_official_grades(raw):
             return grades_import.import_grades(raw, path, method, store.resolve_runs_dir(runs_dir),
                                                dataset=dataset, data_root=data_root,
@@ -87,7 +97,7 @@ def import_checkpoint(path: str | Path, method: str, runs_dir: str | Path, *,
                             overrides=overrides, out=out)
     if method not in ("core", "tpt"):
         raise ConfigError(f"importing official {method!r} checkpoints is not supported yet; "
-                          "supported: core, tpt, tsa, plain, pecop, usdl, musdl, gdlt, cofinal (I3D weight files load "
+                          "supported: core, tpt, tsa, plain, pecop, usdl, musdl, gdlt, cofinal, fdtsa (I3D weight files load "
                           "directly with --set backbone.weights=FILE)")
     raw = raw if raw is not None else load_official(path)
     runs_dir = store.resolve_runs_dir(runs_dir)

@@ -35,6 +35,7 @@ _BUILTIN_MODULES = (
     "aqa.models.tsa",
     "aqa.models.gdlt",
     "aqa.models.cofinal",
+    "aqa.models.fdtsa",
     "aqa.data.folder",
     "aqa.data.mtl_aqa",
     "aqa.data.aqa7",
@@ -43,6 +44,7 @@ _BUILTIN_MODULES = (
     "aqa.data.rg",
     "aqa.data.jigsaws",
     "aqa.data.pd4t",
+    "aqa.data.finediving",
 )
 
 

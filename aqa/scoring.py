@@ -39,6 +39,9 @@ class ScoreResult:
     distribution: list[float] | None = None  # distribution methods: probability per score bin
     spread: float | None = None  # standard deviation over voters, where there are voters
     notes: list[str] = field(default_factory=list)
+    transitions: dict | None = None  # step methods (fdtsa): positions, source frames, seconds
+    protocol: str | None = None  # how the exemplars were chosen (dive_number, difficulty)
+    dive_number: str | None = None  # the dive number given, if any
     frames: np.ndarray | None = field(default=None, repr=False)  # (T, H, W, 3) uint8 as decoded
     decoder: str = ""  # what decoded and resized the frames (aqa.data.base.video_decoder)
     contributions: dict | None = None  # feature methods (GDLT, CoFInAl): per-grade and per-clip parts of the score, "clip_seconds" the clips' times
@@ -104,11 +107,12 @@ class Scorer:
         """The spatial preprocessing the model was trained with (the dataset's ``data.pipeline``:
         e.g. MUSDL/TSA's 455x256 resize and centre crop; ``square`` for datasets without one),
         applied at test time: no flip, centre crop."""
+        from aqa.data.base import resize_of
         from aqa.data.transforms import build_pipeline
 
         d = self.cfg.data
         return build_pipeline(getattr(d, "pipeline", "square"), d.frame_size, hflip=False,
-                              interpolation=getattr(d, "interpolation", ""))
+                              interpolation=getattr(d, "interpolation", ""), **resize_of(d))
 
     def _indices(self, num_frames: int, start: int | None, end: int | None) -> tuple[list[int], int]:
         from aqa.video import sample_indices
@@ -122,7 +126,8 @@ class Scorer:
         return [lo + i for i in sample_indices(hi - lo, wanted)], hi - lo
 
     def _batch(self, video: str | Path, difficulty: float | None, start: int | None = None,
-               end: int | None = None) -> tuple[dict, Any, list[int], int]:
+               end: int | None = None, dive_number: str | None = None
+               ) -> tuple[dict, Any, list[int], int]:
         """A batch of one clip as the model was trained on it: (batch, frames (T, H, W, 3)
         uint8, the source frame indices used, the frame count of the trimmed clip)."""
         from aqa import video as V
@@ -139,6 +144,8 @@ class Scorer:
                  "difficulty": torch.tensor([difficulty or 1.0], device=self.device),
                  "difficulty_given": difficulty,
                  "score": torch.zeros(1, device=self.device), "id": [Path(video).stem]}
+        if dive_number:
+            batch["dive_number"] = str(dive_number)
         return batch, frames, indices, source
 
     @torch.no_grad()
@@ -164,8 +171,10 @@ class Scorer:
     @torch.no_grad()
     def score(self, video: str | Path, difficulty: float | None = None,
               start: int | None = None, end: int | None = None,
-              tube: str | None = None, progress=None) -> ScoreResult:
+              tube: str | None = None, progress=None,
+              dive_number: str | None = None) -> ScoreResult:
         """``tube``: TSA's athlete tube (auto, motion, full); None keeps the checkpoint's.
+        ``dive_number``: FineDiving TSA's exemplars of that dive number (the official protocol).
         A feature method (GDLT, CoFInAl) scores the whole program: its clip features are
         extracted with the checkpoint's recipe first (``progress(done, total)`` per batch of
         clips), see :meth:`score_program`."""
@@ -182,7 +191,7 @@ class Scorer:
 
         from aqa.data.base import decoder_note, video_decoder
         t0 = time.perf_counter()
-        batch, frames, indices, source = self._batch(video, difficulty, start, end)
+        batch, frames, indices, source = self._batch(video, difficulty, start, end, dive_number)
         if tube:
             batch["tube"] = tube
         t1 = time.perf_counter()
@@ -195,7 +204,18 @@ class Scorer:
                          f"{len(indices)}")
         if decoder_note(decoder, self.cfg.data):
             notes.append(decoder_note(decoder, self.cfg.data))
+        transitions = None
+        if out.get("transits") is not None:  # positions in the frames the model saw
+            from aqa import video as V
+
+            fps = V.probe(video).fps
+            pos = [int(p) for p in out["transits"]]
+            src = [indices[min(p, len(indices) - 1)] for p in pos]
+            transitions = {"positions": pos, "frames": src, "frames_seen": len(indices),
+                           "seconds": [round(f / fps, 3) for f in src] if fps else None}
         return ScoreResult(score=float(out["score"]), method=self.cfg.method,
+                           transitions=transitions, protocol=out.get("protocol"),
+                           dive_number=str(dive_number) if dive_number else None,
                            checkpoint=str(self.checkpoint), source_frames=source,
                            frames_used=len(indices), resampled=source != len(indices),
                            frame_indices=indices, difficulty=difficulty,

@@ -388,3 +388,42 @@ def test_score_page_scores_a_program_with_a_feature_method(runs_dir, tmp_path):
     float(at.main.metric[0].value)
     assert len(at.get("plotly_chart")) == 1
     assert any("clips of 8 frames" in c.value for c in at.caption), [c.value for c in at.caption]
+
+
+def test_score_page_draws_fdtsa_step_transitions_and_lists_exemplars(runs_dir, synthetic_root):
+    """A FineDiving TSA checkpoint with its exemplar bank: the page asks for the dive number,
+    draws the predicted transitions over the frames the model saw and lists the exemplars."""
+    import torch
+
+    from aqa.registry import METHODS
+    from aqa.runs import index
+    from aqa.train.checkpoint import save_checkpoint
+
+    cfg = build_run_config("fdtsa", "synthetic", overrides=TINY + [
+        "backbone.name=tiny3d", "backbone.width=64", "model.clip_len=2",
+        "model.clip_starts=0,1,2,3,4,5,6,6,6", "model.voter_number=3",
+        f"data.root={synthetic_root}", f"data.num_clips={SMALL_CLIPS}"])
+    path = store.create_run(runs_dir, to_dict(cfg))
+    method = METHODS.get("fdtsa")(cfg)
+    model = method.build_model().eval()
+    method.on_eval_start(model, torch.device("cpu"))  # the bank: the training split's maps
+    ckpt = path / "checkpoints" / "best.pt"
+    save_checkpoint(ckpt, {"method": "fdtsa", "config": to_dict(cfg), "model": model.state_dict(),
+                           "epoch": 2, "step": 10, **method.checkpoint_extras(model)})
+    ev = EventWriter(path / EVENTS_FILE)
+    ev.emit("checkpoint", path=str(ckpt.relative_to(path)), epoch=2, step=10,
+            size=ckpt.stat().st_size, metrics={"rho": 0.5})
+    ev.emit("status", status="finished", epoch=2, step=10)
+    ev.close()
+    index.sync(runs_dir)
+    at = app("score")
+    at.text_input(key="dive_number").set_value("")
+    at = _score(at, "dive.mp4", (synthetic_root / "clips" / "dive_0003.mp4").read_bytes())
+    no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    float(at.main.metric[0].value)
+    assert any("Predicted step transitions" in m.value for m in at.markdown)
+    assert len(at.get("plotly_chart")) == 1
+    assert any("chosen by difficulty" in m.value for m in at.markdown)
+    assert len(at.dataframe[0].value) == 3  # the three exemplars
+    assert any("no difficulty given" in c.value for c in at.caption), [c.value for c in at.caption]

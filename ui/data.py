@@ -43,5 +43,8 @@ def full_report(report: doctor.DoctorReport) -> None:
     if report.corrupt_count:
         st.warning(f"{report.corrupt_count} unreadable file(s):\n\n"
                    + "\n".join(f"- {c}" for c in report.corrupt))
+    if report.invalid_count:
+        st.warning(f"{report.invalid_count} sample(s) whose files do not match the annotation:\n\n"
+                   + "\n".join(f"- {c}" for c in report.invalid))
     for m in report.messages[1:]:
         st.write(f"- {m}")

@@ -176,3 +176,27 @@ def grade_table(contributions: dict) -> list[dict]:
         rows.append({"grade": f"fine class {contributions['fine_class']}", "value (pts)": None,
                      "weight": None, "points": round(contributions["fine"], 4)})
     return rows
+
+
+def step_timeline(transitions: dict):
+    """A plotly timeline over the frames the model saw: the three steps a FineDiving model
+    predicted, the two transitions as lines (hover: the clip frame and its time)."""
+    import plotly.graph_objects as go
+
+    n = transitions["frames_seen"]
+    st_, ed = transitions["positions"]
+    seconds = transitions.get("seconds") or [None, None]
+    fig = go.Figure()
+    for i, (lo, hi) in enumerate(((0, st_), (st_, ed), (ed, n))):
+        fig.add_trace(go.Bar(x=[max(hi - lo, 0.5)], base=[lo], y=["steps"], orientation="h",
+                             name=f"step {i + 1}", hovertemplate=f"step {i + 1}: frames {lo}–{hi - 1}"
+                                                                 "<extra></extra>"))
+    for pos, frame, sec, label in zip((st_, ed), transitions["frames"], seconds,
+                                      ("1st transition", "2nd transition")):
+        when = f", {sec:.2f} s" if sec is not None else ""
+        fig.add_vline(x=pos, line_width=2, line_dash="dash",
+                      annotation_text=f"{label}: frame {pos} (clip frame {frame}{when})",
+                      annotation_position="top")
+    fig.update_layout(barmode="stack", height=200, margin=dict(l=10, r=10, t=40, b=10),
+                      xaxis=dict(title="frame the model saw", range=[0, n]), showlegend=False)
+    return fig

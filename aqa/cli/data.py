@@ -21,7 +21,7 @@ from aqa.errors import ConfigError, DatasetError
 
 def _common(p: argparse.ArgumentParser, dataset_required: bool = True) -> None:
     p.add_argument("--dataset", required=dataset_required, default=None,
-                   help="registered dataset (mtl_aqa, aqa7, frfs, fisv, jigsaws, pd4t, folder, synthetic)")
+                   help="registered dataset (mtl_aqa, aqa7, finediving, frfs, fisv, jigsaws, pd4t, folder, synthetic)")
     p.add_argument("--data-root", default=None, help="the dataset's folder as distributed")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="data config value such as class_name=all or layout=core (repeatable)")

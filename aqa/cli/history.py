@@ -22,7 +22,7 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("import-checkpoint", help="import an official checkpoint (CoRe's MTL_CoRe.pth, ...)")
     p.add_argument("file", help="the official checkpoint")
     p.add_argument("--method", default=None,
-                   help="the method it belongs to (core, tpt, tsa, plain, pecop, usdl, musdl, gdlt, cofinal; detected when omitted)")
+                   help="the method it belongs to (core, tpt, tsa, plain, pecop, usdl, musdl, gdlt, cofinal, fdtsa; detected when omitted)")
     p.add_argument("--dataset", default=None, help="dataset whose training split becomes the exemplar bank")
     p.add_argument("--data-root", default=None, help="that dataset's folder")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

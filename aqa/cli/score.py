@@ -15,6 +15,9 @@ def add_parsers(sub) -> None:
     p.add_argument("video", help="the clip (mp4, mov, avi, mkv, webm)")
     p.add_argument("--checkpoint", required=True, help="a checkpoint file (e.g. RUN/checkpoints/best.pt)")
     p.add_argument("--difficulty", type=float, default=None, help="the dive's difficulty degree")
+    p.add_argument("--dive-number", default=None,
+                   help="FineDiving TSA: the dive number (e.g. 107B): exemplars of that dive, the "
+                        "official protocol; without it, exemplars by difficulty")
     p.add_argument("--start", type=int, default=None, help="first frame to use (0-based)")
     p.add_argument("--end", type=int, default=None, help="frame to stop before")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
@@ -29,6 +32,10 @@ def add_parsers(sub) -> None:
     p.add_argument("--data-root", default=None, help="the dataset's folder, if it moved")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--out", default=None, help="predictions CSV (default: the run's predictions/)")
+    p.add_argument("--exemplars", default=None, choices=("dive_number", "difficulty"),
+                   help="pair methods: choose the exemplars by the query's ground-truth dive "
+                        "number (FineDiving's official test) or by its difficulty (without the "
+                        "dive number); default: the run's model.exemplar_rule")
     common.add_runs_dir(p)
     common.add_json(p)
 
@@ -42,12 +49,20 @@ def cmd_score(args) -> int:
 
     result = Scorer.from_checkpoint(args.checkpoint, device=args.device).score(
         args.video, difficulty=args.difficulty, start=args.start, end=args.end, tube=args.tube,
-        progress=progress)
+        progress=progress, dive_number=args.dive_number)
     if args.json:
         _print_json(result.to_dict())
         return 0
     what = f"{result.target} " if result.contributions and result.target else ""
     print(f"{what}score {result.score:.2f}  ({result.method}, {Path(result.checkpoint).name})")
+    if result.transitions:
+        t = result.transitions
+        print(f"  step transitions at frames {t['positions']} of the {t['frames_seen']} seen "
+              f"(clip frames {t['frames']}"
+              + (f", {t['seconds'][0]:.2f} s and {t['seconds'][1]:.2f} s)" if t["seconds"] else ")"))
+    if result.protocol:
+        print(f"  exemplars by {result.protocol}: " + ", ".join(
+            f"{e['id']} ({e['score']:.2f})" for e in result.exemplars))
     for note in result.notes:
         print(f"  note: {note}")
     c = result.contributions
@@ -58,7 +73,8 @@ def cmd_score(args) -> int:
         print("  clips giving the most points: " + ", ".join(
             f"{c['clip_seconds'][i]:.1f} s ({c['per_clip'][i]:.2f})" for i in top))
     print("  time: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in result.timings.items()))
-    print(f"  frames: {result.decoder}")
+    if result.decoder:
+        print(f"  frames: {result.decoder}")
     return 0
 
 
@@ -66,7 +82,8 @@ def cmd_eval(args) -> int:
     from aqa.evaluate import evaluate_checkpoint
 
     result = evaluate_checkpoint(args.ref, split=args.split, runs_dir=_runs_dir(args),
-                                 data_root=args.data_root, device=args.device, out=args.out)
+                                 data_root=args.data_root, device=args.device, out=args.out,
+                                 exemplars=args.exemplars)
     if args.json:
         _print_json(result)
         return 0
@@ -78,7 +95,9 @@ def cmd_eval(args) -> int:
         return 0
     print(f"{result['checkpoint']} on {result['split']} ({result['samples']} clips): "
           f"rho {m['rho']:.4f} [95% CI {lo:.4f}, {hi:.4f}]  L2 {m['l2']:.3f}  "
-          f"RL2x100 {result['rl2_x100']:.3f}\npredictions: {result['predictions']}")
+          f"RL2x100 {result['rl2_x100']:.3f}"
+          + "".join(f"  {k} {m[k]:.4f}" for k in ("tiou_50", "tiou_75") if k in m)
+          + f"\npredictions: {result['predictions']}")
     if result.get("protocol"):
         print("protocol: " + result["protocol"]["summary"])
     return 0

@@ -520,9 +520,17 @@ def build_clip_dataset(cfg: FramesDataConfig, samples: list[Sample], split: str,
     disk = None if cfg.disk_cache in ("", "off") else cfg.disk_cache
     return ClipDataset(kept, cfg.num_frames, cfg.frame_size, train=train, hflip=cfg.hflip,
                        cache=cfg.cache, seed=seed, pipeline=build_pipeline(cfg.pipeline, cfg.frame_size, cfg.hflip,
-                                                                      interpolation=cfg.interpolation),
+                                                                      interpolation=cfg.interpolation,
+                                                                      **resize_of(cfg)),
                        jitter=cfg.jitter, disk_cache=disk, extra_keys=extra_keys, excluded=excluded,
                        video_resize=cfg.video_resize)
+
+
+def resize_of(data_cfg) -> dict:
+    """``{"resize": (w, h)}`` for a data config with its own ``resize`` (FineDiving's
+    ``Resize((200, 112))``), else nothing (the pipelines' 455x256): ``build_pipeline``'s kwargs."""
+    resize = getattr(data_cfg, "resize", None)
+    return {"resize": tuple(resize)} if resize else {}
 
 
 def holdout_indices(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:

@@ -5,7 +5,11 @@ lists every split's samples (``samples``), then looks at every file a sample rea
 images (one ``listdir`` per folder; each frame opened to read its header) or videos (probed by
 ``aqa.video``). It never changes anything on disk. The report names the first few missing and
 corrupt samples, counts all of them, gives each split's score range, and one command that fixes
-what can be fixed. ``ok`` is false when any annotated sample is missing or corrupt, or a split
+what can be fixed. A sample an adapter marks with ``meta["problem"]`` (present, but its files do
+not match its annotation, e.g. a FineDiving folder with more images than frame labels) is
+listed as not matching, with the adapter's reason; an adapter's ``check_notes(cfg)`` adds
+sentences about its annotation. ``ok`` is false when any annotated sample is missing, corrupt
+or not matching, or a split
 a run needs is empty; the CLI (``python -m aqa doctor``) then exits non-zero, and training
 refuses unless ``data.allow_missing`` is set.
 """
@@ -35,6 +39,8 @@ class CheckReport:
     missing_count: int = 0  # annotated samples with a missing frame or video
     corrupt: list = field(default_factory=list)  # first few "path: reason"
     corrupt_count: int = 0  # samples with an unreadable file
+    invalid: list = field(default_factory=list)  # first few "id: why its files do not match its annotation"
+    invalid_count: int = 0  # samples present but not as annotated (FineDiving: images vs labels)
     ranges: dict = field(default_factory=dict)  # split -> [min score, max score]
     fix: str = ""  # the one command that fixes what can be fixed (empty when ok)
     ok: bool = False  # ready to train: found, train and test non-empty, nothing missing or corrupt
@@ -57,6 +63,9 @@ class CheckReport:
         if self.corrupt_count:
             lines.append(f"  corrupt: {self.corrupt_count} samples, e.g.")
             lines += [f"    {c}" for c in self.corrupt]
+        if self.invalid_count:
+            lines.append(f"  not matching the annotation: {self.invalid_count} samples, e.g.")
+            lines += [f"    {c}" for c in self.invalid]
         lines += [f"  {m}" for m in self.messages]
         lines.append("ok: ready to train" if self.ok else f"not ready; fix: {self.fix}")
         return "\n".join(lines)
@@ -88,12 +97,16 @@ def check_dataset(dataset: str, data_root: str | None, runs_dir: str | Path = "r
         report.fix = _get_data_command(dataset, report.root or "<folder>")
         return report
     report.found = True
+    notes = getattr(entry, "check_notes", None)  # what the adapter says about its annotation
+    if notes is not None:
+        report.messages.extend(notes(cfg))
     _check_files(report, by_split, probe, max_probe)
     for split in ("train", "test"):
         if not report.samples.get(split):
             report.messages.append(f"the {split} split is empty; a run needs train and test samples")
     report.ok = (bool(report.samples.get("train")) and bool(report.samples.get("test"))
-                 and not report.missing_count and not report.corrupt_count)
+                 and not report.missing_count and not report.corrupt_count
+                 and not report.invalid_count)
     if not report.ok:
         report.fix = _fix(report, dataset, Path(cfg.root), by_split)
     return report
@@ -102,7 +115,7 @@ def check_dataset(dataset: str, data_root: str | None, runs_dir: str | Path = "r
 def _check_files(report: CheckReport, by_split: dict, probe: bool, max_probe: int | None) -> None:
     from aqa.data.base import frame_paths, missing_files
 
-    missing, corrupt = [], []
+    missing, corrupt, invalid = [], [], []
     dims: dict[str, int] = {}  # feature file -> its D (files of another D than most are corrupt)
     budget = [max_probe if max_probe is not None else float("inf")]
     seen: dict[str, str | None] = {}
@@ -119,6 +132,10 @@ def _check_files(report: CheckReport, by_split: dict, probe: bool, max_probe: in
         for s in samples:
             if s.id in gone:
                 missing.append(f"{s.id}: {gone[s.id][0]}")
+                continue
+            if s.meta.get("problem"):  # present, but not as annotated (the adapter says why)
+                invalid.append(f"{s.id}: {s.meta['problem']}")
+                bad_ids.add(s.id)
                 continue
             if "features" in s.meta:  # a feature file: its header, not a video probe
                 reason = _feature_unreadable(Path(s.meta["features"]), report, dims)
@@ -138,6 +155,7 @@ def _check_files(report: CheckReport, by_split: dict, probe: bool, max_probe: in
         _feature_dims(report, by_split, dims, corrupt)
     report.missing, report.missing_count = missing[:SHOW_FIRST], len(missing)
     report.corrupt, report.corrupt_count = corrupt[:SHOW_FIRST], len(corrupt)
+    report.invalid, report.invalid_count = invalid[:SHOW_FIRST], len(invalid)
     total = sum(report.samples.values())
     report.messages.insert(0, f"{total} annotated samples: " + ", ".join(
         f"{n} {split}" for split, n in report.samples.items()))
@@ -244,7 +262,12 @@ def _fix(report: CheckReport, dataset: str, root: Path, by_split: dict) -> str:
                     "rest with --allow-missing (data.allow_missing=true)")
         return (f"ffmpeg -i {q(first)} -c:v libx264 -pix_fmt yuv420p {q(first + '.fixed.mp4')}"
                 "  # then replace the file")
-    if report.missing_count or report.corrupt_count:
+    if report.invalid_count and not report.missing_count and not report.corrupt_count:
+        present = sum(report.present.values())
+        return (f"get those samples' files again (the reason is given for each), or train on "
+                f"the {present} usable samples with --allow-missing (data.allow_missing=true; "
+                "the run records which were left out)")
+    if report.missing_count or report.corrupt_count or report.invalid_count:
         present = sum(report.present.values())
         return (f"restore the missing files (see docs/datasets.md), or train on the {present} "
                 "present samples with --allow-missing (data.allow_missing=true)")

@@ -28,7 +28,9 @@ def voters(query: Sample, pool: ExemplarPool, k: int, seed: int = 0,
 
 class PairDataset(Dataset):
     """Items of ``clips`` with one training exemplar each (``exemplar_video``, ``_score``,
-    ``_difficulty``); the exemplar is decoded through ``clips`` too (same transform)."""
+    ``_difficulty``, and ``exemplar_<k>`` for every extra key ``k`` of ``clips``, e.g.
+    FineDiving's ``exemplar_transits``); the exemplar is decoded through ``clips`` too (same
+    transform)."""
 
     def __init__(self, clips: Dataset, key: str):
         self.clips = clips
@@ -51,6 +53,8 @@ class PairDataset(Dataset):
                     exemplar_difficulty=ex["difficulty"],
                     completeness=_completeness(self.clips.samples[i]),
                     exemplar_completeness=_completeness(exemplar))
+        for k in getattr(self.clips, "extra_keys", ()):
+            item[f"exemplar_{k}"] = ex[k]
         return item
 
 

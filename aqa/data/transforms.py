@@ -23,8 +23,10 @@ The pipelines (docs/datasets.md, Spatial pipelines):
 
 (*) ``legacy_tvv_resize``: torch_videovision's ``Resize((455, 256))`` hands ``(256, 455)`` to
 PIL, which reads it as (width, height): frames come out 256 wide and 455 tall; and its
-interpolation names are swapped, so the default ``'nearest'`` is PIL BILINEAR. CoRe, TPT,
-FineDiving-TSA trained on that; ``tvv_fixed`` is the landscape resize they meant.
+interpolation names are swapped, so the default ``'nearest'`` is PIL BILINEAR. CoRe and TPT
+trained on that; ``tvv_fixed`` is the landscape resize they meant. FineDiving-TSA's
+``Resize((200, 112))`` (``resize=(200, 112)``, the ``finediving`` dataset's ``data.resize``)
+likewise gives frames 112 wide and 200 tall, cropped to 112.
 (**) MUSDL/TSA-Net draw one of NEAREST, BILINEAR, BICUBIC, LANCZOS for every frame, at test
 time too (so their evaluation is not repeatable). Here training draws one per clip, and the test
 uses bilinear; ``data.interpolation=random`` draws at test time too (seeded per sample, so still

@@ -74,6 +74,10 @@ class Method:
         t = self.cfg.train
         return epoch % t.eval_every == 0 or epoch == t.epochs
 
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called before (1-based) ``epoch``'s first batch, and again when a resumed attempt
+        continues it (FineDiving TSA pools with the labels for the first quarter of the epochs)."""
+
     def resumable(self) -> bool:
         """False makes the loop ignore ``last.pt`` (only to reproduce an official broken resume)."""
         return True
@@ -114,6 +118,16 @@ class Method:
         """How the last evaluation scored its queries, for ``aqa eval`` to print (``{"summary":
         str, ...}``; TPT: the voters and how many were padded); None when there is nothing to say."""
         return None
+
+    def take_eval_extras(self) -> dict:
+        """Per-query values ``predict`` recorded beside the scores since the last call, by id
+        (FineDiving TSA: the predicted step transitions and their tIoU), and cleared; the loop
+        gathers them from every rank and hands them to :meth:`extra_metrics`."""
+        return {}
+
+    def extra_metrics(self, extras: dict) -> dict[str, float]:
+        """Metrics of one evaluation beyond ``eval_metrics``, from the gathered extras."""
+        return {}
 
     def example_batch(self, batch_size: int, device: torch.device | str = "cpu") -> dict:
         """A training batch of the configured shape filled with plausible values, for the memory

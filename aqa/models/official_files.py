@@ -134,7 +134,12 @@ OFFICIAL_PREPROCESSING = {"core": {"data.pipeline": "tvv", "data.video_resize": 
                           "usdl": {"data.pipeline": "musdl", "data.video_resize": "pil",
                                    "data.frame_size": "224"},
                           "musdl": {"data.pipeline": "musdl", "data.video_resize": "pil",
-                                    "data.frame_size": "224"}}
+                                    "data.frame_size": "224"},
+                          # FineDiving TSA: torch_videovision's Resize((200, 112)) (112 wide x 200
+                          # tall), centre crop 112, 96 frames
+                          "fdtsa": {"data.pipeline": "tvv", "data.video_resize": "pil",
+                                    "data.frame_size": "112", "data.num_frames": "96",
+                                    "data.resize": "200,112"}}
 
 
 def official_preprocessing(method: str, dataset: str, overrides: list[str],

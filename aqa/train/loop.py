@@ -199,9 +199,11 @@ class Trainer:
                             self.cfg.train.batch_size, self.cfg.data.num_workers, idx,
                             autocast=self._autocast if self.amp else None)
         rows = [r for part in self.dist.gather(rows) for r in part]
+        extras = {k: v for part in self.dist.gather(self.method.take_eval_extras())
+                  for k, v in part.items()}
         y = [r[1] for r in rows]
         p = [r[2] for r in rows]
-        return self.method.eval_metrics(p, y), rows
+        return {**self.method.eval_metrics(p, y), **self.method.extra_metrics(extras)}, rows
 
     def _write_predictions(self, split: str, rows: list[tuple[str, float, float]]) -> None:
         if self.dist.is_main:
@@ -249,6 +251,7 @@ class Trainer:
         accum = cfg.optim.accum_steps
         sums: dict[str, float] = {}
         count = 0
+        self.method.on_epoch_start(epoch)
         self.method.set_train_mode(self.ddp)  # train(), with frozen BN where the method says
         self.optimizer.zero_grad(set_to_none=True)
         n_batches = len(loader)
@@ -326,6 +329,10 @@ class Trainer:
             note = decoder_note(getattr(self._train_clips, "decoder", ""), cfg.data)
             if note:
                 print(f"note: {note}", flush=True)
+            for split, ids in excluded.items():  # never silently: the log says what was left out
+                if ids:
+                    print(f"left out of {split} (data.allow_missing): {len(ids)} samples, e.g. "
+                          f"{', '.join(ids[:5])}; see `python -m aqa doctor`", flush=True)
         while self.epoch < cfg.train.epochs:
             epoch = self.epoch + 1
             losses = self.train_epoch(epoch)
