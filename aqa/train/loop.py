@@ -142,7 +142,11 @@ class Trainer:
         self.ddp = model
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+            # find_unused_parameters: parameters outside the loss's graph (I3D's logits layer in
+            # every feature method, a frozen branch, a head unused this step) would otherwise
+            # stop DDP at the second step ("Expected to have finished reduction ...")
+            self.ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids,
+                                                                 find_unused_parameters=True)
         per_rank = math.ceil(len(self.train_set) / self.dist.world)
         self.steps_per_epoch = math.ceil(per_rank / cfg.train.batch_size)
         self.total_steps = self.steps_per_epoch * cfg.train.epochs
