@@ -119,6 +119,7 @@ def run_row(run: dict, epoch: int | None, metric_rows: list[dict], n_boot: int =
     logged = _metrics_at(metric_rows, epoch) if epoch is not None else {}
     row = {"label": label or f"{run['id']} @ epoch {epoch}", "kind": "run", "run_id": run["id"],
            "method": run.get("method"), "dataset": run.get("dataset"), "epoch": epoch,
+           "protocol": run_protocol(run.get("config")),
            "rho": logged.get("rho"), "rho_lo": None, "rho_hi": None, "l2": logged.get("l2"),
            "rl2x100": 100.0 * logged["rl2"] if logged.get("rl2") is not None else None,
            "accuracy": logged.get("accuracy"), "params": run.get("params"),
@@ -135,6 +136,31 @@ def run_row(run: dict, epoch: int | None, metric_rows: list[dict], n_boot: int =
                 row["per_class"] = classes
                 row["rho_fz_avg"] = fisher_z_avg(classes)
     return row
+
+
+def run_protocol(config: dict | str | None) -> str:
+    """How a run's test numbers were obtained, from its config: the ground-truth labels its
+    evaluation uses (difficulty with DD, the exemplars' group: difficulty, dive number, class)
+    and how its best epoch is chosen (held-out validation, or the test split as the papers do)."""
+    if isinstance(config, str):
+        try:
+            config = json.loads(config)
+        except ValueError:
+            config = {}
+    config = config or {}
+    model, train = config.get("model") or {}, config.get("train") or {}
+    parts = []
+    if model.get("use_dd"):
+        parts.append("w/ DD (ground-truth difficulty at test)")
+    rule = model.get("exemplar_rule")
+    if rule in ("difficulty", "dive_number", "class"):
+        parts.append(f"exemplars by {rule.replace('_', ' ')} (ground truth at test)")
+    elif rule == "none":
+        parts.append("exemplars from the whole training split")
+    val = train.get("val_fraction") or 0
+    parts.append(f"best epoch on held-out {val:.0%} of train" if val > 0
+                 else "best epoch on test (papers' protocol)")
+    return "; ".join(parts)
 
 
 def _train_time(run: dict) -> float | None:

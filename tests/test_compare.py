@@ -143,8 +143,11 @@ def test_cli_compare_formats_and_errors(runs_dir, capsys, tmp_path):
     path = _cli_run(runs_dir)
     assert main(["compare", path.name, "--epoch", "1", "--boot", "0", "--format", "csv"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("run / reference,method,dataset,epoch,ρ")
-    assert out[1].split(",")[3:5] == ["1", "-0.5"]  # recomputed from the predictions
+    assert out[0].startswith("run / reference,method,dataset,protocol,epoch,ρ")
+    assert "best epoch on test (papers' protocol)" in out[1]
+    import csv
+    row = next(csv.DictReader(out))
+    assert (row["epoch"], row["ρ"]) == ("1", "-0.5")  # rho recomputed from the predictions
     assert main(["compare", path.name[-12:], "--paper", "MTL-AQA", "--format", "tex",
                  "--out", str(tmp_path / "t.tex")]) == 0
     tex = (tmp_path / "t.tex").read_text()
@@ -157,3 +160,15 @@ def test_cli_compare_formats_and_errors(runs_dir, capsys, tmp_path):
     assert "no test metrics at epoch 7" in capsys.readouterr().err
     assert main(["compare", "--paper", "nope"]) == 2
     assert main(["compare"]) == 2
+
+
+def test_run_rows_say_their_protocol():
+    """Ground-truth labels used at test and the best-epoch selection are written in the row."""
+    core = {"model": {"use_dd": True, "exemplar_rule": "difficulty"}, "train": {"val_fraction": 0}}
+    assert compare.run_protocol(core) == ("w/ DD (ground-truth difficulty at test); exemplars by "
+                                          "difficulty (ground truth at test); best epoch on test "
+                                          "(papers' protocol)")
+    fd = json.dumps({"model": {"exemplar_rule": "dive_number"}, "train": {"val_fraction": 0.1}})
+    assert compare.run_protocol(fd) == ("exemplars by dive number (ground truth at test); best "
+                                        "epoch on held-out 10% of train")
+    assert compare.run_protocol(None) == "best epoch on test (papers' protocol)"
