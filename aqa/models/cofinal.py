@@ -57,7 +57,8 @@ from torch.nn import functional as F
 from aqa.config import RunConfig
 from aqa.errors import ConfigError
 from aqa.models.base import Method
-from aqa.models.gdlt import check_feature_dataset, feature_batch, features_of, official_optim
+from aqa.models.gdlt import (feature_batch, feature_recipe_extras, features_of,
+                             keep_feature_recipe, official_optim)
 from aqa.models.grades import (GradeTransformer, clip_contributions, diagonal_logits,
                                feature_projection, grade_mix, hardest_triplet_loss, project,
                                valid_rows)
@@ -217,15 +218,10 @@ class CoFInAl(Method):
         return CoFInAlModel(m)
 
     def wrap_dataset(self, clips: Any, split: str, train_clips: Any) -> Any:
-        recipe = check_feature_dataset(self, clips)
-        if split == "train":
-            self.feature_recipe = recipe
-        return clips
+        return keep_feature_recipe(self, clips, split)
 
     def checkpoint_extras(self, model: nn.Module) -> dict[str, Any]:
-        """The training features' recipe: the Score page extracts an upload's features with it."""
-        recipe = getattr(self, "feature_recipe", None)
-        return {"feature_recipe": dict(recipe)} if recipe else {}
+        return feature_recipe_extras(self)
 
     def losses(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
         x, length = features_of(batch)

@@ -110,6 +110,22 @@ def check_feature_dataset(method: Method, clips: Any) -> dict | None:
     return getattr(clips, "recipe", getattr(base, "recipe", None))
 
 
+def keep_feature_recipe(method: Method, clips: Any, split: str) -> Any:
+    """``wrap_dataset`` of a feature method: the dataset checked, the training features' recipe
+    remembered for the checkpoint; the clips unchanged."""
+    recipe = check_feature_dataset(method, clips)
+    if split == "train":
+        method.feature_recipe = recipe
+    return clips
+
+
+def feature_recipe_extras(method: Method) -> dict[str, Any]:
+    """``checkpoint_extras`` of a feature method: the training features' recipe, with which the
+    Score page extracts an upload's features."""
+    recipe = getattr(method, "feature_recipe", None)
+    return {"feature_recipe": dict(recipe)} if recipe else {}
+
+
 def feature_batch(cfg: RunConfig, batch_size: int, device: torch.device | str) -> dict:
     """A training batch of the configured shape (the memory planner's)."""
     gen = torch.Generator().manual_seed(0)
@@ -157,15 +173,10 @@ class GDLT(Method):
         return GDLTModel(m)
 
     def wrap_dataset(self, clips: Any, split: str, train_clips: Any) -> Any:
-        recipe = check_feature_dataset(self, clips)
-        if split == "train":
-            self.feature_recipe = recipe
-        return clips
+        return keep_feature_recipe(self, clips, split)
 
     def checkpoint_extras(self, model: nn.Module) -> dict[str, Any]:
-        """The training features' recipe: the Score page extracts an upload's features with it."""
-        recipe = getattr(self, "feature_recipe", None)
-        return {"feature_recipe": dict(recipe)} if recipe else {}
+        return feature_recipe_extras(self)
 
     def losses(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
         x, length = features_of(batch)
