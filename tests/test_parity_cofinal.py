@@ -27,12 +27,10 @@ import pytest
 import torch
 
 import parity_gdlt_inputs as P
-from aqa.config import build_run_config
 from aqa.data.base import collate
 from aqa.models.cofinal import coarse_fine, simplex_etf
 from aqa.official import import_checkpoint
-from aqa.registry import METHODS
-from aqa.train.checkpoint import load_checkpoint
+from aqa.scoring import Scorer
 from aqa.train.optim import build_optimizer
 
 OFFICIAL_PARAMS = 3715692  # cofinal(1024, 256, 1, 1, 2, 4, 0.3, A).parameters()
@@ -102,12 +100,8 @@ def imported(tmp_path, sets=()):
                               tmp_path / "Ball_best.pkl")
     result = import_checkpoint(path, None, tmp_path / "runs", overrides=list(sets))
     assert result["method"] == "cofinal"
-    state = load_checkpoint(result["checkpoint"])
-    cfg = build_run_config("cofinal", state["config"]["dataset"], values=state["config"])
-    method = METHODS.get("cofinal")(cfg)
-    model = method.build_model()
-    model.load_state_dict(state["model"])
-    return method, model
+    scorer = Scorer.from_checkpoint(result["checkpoint"])  # the path `aqa eval` / `aqa score` load
+    return scorer.method, scorer.model
 
 
 def test_the_etf_is_the_official_seed_0_one_and_the_parameter_count_too(tmp_path):

@@ -26,11 +26,9 @@ import pytest
 import torch
 
 import parity_gdlt_inputs as P
-from aqa.config import build_run_config
 from aqa.data.base import collate
 from aqa.official import import_checkpoint
-from aqa.registry import METHODS
-from aqa.train.checkpoint import load_checkpoint
+from aqa.scoring import Scorer
 from aqa.train.optim import build_optimizer
 
 OFFICIAL_PARAMS = 3163396  # sum of numel over GDLT(1024, 256, 1, 1, 2, 4, 0.3).parameters()
@@ -87,12 +85,8 @@ def imported(tmp_path, sets=()):
     result = import_checkpoint(official_checkpoint(tmp_path), None, tmp_path / "runs",
                                overrides=list(sets))
     assert result["method"] == "gdlt"
-    state = load_checkpoint(result["checkpoint"])
-    cfg = build_run_config("gdlt", state["config"]["dataset"], values=state["config"])
-    method = METHODS.get("gdlt")(cfg)
-    model = method.build_model()
-    model.load_state_dict(state["model"])
-    return method, model
+    scorer = Scorer.from_checkpoint(result["checkpoint"])  # the path `aqa eval` / `aqa score` load
+    return scorer.method, scorer.model
 
 
 def test_parameter_count_is_the_official(tmp_path):
