@@ -202,8 +202,9 @@ class Scorer:
         if source != len(indices):
             notes.append(f"the clip has {source} frames; resampled uniformly to the model's "
                          f"{len(indices)}")
-        if decoder_note(decoder, self.cfg.data):
-            notes.append(decoder_note(decoder, self.cfg.data))
+        note = decoder_note(decoder, self.cfg.data)
+        if note:
+            notes.append(note)
         transitions = None
         if out.get("transits") is not None:  # positions in the frames the model saw
             from aqa import video as V
