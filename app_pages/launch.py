@@ -3,7 +3,7 @@
 import streamlit as st
 
 from aqa import jobs
-from aqa.config import build_run_config
+from aqa.config import build_run_config, to_dict
 from aqa.errors import AQAError
 from aqa.jobs.gpus import probe_gpus
 from aqa.registry import BACKBONES, DATASETS, METHODS
@@ -86,7 +86,8 @@ token = ui_jobs.form_token("launch")
 with st.form("launch_form"):
     st.subheader("Hyperparameters")
     st.caption("Defaults are the method's paper settings; hover the ? next to a field for what it does.")
-    overrides = forms.config_form(base, prefill, skip={"data.root", "backbone.name"},
+    group_keys = {f"group.{k}" for k in to_dict(base)["group"]}  # set by the seeds input below
+    overrides = forms.config_form(base, prefill, skip={"data.root", "backbone.name", *group_keys},
                                   key_prefix=f"{method}:{dataset}:{backbone}:{source}")
     problem = st.empty()
     b = st.columns([1, 1, 4])

@@ -123,7 +123,11 @@ def run_row(run: dict, epoch: int | None, metric_rows: list[dict], n_boot: int =
            "rho": logged.get("rho"), "rho_lo": None, "rho_hi": None, "l2": logged.get("l2"),
            "rl2x100": 100.0 * logged["rl2"] if logged.get("rl2") is not None else None,
            "accuracy": logged.get("accuracy"), "params": run.get("params"),
-           "train_time_s": _train_time(run), "n": None, "source": "index"}
+           "train_time_s": _train_time(run), "n": None, "source": "index",
+           "status": run.get("status")}
+    group = group_of(run.get("config"))
+    if group:
+        row["group"] = group
     path = predictions_path(run["run_dir"], epoch) if epoch is not None else None
     if path is not None and path.is_file():
         preds = read_predictions(path)
@@ -138,16 +142,27 @@ def run_row(run: dict, epoch: int | None, metric_rows: list[dict], n_boot: int =
     return row
 
 
-def run_protocol(config: dict | str | None) -> str:
-    """How a run's test numbers were obtained, from its config: the ground-truth labels its
-    evaluation uses (difficulty with DD, the exemplars' group: difficulty, dive number, class)
-    and how its best epoch is chosen (held-out validation, or the test split as the papers do)."""
+def _config_dict(config: dict | str | None) -> dict:
     if isinstance(config, str):
         try:
             config = json.loads(config)
         except ValueError:
             config = {}
-    config = config or {}
+    return config or {}
+
+
+def group_of(config: dict | str | None) -> dict | None:
+    """The ``group`` section of a run's config (``aqa.config.GroupConfig`` as a dict), or None
+    when the run is in no group."""
+    group = _config_dict(config).get("group") or {}
+    return dict(group) if group.get("id") else None
+
+
+def run_protocol(config: dict | str | None) -> str:
+    """How a run's test numbers were obtained, from its config: the ground-truth labels its
+    evaluation uses (difficulty with DD, the exemplars' group: difficulty, dive number, class)
+    and how its best epoch is chosen (held-out validation, or the test split as the papers do)."""
+    config = _config_dict(config)
     model, train = config.get("model") or {}, config.get("train") or {}
     parts = []
     if model.get("use_dd"):
@@ -167,6 +182,103 @@ def _train_time(run: dict) -> float | None:
     start = run.get("started")
     end = run.get("ended") or run.get("last_t")
     return (end - start) if start and end else None
+
+
+# ---------------------------------------------------------------- groups (aqa.groups)
+
+# the numeric columns a group row aggregates (when its members have them)
+GROUP_METRICS = ("rho", "l2", "rl2x100", "accuracy", "rho_fz_avg")
+
+
+def group_rows(rows: list[dict]) -> list[dict]:
+    """``rows`` with the member rows of each group folded into one row (at the place of its
+    first member); rows in no group pass through unchanged. See :func:`fold_group`."""
+    out: list = []
+    members: dict[str, list[dict]] = {}
+    for r in rows:
+        gid = (r.get("group") or {}).get("id")
+        if not gid:
+            out.append(r)
+            continue
+        if gid not in members:
+            members[gid] = []
+            out.append(gid)
+        members[gid].append(r)
+    return [fold_group(members[r]) if isinstance(r, str) else r for r in out]
+
+
+def fold_group(members: list[dict]) -> dict:
+    """One row for a group's member rows (``run_row`` rows carrying ``group``).
+
+    Only finished members count (``status`` "finished"); the row says how many of the group's
+    ``size`` runs that is (``runs``: "3/5"). Each metric of :data:`GROUP_METRICS` is the mean of
+    the finished members' values (rho and the rho-like columns: the Fisher-z mean, tanh of the
+    mean of atanh, when the group's ``aggregate`` is ``fisher_z``), with ``<metric>_std`` the
+    sample standard deviation (ddof=1) of the members' values (None for a single value). The
+    member rows are kept in ``members``; a ``classes`` group lists each member's rho by class in
+    ``per_class``. Several runs of one member label (a member run again after a crash) count
+    once: the last finished of them."""
+    import numpy as np
+
+    info = members[0]["group"]
+    gid, kind = info["id"], info.get("kind") or "runs"
+    aggregate = info.get("aggregate") or "mean"
+    latest = _latest_per_member(members)
+    size = max(int(info.get("size") or 0), len(latest))
+    done = [m for m in latest if m.get("status") == "finished"]
+    how = "Fisher-z mean" if aggregate == "fisher_z" else "mean"
+    texts = list(dict.fromkeys(m.get("protocol") for m in members if m.get("protocol")))
+    row = {"label": f"group {gid} · {info.get('protocol') or kind} · {len(done)}/{size} finished",
+           "kind": "group", "group_id": gid,
+           "group": {k: v for k, v in info.items() if k != "member"},
+           "method": _one_of(m.get("method") for m in members),
+           "dataset": _one_of(m.get("dataset") for m in members),
+           "protocol": "; ".join(texts + [f"{how} ± std over {len(done)} {kind}"]),
+           "epoch": None, "runs": f"{len(done)}/{size}", "n_runs": len(done), "size": size,
+           "params": _one_of(m.get("params") for m in members),
+           "source": f"{len(done)} finished member runs", "members": members}
+    notes = []
+    for key in GROUP_METRICS:
+        values = [float(m[key]) for m in done
+                  if isinstance(m.get(key), (int, float)) and math.isfinite(m[key])]
+        if not values:
+            continue
+        mean = float(np.mean(values))
+        if aggregate == "fisher_z" and key.startswith("rho"):
+            if all(abs(v) < 1 for v in values):
+                mean = M.fisher_z_mean(values)
+            else:
+                mean = None
+                notes.append(f"{key}: a member's value is ±1, Fisher z is undefined")
+        row[key] = mean
+        row[f"{key}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else None
+    if kind == "classes":
+        row["per_class"] = {str(m["group"].get("member")): m.get("rho") for m in done}
+    if len(done) < size:
+        notes.append(f"{size - len(done)} of {size} runs not finished: not in the numbers")
+    if notes:
+        row["note"] = "; ".join(notes)
+    return row
+
+
+def _latest_per_member(members: list[dict]) -> list[dict]:
+    """One row per member label: a rerun of a member (same ``group.member``) stands in for it,
+    the last finished run of that label counting, else its last run."""
+    by_label: dict[str, list[dict]] = {}
+    for m in members:
+        by_label.setdefault(str(m["group"].get("member")), []).append(m)
+    return [([r for r in rs if r.get("status") == "finished"] or rs)[-1] for rs in by_label.values()]
+
+
+def _one_of(values) -> object:
+    """The one value of ``values`` (None values ignored), or "mixed" when they differ."""
+    seen = list(dict.fromkeys(v for v in values if v is not None))
+    return seen[0] if len(seen) == 1 else ("mixed" if seen else None)
+
+
+def group_member_ids(runs: Iterable[dict], group_id: str) -> list[str]:
+    """Ids of the index rows (``runs``) whose config puts them in ``group_id``, in their order."""
+    return [r["id"] for r in runs if (group_of(r.get("config")) or {}).get("id") == group_id]
 
 
 # ---------------------------------------------------------------- tables

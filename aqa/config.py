@@ -10,6 +10,7 @@ A run's configuration is a tree of dataclasses:
       data:    <the dataset's config dataclass> (a subclass of DataConfig)
       optim:   OptimConfig
       train:   TrainConfig
+      group:   GroupConfig (which group of runs this one belongs to; empty = none)
 
 Every field has a typed default and a ``# comment`` on its line; the comment is the help text in
 the CLI and the app (read from the source by :func:`field_help`). Loading is strict: an unknown key
@@ -78,6 +79,16 @@ class TrainConfig:
 
 
 @dataclass
+class GroupConfig:
+    id: str = ""  # the group this run belongs to (g-YYYYMMDD-HHMMSS-xxxx); empty = not in a group
+    kind: str = ""  # what differs between the group's runs: seeds, folds or classes (empty = no group)
+    protocol: str = ""  # the group's protocol label, e.g. seeds, jigsaws-louo, aqa7-per-class
+    member: str = ""  # which member this run is: its seed, fold or class
+    size: int = 0  # how many runs the group has (finished or not)
+    aggregate: str = ""  # how Compare combines the members' rho: mean or fisher_z (std is always of the members' values)
+
+
+@dataclass
 class RunConfig:
     method: str = "regression"  # registered method name
     dataset: str = "synthetic"  # registered dataset name
@@ -86,6 +97,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)  # dataset and loading options
     optim: OptimConfig = field(default_factory=OptimConfig)  # optimizer and schedule
     train: TrainConfig = field(default_factory=TrainConfig)  # loop options
+    group: GroupConfig = field(default_factory=GroupConfig)  # the group of runs this run is one member of (aqa.groups)
 
 
 _TRUE, _FALSE = {"true"}, {"false"}
@@ -264,6 +276,8 @@ _CHOICES = {
     ("optim", "schedule"): ("none", "cosine", "step"),
     ("train", "best_metric"): ("rho", "l2", "rl2", "accuracy"),
     ("data", "video_resize"): ("decord", "pil", *VIDEO_FILTERS),
+    ("group", "kind"): ("", "seeds", "folds", "classes"),
+    ("group", "aggregate"): ("", "mean", "fisher_z"),
 }
 
 
@@ -277,7 +291,8 @@ def validate(cfg: RunConfig) -> None:
     for (section, key), choices in _CHOICES.items():
         value = getattr(getattr(cfg, section), key)
         if value not in choices:
-            raise ConfigError(f"{section}.{key}={value!r} is not one of {', '.join(choices)}")
+            listed = ", ".join(c or "'' (none)" for c in choices)
+            raise ConfigError(f"{section}.{key}={value!r} is not one of {listed}")
     positive = [("train", "epochs"), ("train", "batch_size"), ("train", "eval_every"),
                 ("train", "log_every"), ("optim", "accum_steps"), ("data", "num_frames"),
                 ("data", "frame_size")]
@@ -292,6 +307,10 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError("optim.grad_clip must be 0 (off) or positive")
     if cfg.data.num_workers < 0:
         raise ConfigError("data.num_workers must be 0 or more")
+    if cfg.group.size < 0:
+        raise ConfigError("group.size must be 0 (not in a group) or more")
+    if cfg.group.id and not (cfg.group.kind and cfg.group.aggregate):
+        raise ConfigError(f"group.id={cfg.group.id!r} needs group.kind and group.aggregate")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.train.device):
         raise ConfigError(f"train.device={cfg.train.device!r}: use auto, cpu, cuda or cuda:N")
 

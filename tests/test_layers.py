@@ -23,7 +23,7 @@ LAYERS = [
     ("models", ["aqa.models"]),  # with official_files: reading/writing official checkpoints
     ("learning", ["aqa.train", "aqa.evaluate", "aqa.scoring", "aqa.importers", "aqa.official",
                   "aqa.compare", "aqa.exports", "aqa.features"]),  # features: recipes, backbones, the extraction run
-    ("jobs", ["aqa.jobs", "aqa.plan", "aqa.history", "aqa.features.submit",  # submit: queues the run
+    ("jobs", ["aqa.jobs", "aqa.plan", "aqa.history", "aqa.features.submit", "aqa.groups",  # submit: queues the run
               "aqa.protocols"]),  # protocols: a protocol's runs submitted as a group
     ("cli", ["aqa.cli", "aqa.cli_data", "aqa.cli_history", "aqa.cli_jobs", "aqa.cli_pretrain",
              "aqa.__main__"]),
