@@ -25,9 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from aqa import metrics as M
-from aqa.errors import ConfigError
-
-AGGREGATES = ("mean", "fisher_z")
+from aqa.errors import ConfigError, RunError
 
 
 @dataclass(frozen=True)
@@ -82,8 +80,9 @@ def check_dataset(protocol: Protocol, dataset: str | None) -> None:
 
 
 def tasks_of(protocol: Protocol, task: str | None) -> list[str]:
-    """The JIGSAWS tasks a request names (``suturing``, ``Needle-Passing``, ``all``, a comma
-    list), in the dataset's spelling; ``[""]`` for a protocol without tasks."""
+    """The JIGSAWS tasks a request names (``suturing``, ``Needle-Passing``, the papers' ``S``,
+    ``NP``, ``KT``, ``all``, a comma list), in the dataset's spelling; ``[""]`` for a protocol
+    without tasks."""
     from aqa.data.jigsaws import TASKS
 
     if protocol.dataset != "jigsaws":
@@ -94,6 +93,7 @@ def tasks_of(protocol: Protocol, task: str | None) -> list[str]:
         raise ConfigError(f"protocol {protocol.name} runs on one JIGSAWS task: give --task "
                           f"{', '.join(TASKS)} or all")
     by_key = {t.lower(): t for t in TASKS}
+    by_key.update({"".join(w[0] for w in t.split("_")).lower(): t for t in TASKS})  # s, np, kt
     if task.strip().lower() == "all":
         return list(TASKS)
     out = []
@@ -101,7 +101,7 @@ def tasks_of(protocol: Protocol, task: str | None) -> list[str]:
         key = part.strip().lower().replace("-", "_").replace(" ", "_")
         if key not in by_key:
             raise ConfigError(f"--task {part.strip()!r}: not a JIGSAWS task; choose "
-                              f"{', '.join(TASKS)} or all")
+                              f"{', '.join(TASKS)} (or S, NP, KT), a comma list, or all")
         if by_key[key] not in out:
             out.append(by_key[key])
     return out
@@ -135,27 +135,25 @@ def members(protocol: Protocol, data_cfg, task: str = "") -> list[Member]:
     return [Member(name, (f"data.class_name={name}",)) for name in CLASSES]
 
 
-def aggregate(values, how: str) -> float | None:
-    """The members' numbers as one: their mean, or the Fisher-z mean (tanh of the mean
-    arctanh) for correlations; None when a member has no number yet."""
-    if how not in AGGREGATES:
-        raise ConfigError(f"unknown aggregate {how!r}; choose one of {', '.join(AGGREGATES)}")
-    values = list(values)
+def across_tasks(per_task: dict[str, float | None]) -> float | None:
+    """JIGSAWS' "Avg." over tasks: the Fisher-z mean of the tasks' numbers (None while a task
+    has none)."""
+    values = list(per_task.values())
     if not values or any(v is None for v in values):
         return None
-    if how == "fisher_z":
-        return M.fisher_z_mean(values)
-    return float(sum(values) / len(values))
+    return M.fisher_z_mean(values)
 
 
-def across_tasks(per_task: dict[str, float]) -> float | None:
-    """JIGSAWS' "Avg." over tasks: the Fisher-z mean of the tasks' numbers."""
-    return aggregate(per_task.values(), "fisher_z")
+def group_label(protocol: Protocol, task: str = "") -> str:
+    """The group's ``group.protocol``, shown in Compare: ``jigsaws-louo Suturing``,
+    ``aqa7-per-class``."""
+    return f"{protocol.name} {task}".strip()
 
 
-def group_name(protocol: Protocol, method: str, task: str = "") -> str:
-    """The label a protocol group shows: ``jigsaws-louo Suturing musdl``."""
-    return " ".join(p for p in (protocol.name, task, method) if p)
+def parse_label(label: str) -> tuple[Protocol, str] | None:
+    """``group.protocol`` back to (protocol, task); None for a group of no protocol (seeds)."""
+    name, _, task = (label or "").partition(" ")
+    return (PROTOCOLS[name], task) if name in PROTOCOLS else None
 
 
 def resolve_data(protocol: Protocol, runs_dir: str | Path, method: str, data_root: str | None,
@@ -168,3 +166,98 @@ def resolve_data(protocol: Protocol, runs_dir: str | Path, method: str, data_roo
     cfg = build_run_config(method, protocol.dataset, overrides=list(overrides) + extra,
                            values=values)
     return DATASETS.get(protocol.dataset).resolve(cfg.data, Path(runs_dir))
+
+
+def submit_protocol(runs_dir: str | Path, name: str, request, task: str | None = None) -> list[dict]:
+    """Submit protocol ``name`` as groups of runs (``aqa.groups.submit_group``): one group, or one
+    a task for ``task="all"`` or a comma list. ``request`` is an ``aqa.jobs.SubmitRequest`` (method,
+    overrides, data root, executor...); its dataset may be empty (the protocol's) and must be the
+    protocol's otherwise. Every group's members are worked out before any run is created.
+
+    Returns ``[{"group_id", "protocol", "task", "aggregate", "runs": [{"member", "run_id"}]}]``."""
+    from aqa.groups import submit_group
+
+    protocol = get(name)
+    check_dataset(protocol, request.dataset)
+    request = replace(request, dataset=protocol.dataset)
+    check_overrides(protocol, list(request.overrides or []))
+    tasks = tasks_of(protocol, task)
+    data = resolve_data(protocol, runs_dir, request.method, request.data_root,
+                        list(request.overrides or []), request.values)
+    plans = [(t, members(protocol, data, t)) for t in tasks]
+    out = []
+    for t, group in plans:
+        sid = f"{request.submission_id}:{t}" if request.submission_id and t else request.submission_id
+        gid, ids = submit_group(runs_dir, replace(request, submission_id=sid),
+                                [(m.label, list(m.overrides)) for m in group],
+                                kind=protocol.kind, protocol=group_label(protocol, t),
+                                aggregate=protocol.aggregate)
+        out.append({"group_id": gid, "protocol": protocol.name, "task": t,
+                    "aggregate": protocol.aggregate,
+                    "runs": [{"member": m.label, "run_id": i} for m, i in zip(group, ids)]})
+    return out
+
+
+def protocol_groups(runs: list[dict]) -> dict[str, dict]:
+    """The protocol groups among index rows ``runs``: ``{group id: its group section}``."""
+    from aqa.compare import group_of
+
+    out = {}
+    for r in runs:
+        group = group_of(r.get("config"))
+        if group and parse_label(group.get("protocol", "")):
+            out.setdefault(group["id"], group)
+    return out
+
+
+def group_result(runs_dir: str | Path, group_id: str, epoch: str = "best",
+                 runs: list[dict] | None = None) -> dict:
+    """A protocol group's number and its members' (the folds or classes), each labelled.
+
+    ``epoch`` is ``best`` (each run's best epoch, by its own selection rule) or ``last``. The
+    number is Compare's group row (``aqa.compare.fold_group``): finished members only, mean or
+    Fisher-z mean of their rho, with ``rho_std``. ``runs``: the index rows (read when None)."""
+    from aqa import compare
+    from aqa.runs import index
+
+    if epoch not in ("best", "last"):
+        raise ConfigError(f"--epoch {epoch!r}: expected best or last")
+    runs = index.list_runs(runs_dir) if runs is None else runs
+    ids = compare.group_member_ids(runs, group_id)
+    if not ids:
+        known = ", ".join(protocol_groups(runs)) or "none yet (`aqa protocol run ...`)"
+        raise RunError(f"no runs in group {group_id!r}; protocol groups here: {known}")
+    by_id = {r["id"]: r for r in runs}
+    rows = []
+    for run_id in sorted(ids, key=lambda i: by_id[i].get("created") or 0):  # submission order
+        metrics = index.run_metrics(runs_dir, run_id, split="test")
+        test_epochs = sorted({m["epoch"] for m in metrics if m.get("epoch") is not None})
+        at = test_epochs[-1] if epoch == "last" and test_epochs else None
+        rows.append(compare.run_row(by_id[run_id], at, metrics, n_boot=0))
+    folded = compare.fold_group(rows)
+    info = folded["group"]
+    parsed = parse_label(info.get("protocol", ""))
+    name, task = (parsed[0].name, parsed[1]) if parsed else (info.get("protocol") or "", "")
+    return {"group_id": group_id, "protocol": name, "task": task,
+            "label": group_label(parsed[0], task) if parsed else name,
+            "method": folded.get("method"), "dataset": folded.get("dataset"),
+            "aggregate": info.get("aggregate"), "epoch": epoch, "rho": folded.get("rho"),
+            "rho_std": folded.get("rho_std"), "runs": folded["runs"], "note": folded.get("note"),
+            "members": [{"member": r["group"].get("member"), "run_id": r["run_id"],
+                         "status": r.get("status"), "epoch": r.get("epoch"), "rho": r.get("rho"),
+                         "l2": r.get("l2"), "rl2x100": r.get("rl2x100")} for r in rows]}
+
+
+def tasks_summary(results: list[dict]) -> dict | None:
+    """The across-task number of JIGSAWS groups of one protocol and method, one a task (the
+    papers' "Avg."): ``{"label", "per_task", "rho"}``; None when ``results`` are not that."""
+    if len(results) < 2:
+        return None
+    keys = {(r["protocol"], r["method"]) for r in results}
+    tasks = [r["task"] for r in results]
+    if len(keys) != 1 or not all(tasks) or len(set(tasks)) != len(tasks):
+        return None
+    name, method = keys.pop()
+    per_task = {r["task"]: r["rho"] for r in results}
+    return {"label": f"{name} across {len(tasks)} tasks (Fisher-z mean of the tasks' rho)",
+            "protocol": name, "method": method, "per_task": per_task, "rho": across_tasks(per_task)}

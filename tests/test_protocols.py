@@ -132,16 +132,110 @@ def test_musdl_folds_restate_the_published_splits_pkl():
         assert len(flat) == len(set(flat)) and sorted(flat) == sorted(trial_names()[t])
 
 
-def test_fisher_z_aggregate_on_published_values():
-    # AQA-7 per-class rho of USDL and TPT (their papers' tables) -> their "Avg. Corr."
-    usdl = [0.8099, 0.7570, 0.6538, 0.7109, 0.9166, 0.8878]
-    tpt = [0.8969, 0.8043, 0.7336, 0.6965, 0.9456, 0.9545]
-    assert P.aggregate(usdl, "fisher_z") == pytest.approx(0.8102, abs=5e-5)
-    assert P.aggregate(tpt, "fisher_z") == pytest.approx(0.8714, abs=5e-5)
+def test_across_tasks_fisher_z_on_published_values():
     # MUSDL's JIGSAWS_avg.xls: S 0.71, NP 0.69, KT 0.71 -> 0.7035 across tasks
     assert P.across_tasks({"Suturing": 0.71, "Needle_Passing": 0.69,
                            "Knot_Tying": 0.71}) == pytest.approx(0.7035, abs=5e-5)
-    assert P.aggregate([0.5, 0.7, 0.9], "mean") == pytest.approx(0.7)
-    assert P.aggregate([0.5, None], "mean") is None
-    with pytest.raises(ConfigError, match="unknown aggregate 'median'"):
-        P.aggregate([0.5], "median")
+    assert P.across_tasks({"Suturing": 0.71, "Knot_Tying": None}) is None
+    results = [{"protocol": "jigsaws-louo", "method": "musdl", "task": t, "rho": r}
+               for t, r in (("Suturing", 0.71), ("Needle_Passing", 0.69), ("Knot_Tying", 0.71))]
+    summary = P.tasks_summary(results)
+    assert summary["rho"] == pytest.approx(0.7035, abs=5e-5)
+    assert summary["label"].startswith("jigsaws-louo across 3 tasks (Fisher-z")
+    assert P.tasks_summary(results[:1]) is None  # one task: no across-task number
+    assert P.tasks_summary([results[0], dict(results[1], method="usdl")]) is None
+
+
+# ---------------------------------------------------------------- the command
+
+def cli(*argv):
+    from aqa.cli import main
+    return main(list(argv))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "jigsaws-loocv", "--method", "usdl"], "unknown protocol 'jigsaws-loocv'; choose one of "
+                                                   "jigsaws-4fold, jigsaws-loso, jigsaws-louo"),
+    (["run", "jigsaws-louo", "--method", "usdl", "--dataset", "mtl_aqa", "--task", "S"],
+     "protocol jigsaws-louo runs on the jigsaws dataset, not mtl_aqa; mtl_aqa has no protocol"),
+    (["run", "aqa7-per-class", "--method", "usdl", "--dataset", "jigsaws"],
+     "jigsaws's protocols: jigsaws-4fold, jigsaws-loso, jigsaws-louo"),
+    (["run", "jigsaws-louo", "--method", "usdl"], "runs on one JIGSAWS task: give --task"),
+    (["run", "jigsaws-louo", "--method", "usdl", "--task", "Suturing,Sewing"],
+     "--task 'Sewing': not a JIGSAWS task"),
+    (["run", "aqa7-per-class", "--method", "core", "--task", "Suturing"], "has no tasks; drop --task"),
+    (["run", "jigsaws-louo", "--method", "usdl", "--task", "S", "--set", "data.fold=2"],
+     "sets data.fold for each of its runs"),
+    (["show", "g-nope"], "no runs in group 'g-nope'"),
+])
+def test_protocol_errors_are_one_clear_line(runs_dir, capsys, argv, message):
+    assert cli("protocol", *argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert not [p for p in runs_dir.iterdir() if p.name[:1].isdigit()]  # no run created
+
+
+def test_cli_run_submits_one_group_a_task_with_visible_folds(runs_dir, jig, capsys):
+    from aqa.jobs import queue
+    from aqa.runs import store
+
+    queue.set_paused(runs_dir, True)  # queued, never started: no training here
+    assert cli("protocol", "run", "jigsaws-loso", "--method", "usdl", "--task", "np,Knot-Tying",
+               "--data-root", str(jig), "--set", "train.epochs=2", "--json") == 0
+    groups = json.loads(capsys.readouterr().out)
+    assert [(g["protocol"], g["task"], len(g["runs"])) for g in groups] == [
+        ("jigsaws-loso", "Needle_Passing", 5), ("jigsaws-loso", "Knot_Tying", 5)]
+    for g in groups:
+        tested = []
+        for k, r in enumerate(g["runs"]):
+            cfg = store.read_run(runs_dir / r["run_id"])["config"]
+            assert cfg["group"] == {"id": g["group_id"], "kind": "folds", "member": r["member"],
+                                    "protocol": f"jigsaws-loso {g['task']}", "size": 5,
+                                    "aggregate": "mean"}
+            assert r["member"] == f"supertrial {k + 1}" and cfg["train"]["epochs"] == 2
+            assert (cfg["data"]["task"], cfg["data"]["scheme"], cfg["data"]["fold"]) == (
+                g["task"], "loso", k)
+            entry, data = jigsaws_cfg(jig, runs_dir, task=g["task"], scheme="loso", fold=k)
+            tested += [s.id for s in entry.samples(data, "test")]
+            assert store.read_job(runs_dir / r["run_id"])["state"] == "queued"
+        assert sorted(tested) == sorted(trial_names()[g["task"]])
+    assert cli("protocol", "show", groups[0]["group_id"]) == 0
+    out = capsys.readouterr().out
+    assert "jigsaws-loso Needle_Passing · usdl · group" in out and "0/5 finished" in out
+    assert out.count("queued") == 5 and "supertrial 5" in out
+
+
+def finish(path, rho, epoch=1):
+    """Write a finished run's test rho into its event log (no training)."""
+    from aqa.runs.events import EVENTS_FILE, EventWriter
+
+    ev = EventWriter(path / EVENTS_FILE)
+    ev.emit("start", epochs=epoch, total_steps=epoch, params=1)
+    ev.metric("rho", rho, epoch=epoch, step=epoch, split="test")
+    ev.emit("status", status="finished", epoch=epoch, step=epoch)
+    ev.close()
+
+
+def test_aqa7_per_class_show_gives_the_fisher_z_average_and_each_class(runs_dir, tmp_path, capsys):
+    from aqa.data.aqa7 import CLASSES
+    from aqa.jobs import SubmitRequest
+
+    (tmp_path / "Seven").mkdir()
+    request = SubmitRequest("usdl", "", data_root=str(tmp_path / "Seven"), start_now=False)
+    (group,) = P.submit_protocol(runs_dir, "aqa7-per-class", request)
+    assert [r["member"] for r in group["runs"]] == list(CLASSES)
+    usdl = [0.8099, 0.7570, 0.6538, 0.7109, 0.9166, 0.8878]  # USDL's per-class rho (its paper)
+    for r, rho in zip(group["runs"], usdl):
+        finish(runs_dir / r["run_id"], rho)
+    assert cli("protocol", "show", "--json") == 0  # no GROUP: every protocol group
+    shown = json.loads(capsys.readouterr().out)
+    (result,) = shown["groups"]
+    assert result["label"] == "aqa7-per-class" and result["aggregate"] == "fisher_z"
+    assert result["rho"] == pytest.approx(0.8102, abs=5e-5)  # USDL's "Avg. Corr."
+    assert [(m["member"], m["rho"], m["status"]) for m in result["members"]] == [
+        (c, pytest.approx(r), "finished") for c, r in zip(CLASSES, usdl)]
+    assert shown["across_tasks"] is None
+    assert cli("protocol", "show", group["group_id"]) == 0
+    out = capsys.readouterr().out
+    assert "rho (Fisher-z mean of the classes, best epoch): 0.8102" in out
+    assert "sync_diving_10m" in out and "0.8878" in out

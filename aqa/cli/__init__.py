@@ -9,6 +9,7 @@ the JSON printer live in ``common``:
     jobs      queue ..., gpus                 data      doctor, data ...
     pretrain  pretrain, export-backbone       history   import-checkpoint, import-config, import-log
     compare   compare (runs and published rows as md / csv / tex / json)
+    protocol  protocol list/run/show (cross-validation protocols as groups of runs)
     features  features extract, features recipe
     export    export tensorboard / mlflow (metrics, config, checkpoints, predictions)
     app       app (the Streamlit app of this checkout)
@@ -24,13 +25,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from aqa.cli import app, compare, data, export, features, history, jobs, methods, pretrain, runs, score, train
+from aqa.cli import (app, compare, data, export, features, history, jobs, methods, pretrain, protocol,
+                     runs, score, train)
 from aqa.cli.train import DEMO_DATASET, DEMO_METHOD, DEMO_OVERRIDES  # noqa: F401 (the app's demo)
 from aqa.errors import AQAError
 from aqa.log import log_to_stdout
 
 # In the order of ``python -m aqa --help``; pretrain comes after train (it inherits its options).
-FAMILIES = [train, runs, score, compare, export, methods, jobs, data, features, pretrain, history, app]
+FAMILIES = [train, runs, score, compare, protocol, export, methods, jobs, data, features, pretrain,
+            history, app]
 COMMANDS = {name: cmd for family in FAMILIES for name, cmd in family.COMMANDS.items()}
 
 
