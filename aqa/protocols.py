@@ -174,7 +174,8 @@ def submit_protocol(runs_dir: str | Path, name: str, request, task: str | None =
     overrides, data root, executor...); its dataset may be empty (the protocol's) and must be the
     protocol's otherwise. Every group's members are worked out before any run is created.
 
-    Returns ``[{"group_id", "protocol", "task", "aggregate", "runs": [{"member", "run_id"}]}]``."""
+    Returns ``[{"group_id", "protocol", "task", "aggregate", "folds" (where the folds come
+    from, in words), "runs": [{"member", "run_id"}]}]``."""
     from aqa.groups import submit_group
 
     protocol = get(name)
@@ -193,9 +194,21 @@ def submit_protocol(runs_dir: str | Path, name: str, request, task: str | None =
                                 kind=protocol.kind, protocol=group_label(protocol, t),
                                 aggregate=protocol.aggregate)
         out.append({"group_id": gid, "protocol": protocol.name, "task": t,
-                    "aggregate": protocol.aggregate,
+                    "aggregate": protocol.aggregate, "folds": folds_source(protocol, data, t),
                     "runs": [{"member": m.label, "run_id": i} for m, i in zip(group, ids)]})
     return out
+
+
+def folds_source(protocol: Protocol, data_cfg, task: str) -> str:
+    """Where a group's folds come from, in words (JIGSAWS 4-fold: MUSDL's lists or the data
+    folder's own splits.pkl, said when it differs from MUSDL's)."""
+    if protocol.scheme == "4fold":
+        from aqa.data import jigsaws
+
+        return jigsaws.folds_source(replace(data_cfg, task=task, scheme="4fold"))
+    if protocol.dataset == "jigsaws":
+        return f"built from the trial names of info/label.pkl ({protocol.scheme})"
+    return "each class's samples of the Split_4 train/test lists"
 
 
 def protocol_groups(runs: list[dict]) -> dict[str, dict]:

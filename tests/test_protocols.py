@@ -115,6 +115,16 @@ def test_4fold_reads_splits_pkl_and_falls_back_to_musdls_published_folds(jig, tm
     write_labels(tmp_path / "own", ["Knot_Tying_B001", "Knot_Tying_B002", "Knot_Tying_B003"], own)
     _, cfg = jigsaws_cfg(tmp_path / "own", tmp_path, task="Knot_Tying")
     assert [n for _, _, n in J.folds_of(cfg)] == own["Knot_Tying"][:3]  # the empty fold left out
+    assert "differs from MUSDL's published folds" in J.folds_source(cfg)
+    assert J.folds_source(jigsaws_cfg(jig, tmp_path)[1]).startswith("MUSDL's published folds (no")
+    names = [n for t in J.TASKS for n in trial_names()[t]]
+    musdl = {t: [list(reversed(f)) for f in reversed(J.musdl_folds(t))] for t in J.TASKS}
+    write_labels(tmp_path / "m", names, musdl)  # the same folds, in another order
+    assert J.folds_source(jigsaws_cfg(tmp_path / "m", tmp_path)[1]) == \
+        "info/splits.pkl: MUSDL's published folds"
+    musdl["Suturing"][0].append(musdl["Suturing"][1].pop())  # one trial in another fold
+    write_labels(tmp_path / "m", names, musdl)
+    assert "differs" in J.folds_source(jigsaws_cfg(tmp_path / "m", tmp_path)[1])
 
 
 def test_musdl_folds_restate_the_published_splits_pkl():
@@ -199,6 +209,7 @@ def test_cli_run_submits_one_group_a_task_with_visible_folds(runs_dir, jig, caps
             tested += [s.id for s in entry.samples(data, "test")]
             assert store.read_job(runs_dir / r["run_id"])["state"] == "queued"
         assert sorted(tested) == sorted(trial_names()[g["task"]])
+    assert groups[0]["folds"] == "built from the trial names of info/label.pkl (loso)"
     assert cli("protocol", "show", groups[0]["group_id"]) == 0
     out = capsys.readouterr().out
     assert "jigsaws-loso Needle_Passing · usdl · group" in out and "0/5 finished" in out

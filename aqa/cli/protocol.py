@@ -79,6 +79,7 @@ def _run(args) -> int:
         title = f"{g['protocol']} {g['task']}".strip()
         print(f"{title}: group {g['group_id']}, {len(g['runs'])} runs "
               f"({'mean' if g['aggregate'] == 'mean' else 'Fisher-z mean'} of their rho)")
+        print(f"  folds: {g['folds']}")
         for r in g["runs"]:
             print(f"  {r['member']:<14} {r['run_id']}")
     ids = " ".join(g["group_id"] for g in groups)

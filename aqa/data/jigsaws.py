@@ -110,6 +110,25 @@ def parse_trial(name: str) -> tuple[str, str, int]:
     return m["task"], m["user"], int(m["trial"])
 
 
+def musdl_folds(task: str) -> list[list[str]]:
+    """MUSDL's four published folds of ``task`` (:data:`MUSDL_FOLDS`) as trial names."""
+    return [[f"{task}_{code}" for code in fold.split()] for fold in MUSDL_FOLDS[task]]
+
+
+def folds_source(cfg: JIGSAWSDataConfig) -> str:
+    """Where a resolved 4fold config's folds come from, in words: MUSDL's published lists, or
+    the data folder's splits.pkl and whether it holds those (the same trials in the same folds;
+    the folds' order does not change the 4-fold mean)."""
+    path = Path(cfg.root) / "info" / "splits.pkl"
+    if not path.is_file():
+        return "MUSDL's published folds (no info/splits.pkl in the data folder)"
+    own = sorted(sorted(names) for _, names in task_folds(cfg, {}) if names)
+    if own == sorted(sorted(f) for f in musdl_folds(cfg.task)):  # the folds' order is no matter
+        return "info/splits.pkl: MUSDL's published folds"
+    return ("info/splits.pkl, which differs from MUSDL's published folds: the numbers are not "
+            "comparable with the papers' 4-fold numbers")
+
+
 def task_folds(cfg: JIGSAWSDataConfig, labels: dict) -> list[tuple[str, list[str]]]:
     """``[(label, test trial names)]`` for every fold of ``cfg.scheme`` on ``cfg.task`` (a fold
     may be empty: user G never did Needle_Passing); ``labels`` is label.pkl's dict."""
@@ -121,8 +140,8 @@ def task_folds(cfg: JIGSAWSDataConfig, labels: dict) -> list[tuple[str, list[str
             if cfg.task not in folds:
                 raise DatasetError(f"{path}: no task {cfg.task!r} (has {', '.join(folds)})")
             lists = [list(f) for f in folds[cfg.task]]
-        else:  # MUSDL's published folds
-            lists = [[f"{cfg.task}_{code}" for code in f.split()] for f in MUSDL_FOLDS[cfg.task]]
+        else:
+            lists = musdl_folds(cfg.task)
         return [(fold_label("4fold", k), names) for k, names in enumerate(lists)]
     trials = sorted(n for n in labels if n.startswith(cfg.task + "_"))
     if not trials:
