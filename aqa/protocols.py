@@ -223,18 +223,39 @@ def protocol_groups(runs: list[dict]) -> dict[str, dict]:
     return out
 
 
+EPOCHS = ("best", "last", "last10")  # which test number of each run `protocol show` takes
+LAST_N = 10  # MUSDL's JIGSAWS "final test correlation": the mean of the last ten epochs
+
+
+def last_mean(metrics: list[dict], n: int) -> dict:
+    """The mean test rho of a run's last ``n`` epochs (index metric rows), as row fields: ``rho``,
+    ``epoch`` ("71-80"); ``l2``/``rl2x100`` None (not averaged). Missing or NaN values of those
+    epochs are left out of the mean (a NaN epoch is a constant prediction)."""
+    import math
+
+    by_epoch = {m["epoch"]: m["value"] for m in metrics
+                if m.get("name") == "rho" and m.get("split") == "test" and m.get("epoch") is not None}
+    last = sorted(by_epoch)[-n:]
+    values = [by_epoch[e] for e in last if by_epoch[e] is not None and math.isfinite(by_epoch[e])]
+    return {"rho": sum(values) / len(values) if values else None, "l2": None, "rl2x100": None,
+            "epoch": f"{last[0]}-{last[-1]}" if last else None}
+
+
 def group_result(runs_dir: str | Path, group_id: str, epoch: str = "best",
                  runs: list[dict] | None = None) -> dict:
     """A protocol group's number and its members' (the folds or classes), each labelled.
 
-    ``epoch`` is ``best`` (each run's best epoch, by its own selection rule) or ``last``. The
-    number is Compare's group row (``aqa.compare.fold_group``): finished members only, mean or
-    Fisher-z mean of their rho, with ``rho_std``. ``runs``: the index rows (read when None)."""
+    ``epoch`` (:data:`EPOCHS`): ``best`` (each run's best epoch, by its own selection rule),
+    ``last``, or ``last10``: each run's mean test rho over its last ten epochs (MUSDL's JIGSAWS
+    number: the mean over the last ten epochs of the folds' mean is the mean over the folds of
+    each fold's last-ten mean; L2 and RL2 are then left out). The number is Compare's group row
+    (``aqa.compare.fold_group``): finished members only, mean or Fisher-z mean of their rho,
+    with ``rho_std``. ``runs``: the index rows (read when None)."""
     from aqa import compare
     from aqa.runs import index
 
-    if epoch not in ("best", "last"):
-        raise ConfigError(f"--epoch {epoch!r}: expected best or last")
+    if epoch not in EPOCHS:
+        raise ConfigError(f"--epoch {epoch!r}: expected one of {', '.join(EPOCHS)}")
     runs = index.list_runs(runs_dir) if runs is None else runs
     ids = compare.group_member_ids(runs, group_id)
     if not ids:
@@ -246,7 +267,8 @@ def group_result(runs_dir: str | Path, group_id: str, epoch: str = "best",
         metrics = index.run_metrics(runs_dir, run_id, split="test")
         test_epochs = sorted({m["epoch"] for m in metrics if m.get("epoch") is not None})
         at = test_epochs[-1] if epoch == "last" and test_epochs else None
-        rows.append(compare.run_row(by_id[run_id], at, metrics, n_boot=0))
+        row = compare.run_row(by_id[run_id], at, metrics, n_boot=0)
+        rows.append(dict(row, **last_mean(metrics, LAST_N)) if epoch == "last10" else row)
     folded = compare.fold_group(rows)
     info = folded["group"]
     parsed = parse_label(info.get("protocol", ""))

@@ -216,15 +216,43 @@ def test_cli_run_submits_one_group_a_task_with_visible_folds(runs_dir, jig, caps
     assert out.count("queued") == 5 and "supertrial 5" in out
 
 
-def finish(path, rho, epoch=1):
-    """Write a finished run's test rho into its event log (no training)."""
+def finish(path, *rhos):
+    """Write a finished run's test rho of epochs 1, 2, ... into its event log (no training)."""
     from aqa.runs.events import EVENTS_FILE, EventWriter
 
     ev = EventWriter(path / EVENTS_FILE)
-    ev.emit("start", epochs=epoch, total_steps=epoch, params=1)
-    ev.metric("rho", rho, epoch=epoch, step=epoch, split="test")
-    ev.emit("status", status="finished", epoch=epoch, step=epoch)
+    ev.emit("start", epochs=len(rhos), total_steps=len(rhos), params=1)
+    for epoch, rho in enumerate(rhos, start=1):
+        ev.metric("rho", rho, epoch=epoch, step=epoch, split="test")
+    ev.emit("status", status="finished", epoch=len(rhos), step=len(rhos))
     ev.close()
+
+
+def test_jigsaws_4fold_last10_is_musdls_final_test_correlation(runs_dir, jig, capsys):
+    """MUSDL's number: each epoch the mean of the four folds' test rho, then the mean of the
+    last ten epochs' means; `--epoch last10` gets it as the folds' mean of their last-ten means."""
+    import numpy as np
+
+    from aqa.jobs import SubmitRequest
+
+    request = SubmitRequest("musdl", "jigsaws", data_root=str(jig), start_now=False)
+    (group,) = P.submit_protocol(runs_dir, "jigsaws-4fold", request, task="S")
+    assert group["folds"].startswith("MUSDL's published folds")
+    rng = np.random.default_rng(0)
+    rho = rng.uniform(-0.2, 0.9, size=(4, 13))  # 4 folds x 13 epochs
+    for r, fold in zip(group["runs"], rho):
+        finish(runs_dir / r["run_id"], *fold)
+    musdl = float(np.mean(rho.mean(axis=0)[-10:]))  # MUSDL's main.py order of averaging
+    for epoch, expected in (("last10", musdl), ("last", rho[:, -1].mean()),
+                            ("best", rho.max(axis=1).mean())):  # best: no val split, on test
+        assert cli("protocol", "show", group["group_id"], "--epoch", epoch, "--json") == 0
+        (result,) = json.loads(capsys.readouterr().out)["groups"]
+        assert result["rho"] == pytest.approx(expected, abs=1e-9), epoch
+        assert result["label"] == "jigsaws-4fold Suturing" and result["runs"] == "4/4"
+    assert cli("protocol", "show", group["group_id"], "--epoch", "last10") == 0
+    out = capsys.readouterr().out
+    assert f"each run's mean over its last 10 epochs): {musdl:.4f}" in out
+    assert out.count("epoch 4-13") == 4 and "fold 3" in out
 
 
 def test_aqa7_per_class_show_gives_the_fisher_z_average_and_each_class(runs_dir, tmp_path, capsys):
@@ -248,5 +276,5 @@ def test_aqa7_per_class_show_gives_the_fisher_z_average_and_each_class(runs_dir,
     assert shown["across_tasks"] is None
     assert cli("protocol", "show", group["group_id"]) == 0
     out = capsys.readouterr().out
-    assert "rho (Fisher-z mean of the classes, best epoch): 0.8102" in out
+    assert "rho (Fisher-z mean of the classes, each run's best epoch): 0.8102" in out
     assert "sync_diving_10m" in out and "0.8878" in out

@@ -11,6 +11,10 @@ from aqa.cli import jobs as cli_jobs
 from aqa.cli.common import print_json as _print_json
 
 
+EPOCH_TEXT = {"best": "each run's best epoch", "last": "each run's last epoch",
+              "last10": "each run's mean over its last 10 epochs"}
+
+
 def add_parsers(sub) -> None:
     actions = sub.add_parser(
         "protocol", help="cross-validation protocols: run one as a group of runs, show its folds"
@@ -40,8 +44,9 @@ def add_parsers(sub) -> None:
     p.add_argument("groups", nargs="*", metavar="GROUP",
                    help="group ids (`aqa protocol run` prints them); several JIGSAWS groups of "
                         "one protocol and method, one a task, also give the across-task number")
-    p.add_argument("--epoch", default="best", choices=("best", "last"),
-                   help="each run's best epoch (its own selection rule) or its last")
+    p.add_argument("--epoch", default="best", choices=tuple(EPOCH_TEXT),
+                   help="each run's best epoch (its own selection rule), its last, or last10: "
+                        "the mean of its last ten epochs' test rho (MUSDL's JIGSAWS number)")
     common.add_runs_dir(p)
     common.add_json(p)
 
@@ -106,7 +111,7 @@ def _show(args) -> int:
         std = f" ± {r['rho_std']:.4f}" if r.get("rho_std") is not None else ""
         print(f"{r['label']} · {r['method']} · group {r['group_id']} · {r['runs']} finished")
         print(f"  rho ({how} of the {'classes' if r['aggregate'] == 'fisher_z' else 'folds'}, "
-              f"{r['epoch']} epoch): {_num(r['rho'])}{std}")
+              f"{EPOCH_TEXT[r['epoch']]}): {_num(r['rho'])}{std}")
         for m in r["members"]:
             print(f"    {str(m['member']):<18} rho {_num(m['rho'])}  epoch {m['epoch']}  "
                   f"{m['status']:<9} {m['run_id']}")
