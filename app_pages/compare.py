@@ -10,8 +10,16 @@ runs_dir = common.runs_dir()
 runs = {r["id"]: r for r in common.list_runs()}
 if not runs:
     st.info("No runs yet. Start one on the Launch page, or the demo from Home.")
+groups = comparing.groups(runs)
+in_group = {i for g in groups.values() for i in g["ids"]}
 evaluated = [i for i, r in runs.items() if r["best_rho"] is not None]
-chosen = st.multiselect("Runs", list(runs), default=evaluated[:3], key="cmp_runs",
+chosen_groups = st.multiselect(
+    "Groups (runs differing only in seed, fold or class: one row, mean ± std)", list(groups),
+    default=([st.query_params["group"]] if st.query_params.get("group") in groups else
+             [g for g in groups if any(i in evaluated for i in groups[g]["ids"])][:2]),
+    key="cmp_groups", format_func=lambda g: comparing.group_label(groups[g], runs))
+chosen = st.multiselect("Runs", list(runs), default=[i for i in evaluated if i not in in_group][:3],
+                        key="cmp_runs",
                         format_func=lambda i: f"{i} · {runs[i]['method']} · {runs[i]['dataset']}"
                         f" · best ρ {common.fmt_float(runs[i]['best_rho'])}")
 
@@ -28,9 +36,17 @@ if chosen:
                                     comparing.metric_rows(runs_dir, run_id, split="test"),
                                     label=f"{run_id} ({pick})"))
 
+group_rows = [comparing.group_row(runs_dir, groups[g], runs) for g in chosen_groups]
+if group_rows:
+    st.caption("A group row is the mean ± standard deviation (ddof 1) over its finished member "
+               "runs, each at its best epoch; ρ official is each member's best test ρ (the "
+               "papers' protocol), ρ honest its ρ at the epoch chosen on held-out data, else "
+               "its last epoch. A Fisher-z group averages ρ as tanh(mean(atanh ρ)).")
+ours = rows + group_rows
+
 benches = {f"{name} ({split})": key for key, (name, split) in papers.BENCHMARKS.items()}
 matched = [k for k, b in benches.items() if any(compare.benchmark_of(r["dataset"] or "") == b
-                                                for r in rows)]
+                                                for r in ours)]
 refs = st.multiselect("Published reference rows", list(benches),
                       default=matched or list(benches)[:1], key="cmp_refs")
 if refs and not matched:
@@ -42,7 +58,7 @@ if refs:
                "recalled, approximate; *repo figure* / *repo log* from a public repository; "
                "*reproduction* a third party re-running the official code). Where sources "
                "disagree, each version is its own row.")
-all_rows = rows + [r for k in refs for r in compare.reference_rows(benches[k])]
+all_rows = ours + [r for k in refs for r in compare.reference_rows(benches[k])]
 
 if all_rows:
     st.dataframe(tables.comparison_frame(all_rows), hide_index=True, width="stretch")
@@ -57,6 +73,27 @@ if all_rows:
         t1, t2 = st.tabs(["Markdown", "LaTeX"])
         t1.code(compare.to_markdown(all_rows), language="markdown")
         t2.code(compare.to_latex(all_rows), language="latex")
+for row in group_rows:
+    with st.expander(f"Member runs of {row['group_id']} ({row['runs']} finished)"):
+        st.dataframe(tables.comparison_frame(row["members"]), hide_index=True, width="stretch",
+                     key=f"members:{row['group_id']}")
+
+st.subheader("Reproducibility ledger")
+st.caption("Each published number with its source and provenance; beside it the known public "
+           "reproduction gaps (third parties re-running the official code, as their issue "
+           "threads report it); then the chosen runs and groups under both selection "
+           "protocols, with the ground-truth labels they use at test in their protocol.")
+ledger_options = list(benches)
+pick = st.selectbox("Benchmark", ledger_options,
+                    index=ledger_options.index(matched[0]) if matched else 0, key="cmp_ledger")
+ledger = compare.ledger_rows(benches[pick], ours)
+st.dataframe(tables.comparison_frame(ledger), hide_index=True, width="stretch", key="ledger")
+c = st.columns(3)
+for col, (fmt, fn, mime) in zip(c, (("csv", compare.to_csv, "text/csv"),
+                                    ("md", compare.to_markdown, "text/markdown"),
+                                    ("tex", compare.to_latex, "text/x-tex"))):
+    col.download_button(f"Ledger {fmt}", fn(ledger), f"ledger.{fmt}", mime,
+                        icon=":material/download:", key=f"dl_ledger_{fmt}", on_click="ignore")
 
 if chosen:
     st.subheader("Learning curves")

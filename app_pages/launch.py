@@ -5,6 +5,7 @@ import streamlit as st
 from aqa import jobs
 from aqa.config import build_run_config, to_dict
 from aqa.errors import AQAError
+from aqa.groups import seed_members, submit_group
 from aqa.jobs.gpus import probe_gpus
 from aqa.registry import BACKBONES, DATASETS, METHODS
 from aqa.runs import store
@@ -89,6 +90,11 @@ with st.form("launch_form"):
     group_keys = {f"group.{k}" for k in to_dict(base)["group"]}  # set by the seeds input below
     overrides = forms.config_form(base, prefill, skip={"data.root", "backbone.name", *group_keys},
                                   key_prefix=f"{method}:{dataset}:{backbone}:{source}")
+    seeds = int(st.number_input(
+        "Seeds", min_value=1, max_value=100, value=1, step=1, key="seeds",
+        help="1: one run. N: a group of N runs that differ only in train.seed (train.seed, "
+             "train.seed + 1, ..., train.seed + N - 1), queued like any runs; Compare shows "
+             "the group as one row, mean ± std"))
     problem = st.empty()
     b = st.columns([1, 1, 4])
     submitted = b[0].form_submit_button("Launch", icon=":material/rocket_launch:", type="primary")
@@ -102,13 +108,20 @@ if estimated:
 
 if submitted:
     overrides = [f"backbone.name={backbone}"] + overrides
+    request = jobs.SubmitRequest(method, dataset, data_root=root or None, overrides=overrides,
+                                 gpus=gpu_arg, argv=["app", "launch"], submission_id=token,
+                                 executor=executor, slurm=slurm)
     try:
-        build_run_config(method, dataset, overrides=overrides)  # refuse bad values with the reason
-        path = jobs.submit(runs_dir, method, dataset, data_root=root or None, overrides=overrides,
-                           gpus=gpu_arg, argv=["app", "launch"], submission_id=token,
-                           executor=executor, slurm=slurm)
+        cfg = build_run_config(method, dataset, overrides=overrides)  # refuse bad values with the reason
+        if seeds > 1:
+            group_id, _ = submit_group(runs_dir, request, seed_members(cfg.train.seed, seeds),
+                                       kind="seeds", protocol="seeds", aggregate="mean")
+        else:
+            path = jobs.submit(runs_dir, request)
     except AQAError as exc:
         problem.error(f"Not launched: {exc}", icon=":material/error:")
     else:
         ui_jobs.new_token("launch")
+        if seeds > 1:
+            st.switch_page(common.PAGES["compare"], query_params={"group": group_id})
         common.open_run(path.name)

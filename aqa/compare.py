@@ -124,7 +124,8 @@ def run_row(run: dict, epoch: int | None, metric_rows: list[dict], n_boot: int =
            "rl2x100": 100.0 * logged["rl2"] if logged.get("rl2") is not None else None,
            "accuracy": logged.get("accuracy"), "params": run.get("params"),
            "train_time_s": _train_time(run), "n": None, "source": "index",
-           "status": run.get("status")}
+           "status": run.get("status"),
+           **selection_metrics(metric_rows, run.get("best_metric") or "rho")}
     group = group_of(run.get("config"))
     if group:
         row["group"] = group
@@ -184,10 +185,47 @@ def _train_time(run: dict) -> float | None:
     return (end - start) if start and end else None
 
 
+# ---------------------------------------------------------------- both selection protocols
+
+SELECTIONS = {"official": "best of each test metric over the epochs (the papers' protocol)",
+              "honest": "one epoch chosen on held-out training data, else the last epoch"}
+_SELECTED = (("rho", "rho", 1.0), ("l2", "l2", 1.0), ("rl2", "rl2x100", 100.0),
+             ("accuracy", "accuracy", 1.0))
+
+
+def selection_metrics(metric_rows: list[dict], best_metric: str = "rho") -> dict:
+    """A run's test metrics under both selection protocols (:data:`SELECTIONS`), as the columns
+    ``<metric>_official`` and ``<metric>_honest`` (rho, l2, rl2x100, accuracy) and
+    ``honest_epoch`` ("7 (val rho)" / "10 (last epoch)").
+
+    official: each metric's best over the test epochs, independently (``aqa.evaluate.summarize``);
+    honest: the epoch chosen by ``best_metric`` on the held-out validation split when the run has
+    one, else the last evaluated epoch: no choice made on the test split either way."""
+    from aqa.evaluate import summarize  # the one definition of both protocols
+
+    summary = summarize(metric_rows, best_metric)
+    honest = summary["honest"]
+    if honest is None:
+        epochs = sorted({r["epoch"] for r in metric_rows if r.get("split") == "test"
+                         and r.get("value") is not None and r.get("epoch") is not None})
+        if epochs:
+            honest = {"epoch": epochs[-1], "selected_on": "last epoch",
+                      **_metrics_at(metric_rows, epochs[-1])}
+    out: dict = {}
+    for proto, part in (("official", summary["official"]), ("honest", honest or {})):
+        for name, key, scale in _SELECTED:
+            if part.get(name) is not None:
+                out[f"{key}_{proto}"] = scale * part[name]
+    if honest:
+        out["honest_epoch"] = f"{honest['epoch']} ({honest['selected_on']})"
+    return out
+
+
 # ---------------------------------------------------------------- groups (aqa.groups)
 
 # the numeric columns a group row aggregates (when its members have them)
-GROUP_METRICS = ("rho", "l2", "rl2x100", "accuracy", "rho_fz_avg")
+GROUP_METRICS = ("rho", "l2", "rl2x100", "accuracy", "rho_fz_avg",
+                 *(f"{key}_{proto}" for proto in SELECTIONS for _, key, _ in _SELECTED))
 
 
 def group_rows(rows: list[dict]) -> list[dict]:
@@ -277,18 +315,79 @@ def _one_of(values) -> object:
 
 
 def group_member_ids(runs: Iterable[dict], group_id: str) -> list[str]:
-    """Ids of the index rows (``runs``) whose config puts them in ``group_id``, in their order."""
-    return [r["id"] for r in runs if (group_of(r.get("config")) or {}).get("id") == group_id]
+    """Ids of the index rows (``runs``) whose config puts them in ``group_id``, oldest first
+    (the order they were submitted in: the members' order)."""
+    members = [r for r in runs if (group_of(r.get("config")) or {}).get("id") == group_id]
+    return [r["id"] for r in sorted(members, key=lambda r: (r.get("created") or 0, r["id"]))]
+
+
+def with_members(rows: list[dict]) -> list[dict]:
+    """``rows`` (after :func:`group_rows`) with each group row followed by its member rows,
+    labelled ``member <seed/fold/class>: <run label>``."""
+    out = []
+    for r in rows:
+        out.append(r)
+        for m in r.get("members") or []:
+            out.append({**m, "label": f"member {m['group'].get('member')}: {m['label']}"})
+    return out
+
+
+# ---------------------------------------------------------------- the reproducibility ledger
+
+_LEDGER_KEYS = ("label", "kind", "method", "dataset", "protocol", "runs", "rho", "rl2x100",
+                "reproduced_rho", "paper_rho", "setup", "rho_official", "rho_honest",
+                "honest_epoch", "rl2x100_official", "rl2x100_honest", "source", "provenance",
+                "note", "per_class")
+
+
+def gap_row(gap: papers.ReproductionGap) -> dict:
+    """A known public reproduction gap (``aqa.papers.GAPS``) as a comparison row."""
+    return {"label": f"{gap.provenance}: {gap.method}", "kind": "gap", "method": gap.method,
+            "dataset": papers.BENCHMARKS[gap.benchmark][0], "protocol": gap.protocol,
+            "reproduced_rho": gap.reproduced_rho, "paper_rho": gap.paper_rho,
+            "rl2x100": gap.rl2x100, "setup": gap.setup, "source": gap.source,
+            "provenance": gap.provenance, "note": gap.reported}
+
+
+def ledger_rows(benchmark: str, ours: Iterable[dict] = ()) -> list[dict]:
+    """The reproducibility ledger of ``benchmark``: every published row with its source and
+    provenance, each method's known public reproduction gaps right after its last published row,
+    then ``ours`` (run or group rows) with their numbers under both selection protocols
+    (``rho_official``, ``rho_honest``) and their protocol text (the ground-truth labels they use
+    at test). Our rows keep only those columns: no single "ρ" that hides how it was chosen."""
+    refs = reference_rows(benchmark)
+    gaps = [gap_row(g) for g in papers.gaps(benchmark)]
+    last = {r["method"]: i for i, r in enumerate(refs)}
+    out: list[dict] = []
+    for i, r in enumerate(refs):
+        out.append(r)
+        if last[r["method"]] == i:
+            out += [g for g in gaps if g["method"] == r["method"]]
+    out += [g for g in gaps if g["method"] not in last]
+    for r in ours:
+        row = {k: r.get(k) for k in _LEDGER_KEYS if k not in ("rho", "rl2x100", "per_class")}
+        row.update({f"{k}_std": r.get(f"{k}_std") for k in GROUP_METRICS if r.get(f"{k}_std") is not None})
+        out.append(row)
+    return out
 
 
 # ---------------------------------------------------------------- tables
 
-def table_columns(rows: list[dict]) -> list[tuple[str, str]]:
-    """(key, header) of the columns that have a value in any row, in display order."""
+def table_columns(rows: list[dict], std: bool = False) -> list[tuple[str, str]]:
+    """(key, header) of the columns that have a value in any row, in display order; ``std``:
+    with a ``<key>_std`` column after each column a group row aggregates (the CSV's; the other
+    formats print "mean ± std" in one cell)."""
     cols = [("label", "run / reference"), ("method", "method"), ("dataset", "dataset"),
-            ("protocol", "protocol"), ("epoch", "epoch"), ("rho", "ρ"), ("rho_ci", "ρ 95% CI"), ("l2", "L2"),
-            ("rl2x100", "RL2 (×100)"), ("accuracy", "accuracy"), ("params", "parameters"),
-            ("train_time_s", "training time (s)")]
+            ("protocol", "protocol"), ("runs", "runs (finished / group)"), ("epoch", "epoch"),
+            ("rho", "ρ"), ("rho_ci", "ρ 95% CI"), ("l2", "L2"),
+            ("rl2x100", "RL2 (×100)"), ("accuracy", "accuracy"),
+            ("rho_official", "ρ official (best on test)"), ("rho_honest", "ρ honest (held-out / last)"),
+            ("honest_epoch", "honest epoch"), ("l2_official", "L2 official"),
+            ("l2_honest", "L2 honest"), ("rl2x100_official", "RL2 (×100) official"),
+            ("rl2x100_honest", "RL2 (×100) honest"), ("accuracy_official", "accuracy official"),
+            ("accuracy_honest", "accuracy honest"), ("reproduced_rho", "reproduced ρ"),
+            ("paper_rho", "paper ρ (as the thread states)"), ("setup", "setup"),
+            ("params", "parameters"), ("train_time_s", "training time (s)")]
     classes = [c for c in AQA7_CLASSES if any(c in (r.get("per_class") or {}) for r in rows)]
     extra = sorted({c for r in rows for c in (r.get("per_class") or {})} - set(classes))
     cols += [(f"class:{c}", f"ρ {c}") for c in classes + extra]
@@ -296,7 +395,11 @@ def table_columns(rows: list[dict]) -> list[tuple[str, str]]:
         cols.append(("rho_fz_avg", "ρ avg (Fisher-z)"))
     cols += [("source", "source"), ("provenance", "provenance"), ("note", "note")]
     flat = [flatten(r) for r in rows]
-    return [(k, h) for k, h in cols if k == "label" or any(f.get(k) not in (None, "") for f in flat)]
+    cols = [(k, h) for k, h in cols if k == "label" or any(f.get(k) not in (None, "") for f in flat)]
+    if std:  # beside each aggregated column, its std (group rows)
+        cols = [c for k, h in cols for c in [(k, h)] + ([(f"{k}_std", f"{h} std")] if any(
+            f.get(f"{k}_std") is not None for f in flat) else [])]
+    return cols
 
 
 def flatten(row: dict) -> dict:
@@ -315,24 +418,39 @@ _FORMATS = {"rho": "{:.4f}", "l2": "{:.2f}", "rl2x100": "{:.4f}", "accuracy": "{
             "rho_fz_avg": "{:.4f}", "train_time_s": "{:.0f}", "params": "{:,}"}
 
 
+def _base_key(key: str) -> str:
+    """``rho_official_std`` -> ``rho``: the key whose format a derived column uses."""
+    for suffix in ("_std", "_official", "_honest"):
+        key = key.removesuffix(suffix)
+    return "rho" if key in ("reproduced_rho", "paper_rho") else key
+
+
 def format_value(key: str, value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
-    fmt = _FORMATS.get(key) or ("{:.4f}" if key.startswith("class:") else None)
+    fmt = _FORMATS.get(_base_key(key)) or ("{:.4f}" if key.startswith("class:") else None)
     if fmt and isinstance(value, (int, float)):
         return fmt.format(value)
     return str(value)
 
 
+def format_cell(key: str, flat: dict) -> str:
+    """The printed cell of ``key``: the value, and "± std" where the row has ``<key>_std``."""
+    text = format_value(key, flat.get(key))
+    if flat.get(f"{key}_std") is not None and flat.get(key) is not None:
+        text += f" ± {format_value(key, flat[f'{key}_std'])}"
+    return text
+
+
 def to_records(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     cols = table_columns(rows)
-    body = [[format_value(k, flatten(r).get(k)) for k, _ in cols] for r in rows]
+    body = [[format_cell(k, flatten(r)) for k, _ in cols] for r in rows]
     return [h for _, h in cols], body
 
 
 def to_csv(rows: list[dict]) -> str:
-    """Raw (unrounded) values, one column per key."""
-    cols = table_columns(rows)
+    """Raw (unrounded) values, one column per key (a group's std in its own column)."""
+    cols = table_columns(rows, std=True)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow([h for _, h in cols])
@@ -360,8 +478,9 @@ def latex_escape(text: str) -> str:
 
 
 # columns where the best value is the largest / the smallest (bold in LaTeX)
-_HIGHER = ("rho", "accuracy", "rho_fz_avg")
-_LOWER = ("l2", "rl2x100")
+_HIGHER = ("rho", "accuracy", "rho_fz_avg", *(f"{k}_{p}" for k in ("rho", "accuracy")
+                                              for p in SELECTIONS))
+_LOWER = ("l2", "rl2x100", *(f"{k}_{p}" for k in ("l2", "rl2x100") for p in SELECTIONS))
 
 
 def best_values(rows: list[dict]) -> dict[str, float]:
@@ -387,7 +506,7 @@ def to_latex(rows: list[dict], caption: str = "Comparison of runs and published 
         f = flatten(r)
         cells = []
         for k, _ in cols:
-            text = latex_escape(format_value(k, f.get(k)))
+            text = latex_escape(format_cell(k, f)).replace("±", r"$\pm$")
             if k in best and isinstance(f.get(k), (int, float)) \
                     and format_value(k, f[k]) == format_value(k, best[k]):
                 text = f"\\textbf{{{text}}}"
@@ -395,7 +514,8 @@ def to_latex(rows: list[dict], caption: str = "Comparison of runs and published 
                 text += f" {{\\scriptsize {latex_escape(f['rho_ci'])}}}"
             cells.append(text)
         body.append(cells)
-    numeric = set(_HIGHER) | set(_LOWER) | {"epoch", "params", "train_time_s"}
+    numeric = set(_HIGHER) | set(_LOWER) | {"epoch", "params", "train_time_s", "reproduced_rho",
+                                            "paper_rho"}
     spec = "".join("r" if k in numeric or k.startswith("class:") else "l" for k, _ in cols)
     lines = [r"\begin{table}[t]", r"\centering", f"\\caption{{{latex_escape(caption)}}}",
              f"\\begin{{tabular}}{{{spec}}}", r"\toprule",

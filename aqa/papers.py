@@ -10,6 +10,8 @@ table, a repository file, an issue thread) and **how sure we are of it** (``prov
     repo figure     a results table shipped as an image in a public repository, read by eye
     repo log        a training log shipped in the official repository
     reproduction    a third party re-running the official code
+    public issue    a third party re-running the official code, reported in an issue thread
+                    (``GAPS``: the known public reproduction gaps, beside the paper's rows)
 
 Where sources disagree (FineDiving's TSA numbers are listed under opposite protocols by
 different sources), every version is a row of its own, never merged, each with its source.
@@ -139,6 +141,61 @@ ROWS: tuple[PaperRow, ...] = (
              "train_log-cofinal-Ball.txt", "repo log",
              note="best test ρ at epoch 123 (chosen on the test set); the last epoch logs 0.775"),
 )
+
+
+# ---------------------------------------------------------------- known reproduction gaps
+# What third parties re-running the official code reported in public issue threads, written only
+# as far as the thread says it (a number the thread does not give is None).
+
+@dataclass(frozen=True)
+class ReproductionGap:
+    benchmark: str
+    method: str                 # as in the paper rows (PaperRow.method)
+    protocol: str
+    reproduced_rho: float | None  # what the thread reports; None: no number in the thread's text
+    paper_rho: float | None     # the paper's number as the thread states it; None: not stated
+    setup: str                  # what was run, as the thread says
+    reported: str               # what the thread reports, in short
+    source: str                 # the repository, issue number and comment
+    rl2x100: float | None = None  # the reported RL2, x100 (printed unscaled by the official code)
+    provenance: str = "public issue"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+TPT_ISSUE = "baiyang4/aqa_tpt issue #1"
+GAPS: tuple[ReproductionGap, ...] = (
+    ReproductionGap("mtl_aqa", "TPT", "w/ DD", 0.9581, 0.9607,
+                    "official code, one RTX 3090, batch size 2",
+                    "0.9581, slightly below the 0.9607 of the paper",
+                    f"{TPT_ISSUE} (comment of 2023-05-25)"),
+    ReproductionGap("mtl_aqa", "TPT", "w/ DD", None, None,
+                    "official code, two RTX 3090, batch size 2",
+                    "only about 0.5 (no exact number given)",
+                    f"{TPT_ISSUE} (comment of 2023-12-14)"),
+    ReproductionGap("aqa7", "TPT", "per class, no DD", None, None,
+                    "official code on AQA-7, several runs",
+                    "could not reach the paper's AQA-7 values; no numbers given",
+                    f"{TPT_ISSUE} (the issue's description, 2023-01-17)"),
+    ReproductionGap("finediving", "TSA (FineDiving)", "official code", 0.904310, None,
+                    "official code with the repository's FineDiving_TSA.yaml, trained and tested",
+                    "correlation 0.904310, L2 45.539504, RL2 0.004178 (unscaled), "
+                    "tIoU_5 0.722296, tIoU_75 0.257677: lower than the paper's result",
+                    "xujinglin/FineDiving issue #8 (the issue's description, 2022-11-16)",
+                    rl2x100=0.4178),
+    ReproductionGap("aqa7", "CoRe", "per class, no DD", None, None,
+                    "official code on AQA-7 with exactly the paper's settings",
+                    "results a bit lower than the paper's (the table is an image: no number in "
+                    "the text); a later comment notes the code does not seed PyTorch",
+                    "yuxumin/CoRe issue #3 (the issue's description, 2022-07-25)"),
+)
+
+
+def gaps(benchmark: str | None = None, method: str | None = None) -> list[ReproductionGap]:
+    """The known public reproduction gaps of ``benchmark`` (and ``method``), in table order."""
+    return [g for g in GAPS if (benchmark is None or g.benchmark == benchmark)
+            and (method is None or g.method == method)]
 
 
 def rows(benchmark: str | None = None) -> list[PaperRow]:

@@ -20,6 +20,32 @@ def metric_names(runs_dir: Path, run_ids: list[str]) -> list[tuple[str, str]]:
     return index.metric_names(runs_dir, run_ids)
 
 
+def groups(runs: dict[str, dict]) -> dict[str, dict]:
+    """Group id -> its ``group`` section and member ids, for the index rows ``runs``."""
+    out: dict[str, dict] = {}
+    for run in runs.values():
+        group = compare.group_of(run.get("config"))
+        if group and group["id"] not in out:
+            out[group["id"]] = {**group, "ids": compare.group_member_ids(runs.values(), group["id"])}
+    return out
+
+
+def group_label(group: dict, runs: dict[str, dict]) -> str:
+    members = [runs[i] for i in group["ids"]]
+    done = sum(m.get("status") == "finished" for m in members)
+    first = members[0]
+    return (f"{group['id']} · {group.get('protocol') or group.get('kind')} · {first['method']} · "
+            f"{first['dataset']} · {done}/{max(group.get('size') or 0, len(members))} finished")
+
+
+def group_row(runs_dir: Path, group: dict, runs: dict[str, dict]) -> dict:
+    """One comparison row for a group: its members at their best epochs, folded
+    (``aqa.compare.fold_group``: mean ± std of the finished members; ``members`` keeps them)."""
+    members = [compare.run_row(runs[i], None, metric_rows(runs_dir, i, split="test"), n_boot=0)
+               for i in group["ids"]]
+    return compare.fold_group(members)
+
+
 def epoch_choices(run: dict) -> dict[str, int | None]:
     """Label -> epoch for one run: its best epoch, then every epoch with test predictions."""
     choices: dict[str, int | None] = {}

@@ -13,12 +13,21 @@ FORMATS = ("md", "csv", "tex", "json")
 def add_parsers(sub) -> None:
     p = sub.add_parser("compare", help="compare runs (and the published numbers) as a table")
     p.add_argument("run_ids", nargs="*", metavar="RUN",
-                   help="run ids (or unique prefixes/suffixes); none: only --paper rows")
+                   help="run ids (or unique prefixes/suffixes) or group ids (g-...); a run of a "
+                        "group brings its whole group, shown as one row (mean ± std of the "
+                        "finished members); none: only --paper rows")
     p.add_argument("--epoch", default="best",
                    help="which checkpoint of each run: best (default), last, or an epoch number")
     p.add_argument("--paper", action="append", default=[], metavar="BENCHMARK",
                    help="add the published rows of a benchmark (mtl_aqa, aqa7, finediving, fisv, "
                         "rg; a dataset name works too); repeatable")
+    p.add_argument("--members", action="store_true",
+                   help="list each group's member runs under its row")
+    p.add_argument("--ledger", action="store_true",
+                   help="the reproducibility ledger instead: the published rows of each --paper "
+                        "benchmark (default: the runs' benchmarks) with their sources, the known "
+                        "public reproduction gaps beside them, and the runs' numbers under both "
+                        "selection protocols")
     p.add_argument("--format", choices=FORMATS, default="md", help="output format (default md)")
     p.add_argument("--out", default=None, help="write the table to this file instead of stdout")
     p.add_argument("--boot", type=int, default=1000,
@@ -35,22 +44,27 @@ def cmd_compare(args) -> int:
         raise ConfigError("nothing to compare: give run ids and/or --paper BENCHMARK")
     root = common.runs_dir(args)
     rows = []
-    if args.run_ids:
-        index.sync(root)  # ingest what the runs wrote since the last look
-    for ref in args.run_ids:
-        run_id = store.find_run(root, ref).name
+    for run_id in _run_ids(root, args.run_ids):
         run = index.get_run(root, run_id)
         if run is None:
             raise RunError(f"run {run_id} is not in the index; run `python -m aqa index`")
         metrics = index.run_metrics(root, run_id, split="test")
         epoch = _epoch(args.epoch, run, metrics)
         rows.append(compare.run_row(run, epoch, metrics, n_boot=args.boot))
+    rows = compare.group_rows(rows)
+    if args.members:
+        rows = compare.with_members(rows)
+    benches = []
     for name in args.paper:
         bench = name if name in papers.BENCHMARKS else papers.benchmark_of(name)
         if bench is None:
             raise ConfigError(f"--paper {name!r}: no published rows; choose one of "
                               f"{', '.join(papers.BENCHMARKS)}")
-        rows += compare.reference_rows(bench)
+        benches.append(bench)
+    if args.ledger:
+        rows = _ledger(rows, benches)
+    else:
+        rows += [r for bench in benches for r in compare.reference_rows(bench)]
     if args.format == "json":
         import json
         text = json.dumps(rows, indent=2, default=str) + "\n"
@@ -63,6 +77,50 @@ def cmd_compare(args) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _run_ids(root, refs: list[str]) -> list[str]:
+    """The runs to compare: each RUN, a group id's members, and the other members of the group
+    of each run named (a group is compared whole); each once, in the order given."""
+    from aqa import compare
+    from aqa.errors import RunError
+    from aqa.runs import index, store
+
+    if not refs:
+        return []
+    runs = index.list_runs(root)  # ingests what the runs wrote since the last look
+    by_id = {r["id"]: r for r in runs}
+    out: list[str] = []
+    for ref in refs:
+        if ref.startswith("g-"):
+            ids = compare.group_member_ids(runs, ref)
+            if not ids:
+                raise RunError(f"no run of group {ref} in {root}; `python -m aqa runs ls` lists "
+                               "the runs (a member's config names its group)")
+        else:
+            run_id = store.find_run(root, ref).name
+            group = compare.group_of((by_id.get(run_id) or {}).get("config"))
+            ids = compare.group_member_ids(runs, group["id"]) if group else [run_id]
+        out += [i for i in ids if i not in out]
+    return out
+
+
+def _ledger(rows: list[dict], benches: list[str]) -> list[dict]:
+    from aqa import compare
+    from aqa.errors import ConfigError
+
+    if not benches:
+        benches = list(dict.fromkeys(b for r in rows if (b := compare.benchmark_of(r.get("dataset") or ""))))
+    if not benches:
+        raise ConfigError("--ledger: which benchmark? the runs are on none of the published "
+                          "benchmarks; add --paper BENCHMARK")
+    out = []
+    for bench in benches:
+        ours = [r for r in rows if compare.benchmark_of(r.get("dataset") or "") == bench]
+        if len(benches) == 1:  # runs on another dataset are still our numbers: keep them
+            ours = rows
+        out += compare.ledger_rows(bench, ours)
+    return out
 
 
 def _epoch(choice: str, run: dict, metrics: list[dict]) -> int | None:

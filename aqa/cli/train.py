@@ -40,6 +40,10 @@ def add_parsers(sub) -> None:
     p.add_argument("--allow-missing", action="store_true",
                    help="train on the annotated samples that are present; the exclusions are "
                         "recorded in the run (see `aqa doctor`)")
+    p.add_argument("--seeds", type=int, default=None, metavar="N",
+                   help="submit a group of N runs that differ only in train.seed (the config's "
+                        "seed, seed + 1, ..., seed + N - 1); `aqa compare` shows the group as one "
+                        "row, mean ± std")
     cli_jobs.add_executor_args(p)
     p.add_argument("--follow", action="store_true", help="print the run's output until it ends")
     common.add_runs_dir(p)
@@ -103,16 +107,23 @@ def cmd_demo(args) -> int:
 
 def cmd_train(args) -> int:
     from aqa.errors import ConfigError
-    from aqa.jobs import submit
+    from aqa.jobs import SubmitRequest, submit
     from aqa.runs.store import resolve_runs_dir
 
     values = config_values(args)
     overrides = args.overrides + (["data.allow_missing=true"] if args.allow_missing else [])
+    if args.seeds is not None and args.follow:
+        raise ConfigError("--follow shows one run; with --seeds follow each member with "
+                          "`python -m aqa runs logs RUN --follow`")
+    runs_dir = resolve_runs_dir(args.runs_dir)
+    request = SubmitRequest(args.method, args.dataset, values=values, data_root=args.data_root,
+                            overrides=overrides, gpus=args.gpus, nproc=args.nproc,
+                            argv=["aqa", args.command, *sys.argv[2:]], executor=args.executor,
+                            slurm=cli_jobs.slurm_args(args))
     try:
-        path = submit(resolve_runs_dir(args.runs_dir), args.method, args.dataset, values=values,
-                      data_root=args.data_root, overrides=overrides, gpus=args.gpus,
-                      nproc=args.nproc, argv=["aqa", args.command, *sys.argv[2:]],
-                      executor=args.executor, slurm=cli_jobs.slurm_args(args))
+        if args.seeds is not None:
+            return _train_seeds(args, runs_dir, request)
+        path = submit(runs_dir, request)
     except ConfigError as exc:  # the file's own error (not --set's): say which file
         if values is not None and _file_error(args, values) == str(exc):
             raise ConfigError(f"{args.config}: {exc}") from None
@@ -123,6 +134,30 @@ def cmd_train(args) -> int:
         print(path.name)
     if args.follow:
         return _follow(path)
+    return 0
+
+
+def _train_seeds(args, runs_dir, request) -> int:
+    """``train --seeds N``: a group of N runs, seeds train.seed + 0..N-1 (aqa.groups)."""
+    from aqa.config import build_run_config
+    from aqa.groups import seed_members, submit_group
+
+    if args.seeds < 1:
+        from aqa.errors import ConfigError
+        raise ConfigError(f"--seeds {args.seeds}: give the number of runs, 1 or more "
+                          "(e.g. --seeds 5)")
+    base = build_run_config(request.method, request.dataset, overrides=request.overrides,
+                            values=request.values).train.seed
+    group_id, run_ids = submit_group(runs_dir, request, seed_members(base, args.seeds),
+                                     kind="seeds", protocol="seeds", aggregate="mean")
+    if args.json:
+        _print_json({"group_id": group_id, "run_ids": run_ids,
+                     "seeds": list(range(base, base + args.seeds)),
+                     "run_dirs": [str(runs_dir / r) for r in run_ids]})
+    else:
+        print(f"group {group_id}: {args.seeds} runs, seeds {base}..{base + args.seeds - 1}")
+        print("\n".join(run_ids))
+        print(f"compare them: python -m aqa compare {' '.join(run_ids)}")
     return 0
 
 
@@ -141,9 +176,14 @@ def cmd_config(args) -> int:
     from aqa.runs.store import find_run, read_run
 
     path = find_run(common.runs_dir(args), args.run)
-    run = read_run(path)
+    config = dict(read_run(path)["config"])
     header = [f"config of run {path.name}; train a copy: aqa train --config FILE"]
-    print(dump_config(run["config"], args.format, header=header), end="")
+    group = config.get("group") or {}
+    if group.get("id"):  # a copy is not one more member of the group
+        del config["group"]
+        header.append(f"(member {group.get('member')} of group {group['id']}; the group section "
+                      "is left out: a copy trains on its own)")
+    print(dump_config(config, args.format, header=header), end="")
     return 0
 
 
