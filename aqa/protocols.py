@@ -278,9 +278,13 @@ def group_result(runs_dir: str | Path, group_id: str, epoch: str = "best",
             "method": folded.get("method"), "dataset": folded.get("dataset"),
             "aggregate": info.get("aggregate"), "epoch": epoch, "rho": folded.get("rho"),
             "rho_std": folded.get("rho_std"), "runs": folded["runs"], "note": folded.get("note"),
+            # the same group under both of Compare's selection protocols (aqa.compare.SELECTIONS)
+            "rho_official": folded.get("rho_official"), "rho_honest": folded.get("rho_honest"),
             "members": [{"member": r["group"].get("member"), "run_id": r["run_id"],
                          "status": r.get("status"), "epoch": r.get("epoch"), "rho": r.get("rho"),
-                         "l2": r.get("l2"), "rl2x100": r.get("rl2x100")} for r in rows]}
+                         "l2": r.get("l2"), "rl2x100": r.get("rl2x100"),
+                         "rho_official": r.get("rho_official"), "rho_honest": r.get("rho_honest")}
+                        for r in rows]}
 
 
 def tasks_summary(results: list[dict]) -> dict | None:

@@ -249,6 +249,8 @@ def test_jigsaws_4fold_last10_is_musdls_final_test_correlation(runs_dir, jig, ca
         (result,) = json.loads(capsys.readouterr().out)["groups"]
         assert result["rho"] == pytest.approx(expected, abs=1e-9), epoch
         assert result["label"] == "jigsaws-4fold Suturing" and result["runs"] == "4/4"
+        assert result["rho_official"] == pytest.approx(rho.max(axis=1).mean(), abs=1e-9)
+        assert result["rho_honest"] == pytest.approx(rho[:, -1].mean(), abs=1e-9)  # no val split
     assert cli("protocol", "show", group["group_id"], "--epoch", "last10") == 0
     out = capsys.readouterr().out
     assert f"each run's mean over its last 10 epochs): {musdl:.4f}" in out

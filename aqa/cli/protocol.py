@@ -93,6 +93,7 @@ def _run(args) -> int:
 
 
 def _show(args) -> int:
+    from aqa.compare import SELECTIONS
     from aqa.protocols import group_result, protocol_groups, tasks_summary
     from aqa.runs import index
 
@@ -112,6 +113,9 @@ def _show(args) -> int:
         print(f"{r['label']} · {r['method']} · group {r['group_id']} · {r['runs']} finished")
         print(f"  rho ({how} of the {'classes' if r['aggregate'] == 'fisher_z' else 'folds'}, "
               f"{EPOCH_TEXT[r['epoch']]}): {_num(r['rho'])}{std}")
+        if r.get("rho_official") is not None:
+            print(f"  rho official ({SELECTIONS['official']}): {_num(r['rho_official'])}; "
+                  f"honest ({SELECTIONS['honest']}): {_num(r.get('rho_honest'))}")
         for m in r["members"]:
             print(f"    {str(m['member']):<18} rho {_num(m['rho'])}  epoch {m['epoch']}  "
                   f"{m['status']:<9} {m['run_id']}")
