@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from aqa import metrics as M
-from aqa.errors import ConfigError, RunError
+from aqa.errors import ConfigError, DatasetError, RunError
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,8 @@ def members(protocol: Protocol, data_cfg, task: str = "") -> list[Member]:
     """The runs of ``protocol`` on a resolved data config (JIGSAWS: of ``task``), in order.
 
     JIGSAWS folds are read from the data (label.pkl, splits.pkl): a fold without trials (user G
-    of Needle_Passing) is not a member."""
+    of Needle_Passing) is not a member. AQA-7's split files must have train and test samples
+    of every class (a DatasetError names the classes that have none)."""
     if protocol.dataset == "jigsaws":
         from aqa.data.jigsaws import folds_of
 
@@ -130,9 +131,15 @@ def members(protocol: Protocol, data_cfg, task: str = "") -> list[Member]:
         return [Member(label, (f"data.task={task}", f"data.scheme={protocol.scheme}",
                                f"data.fold={k}"))
                 for k, label, _ in folds_of(cfg)]
-    from aqa.data.aqa7 import CLASSES
+    from aqa.data.aqa7 import class_counts
 
-    return [Member(name, (f"data.class_name={name}",)) for name in CLASSES]
+    counts = class_counts(data_cfg)
+    empty = [f"{name} ({n_train} train, {n_test} test)" for name, (n_train, n_test) in counts.items()
+             if not n_train or not n_test]
+    if empty:
+        raise DatasetError(f"{protocol.name} trains and tests one model a class, but the split "
+                           f"files of {data_cfg.root} have no samples of {', '.join(empty)}")
+    return [Member(name, (f"data.class_name={name}",)) for name in counts]
 
 
 def across_tasks(per_task: dict[str, float | None]) -> float | None:

@@ -257,12 +257,29 @@ def test_jigsaws_4fold_last10_is_musdls_final_test_correlation(runs_dir, jig, ca
     assert out.count("epoch 4-13") == 4 and "fold 3" in out
 
 
+def write_split_4(seven, classes):
+    """AQA-7's Split_4 files with two train samples and one test sample of each class."""
+    import numpy as np
+    import scipy.io
+
+    (seven / "Split_4").mkdir(parents=True, exist_ok=True)
+    train = np.array([[c, i, 50.0 + i] for c in classes for i in (1, 2)], dtype=float)
+    test = np.array([[c, 3, 60.0] for c in classes], dtype=float)
+    scipy.io.savemat(seven / "Split_4" / "split_4_train_list.mat", {"consolidated_train_list": train})
+    scipy.io.savemat(seven / "Split_4" / "split_4_test_list.mat", {"consolidated_test_list": test})
+    return seven
+
+
 def test_aqa7_per_class_show_gives_the_fisher_z_average_and_each_class(runs_dir, tmp_path, capsys):
     from aqa.data.aqa7 import CLASSES
     from aqa.jobs import SubmitRequest
 
-    (tmp_path / "Seven").mkdir()
-    request = SubmitRequest("usdl", "", data_root=str(tmp_path / "Seven"), start_now=False)
+    seven = write_split_4(tmp_path / "Seven", classes=range(1, 6))  # no sync_diving_10m
+    request = SubmitRequest("usdl", "", data_root=str(seven), start_now=False)
+    with pytest.raises(DatasetError, match=r"no samples of sync_diving_10m \(0 train, 0 test\)"):
+        P.submit_protocol(runs_dir, "aqa7-per-class", request)
+    assert not list(runs_dir.glob("2*"))  # nothing submitted
+    write_split_4(seven, classes=range(1, 8))  # the six classes and trampoline (left out)
     (group,) = P.submit_protocol(runs_dir, "aqa7-per-class", request)
     assert [r["member"] for r in group["runs"]] == list(CLASSES)
     usdl = [0.8099, 0.7570, 0.6538, 0.7109, 0.9166, 0.8878]  # USDL's per-class rho (its paper)

@@ -77,6 +77,19 @@ def read_split(path: Path, split: str) -> np.ndarray:
     return rows
 
 
+def class_counts(cfg: AQA7DataConfig) -> dict[str, tuple[int, int]]:
+    """``{class: (train samples, test samples)}`` of a resolved config's split files, for the six
+    classes whatever ``cfg.class_name`` (what a one-model-a-class protocol trains on)."""
+    from dataclasses import replace
+
+    everything = replace(cfg, class_name="all")
+    counts = {name: [0, 0] for name in CLASSES}
+    for k, split in enumerate(("train", "test")):
+        for sample in AQA7Dataset.samples(everything, split):
+            counts[sample.meta["class"]][k] += 1
+    return {name: (n[0], n[1]) for name, n in counts.items()}
+
+
 @DATASETS.register("aqa7")
 class AQA7Dataset:
     config_cls = AQA7DataConfig
