@@ -297,3 +297,12 @@ def test_aqa7_per_class_show_gives_the_fisher_z_average_and_each_class(runs_dir,
     out = capsys.readouterr().out
     assert "rho (Fisher-z mean of the classes, each run's best epoch): 0.8102" in out
     assert "sync_diving_10m" in out and "0.8878" in out
+
+
+@pytest.mark.parametrize("action", ["list", "run", "show"])
+def test_protocol_commands_have_help(capsys, action):
+    with pytest.raises(SystemExit) as exit_:
+        cli("protocol", action, "--help")
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0 and out.startswith(f"usage: python -m aqa protocol {action}")
+    assert ("--runs-dir" in out) == (action != "list") and "--json" in out
