@@ -306,3 +306,26 @@ def test_protocol_commands_have_help(capsys, action):
     out = capsys.readouterr().out
     assert exit_.value.code == 0 and out.startswith(f"usage: python -m aqa protocol {action}")
     assert ("--runs-dir" in out) == (action != "list") and "--json" in out
+
+
+def test_cli_run_from_a_config_file(runs_dir, jig, tmp_path, capsys):
+    from aqa.jobs import queue
+    from aqa.runs import store
+
+    queue.set_paused(runs_dir, True)
+    (tmp_path / "run.toml").write_text('method = "usdl"\ndataset = "jigsaws"\n'
+                                       '[train]\nepochs = 3\n[data]\nfold = 3\n')
+    assert cli("protocol", "run", "jigsaws-louo", "--config", str(tmp_path / "run.toml"),
+               "--task", "kt", "--data-root", str(jig), "--json") == 0
+    (group,) = json.loads(capsys.readouterr().out)
+    configs = [store.read_run(runs_dir / r["run_id"])["config"] for r in group["runs"]]
+    assert [c["data"]["fold"] for c in configs] == list(range(8))  # the protocol's keys win
+    assert {(c["method"], c["train"]["epochs"]) for c in configs} == {("usdl", 3)}
+    (tmp_path / "mtl.toml").write_text('method = "usdl"\ndataset = "mtl_aqa"\n')
+    assert cli("protocol", "run", "jigsaws-louo", "--config", str(tmp_path / "mtl.toml"),
+               "--task", "S") == 2
+    assert "runs on the jigsaws dataset, not mtl_aqa" in capsys.readouterr().err
+    (tmp_path / "none.toml").write_text('dataset = "jigsaws"\n')
+    assert cli("protocol", "run", "jigsaws-louo", "--config", str(tmp_path / "none.toml"),
+               "--task", "S") == 2
+    assert "which method? give --method" in capsys.readouterr().err

@@ -26,7 +26,11 @@ def add_parsers(sub) -> None:
     p = actions.add_parser("run", help="submit a protocol's folds (or classes) as one group of "
                                        "runs (one group a task for JIGSAWS)")
     p.add_argument("protocol", help="protocol name (see `aqa protocol list`)")
-    p.add_argument("--method", required=True, help="registered method (see `aqa methods`)")
+    p.add_argument("--method", default=None, help="registered method (see `aqa methods`); "
+                                                  "required unless the --config file names it")
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="a config file every run starts from (`aqa config show RUN` writes one); "
+                        "--set and --data-root apply on top, the protocol's keys last")
     p.add_argument("--task", default=None,
                    help="JIGSAWS task: Suturing, Needle_Passing, Knot_Tying (any case; S, NP, KT), a comma "
                         "list, or all (one group a task)")
@@ -69,10 +73,19 @@ def _list(args) -> int:
 
 
 def _run(args) -> int:
+    from aqa.cli.train import config_values
     from aqa.jobs import SubmitRequest
-    from aqa.protocols import submit_protocol
+    from aqa.protocols import check_dataset, get, submit_protocol
 
-    request = SubmitRequest(args.method, args.dataset or "", data_root=args.data_root,
+    protocol = get(args.protocol)
+    if args.config:  # the file's dataset must be the protocol's; its method fills --method
+        from aqa.config_files import read_config_file
+
+        check_dataset(protocol, read_config_file(args.config).get("dataset"))
+    args.dataset = args.dataset or protocol.dataset
+    check_dataset(protocol, args.dataset)
+    values = config_values(args)  # --method from the file, or the "which method?" error
+    request = SubmitRequest(args.method, args.dataset, values=values, data_root=args.data_root,
                             overrides=list(args.overrides), gpus=args.gpus, nproc=args.nproc,
                             executor=args.executor, slurm=cli_jobs.slurm_args(args),
                             argv=["aqa", "protocol", *sys.argv[2:]])
