@@ -144,9 +144,9 @@ def members(protocol: Protocol, data_cfg, task: str = "") -> list[Member]:
 
 def across_tasks(per_task: dict[str, float | None]) -> float | None:
     """JIGSAWS' "Avg." over tasks: the Fisher-z mean of the tasks' numbers (None while a task
-    has none)."""
+    has none, or has ±1, where Fisher z is undefined)."""
     values = list(per_task.values())
-    if not values or any(v is None for v in values):
+    if not values or any(v is None or abs(v) >= 1 for v in values):
         return None
     return M.fisher_z_mean(values)
 

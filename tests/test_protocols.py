@@ -147,6 +147,7 @@ def test_across_tasks_fisher_z_on_published_values():
     assert P.across_tasks({"Suturing": 0.71, "Needle_Passing": 0.69,
                            "Knot_Tying": 0.71}) == pytest.approx(0.7035, abs=5e-5)
     assert P.across_tasks({"Suturing": 0.71, "Knot_Tying": None}) is None
+    assert P.across_tasks({"Suturing": 0.71, "Knot_Tying": 1.0}) is None  # atanh(1) undefined
     results = [{"protocol": "jigsaws-louo", "method": "musdl", "task": t, "rho": r}
                for t, r in (("Suturing", 0.71), ("Needle_Passing", 0.69), ("Knot_Tying", 0.71))]
     summary = P.tasks_summary(results)
