@@ -298,6 +298,10 @@ def test_aqa7_per_class_show_gives_the_fisher_z_average_and_each_class(runs_dir,
     out = capsys.readouterr().out
     assert "rho (Fisher-z mean of the classes, each run's best epoch): 0.8102" in out
     assert "sync_diving_10m" in out and "0.8878" in out
+    # Compare: the group is one row, labelled with the protocol, with the same number
+    assert cli("compare", group["group_id"], "--boot", "0", "--format", "json") == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert "aqa7-per-class" in row["label"] and row["rho"] == pytest.approx(result["rho"])
 
 
 @pytest.mark.parametrize("action", ["list", "run", "show"])
