@@ -75,7 +75,8 @@ if all_rows:
         t2.code(compare.to_latex(all_rows), language="latex")
 for row in group_rows:
     with st.expander(f"Member runs of {row['group_id']} ({row['runs']} finished)"):
-        st.dataframe(tables.comparison_frame(row["members"]), hide_index=True, width="stretch",
+        st.dataframe(tables.comparison_frame(compare.with_members([row])[1:]), hide_index=True,
+                     width="stretch",
                      key=f"members:{row['group_id']}")
 
 st.subheader("Reproducibility ledger")
@@ -94,6 +95,8 @@ for col, (fmt, fn, mime) in zip(c, (("csv", compare.to_csv, "text/csv"),
                                     ("tex", compare.to_latex, "text/x-tex"))):
     col.download_button(f"Ledger {fmt}", fn(ledger), f"ledger.{fmt}", mime,
                         icon=":material/download:", key=f"dl_ledger_{fmt}", on_click="ignore")
+with st.expander("Ledger source (Markdown)"):
+    st.code(compare.to_markdown(ledger), language="markdown")
 
 if chosen:
     st.subheader("Learning curves")

@@ -198,12 +198,10 @@ def selection_metrics(metric_rows: list[dict], best_metric: str = "rho") -> dict
     ``<metric>_official`` and ``<metric>_honest`` (rho, l2, rl2x100, accuracy) and
     ``honest_epoch`` ("7 (val rho)" / "10 (last epoch)").
 
-    official: each metric's best over the test epochs, independently (``aqa.evaluate.summarize``);
+    official: each metric's best over the test epochs, independently (``aqa.metrics.summarize``);
     honest: the epoch chosen by ``best_metric`` on the held-out validation split when the run has
     one, else the last evaluated epoch: no choice made on the test split either way."""
-    from aqa.evaluate import summarize  # the one definition of both protocols
-
-    summary = summarize(metric_rows, best_metric)
+    summary = M.summarize(metric_rows, best_metric)  # the one definition of both protocols
     honest = summary["honest"]
     if honest is None:
         epochs = sorted({r["epoch"] for r in metric_rows if r.get("split") == "test"
@@ -323,12 +321,12 @@ def group_member_ids(runs: Iterable[dict], group_id: str) -> list[str]:
 
 def with_members(rows: list[dict]) -> list[dict]:
     """``rows`` (after :func:`group_rows`) with each group row followed by its member rows,
-    labelled ``member <seed/fold/class>: <run label>``."""
+    labelled ``member <seed/fold/class> (<status>): <run label>``."""
     out = []
     for r in rows:
         out.append(r)
-        for m in r.get("members") or []:
-            out.append({**m, "label": f"member {m['group'].get('member')}: {m['label']}"})
+        out += [{**m, "label": f"member {m['group'].get('member')} ({m.get('status')}): "
+                                f"{m['label']}"} for m in r.get("members") or []]
     return out
 
 

@@ -235,7 +235,8 @@ def test_cli_compare_folds_a_group_and_lists_members(runs_dir, capsys):
     assert row["rho_official"] == pytest.approx(0.7) and len(row["members"]) == 3
     assert main(["compare", "g-20261206-120000-abcd", "--members", "--format", "csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 1 + 1 + 3 and lines[2].startswith("member 0: ")
+    assert len(lines) == 1 + 1 + 3 and lines[2].startswith("member 0 (finished): ")
+    assert lines[4].startswith("member 2 (") and "(finished)" not in lines[4]
     assert main(["compare", "g-20990101-000000-0000"]) == 2
     assert "no run of group g-20990101-000000-0000" in capsys.readouterr().err
     assert main(["compare", paths[1].name, "--ledger", "--paper", "mtl_aqa", "--format", "md"]) == 0
