@@ -19,6 +19,8 @@ import math
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import numpy as np
+
 from aqa import metrics as M
 from aqa import papers
 
@@ -254,8 +256,6 @@ def fold_group(members: list[dict]) -> dict:
     member rows are kept in ``members``; a ``classes`` group lists each member's rho by class in
     ``per_class``. Several runs of one member label (a member run again after a crash) count
     once: the last finished of them."""
-    import numpy as np
-
     info = members[0]["group"]
     gid, kind = info["id"], info.get("kind") or "runs"
     aggregate = info.get("aggregate") or "mean"
@@ -303,7 +303,8 @@ def _latest_per_member(members: list[dict]) -> list[dict]:
     by_label: dict[str, list[dict]] = {}
     for m in members:
         by_label.setdefault(str(m["group"].get("member")), []).append(m)
-    return [([r for r in rs if r.get("status") == "finished"] or rs)[-1] for rs in by_label.values()]
+    return [([r for r in rs if r.get("status") == "finished"] or rs)[-1]
+            for rs in by_label.values()]
 
 
 def _one_of(values) -> object:
@@ -332,10 +333,10 @@ def with_members(rows: list[dict]) -> list[dict]:
 
 # ---------------------------------------------------------------- the reproducibility ledger
 
-_LEDGER_KEYS = ("label", "kind", "method", "dataset", "protocol", "runs", "rho", "rl2x100",
-                "reproduced_rho", "paper_rho", "setup", "rho_official", "rho_honest",
-                "honest_epoch", "rl2x100_official", "rl2x100_honest", "source", "provenance",
-                "note", "per_class")
+# the columns of our rows in the ledger: both protocols, never one "ρ" that hides its choice
+_LEDGER_KEYS = ("label", "kind", "method", "dataset", "protocol", "runs", "rho_official",
+                "rho_honest", "honest_epoch", "rl2x100_official", "rl2x100_honest", "source",
+                "provenance", "note")
 
 
 def gap_row(gap: papers.ReproductionGap) -> dict:
@@ -363,9 +364,8 @@ def ledger_rows(benchmark: str, ours: Iterable[dict] = ()) -> list[dict]:
             out += [g for g in gaps if g["method"] == r["method"]]
     out += [g for g in gaps if g["method"] not in last]
     for r in ours:
-        row = {k: r.get(k) for k in _LEDGER_KEYS if k not in ("rho", "rl2x100", "per_class")}
-        row.update({f"{k}_std": r.get(f"{k}_std") for k in GROUP_METRICS if r.get(f"{k}_std") is not None})
-        out.append(row)
+        spread = {f"{k}_std": r[f"{k}_std"] for k in _LEDGER_KEYS if r.get(f"{k}_std") is not None}
+        out.append({k: r.get(k) for k in _LEDGER_KEYS} | spread)
     return out
 
 
@@ -379,7 +379,8 @@ def table_columns(rows: list[dict], std: bool = False) -> list[tuple[str, str]]:
             ("protocol", "protocol"), ("runs", "runs (finished / group)"), ("epoch", "epoch"),
             ("rho", "ρ"), ("rho_ci", "ρ 95% CI"), ("l2", "L2"),
             ("rl2x100", "RL2 (×100)"), ("accuracy", "accuracy"),
-            ("rho_official", "ρ official (best on test)"), ("rho_honest", "ρ honest (held-out / last)"),
+            ("rho_official", "ρ official (best on test)"),
+            ("rho_honest", "ρ honest (held-out / last)"),
             ("honest_epoch", "honest epoch"), ("l2_official", "L2 official"),
             ("l2_honest", "L2 honest"), ("rl2x100_official", "RL2 (×100) official"),
             ("rl2x100_honest", "RL2 (×100) honest"), ("accuracy_official", "accuracy official"),

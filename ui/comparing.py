@@ -26,16 +26,19 @@ def groups(runs: dict[str, dict]) -> dict[str, dict]:
     for run in runs.values():
         group = compare.group_of(run.get("config"))
         if group and group["id"] not in out:
-            out[group["id"]] = {**group, "ids": compare.group_member_ids(runs.values(), group["id"])}
+            ids = compare.group_member_ids(runs.values(), group["id"])
+            out[group["id"]] = {**group, "ids": ids}
     return out
 
 
 def group_label(group: dict, runs: dict[str, dict]) -> str:
     members = [runs[i] for i in group["ids"]]
-    done = sum(m.get("status") == "finished" for m in members)
+    label = {i: compare.group_of(runs[i].get("config"))["member"] for i in group["ids"]}
+    done = len({label[m["id"]] for m in members if m.get("status") == "finished"})
     first = members[0]
-    return (f"{group['id']} · {group.get('protocol') or group.get('kind')} · {first['method']} · "
-            f"{first['dataset']} · {done}/{max(group.get('size') or 0, len(members))} finished")
+    size = max(group.get("size") or 0, len(set(label.values())))  # a rerun member counts once
+    return (f"{group['id']} · {group.get('protocol') or group.get('kind')} · {first['method']} "
+            f"· {first['dataset']} · {done}/{size} finished")
 
 
 def group_row(runs_dir: Path, group: dict, runs: dict[str, dict]) -> dict:

@@ -110,7 +110,8 @@ def _ledger(rows: list[dict], benches: list[str]) -> list[dict]:
     from aqa.errors import ConfigError
 
     if not benches:
-        benches = list(dict.fromkeys(b for r in rows if (b := compare.benchmark_of(r.get("dataset") or ""))))
+        found = (compare.benchmark_of(r.get("dataset") or "") for r in rows)
+        benches = list(dict.fromkeys(b for b in found if b))
     if not benches:
         raise ConfigError("--ledger: which benchmark? the runs are on none of the published "
                           "benchmarks; add --paper BENCHMARK")
