@@ -29,11 +29,10 @@ if chosen:
                "test clips (1,000 resamples) from the epoch's predictions file.")
     cols = st.columns(min(len(chosen), 4))
     for i, run_id in enumerate(chosen):
-        run = runs[run_id]
-        choices = comparing.epoch_choices(run)
+        run, evaluated_rows = runs[run_id], comparing.evaluation_rows(runs_dir, run_id)
+        choices = comparing.epoch_choices(run, evaluated_rows)
         pick = cols[i % len(cols)].selectbox(run_id[-30:], list(choices), key=f"cmp_ep:{run_id}")
-        rows.append(compare.run_row(run, choices[pick],
-                                    comparing.metric_rows(runs_dir, run_id, split="test"),
+        rows.append(compare.run_row(run, choices[pick], evaluated_rows,
                                     label=f"{run_id} ({pick})"))
 
 group_rows = [comparing.group_row(runs_dir, groups[g], runs) for g in chosen_groups]

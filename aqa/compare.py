@@ -112,12 +112,15 @@ def run_row(run: dict, epoch: int | None, metric_rows: list[dict], n_boot: int =
             label: str | None = None) -> dict:
     """One comparison row for ``run`` (an index ``runs`` row) at ``epoch`` (None: best epoch).
 
-    ``metric_rows`` are the run's index ``metrics`` rows; the predictions CSV of that epoch, when
+    ``metric_rows`` are the run's index ``metrics`` rows (test, and val: the honest protocol of
+    :func:`selection_metrics` chooses its epoch on them); the predictions CSV of that epoch, when
     present, gives the bootstrap CI, L2 and RL2 recomputed from the raw predictions.
     """
     test_epochs = sorted({r["epoch"] for r in metric_rows if r["split"] == "test"})
-    if epoch is None:
-        epoch = run.get("best_epoch") or (test_epochs[-1] if test_epochs else None)
+    selection = selection_metrics(metric_rows, run.get("best_metric") or "rho")
+    if epoch is None:  # best.pt's epoch: chosen on held-out data where the run has some
+        epoch = (selection.get("held_out_epoch") or run.get("best_epoch")
+                 or (test_epochs[-1] if test_epochs else None))
     logged = _metrics_at(metric_rows, epoch) if epoch is not None else {}
     row = {"label": label or f"{run['id']} @ epoch {epoch}", "kind": "run", "run_id": run["id"],
            "method": run.get("method"), "dataset": run.get("dataset"), "epoch": epoch,
@@ -126,8 +129,7 @@ def run_row(run: dict, epoch: int | None, metric_rows: list[dict], n_boot: int =
            "rl2x100": 100.0 * logged["rl2"] if logged.get("rl2") is not None else None,
            "accuracy": logged.get("accuracy"), "params": run.get("params"),
            "train_time_s": _train_time(run), "n": None, "source": "index",
-           "status": run.get("status"),
-           **selection_metrics(metric_rows, run.get("best_metric") or "rho")}
+           "status": run.get("status"), **selection}
     group = group_of(run.get("config"))
     if group:
         row["group"] = group
@@ -198,7 +200,8 @@ _SELECTED = (("rho", "rho", 1.0), ("l2", "l2", 1.0), ("rl2", "rl2x100", 100.0),
 def selection_metrics(metric_rows: list[dict], best_metric: str = "rho") -> dict:
     """A run's test metrics under both selection protocols (:data:`SELECTIONS`), as the columns
     ``<metric>_official`` and ``<metric>_honest`` (rho, l2, rl2x100, accuracy) and
-    ``honest_epoch`` ("7 (val rho)" / "10 (last epoch)").
+    ``honest_epoch`` ("7 (val rho)" / "10 (last epoch)"); ``held_out_epoch``, the epoch chosen on
+    the validation split, where the run has one.
 
     official: each metric's best over the test epochs, independently (``aqa.metrics.summarize``);
     honest: the epoch chosen by ``best_metric`` on the held-out validation split when the run has
@@ -218,6 +221,8 @@ def selection_metrics(metric_rows: list[dict], best_metric: str = "rho") -> dict
                 out[f"{key}_{proto}"] = scale * part[name]
     if honest:
         out["honest_epoch"] = f"{honest['epoch']} ({honest['selected_on']})"
+    if summary["honest"] is not None:  # the epoch best.pt was chosen at, on held-out data
+        out["held_out_epoch"] = summary["honest"]["epoch"]
     return out
 
 

@@ -246,6 +246,20 @@ def test_cli_compare_folds_a_group_and_lists_members(runs_dir, capsys):
     assert "add --paper BENCHMARK" in capsys.readouterr().err
 
 
+def test_cli_compare_honest_epoch_is_chosen_on_held_out_data(runs_dir, capsys):
+    from aqa.cli import main
+
+    group = {"id": "g-20261206-130000-0001", "kind": "seeds", "protocol": "seeds", "size": 1,
+             "aggregate": "mean", "member": "0"}
+    write_member(runs_dir, group, [0.9, 0.5, 0.7], val_rho=[0.1, 0.8, 0.3])
+    assert main(["compare", group["id"], "--boot", "0", "--format", "json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["rho_official"], row["rho_honest"]) == (0.9, 0.5)
+    assert row["members"][0]["honest_epoch"] == "2 (val rho)"
+    # --epoch best is best.pt's epoch: chosen on the held-out split (not the index's test best)
+    assert (row["members"][0]["epoch"], row["rho"]) == (2, 0.5)
+
+
 @pytest.fixture
 def no_start(monkeypatch):
     """Submissions create their runs; the queue's start only records them (nothing trains)."""

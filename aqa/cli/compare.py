@@ -50,7 +50,8 @@ def cmd_compare(args) -> int:
             raise RunError(f"run {run_id} is not in the index; run `python -m aqa index`")
         metrics = index.run_metrics(root, run_id, split="test")
         epoch = _epoch(args.epoch, run, metrics)
-        rows.append(compare.run_row(run, epoch, metrics, n_boot=args.boot))
+        held_out = index.run_metrics(root, run_id, split="val")  # the honest protocol's choice
+        rows.append(compare.run_row(run, epoch, metrics + held_out, n_boot=args.boot))
     rows = compare.group_rows(rows)
     if args.members:
         rows = compare.with_members(rows)
