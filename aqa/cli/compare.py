@@ -17,7 +17,9 @@ def add_parsers(sub) -> None:
                         "group brings its whole group, shown as one row (mean ± std of the "
                         "finished members); none: only --paper rows")
     p.add_argument("--epoch", default="best",
-                   help="which checkpoint of each run: best (default), last, or an epoch number")
+                   help="which checkpoint of each run: best (default: best.pt's epoch, chosen on "
+                        "held-out data where the run has a validation split), last, or an epoch "
+                        "number")
     p.add_argument("--paper", action="append", default=[], metavar="BENCHMARK",
                    help="add the published rows of a benchmark (mtl_aqa, aqa7, finediving, fisv, "
                         "rg; a dataset name works too); repeatable")
