@@ -29,11 +29,10 @@ if chosen:
                "test clips (1,000 resamples) from the epoch's predictions file.")
     cols = st.columns(min(len(chosen), 4))
     for i, run_id in enumerate(chosen):
-        run = runs[run_id]
-        choices = comparing.epoch_choices(run)
+        run, evaluated_rows = runs[run_id], comparing.evaluation_rows(runs_dir, run_id)
+        choices = comparing.epoch_choices(run, evaluated_rows)
         pick = cols[i % len(cols)].selectbox(run_id[-30:], list(choices), key=f"cmp_ep:{run_id}")
-        rows.append(compare.run_row(run, choices[pick],
-                                    comparing.metric_rows(runs_dir, run_id, split="test"),
+        rows.append(compare.run_row(run, choices[pick], evaluated_rows,
                                     label=f"{run_id} ({pick})"))
 
 group_rows = [comparing.group_row(runs_dir, groups[g], runs) for g in chosen_groups]
@@ -75,7 +74,8 @@ if all_rows:
         t2.code(compare.to_latex(all_rows), language="latex")
 for row in group_rows:
     with st.expander(f"Member runs of {row['group_id']} ({row['runs']} finished)"):
-        st.dataframe(tables.comparison_frame(row["members"]), hide_index=True, width="stretch",
+        st.dataframe(tables.comparison_frame(compare.with_members([row])[1:]), hide_index=True,
+                     width="stretch",
                      key=f"members:{row['group_id']}")
 
 st.subheader("Reproducibility ledger")
@@ -94,6 +94,8 @@ for col, (fmt, fn, mime) in zip(c, (("csv", compare.to_csv, "text/csv"),
                                     ("tex", compare.to_latex, "text/x-tex"))):
     col.download_button(f"Ledger {fmt}", fn(ledger), f"ledger.{fmt}", mime,
                         icon=":material/download:", key=f"dl_ledger_{fmt}", on_click="ignore")
+with st.expander("Ledger source (Markdown)"):
+    st.code(compare.to_markdown(ledger), language="markdown")
 
 if chosen:
     st.subheader("Learning curves")

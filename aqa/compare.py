@@ -19,6 +19,8 @@ import math
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import numpy as np
+
 from aqa import metrics as M
 from aqa import papers
 
@@ -110,12 +112,15 @@ def run_row(run: dict, epoch: int | None, metric_rows: list[dict], n_boot: int =
             label: str | None = None) -> dict:
     """One comparison row for ``run`` (an index ``runs`` row) at ``epoch`` (None: best epoch).
 
-    ``metric_rows`` are the run's index ``metrics`` rows; the predictions CSV of that epoch, when
+    ``metric_rows`` are the run's index ``metrics`` rows (test, and val: the honest protocol of
+    :func:`selection_metrics` chooses its epoch on them); the predictions CSV of that epoch, when
     present, gives the bootstrap CI, L2 and RL2 recomputed from the raw predictions.
     """
     test_epochs = sorted({r["epoch"] for r in metric_rows if r["split"] == "test"})
-    if epoch is None:
-        epoch = run.get("best_epoch") or (test_epochs[-1] if test_epochs else None)
+    selection = selection_metrics(metric_rows, run.get("best_metric") or "rho")
+    if epoch is None:  # best.pt's epoch: chosen on held-out data where the run has some
+        epoch = (selection.get("held_out_epoch") or run.get("best_epoch")
+                 or (test_epochs[-1] if test_epochs else None))
     logged = _metrics_at(metric_rows, epoch) if epoch is not None else {}
     row = {"label": label or f"{run['id']} @ epoch {epoch}", "kind": "run", "run_id": run["id"],
            "method": run.get("method"), "dataset": run.get("dataset"), "epoch": epoch,
@@ -124,8 +129,7 @@ def run_row(run: dict, epoch: int | None, metric_rows: list[dict], n_boot: int =
            "rl2x100": 100.0 * logged["rl2"] if logged.get("rl2") is not None else None,
            "accuracy": logged.get("accuracy"), "params": run.get("params"),
            "train_time_s": _train_time(run), "n": None, "source": "index",
-           "status": run.get("status"),
-           **selection_metrics(metric_rows, run.get("best_metric") or "rho")}
+           "status": run.get("status"), **selection}
     group = group_of(run.get("config"))
     if group:
         row["group"] = group
@@ -196,14 +200,13 @@ _SELECTED = (("rho", "rho", 1.0), ("l2", "l2", 1.0), ("rl2", "rl2x100", 100.0),
 def selection_metrics(metric_rows: list[dict], best_metric: str = "rho") -> dict:
     """A run's test metrics under both selection protocols (:data:`SELECTIONS`), as the columns
     ``<metric>_official`` and ``<metric>_honest`` (rho, l2, rl2x100, accuracy) and
-    ``honest_epoch`` ("7 (val rho)" / "10 (last epoch)").
+    ``honest_epoch`` ("7 (val rho)" / "10 (last epoch)"); ``held_out_epoch``, the epoch chosen on
+    the validation split, where the run has one.
 
-    official: each metric's best over the test epochs, independently (``aqa.evaluate.summarize``);
+    official: each metric's best over the test epochs, independently (``aqa.metrics.summarize``);
     honest: the epoch chosen by ``best_metric`` on the held-out validation split when the run has
     one, else the last evaluated epoch: no choice made on the test split either way."""
-    from aqa.evaluate import summarize  # the one definition of both protocols
-
-    summary = summarize(metric_rows, best_metric)
+    summary = M.summarize(metric_rows, best_metric)  # the one definition of both protocols
     honest = summary["honest"]
     if honest is None:
         epochs = sorted({r["epoch"] for r in metric_rows if r.get("split") == "test"
@@ -218,6 +221,8 @@ def selection_metrics(metric_rows: list[dict], best_metric: str = "rho") -> dict
                 out[f"{key}_{proto}"] = scale * part[name]
     if honest:
         out["honest_epoch"] = f"{honest['epoch']} ({honest['selected_on']})"
+    if summary["honest"] is not None:  # the epoch best.pt was chosen at, on held-out data
+        out["held_out_epoch"] = summary["honest"]["epoch"]
     return out
 
 
@@ -256,8 +261,6 @@ def fold_group(members: list[dict]) -> dict:
     member rows are kept in ``members``; a ``classes`` group lists each member's rho by class in
     ``per_class``. Several runs of one member label (a member run again after a crash) count
     once: the last finished of them."""
-    import numpy as np
-
     info = members[0]["group"]
     gid, kind = info["id"], info.get("kind") or "runs"
     aggregate = info.get("aggregate") or "mean"
@@ -305,7 +308,8 @@ def _latest_per_member(members: list[dict]) -> list[dict]:
     by_label: dict[str, list[dict]] = {}
     for m in members:
         by_label.setdefault(str(m["group"].get("member")), []).append(m)
-    return [([r for r in rs if r.get("status") == "finished"] or rs)[-1] for rs in by_label.values()]
+    return [([r for r in rs if r.get("status") == "finished"] or rs)[-1]
+            for rs in by_label.values()]
 
 
 def _one_of(values) -> object:
@@ -323,21 +327,21 @@ def group_member_ids(runs: Iterable[dict], group_id: str) -> list[str]:
 
 def with_members(rows: list[dict]) -> list[dict]:
     """``rows`` (after :func:`group_rows`) with each group row followed by its member rows,
-    labelled ``member <seed/fold/class>: <run label>``."""
+    labelled ``member <seed/fold/class> (<status>): <run label>``."""
     out = []
     for r in rows:
         out.append(r)
-        for m in r.get("members") or []:
-            out.append({**m, "label": f"member {m['group'].get('member')}: {m['label']}"})
+        out += [{**m, "label": f"member {m['group'].get('member')} ({m.get('status')}): "
+                                f"{m['label']}"} for m in r.get("members") or []]
     return out
 
 
 # ---------------------------------------------------------------- the reproducibility ledger
 
-_LEDGER_KEYS = ("label", "kind", "method", "dataset", "protocol", "runs", "rho", "rl2x100",
-                "reproduced_rho", "paper_rho", "setup", "rho_official", "rho_honest",
-                "honest_epoch", "rl2x100_official", "rl2x100_honest", "source", "provenance",
-                "note", "per_class")
+# the columns of our rows in the ledger: both protocols, never one "ρ" that hides its choice
+_LEDGER_KEYS = ("label", "kind", "method", "dataset", "protocol", "runs", "rho_official",
+                "rho_honest", "honest_epoch", "rl2x100_official", "rl2x100_honest", "source",
+                "provenance", "note")
 
 
 def gap_row(gap: papers.ReproductionGap) -> dict:
@@ -365,9 +369,8 @@ def ledger_rows(benchmark: str, ours: Iterable[dict] = ()) -> list[dict]:
             out += [g for g in gaps if g["method"] == r["method"]]
     out += [g for g in gaps if g["method"] not in last]
     for r in ours:
-        row = {k: r.get(k) for k in _LEDGER_KEYS if k not in ("rho", "rl2x100", "per_class")}
-        row.update({f"{k}_std": r.get(f"{k}_std") for k in GROUP_METRICS if r.get(f"{k}_std") is not None})
-        out.append(row)
+        spread = {f"{k}_std": r[f"{k}_std"] for k in _LEDGER_KEYS if r.get(f"{k}_std") is not None}
+        out.append({k: r.get(k) for k in _LEDGER_KEYS} | spread)
     return out
 
 
@@ -381,7 +384,8 @@ def table_columns(rows: list[dict], std: bool = False) -> list[tuple[str, str]]:
             ("protocol", "protocol"), ("runs", "runs (finished / group)"), ("epoch", "epoch"),
             ("rho", "ρ"), ("rho_ci", "ρ 95% CI"), ("l2", "L2"),
             ("rl2x100", "RL2 (×100)"), ("accuracy", "accuracy"),
-            ("rho_official", "ρ official (best on test)"), ("rho_honest", "ρ honest (held-out / last)"),
+            ("rho_official", "ρ official (best on test)"),
+            ("rho_honest", "ρ honest (held-out / last)"),
             ("honest_epoch", "honest epoch"), ("l2_official", "L2 official"),
             ("l2_honest", "L2 honest"), ("rl2x100_official", "RL2 (×100) official"),
             ("rl2x100_honest", "RL2 (×100) honest"), ("accuracy_official", "accuracy official"),

@@ -7,11 +7,16 @@ p: predictions, y: ground truth, both over the evaluated split.
                ground truth (the MTL-AQA test split: 104.5 - 0.0); papers report rl2 x 100
     accuracy   mean((p > threshold) == label)
     fisher_z_mean  tanh(mean(arctanh(rho_i))): AQA-7's "Avg. Corr."
+
+summarize: a run's best results under both selection protocols (official and honest), from its
+metric rows.
 """
 
 from __future__ import annotations
 
+import csv
 import math
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -102,3 +107,51 @@ def bootstrap_ci(p: Sequence[float], y: Sequence[float],
 def regression_metrics(p: Sequence[float], y: Sequence[float]) -> dict[str, float]:
     """The per-epoch evaluation set: rho, l2, rl2."""
     return {"rho": spearman(p, y), "l2": l2(p, y), "rl2": rl2(p, y)}
+
+
+HIGHER_IS_BETTER = {"rho": True, "accuracy": True, "l2": False, "rl2": False, "tiou_50": True,
+                    "tiou_75": True}
+
+
+def _best(scored: list[tuple[float, int]], higher: bool) -> tuple[float, int]:
+    """The best (value, epoch); on a tie the earliest epoch, as the loop's best.pt keeps it."""
+    sign = 1 if higher else -1
+    return max(scored, key=lambda ve: (sign * ve[0], -ve[1]))
+
+
+def summarize(metric_rows: list[dict], best_metric: str = "rho",
+              predictions_dir: str | Path | None = None) -> dict:
+    """Best results of a run, both ways, from its metric rows (the index's or the event log's).
+
+    official: each test metric's best over the epochs, independently (rho max, L2 and RL2 min,
+              possibly from different epochs), as the papers' code reports them;
+    honest:   one epoch, chosen by ``best_metric`` on the held-out validation split, with all its
+              test metrics; None when the run had no validation split.
+    With ``predictions_dir``, each gets the bootstrap 95% interval of its rho.
+    """
+    by_split: dict[str, dict[int, dict[str, float]]] = {}
+    for r in metric_rows:
+        if r.get("split") in ("val", "test") and r.get("value") is not None:
+            by_split.setdefault(r["split"], {}).setdefault(r["epoch"], {})[r["name"]] = r["value"]
+    test, val = by_split.get("test", {}), by_split.get("val", {})
+    official = {}
+    for name in ("rho", "l2", "rl2", "accuracy", "tiou_50", "tiou_75"):
+        scored = [(m[name], e) for e, m in test.items() if name in m]
+        if scored:
+            value, epoch = _best(scored, HIGHER_IS_BETTER[name])
+            official[name], official[f"{name}_epoch"] = value, epoch
+    honest = None
+    candidates = [(m[best_metric], e) for e, m in val.items() if best_metric in m and e in test]
+    if candidates:
+        _, epoch = _best(candidates, HIGHER_IS_BETTER.get(best_metric, True))
+        honest = {"epoch": epoch, "selected_on": f"val {best_metric}", **test[epoch]}
+    if predictions_dir is not None:
+        for part, epoch in ((official, official.get("rho_epoch")),
+                            (honest, (honest or {}).get("epoch"))):
+            path = Path(predictions_dir) / f"test_epoch_{epoch:03d}.csv" if epoch else None
+            if part is not None and path is not None and path.exists():
+                with open(path, newline="") as f:
+                    rows = list(csv.DictReader(f))
+                part["rho_ci95"] = list(bootstrap_ci([float(r["pred"]) for r in rows],
+                                                       [float(r["true"]) for r in rows]))
+    return {"official": official, "honest": honest}

@@ -25,7 +25,8 @@ def test_compare_shows_a_group_as_one_row_with_its_members_and_the_ledger(runs_d
     assert row["ρ official (best on test)"].startswith("0.7000 ± ")
     members = at.dataframe[1].value  # inside the expander, before the ledger
     assert len(members) == 3 and members["ρ"].tolist() == ["0.6000", "0.8000", "0.1000"]
-    assert "Member runs of" in at.expander[-1].label and "2/3" in at.expander[-1].label
+    assert members["run / reference"].iloc[0].startswith("member 0 (finished): ")
+    assert f"Member runs of {GID} (2/3 finished)" in [e.label for e in at.expander]
     ledger = at.dataframe[-1].value
     gaps = ledger[ledger["provenance"] == "public issue"]
     assert "public issue: TPT" in gaps["run / reference"].tolist()

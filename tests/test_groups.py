@@ -235,7 +235,8 @@ def test_cli_compare_folds_a_group_and_lists_members(runs_dir, capsys):
     assert row["rho_official"] == pytest.approx(0.7) and len(row["members"]) == 3
     assert main(["compare", "g-20261206-120000-abcd", "--members", "--format", "csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 1 + 1 + 3 and lines[2].startswith("member 0: ")
+    assert len(lines) == 1 + 1 + 3 and lines[2].startswith("member 0 (finished): ")
+    assert lines[4].startswith("member 2 (") and "(finished)" not in lines[4]
     assert main(["compare", "g-20990101-000000-0000"]) == 2
     assert "no run of group g-20990101-000000-0000" in capsys.readouterr().err
     assert main(["compare", paths[1].name, "--ledger", "--paper", "mtl_aqa", "--format", "md"]) == 0
@@ -243,6 +244,20 @@ def test_cli_compare_folds_a_group_and_lists_members(runs_dir, capsys):
     assert "public issue: TPT" in md and "ρ official (best on test)" in md and "2/3" in md
     assert main(["compare", paths[1].name, "--ledger"]) == 2  # synthetic: no benchmark
     assert "add --paper BENCHMARK" in capsys.readouterr().err
+
+
+def test_cli_compare_honest_epoch_is_chosen_on_held_out_data(runs_dir, capsys):
+    from aqa.cli import main
+
+    group = {"id": "g-20261206-130000-0001", "kind": "seeds", "protocol": "seeds", "size": 1,
+             "aggregate": "mean", "member": "0"}
+    write_member(runs_dir, group, [0.9, 0.5, 0.7], val_rho=[0.1, 0.8, 0.3])
+    assert main(["compare", group["id"], "--boot", "0", "--format", "json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["rho_official"], row["rho_honest"]) == (0.9, 0.5)
+    assert row["members"][0]["honest_epoch"] == "2 (val rho)"
+    # --epoch best is best.pt's epoch: chosen on the held-out split (not the index's test best)
+    assert (row["members"][0]["epoch"], row["rho"]) == (2, 0.5)
 
 
 @pytest.fixture

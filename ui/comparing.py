@@ -16,6 +16,12 @@ def metric_rows(runs_dir: Path, run_id: str, split: str | None = None,
     return index.run_metrics(runs_dir, run_id, split=split, name=name)
 
 
+def evaluation_rows(runs_dir: Path, run_id: str) -> list[dict]:
+    """A run's test and validation metric rows: what ``aqa.compare.run_row`` needs for both
+    selection protocols (the honest one chooses its epoch on the validation rows)."""
+    return metric_rows(runs_dir, run_id, split="test") + metric_rows(runs_dir, run_id, split="val")
+
+
 def metric_names(runs_dir: Path, run_ids: list[str]) -> list[tuple[str, str]]:
     return index.metric_names(runs_dir, run_ids)
 
@@ -26,30 +32,37 @@ def groups(runs: dict[str, dict]) -> dict[str, dict]:
     for run in runs.values():
         group = compare.group_of(run.get("config"))
         if group and group["id"] not in out:
-            out[group["id"]] = {**group, "ids": compare.group_member_ids(runs.values(), group["id"])}
+            ids = compare.group_member_ids(runs.values(), group["id"])
+            out[group["id"]] = {**group, "ids": ids}
     return out
 
 
 def group_label(group: dict, runs: dict[str, dict]) -> str:
     members = [runs[i] for i in group["ids"]]
-    done = sum(m.get("status") == "finished" for m in members)
+    label = {i: compare.group_of(runs[i].get("config"))["member"] for i in group["ids"]}
+    done = len({label[m["id"]] for m in members if m.get("status") == "finished"})
     first = members[0]
-    return (f"{group['id']} · {group.get('protocol') or group.get('kind')} · {first['method']} · "
-            f"{first['dataset']} · {done}/{max(group.get('size') or 0, len(members))} finished")
+    size = max(group.get("size") or 0, len(set(label.values())))  # a rerun member counts once
+    return (f"{group['id']} · {group.get('protocol') or group.get('kind')} · {first['method']} "
+            f"· {first['dataset']} · {done}/{size} finished")
 
 
 def group_row(runs_dir: Path, group: dict, runs: dict[str, dict]) -> dict:
     """One comparison row for a group: its members at their best epochs, folded
     (``aqa.compare.fold_group``: mean ± std of the finished members; ``members`` keeps them)."""
-    members = [compare.run_row(runs[i], None, metric_rows(runs_dir, i, split="test"), n_boot=0)
+    members = [compare.run_row(runs[i], None, evaluation_rows(runs_dir, i), n_boot=0)
                for i in group["ids"]]
     return compare.fold_group(members)
 
 
-def epoch_choices(run: dict) -> dict[str, int | None]:
-    """Label -> epoch for one run: its best epoch, then every epoch with test predictions."""
+def epoch_choices(run: dict, rows: list[dict] | None = None) -> dict[str, int | None]:
+    """Label -> epoch for one run: its best epoch (chosen on held-out data where ``rows``, its
+    test and val metric rows, have a validation split), then every epoch with test predictions."""
     choices: dict[str, int | None] = {}
-    if run.get("best_epoch"):
+    held_out = compare.selection_metrics(rows).get("held_out_epoch") if rows else None
+    if held_out:
+        choices[f"best on held-out (epoch {held_out})"] = held_out
+    elif run.get("best_epoch"):
         choices[f"best (epoch {run['best_epoch']})"] = run["best_epoch"]
     for e in reversed(compare.prediction_epochs(run["run_dir"])):
         choices[f"epoch {e}"] = e

@@ -17,7 +17,9 @@ def add_parsers(sub) -> None:
                         "group brings its whole group, shown as one row (mean ± std of the "
                         "finished members); none: only --paper rows")
     p.add_argument("--epoch", default="best",
-                   help="which checkpoint of each run: best (default), last, or an epoch number")
+                   help="which checkpoint of each run: best (default: best.pt's epoch, chosen on "
+                        "held-out data where the run has a validation split), last, or an epoch "
+                        "number")
     p.add_argument("--paper", action="append", default=[], metavar="BENCHMARK",
                    help="add the published rows of a benchmark (mtl_aqa, aqa7, finediving, fisv, "
                         "rg; a dataset name works too); repeatable")
@@ -50,7 +52,8 @@ def cmd_compare(args) -> int:
             raise RunError(f"run {run_id} is not in the index; run `python -m aqa index`")
         metrics = index.run_metrics(root, run_id, split="test")
         epoch = _epoch(args.epoch, run, metrics)
-        rows.append(compare.run_row(run, epoch, metrics, n_boot=args.boot))
+        held_out = index.run_metrics(root, run_id, split="val")  # the honest protocol's choice
+        rows.append(compare.run_row(run, epoch, metrics + held_out, n_boot=args.boot))
     rows = compare.group_rows(rows)
     if args.members:
         rows = compare.with_members(rows)
@@ -110,7 +113,8 @@ def _ledger(rows: list[dict], benches: list[str]) -> list[dict]:
     from aqa.errors import ConfigError
 
     if not benches:
-        benches = list(dict.fromkeys(b for r in rows if (b := compare.benchmark_of(r.get("dataset") or ""))))
+        found = (compare.benchmark_of(r.get("dataset") or "") for r in rows)
+        benches = list(dict.fromkeys(b for b in found if b))
     if not benches:
         raise ConfigError("--ledger: which benchmark? the runs are on none of the published "
                           "benchmarks; add --paper BENCHMARK")

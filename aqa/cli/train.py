@@ -157,7 +157,7 @@ def _train_seeds(args, runs_dir, request) -> int:
     else:
         print(f"group {group_id}: {args.seeds} runs, seeds {base}..{base + args.seeds - 1}")
         print("\n".join(run_ids))
-        print(f"compare them: python -m aqa compare {' '.join(run_ids)}")
+        print(f"compare them: python -m aqa compare {group_id} [--members]")
     return 0
 
 
