@@ -113,7 +113,10 @@ def system_figures(series: dict) -> list[tuple[str, go.Figure]]:
         key, title = SYSTEM_GROUPS.get(name.split("/")[0], (name, name))
         groups.setdefault(key, (title, []))[1].append(_trace(s["step"], s["value"], name, "lines"))
     keys = sorted(groups, key=lambda k: (order.index(k) if k in order else len(order), k))
-    return [(f"sys-{k}", metric_figure(groups[k][0], groups[k][1], "step")) for k in keys]
+    figs = [(f"sys-{k}", metric_figure(groups[k][0], groups[k][1], "step")) for k in keys]
+    for _, fig in figs:  # quantities >= 0; a constant lr of 1e-3 would otherwise sit on a +-1 axis
+        fig.update_yaxes(rangemode="tozero")
+    return figs
 
 
 # ---------------------------------------------------------------- one checkpoint's predictions
@@ -124,6 +127,7 @@ def error_histogram_figure(label: str, rows: list[dict]) -> go.Figure:
     centres = (edges[:-1] + edges[1:]) / 2
     fig = go.Figure([go.Bar(x=centres.tolist(), y=counts.tolist(),
                             width=(edges[1:] - edges[:-1]).tolist(), name="clips",
+                            marker_line=dict(width=1, color="white"),
                             customdata=list(zip(edges[:-1].tolist(), edges[1:].tolist())),
                             hovertemplate="%{customdata[0]:.3g} to %{customdata[1]:.3g}: "
                                           "%{y} clips<extra></extra>")])
