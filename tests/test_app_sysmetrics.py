@@ -59,12 +59,18 @@ def test_run_page_shows_system_section_downloads_and_prediction_charts(runs_dir,
     assert "confusion matrix · test, aqa eval of best.pt" in _titles(at)
 
 
-def test_run_without_system_metrics_says_why(runs_dir, synthetic_root):
+def test_run_without_system_metrics_says_why_and_a_large_log_gives_its_tail(
+        runs_dir, synthetic_root, monkeypatch):
+    from ui import runview
     path = seed_run(runs_dir, "crashed", synthetic_root)
     (path / store.JOB_JSON).unlink()  # an old or odd run: no job.json to download
     index.sync(runs_dir)
+    monkeypatch.setattr(runview, "FULL_DOWNLOAD_BYTES", 40)  # stdout.log is 51 bytes
     at = app("runs", run=path.name)
     no_exception(at)
     assert any("No system metrics" in c.value for c in at.caption)
-    job = next(d for d in at.get("download_button") if d.proto.label == store.JOB_JSON)
-    assert job.proto.disabled
+    labels = {d.proto.label: d.proto for d in at.get("download_button")}
+    assert labels[store.JOB_JSON].disabled
+    assert "stdout.log (last 40 bytes)" in labels
+    note = next(c.value for c in at.caption if c.value.startswith("stdout.log is 51 bytes"))
+    assert str(path / store.STDOUT_LOG) in note

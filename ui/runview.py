@@ -224,15 +224,16 @@ def artifacts(run_id: str, path: Path, row: dict) -> None:
         f = path / name
         size = f.stat().st_size if f.is_file() else None
         whole = size is not None and size <= FULL_DOWNLOAD_BYTES
-        col.download_button(name if whole or size is None else f"{name} (last 64 MiB)",
+        label = name if whole or size is None else f"{name} (last {_mib(FULL_DOWNLOAD_BYTES)})"
+        col.download_button(label,
                             data=(lambda f=f, n=FULL_DOWNLOAD_BYTES: tail_bytes(f, n)),
                             file_name=f"{run_id}-{name}" if whole else f"{run_id}-tail-{name}",
                             mime=mime, key=f"art-{name}", on_click="ignore",
                             disabled=size is None, icon=":material/download:",
                             help=_mib(size) if size is not None else "not written")
         if size is not None and not whole:
-            notes.append(f"{name} is {_mib(size)}: the button gives its last 64 MiB; "
-                         f"the whole file is {f}")
+            notes.append(f"{name} is {_mib(size)}: the button gives its last "
+                         f"{_mib(FULL_DOWNLOAD_BYTES)}; the whole file is {f}")
     for note in notes:
         st.caption(note)
     predictions(run_id, path, row)
