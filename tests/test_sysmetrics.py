@@ -48,7 +48,7 @@ def test_trainer_logs_system_metrics_every_log_every_steps(runs_dir, synthetic_r
             want = 0.001 * lr_factor(e["epoch"] - 1, cfg, 2)
             assert v == pytest.approx(want * (0.1 if e["name"] == "lr/backbone" else 1.0))
         elif e["name"] == "step_time":
-            assert 0 < v < 60
+            assert 0 < v < 120  # seconds; generous: a shared CI machine can be slow
         elif e["name"] == "data_wait":
             step_time = next(s["value"] for s in sys_events
                              if s["name"] == "step_time" and s["step"] == e["step"])
