@@ -54,13 +54,16 @@ def predictions_path(run_dir: str | Path, epoch: int, split: str = "test") -> Pa
 
 
 def read_predictions(path: str | Path) -> list[dict]:
-    """Rows ``{id, true, pred[, class]}`` of a predictions CSV (numbers as floats)."""
+    """Rows ``{id, true, pred[, class][, pred_class]}`` of a predictions CSV (numbers as floats;
+    ``pred_class``, a classification run's predicted class, an int)."""
     with open(path, newline="") as f:
         rows = []
         for row in csv.DictReader(f):
             out = {"id": row["id"], "true": float(row["true"]), "pred": float(row["pred"])}
             if row.get("class"):
                 out["class"] = row["class"]
+            if row.get("pred_class"):
+                out["pred_class"] = int(row["pred_class"])
             rows.append(out)
     return rows
 

@@ -76,6 +76,7 @@ class TrainConfig:
     keep_epoch_checkpoints: bool = False  # also keep checkpoints/epoch_NNN.pt for every epoch
     heartbeat_s: float = 30.0  # seconds between heartbeat events while training
     val_fraction: float = 0.0  # share of the training split held out to pick the best epoch honestly (0 = best on test, the papers' protocol)
+    system_metrics: bool = True  # every log_every steps, log lr, step time, data wait, CPU RSS and GPU use as metric events (split "sys")
 
 
 @dataclass

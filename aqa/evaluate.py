@@ -49,13 +49,19 @@ def predict_rows(method, model: torch.nn.Module, dataset, device: torch.device, 
     return rows
 
 
-def write_predictions(path: Path, rows: list[tuple[str, float, float]]) -> None:
-    """``id,true,pred`` CSV, written to a temp file and renamed."""
+def write_predictions(path: Path, rows: list[tuple[str, float, float]],
+                      classes: Sequence[int] | None = None) -> None:
+    """``id,true,pred`` CSV, written to a temp file and renamed. A classification method's
+    ``classes`` (``Method.predicted_classes``: one a row) add a last column ``pred_class``."""
     tmp = path.with_suffix(path.suffix + ".tmp")
     with open(tmp, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["id", "true", "pred"])
-        w.writerows(rows)
+        if classes is None:
+            w.writerow(["id", "true", "pred"])
+            w.writerows(rows)
+        else:
+            w.writerow(["id", "true", "pred", "pred_class"])
+            w.writerows((*r, c) for r, c in zip(rows, classes, strict=True))
     os.replace(tmp, path)
 
 
@@ -96,7 +102,7 @@ def evaluate_checkpoint(ref: str | Path, *, split: str = "test", runs_dir: str |
     lo, hi = M.bootstrap_ci(p, y)
     target = Path(out) if out else ckpt.parent.parent / "predictions" / f"{split}_eval_{ckpt.stem}.csv"
     target.parent.mkdir(parents=True, exist_ok=True)
-    write_predictions(target, rows)
+    write_predictions(target, rows, method.predicted_classes([r[2] for r in rows]))
     out = {"checkpoint": str(ckpt), "split": split, "samples": len(rows), "metrics": result,
            "rho_ci95": [lo, hi], "rl2_x100": result["rl2"] * 100 if "rl2" in result else None,
            "predictions": str(target),

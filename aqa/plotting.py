@@ -1,4 +1,5 @@
-"""Pure helpers for charts: keep a series small enough to draw without losing its extremes.
+"""Pure helpers for charts: keep a series small enough to draw without losing its extremes, and
+the numbers of a checkpoint's prediction charts (errors, their histogram, a confusion matrix).
 
 A screen is ~2,000 pixels wide, so a learning curve of 100,000 steps is drawn from at most a few
 thousand points. :func:`minmax_downsample` keeps, for each of ``buckets`` equal-count slices of
@@ -42,3 +43,46 @@ def minmax_downsample(x: Sequence[float], y: Sequence[float],
         keep.add(int(lo + np.nanargmax(part)))
     idx = np.fromiter(sorted(keep), dtype=np.int64)
     return xs[idx], ys[idx]
+
+
+# ---------------------------------------------------------------- one checkpoint's predictions
+# The numbers the run view draws from a predictions CSV (rows {id, true, pred[, pred_class]} as
+# aqa.compare.read_predictions gives them); the figures themselves are built in ui/charts.py.
+
+HIST_MAX_BINS = 50
+
+
+def prediction_errors(rows: Sequence[dict]) -> np.ndarray:
+    """``pred - true`` of each row (positive: the model scored too high)."""
+    return np.array([r["pred"] - r["true"] for r in rows], dtype=np.float64)
+
+
+def error_histogram(errors: Sequence[float],
+                    max_bins: int = HIST_MAX_BINS) -> tuple[np.ndarray, np.ndarray]:
+    """``(edges, counts)`` of ``errors`` (NaN left out): numpy's "auto" bins, at most
+    ``max_bins``; one bin of width 1 around the value when every error is the same."""
+    e = np.asarray(errors, dtype=np.float64)
+    e = e[~np.isnan(e)]
+    if e.size == 0:
+        return np.zeros(0), np.zeros(0, dtype=np.int64)
+    edges = np.histogram_bin_edges(e, bins="auto")
+    if len(edges) - 1 > max_bins:
+        edges = np.histogram_bin_edges(e, bins=max_bins)
+    counts, edges = np.histogram(e, bins=edges)
+    return edges, counts
+
+
+def confusion_matrix(true: Sequence[float], pred_class: Sequence[int]) -> tuple[list[int], np.ndarray]:
+    """``(classes, counts)``: ``counts[i, j]`` rows whose true class is ``classes[i]`` and
+    predicted class ``classes[j]``. True values are labels (0., 1., ...), rounded to ints;
+    ``classes`` are every class seen on either side, ascending."""
+    t = [int(round(v)) for v in true]
+    p = [int(v) for v in pred_class]
+    if len(t) != len(p):
+        raise ValueError(f"{len(t)} true labels but {len(p)} predicted classes")
+    classes = sorted(set(t) | set(p))
+    at = {c: i for i, c in enumerate(classes)}
+    counts = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    for a, b in zip(t, p):
+        counts[at[a], at[b]] += 1
+    return classes, counts

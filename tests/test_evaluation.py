@@ -44,7 +44,7 @@ def test_a_run_with_a_validation_split(runs_dir, fast_overrides):
     assert local.run_status(path) == "finished", (path / "stdout.log").read_text()[-2000:]
     index.sync(runs_dir)
     metric_rows = index.run_metrics(runs_dir, path.name)
-    assert {r["split"] for r in metric_rows} == {"train", "val", "test"}
+    assert {r["split"] for r in metric_rows} == {"train", "val", "test", "sys"}  # sys: the trainer's system metrics
     s = summarize(metric_rows, "rho", path / "predictions")
     assert s["honest"]["epoch"] in (1, 2) and "rho_ci95" in s["official"]
     assert (path / "predictions" / "val_epoch_002.csv").read_text().count("\n") == 1 + 4  # 18*0.25

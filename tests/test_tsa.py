@@ -426,6 +426,9 @@ def test_train_tsa_on_frfs_end_to_end(tmp_path, runs_dir):
                     if e["type"] == "metric" and e.get("split") == "test"}
     assert {"accuracy", "rho"} <= set(test_metrics) and test_metrics["accuracy"] in (0.0, 0.5, 1.0)
     assert events[-1]["status"] == "finished"
+    preds = (run / "predictions" / "test_epoch_001.csv").read_text().splitlines()
+    assert preds[0] == "id,true,pred,pred_class"  # a classification: the predicted class too
+    assert all(int(r.split(",")[3]) == int(float(r.split(",")[2]) > 0.5) for r in preds[1:])
     result = Scorer.from_checkpoint(run / "checkpoints" / "best.pt").score(
         write_clip(tmp_path / "jump.mp4"))
     assert result.method == "tsa" and result.notes[-1].startswith("tube: estimated from motion")

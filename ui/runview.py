@@ -1,4 +1,5 @@
-"""One run's page: header, live charts, stdout tail, checkpoints and the run's actions."""
+"""One run's page: header, live charts (losses, metrics, the "System" section), stdout tail,
+checkpoints, artifacts (downloads; per-checkpoint prediction charts) and the run's actions."""
 
 from __future__ import annotations
 
@@ -11,20 +12,22 @@ import streamlit as st
 from aqa import compare, jobs
 from aqa.errors import AQAError
 from aqa.runs import index, store
-from ui import charts, common, tables
+from aqa.runs.events import EVENTS_FILE
+from ui import charts, common, comparing, tables
 
 ACTIVE = ("running", "queued")
 LIVE_EVERY_S = 2.0
 TAIL_BYTES = 64_000
+# A log or event file up to this size downloads whole; a larger one downloads as its last this
+# many bytes (from a line start), and the page gives its path: a 1 GB log is never held in memory.
+FULL_DOWNLOAD_BYTES = 64 * 2**20
 
 
 def stdout_tail(path: Path, lines: int = 40) -> str:
     log = path / store.STDOUT_LOG
     if not log.exists():
         return "(no output yet)"
-    with open(log, "rb") as f:
-        f.seek(max(0, log.stat().st_size - TAIL_BYTES))
-        text = f.read().decode(errors="replace")
+    text = tail_bytes(log, TAIL_BYTES).decode(errors="replace")
     return "\n".join(text.splitlines()[-lines:]) or "(no output yet)"
 
 
@@ -57,6 +60,7 @@ def show(runs_dir: Path, run_id: str) -> None:
     results(runs_dir, run_id, path, row)
     live(runs_dir, run_id, path, row["status"] in ACTIVE)
     checkpoints(runs_dir, run_id, path, row)
+    artifacts(run_id, path, row)
     with st.expander("Resolved config (run.json)"):
         st.json(store.read_run(path).get("config", {}), expanded=False)
 
@@ -125,18 +129,29 @@ def live(runs_dir: Path, run_id: str, path: Path, active: bool) -> None:
         last_step = max((max(s["step"] or [0]) for s in series.values()), default=0)
         st.caption(f"{points} metric points · last step {last_step}"
                    + (" · updating every 2 s" if active else ""))
+        system, series = charts.split_system(series)
         figs = charts.run_figures(series)
         if not figs:
             st.info("No metrics logged yet.")
-        cols = st.columns(2)
-        for i, (key, fig) in enumerate(figs):
-            cols[i % 2].plotly_chart(fig, key=f"chart-{key}", config={"displaylogo": False})
+        _chart_grid(figs)
+        st.markdown("**System**")
+        if system:
+            _chart_grid(charts.system_figures(system))
+        else:
+            st.caption("No system metrics: the trainer logs them every train.log_every steps "
+                       "(off with train.system_metrics=false, absent in older runs).")
         with st.expander("Output (stdout.log, last 40 lines)", expanded=active):
             st.code(stdout_tail(path), language=None)
         if active and row and row.get("status") not in ACTIVE:
             st.rerun()  # the run ended: redraw the page (actions, checkpoints) without polling
 
     _live()
+
+
+def _chart_grid(figs: list) -> None:
+    cols = st.columns(2)
+    for i, (key, fig) in enumerate(figs):
+        cols[i % 2].plotly_chart(fig, key=f"chart-{key}", config={"displaylogo": False})
 
 
 def checkpoints(runs_dir: Path, run_id: str, path: Path, row: dict) -> None:
@@ -177,6 +192,105 @@ def checkpoints(runs_dir: Path, run_id: str, path: Path, row: dict) -> None:
         if result["source"] == "index":
             st.warning("No predictions file for this epoch; showing the logged metrics only.")
         st.dataframe(tables.comparison_frame([result]), hide_index=True, width="stretch")
+
+
+def tail_bytes(path: Path, limit: int) -> bytes:
+    """The file's bytes, or its last ``limit`` bytes from the first line start inside them."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        if size <= limit:
+            return f.read()
+        f.seek(size - limit)
+        data = f.read(limit)
+    nl = data.find(b"\n")
+    return data[nl + 1:] if 0 <= nl < len(data) - 1 else data
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB" if size >= 2**20 else f"{size:,} bytes"
+
+
+ARTIFACTS = ((store.RUN_JSON, "application/json"), (store.JOB_JSON, "application/json"),
+             (store.STDOUT_LOG, "text/plain"), (EVENTS_FILE, "application/jsonl"))
+
+
+def artifacts(run_id: str, path: Path, row: dict) -> None:
+    """Download buttons for the run's files (read on click, a large log bounded to its tail)
+    and the charts of one predictions file."""
+    st.subheader("Artifacts")
+    cols = st.columns(len(ARTIFACTS))
+    notes = []
+    for col, (name, mime) in zip(cols, ARTIFACTS):
+        f = path / name
+        size = f.stat().st_size if f.is_file() else None
+        whole = size is not None and size <= FULL_DOWNLOAD_BYTES
+        label = name if whole or size is None else f"{name} (last {_mib(FULL_DOWNLOAD_BYTES)})"
+        col.download_button(label,
+                            data=(lambda f=f, n=FULL_DOWNLOAD_BYTES: tail_bytes(f, n)),
+                            file_name=f"{run_id}-{name}" if whole else f"{run_id}-tail-{name}",
+                            mime=mime, key=f"art-{name}", on_click="ignore",
+                            disabled=size is None, icon=":material/download:",
+                            help=_mib(size) if size is not None else "not written")
+        if size is not None and not whole:
+            notes.append(f"{name} is {_mib(size)}: the button gives its last "
+                         f"{_mib(FULL_DOWNLOAD_BYTES)}; the whole file is {f}")
+    for note in notes:
+        st.caption(note)
+    predictions(run_id, path, row)
+
+
+def prediction_label(name: str, best_epoch: int | None) -> str:
+    """``test_epoch_003.csv`` -> "test, epoch 3 (best)"; ``test_eval_best.csv`` -> "test, aqa
+    eval of best.pt"; any other file name as it is."""
+    stem = name.removesuffix(".csv")
+    split, _, rest = stem.partition("_")
+    kind, _, tag = rest.partition("_")
+    if kind == "epoch" and tag.isdigit():
+        best = " (best)" if split != "val" and best_epoch == int(tag) else ""
+        return f"{split}, epoch {int(tag)}{best}"
+    if kind == "eval" and tag:
+        return f"{split}, aqa eval of {tag}.pt"
+    return name
+
+
+def predictions(run_id: str, path: Path, row: dict) -> None:
+    folder = path / "predictions"
+    names = sorted(p.name for p in folder.glob("*.csv")) if folder.is_dir() else []
+    if not names:
+        st.caption("No predictions yet: each evaluation writes predictions/<split>_epoch_NNN.csv.")
+        return
+    best = row.get("best_epoch")
+    default = f"test_epoch_{best:03d}.csv" if best else None
+    if default not in names:
+        tests = [n for n in names if n.startswith("test_epoch_")]
+        default = tests[-1] if tests else names[-1]
+    c = st.columns([3, 1], vertical_alignment="bottom")
+    chosen = c[0].selectbox("Predictions", names, index=names.index(default), key="pred_pick",
+                            format_func=lambda n: prediction_label(n, best),
+                            help="the predictions one evaluation wrote: a split after an epoch, "
+                                 "or `aqa eval` of a checkpoint")
+    f = folder / chosen
+    c[1].download_button("Download CSV", data=lambda: f.read_bytes(),
+                         file_name=f"{run_id}-{chosen}", mime="text/csv", key="pred_dl",
+                         on_click="ignore", icon=":material/download:")
+    try:
+        rows = compare.read_predictions(f)
+    except (OSError, ValueError, KeyError) as exc:
+        st.warning(f"Cannot read {f}: {exc}. Evaluate the checkpoint again to rewrite it "
+                   "(`python -m aqa eval RUN`).")
+        return
+    if not rows:
+        st.caption(f"{chosen} has no rows.")
+        return
+    label = prediction_label(chosen, best)
+    classes = all("pred_class" in r for r in rows)
+    cols = st.columns(3 if classes else 2)
+    cols[0].plotly_chart(comparing.scatter_figure(f"predicted vs true · {label}", rows),
+                         key="pred-scatter")
+    cols[1].plotly_chart(charts.error_histogram_figure(f"error · {label}", rows), key="pred-hist")
+    if classes:
+        cols[2].plotly_chart(charts.confusion_figure(f"confusion matrix · {label}", rows),
+                             key="pred-confusion")
 
 
 def filtered(rows: list[dict], statuses: list[str], methods: list[str], datasets: list[str],

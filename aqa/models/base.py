@@ -158,6 +158,11 @@ class Method:
         from aqa import metrics as M
         return M.regression_metrics(preds, labels)
 
+    def predicted_classes(self, preds: list[float]) -> list[int] | None:
+        """The class each prediction stands for, for a classification method (the predictions
+        CSV's ``pred_class`` column, the confusion matrix of the run view); None: a regression."""
+        return None
+
     def compare_clips(self, model: nn.Module, batch_a: dict, batch_b: dict,
                       state: dict | None = None) -> dict[str, Any]:
         """Head to head for pair methods: ``{"score_a", "score_b", "difference" (B - A)}``."""

@@ -362,6 +362,11 @@ class _TubeNetwork(Method):
             return {"accuracy": M.accuracy(preds, labels), "rho": M.spearman(preds, labels)}
         return M.regression_metrics(preds, labels)
 
+    def predicted_classes(self, preds: list[float]) -> list[int] | None:
+        if self.head_kind == "bce":  # fall when p > 0.5, the class M.accuracy counts
+            return [int(p > 0.5) for p in preds]
+        return None
+
     def score_clip(self, model: nn.Module, batch: dict, state: dict | None = None) -> dict[str, Any]:
         tubes, sources = self.tubes(batch)
         out = model(batch["video"], tubes=tubes).float()

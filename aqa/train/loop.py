@@ -41,6 +41,7 @@ from aqa.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, se
 from aqa.train.distributed import DistContext
 from aqa.train.optim import build_optimizer, build_scheduler
 from aqa.train.stopflag import STOP
+from aqa.train.sysmetrics import SPLIT as SYS_SPLIT, SystemMetrics
 
 HIGHER_IS_BETTER = {"rho": True, "accuracy": True, "l2": False, "rl2": False}
 
@@ -109,6 +110,9 @@ class Trainer:
         self.best: dict = {"metric": cfg.train.best_metric, "value": None, "epoch": None}
         self._t0 = time.time()
         self._steps_this_attempt = 0
+        # lr, step time, data wait, RSS, GPU use every log_every steps (aqa.train.sysmetrics)
+        self.sysmetrics = (SystemMetrics(self.device)
+                           if cfg.train.system_metrics and dist.is_main else None)
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -211,7 +215,8 @@ class Trainer:
 
     def _write_predictions(self, split: str, rows: list[tuple[str, float, float]]) -> None:
         if self.dist.is_main:
-            write_predictions(self.pred_dir / f"{split}_epoch_{self.epoch:03d}.csv", rows)
+            write_predictions(self.pred_dir / f"{split}_epoch_{self.epoch:03d}.csv", rows,
+                              self.method.predicted_classes([r[2] for r in rows]))
 
     def _is_better(self, value: float) -> bool:
         """The first evaluation always makes a best.pt (even with an undefined metric, e.g. rho
@@ -259,7 +264,8 @@ class Trainer:
         self.method.set_train_mode(self.ddp)  # train(), with frozen BN where the method says
         self.optimizer.zero_grad(set_to_none=True)
         n_batches = len(loader)
-        for i, batch in enumerate(loader, start=1):
+        batches = self.sysmetrics.batches(loader) if self.sysmetrics else loader
+        for i, batch in enumerate(batches, start=1):
             batch = _to_device(batch, self.device)
             with self._autocast():
                 losses = self.method.losses(self.ddp, batch)
@@ -282,6 +288,8 @@ class Trainer:
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 self.optimizer.zero_grad(set_to_none=True)
+            if self.sysmetrics:
+                self.sysmetrics.step_done()
             if self.step % cfg.train.log_every == 0:
                 self._log_step(epoch, losses)
             if boundary and self._stop_agreed():
@@ -296,6 +304,9 @@ class Trainer:
     def _log_step(self, epoch: int, losses: dict) -> None:
         for name, v in losses.items():
             self.events.metric(name, float(v.detach()), epoch=epoch, step=self.step, split="train")
+        if self.sysmetrics:
+            for name, v in self.sysmetrics.sample(self.optimizer).items():
+                self.events.metric(name, v, epoch=epoch, step=self.step, split=SYS_SPLIT)
         eta = self._eta()
         lr = self.optimizer.param_groups[0]["lr"]
         rate = self._steps_this_attempt / max(1e-9, time.time() - self._t0)
