@@ -11,7 +11,7 @@ import streamlit as st
 from aqa import compare, jobs
 from aqa.errors import AQAError
 from aqa.runs import index, store
-from ui import charts, common, tables
+from ui import charts, common, hygiene, tables
 
 ACTIVE = ("running", "queued")
 LIVE_EVERY_S = 2.0
@@ -54,6 +54,7 @@ def show(runs_dir: Path, run_id: str) -> None:
     st.caption(f"{row['method']} on {row['dataset']} · started {common.fmt_time(row['started'])}"
                f" · {path}")
     actions(path, row)
+    hygiene.run_controls(runs_dir, row)
     results(runs_dir, run_id, path, row)
     live(runs_dir, run_id, path, row["status"] in ACTIVE)
     checkpoints(runs_dir, run_id, path, row)
