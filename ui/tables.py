@@ -37,8 +37,8 @@ def _column_values(values: list) -> list:
 
 def runs_frame(rows: list[dict], positions: dict[str, int] | None = None,
                records: list[dict] | None = None, columns: list[str] = ()) -> pd.DataFrame:
-    """The runs table; ``columns`` (config keys, metrics: ``aqa.runs.query``) come after the
-    fixed ones, their cells from ``records`` (one a row)."""
+    """The runs table; ``columns`` (config keys, metrics: ``aqa.runs.query``) come after
+    "best ρ", their cells from ``records`` (one a row)."""
     positions = positions or {}
     data = []
     for r in rows:
@@ -56,8 +56,9 @@ def runs_frame(rows: list[dict], positions: dict[str, int] | None = None,
             "id": r["id"],
         })
     frame = pd.DataFrame(data, columns=COLUMNS)
-    for c in [c for c in columns if c not in COLUMNS]:
-        frame[c] = _column_values([rec.get(c) for rec in records or [{}] * len(rows)])
+    at = COLUMNS.index("best ρ") + 1  # the chosen columns come after the result, where they show
+    for i, c in enumerate([c for c in columns if c not in COLUMNS]):
+        frame.insert(at + i, c, _column_values([rec.get(c) for rec in records or [{}] * len(rows)]))
     return frame
 
 
