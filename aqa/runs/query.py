@@ -244,11 +244,12 @@ def fields(node: Node) -> set[str]:
 # ---------------------------------------------------------------- records and columns
 
 def flat_config(config: dict, prefix: str = "") -> dict[str, Any]:
-    """``{"optim": {"lr": 1e-3}}`` -> ``{"optim.lr": 0.001}``; other values as they are."""
+    """``{"optim": {"lr": 1e-3}}`` -> ``{"optim.lr": 0.001}``; other values as they are (an empty
+    section has no key)."""
     out: dict[str, Any] = {}
     for key, value in (config or {}).items():
         name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
+        if isinstance(value, dict):
             out.update(flat_config(value, f"{name}."))
         else:
             out[name] = value
