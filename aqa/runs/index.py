@@ -332,14 +332,16 @@ def best_test_metrics(runs_dir: str | os.PathLike, run_ids: list[str]) -> dict[s
     ``HIGHER_IS_BETTER[name] is False``: l2, rl2) over the runs' test epochs."""
     if not run_ids:
         return {}
-    marks = ",".join("?" * len(run_ids))
+    few = len(run_ids) <= 500  # else every run's (one pass; no SQL variable limit)
+    where = f" AND run_id IN ({','.join('?' * len(run_ids))})" if few else ""
     with open_index(runs_dir) as db:
         rows = db.execute(f"SELECT run_id, name, max(value), min(value) FROM metrics "
-                          f"WHERE split='test' AND value IS NOT NULL AND run_id IN ({marks}) "
-                          f"GROUP BY run_id, name", run_ids).fetchall()
+                          f"WHERE split='test' AND value IS NOT NULL{where} "
+                          f"GROUP BY run_id, name", run_ids if few else []).fetchall()
     out: dict[str, dict] = {r: {} for r in run_ids}
     for run_id, name, hi, lo in rows:
-        out[run_id][name] = hi if HIGHER_IS_BETTER.get(name, True) else lo
+        if run_id in out:
+            out[run_id][name] = hi if HIGHER_IS_BETTER.get(name, True) else lo
     return out
 
 
