@@ -68,8 +68,9 @@ def actions(runs_dir: Path, rows: list[dict], key: str) -> None:
 
 def run_controls(runs_dir: Path, row: dict) -> None:
     """One run's name, note and tags, and its archive / delete actions (its page)."""
-    with st.expander(f"Name, tags and note{' · ' + ', '.join(row['tags']) if row.get('tags') else ''}"
-                     f"{' · archived' if row.get('archived') else ''}"):
+    said = [row.get("name") or "", ", ".join(row.get("tags") or []),
+            "archived" if row.get("archived") else ""]
+    with st.expander(" · ".join(["Name, tags and note"] + [s for s in said if s])):
         if st.session_state.get("h_for") != (row["id"], row.get("name"), row.get("note")):
             st.session_state["h_for"] = (row["id"], row.get("name"), row.get("note"))
             st.session_state["h_name"] = row.get("name") or ""

@@ -140,7 +140,7 @@ def cmd_runs(args) -> int:
         index.sync(runs_dir)
         row = index.get_run(runs_dir, path.name) or {}
         from aqa.evaluate import summarize
-        info = {"run": {k: v for k, v in row.items() if k != "config"},
+        info = {"run": {k: v for k, v in row.items() if k not in ("config", "meta_sig")},
                 "spec": store.read_run(path), "job": store.read_job(path),
                 "checkpoints": index.run_checkpoints(runs_dir, path.name),
                 "results": summarize(index.run_metrics(runs_dir, path.name),
@@ -156,6 +156,10 @@ def cmd_runs(args) -> int:
                   f"epoch     {r.get('epoch')}/{r.get('epochs')}\n"
                   f"best      {r.get('best_metric')} = {r.get('best_value')} "
                   f"(epoch {r.get('best_epoch')})\ndirectory {path}")
+            for label, value in (("name", r.get("name")), ("tags", ", ".join(r.get("tags") or [])),
+                                 ("note", r.get("note")), ("archived", r.get("archived") or None)):
+                if value:
+                    print(f"{label:<9} {value}")
             off, hon = info["results"]["official"], info["results"]["honest"]
             if off:
                 print("official  (best of each test metric, as the papers report): " + "  ".join(
