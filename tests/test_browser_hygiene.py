@@ -1,6 +1,6 @@
 """Real browser (headless Chromium, one Streamlit server): the Runs page opened with a filter in
-its URL shows only the matching runs, and a tag added from the page is stored, shown and
-filters."""
+its URL shows only the matching runs, a tag added from the page is stored and shown, and the
+config diff and parallel coordinates draw."""
 
 from __future__ import annotations
 
@@ -60,3 +60,15 @@ def test_url_filter_and_tag_from_the_ui(server, page):
     wait_for(lambda: "fav" in grid_text(page), timeout=30, what="the tag in the table")
     assert meta.read_meta(high)["tags"] == meta.read_meta(other)["tags"] == []
     shot(page, "runs_tagged")
+
+    # the filter cleared from the page (and the URL): the diff and the parallel coordinates
+    where_box = page.locator('input[aria-label="Filter"]')
+    where_box.fill("")
+    where_box.press("Enter")
+    page.get_by_text("3 of 3 runs").wait_for()
+    assert "where=" not in page.url
+    page.get_by_text("Config diff of two runs").click()
+    page.get_by_text(re.compile(r"^\d+ differing key\(s\)$")).wait_for()
+    page.get_by_text("Parallel coordinates: hyperparameters").click()
+    page.locator(".js-plotly-plot .parcoords").first.wait_for()
+    shot(page, "runs_diff_parallel")

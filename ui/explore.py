@@ -52,7 +52,7 @@ def to_url() -> None:
 def controls(keys: list[str]) -> None:
     """The filter box, the column picker and the archived toggle (state in the URL)."""
     from_url()
-    c = st.columns([4, 4, 1.2], vertical_alignment="bottom")
+    c = st.columns([4, 4, 1.5], vertical_alignment="bottom")
     c[0].text_input("Filter", key="f_where", placeholder="optim.lr<1e-3 and rho>0.9",
                     help="comparisons (< <= > >= == != contains) of config keys (optim.lr), "
                          "metrics (rho, l2, rl2: best on test) and fields (method, status, "
@@ -161,7 +161,8 @@ def parallel(view: query.View) -> None:
         return
     c = st.columns([1, 3])
     metric = c[0].selectbox("Metric", metrics, key="pc_metric")
-    dims = c[1].multiselect("Axes", sorted(set(numeric_keys) | set(view.columns)),
+    kept = st.session_state.get("pc_dims") or []  # still offered when the filter drops them
+    dims = c[1].multiselect("Axes", sorted(set(numeric_keys) | set(view.columns) | set(kept)),
                             default=[d for d in view.columns if d != metric], key="pc_dims",
                             help="the table's chosen columns by default")
     if not dims:
