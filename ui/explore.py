@@ -146,7 +146,7 @@ def parallel_figure(records: list[dict], dims: list[str], metric: str) -> go.Fig
         dimensions=dimensions,
         line={"color": color, "colorscale": "Viridis", "showscale": True,
               "reversescale": not index.HIGHER_IS_BETTER.get(metric, True)}))
-    fig.update_layout(height=420, margin={"l": 60, "r": 60, "t": 60, "b": 30},
+    fig.update_layout(height=440, margin={"l": 60, "r": 60, "t": 100, "b": 30},
                       title=f"{len(recs)} run(s) with {metric}")
     return fig
 
