@@ -68,6 +68,7 @@ def test_picked_runs_tag_archive_delete(three):
     at.button(key="h_many_delete").click().run()
     no_exception(at)
     assert not three["high"].exists() and len(table_ids(at)) == 2
+    assert not at.checkbox(key="h_many_sure").value  # the next delete asks again
 
 
 def test_run_page_name_note_tag_and_running_run_not_deletable(runs_dir):

@@ -61,6 +61,7 @@ def actions(runs_dir: Path, rows: list[dict], key: str) -> None:
             common.show_error(exc)
             return
         st.session_state["h_done"] = f"deleted {len(ids)} run(s)"
+        st.session_state.pop(f"{key}_sure", None)  # the next delete asks again
         if "run" in st.query_params:  # the page of a run that is gone: back to the list
             del st.query_params["run"]
         st.rerun()
