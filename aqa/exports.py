@@ -76,18 +76,10 @@ def epoch_points(points: list[dict]) -> list[dict]:
 
 def flatten_config(config: dict, prefix: str = "") -> dict[str, str | int | float | bool]:
     """``{"train": {"lr": 1e-3}}`` -> ``{"train.lr": 0.001}``; lists as JSON, None as "None"."""
-    out: dict = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten_config(value, f"{name}."))
-        elif isinstance(value, (bool, int, float, str)):
-            out[name] = value
-        elif value is None:
-            out[name] = "None"
-        else:
-            out[name] = json.dumps(value, default=str)
-    return out
+    from aqa.runs.query import flat_config
+
+    return {k: v if isinstance(v, (bool, int, float, str)) else "None" if v is None
+            else json.dumps(v, default=str) for k, v in flat_config(config, prefix).items()}
 
 
 def run_files(run_dir: Path, checkpoints: bool = True) -> list[tuple[Path, str]]:

@@ -13,7 +13,7 @@ from aqa import compare, jobs
 from aqa.errors import AQAError
 from aqa.runs import index, store
 from aqa.runs.events import EVENTS_FILE
-from ui import charts, common, comparing, tables
+from ui import charts, common, comparing, hygiene, tables
 
 ACTIVE = ("running", "queued")
 LIVE_EVERY_S = 2.0
@@ -57,6 +57,7 @@ def show(runs_dir: Path, run_id: str) -> None:
     st.caption(f"{row['method']} on {row['dataset']} · started {common.fmt_time(row['started'])}"
                f" · {path}")
     actions(path, row)
+    hygiene.run_controls(runs_dir, row)
     results(runs_dir, run_id, path, row)
     live(runs_dir, run_id, path, row["status"] in ACTIVE)
     checkpoints(runs_dir, run_id, path, row)

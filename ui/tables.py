@@ -7,8 +7,8 @@ import streamlit as st
 
 from ui.common import fmt_duration, run_duration, status_label
 
-COLUMNS = ["open", "status", "method", "dataset", "epoch", "ETA", "best ρ", "started", "duration",
-           "id"]
+COLUMNS = ["open", "name", "status", "method", "dataset", "epoch", "ETA", "best ρ", "started",
+           "duration", "tags", "id"]
 
 
 def queue_positions(rows: list[dict]) -> dict[str, int]:
@@ -25,30 +25,51 @@ def _status(r: dict, positions: dict[str, int]) -> str:
     return status_label(r["status"]) + (f" #{pos}" if pos else "")
 
 
-def runs_frame(rows: list[dict], positions: dict[str, int] | None = None) -> pd.DataFrame:
+def _column_values(values: list) -> list:
+    """A chosen config/metric column's cells: numbers stay numbers when every cell is one (or
+    empty); otherwise each cell is its text, so a column of mixed types still displays."""
+    from aqa.runs.query import as_text
+
+    if all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values):
+        return values
+    return [None if v is None else as_text(v) for v in values]
+
+
+def runs_frame(rows: list[dict], positions: dict[str, int] | None = None,
+               records: list[dict] | None = None, columns: list[str] = ()) -> pd.DataFrame:
+    """The runs table; ``columns`` (config keys, metrics: ``aqa.runs.query``) come after
+    "best ρ", their cells from ``records`` (one a row)."""
     positions = positions or {}
     data = []
     for r in rows:
         data.append({
             "open": f"/runs?run={r['id']}",
-            "status": _status(r, positions),
+            "name": r.get("name") or "",
+            "status": _status(r, positions) + (" · archived" if r.get("archived") else ""),
             "method": r["method"], "dataset": r["dataset"],
             "epoch": f"{r['epoch'] or 0}/{r['epochs'] or '?'}",
             "ETA": fmt_duration(r["eta_s"]) if r["status"] == "running" else "–",
             "best ρ": r["best_rho"],
             "started": pd.to_datetime(r["started"], unit="s") if r.get("started") else None,
             "duration": fmt_duration(run_duration(r)),
+            "tags": ", ".join(r.get("tags") or []),
             "id": r["id"],
         })
-    return pd.DataFrame(data, columns=COLUMNS)
+    frame = pd.DataFrame(data, columns=COLUMNS)
+    at = COLUMNS.index("best ρ") + 1  # the chosen columns come after the result, where they show
+    for i, c in enumerate([c for c in columns if c not in COLUMNS]):
+        frame.insert(at + i, c, _column_values([rec.get(c) for rec in records or [{}] * len(rows)]))
+    return frame
 
 
-def show_runs(rows: list[dict], key: str, height: int | str = "auto") -> None:
+def show_runs(rows: list[dict], key: str, height: int | str = "auto",
+              records: list[dict] | None = None, columns: list[str] = ()) -> None:
     if not rows:
         st.caption("none")
         return
     st.dataframe(
-        runs_frame(rows, queue_positions(rows)), hide_index=True, key=key, height=height, width="stretch",
+        runs_frame(rows, queue_positions(rows), records, columns), hide_index=True, key=key,
+        height=height, width="stretch",
         column_config={
             "open": st.column_config.LinkColumn("run", display_text="open", width="small"),
             "best ρ": st.column_config.NumberColumn(format="%.4f"),

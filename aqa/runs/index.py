@@ -26,7 +26,7 @@ from typing import Callable, Iterator, NamedTuple
 
 import sqlite_utils
 
-from aqa.runs import store
+from aqa.runs import meta, store
 from aqa.runs import events as ev
 from aqa.runs.events import EVENTS_FILE, tail
 from aqa.runs.status import status_of
@@ -60,9 +60,18 @@ def _m2_status_note(db: sqlite_utils.Database) -> None:
     db["runs"].add_column("status_note", str)  # e.g. "slurm unreachable: ..." (aqa.runs.status)
 
 
+def _m3_meta(db: sqlite_utils.Database) -> None:
+    # a copy of <run>/meta.json (aqa.runs.meta): display name, tags (JSON list), note, archived;
+    # meta_sig tells ingest when the file changed (rows of older indexes re-read it once)
+    for name, kind in (("name", str), ("tags", str), ("note", str), ("archived", int),
+                       ("meta_sig", str)):
+        db["runs"].add_column(name, kind)
+
+
 MIGRATIONS: list[tuple[int, Callable[[sqlite_utils.Database], None]]] = [
     (1, _m1_initial),
     (2, _m2_status_note),
+    (3, _m3_meta),
 ]
 
 
@@ -128,10 +137,10 @@ def ingest_run(db: sqlite_utils.Database, run_path: Path) -> int:
         db.execute("DELETE FROM metrics WHERE run_id=?", [run_id])
         db.execute("DELETE FROM checkpoints WHERE run_id=?", [run_id])
         row, offset = _new_row(spec, run_path), 0
-    if size == offset and existing:  # no new events: only liveness can have changed
+    if size == offset and existing:  # no new events: only liveness and meta.json can have changed
         before = row["status"], row.get("status_note")
         _refresh_status(row, run_path)
-        if (row["status"], row["status_note"]) != before:
+        if _refresh_meta(row, run_path) or (row["status"], row["status_note"]) != before:
             db["runs"].upsert(row, pk="id")
         return 0
     events, new_offset = tail(events_path, offset) if size > offset else ([], offset)
@@ -142,6 +151,7 @@ def ingest_run(db: sqlite_utils.Database, run_path: Path) -> int:
         if best_dirty:
             _refresh_best(db, row, spec)
         _refresh_status(row, run_path)
+        _refresh_meta(row, run_path)
         db["runs"].upsert(row, pk="id")
         db.execute("COMMIT")
     except BaseException:
@@ -237,6 +247,21 @@ def _refresh_status(row: dict, run_path: Path) -> None:
         row["eta_s"] = None
 
 
+def _refresh_meta(row: dict, run_path: Path) -> bool:
+    """Copy meta.json into the row when the file changed since the last ingest; True if it did."""
+    if row.get("meta_sig") is not None and row["meta_sig"] == meta.meta_signature(run_path):
+        return False
+    row.update(meta.meta_columns(run_path))
+    return True
+
+
+def _forget(db: sqlite_utils.Database, run_id: str) -> None:
+    """Drop every row of a run (its directory is gone)."""
+    for table in ("metrics", "checkpoints"):
+        db.execute(f"DELETE FROM {table} WHERE run_id=?", [run_id])
+    db.execute("DELETE FROM runs WHERE id=?", [run_id])
+
+
 def sync(runs_dir: str | os.PathLike) -> dict:
     """Ingest every run directory of the workspace; drop rows whose directory is gone."""
     runs_dir = Path(runs_dir)
@@ -250,9 +275,7 @@ def sync(runs_dir: str | os.PathLike) -> dict:
             seen.add(path.name)
         gone = [r[0] for r in db.execute("SELECT id FROM runs").fetchall() if r[0] not in seen]
         for run_id in gone:
-            for table in ("metrics", "checkpoints"):
-                db.execute(f"DELETE FROM {table} WHERE run_id=?", [run_id])
-            db.execute("DELETE FROM runs WHERE id=?", [run_id])
+            _forget(db, run_id)
     return {"runs": len(seen), "events": read, "removed": len(gone)}
 
 
@@ -264,13 +287,62 @@ def rebuild(runs_dir: str | os.PathLike) -> dict:
     return sync(runs_dir)
 
 
+def delete_run(runs_dir: str | os.PathLike, run_path: str | os.PathLike) -> None:
+    """Delete a run: its directory with every file (``meta.delete_run_dir``: refused while it is
+    running or queued), then its index rows. Groups or comparisons that named it just lose it."""
+    run_path = Path(run_path)
+    meta.delete_run_dir(run_path)
+    with open_index(runs_dir) as db:
+        _forget(db, run_path.name)
+
+
+def update_meta(runs_dir: str | os.PathLike, run_path: str | os.PathLike, **changes) -> dict:
+    """``meta.update_meta`` then the run's index row at once (no wait for the next sync)."""
+    result = meta.update_meta(run_path, **changes)
+    with open_index(runs_dir) as db:
+        ingest_run(db, Path(run_path))
+    return result
+
+
 # ---------------------------------------------------------------- queries (dicts out)
 
-def list_runs(runs_dir: str | os.PathLike, sync_first: bool = True) -> list[dict]:
+def _decoded(row: dict) -> dict:
+    """An index row as the app and the CLI use it: ``tags`` a list, ``archived`` a bool."""
+    try:
+        tags = json.loads(row.get("tags") or "[]")
+    except ValueError:
+        tags = []
+    row["tags"] = tags if isinstance(tags, list) else []
+    row["archived"] = bool(row.get("archived"))
+    return row
+
+
+def list_runs(runs_dir: str | os.PathLike, sync_first: bool = True,
+              archived: bool = True) -> list[dict]:
+    """Every run's row, newest first; ``archived=False`` leaves the archived ones out."""
     if sync_first:
         sync(runs_dir)
+    where = "" if archived else " WHERE NOT coalesce(archived, 0)"
     with open_index(runs_dir) as db:
-        return list(db.query("SELECT * FROM runs ORDER BY created DESC"))
+        return [_decoded(r) for r in db.query(f"SELECT * FROM runs{where} ORDER BY created DESC")]
+
+
+def best_test_metrics(runs_dir: str | os.PathLike, run_ids: list[str]) -> dict[str, dict]:
+    """``{run id: {metric name: its best test value}}`` (the largest, or the smallest for
+    ``HIGHER_IS_BETTER[name] is False``: l2, rl2) over the runs' test epochs."""
+    if not run_ids:
+        return {}
+    few = len(run_ids) <= 500  # else every run's (one pass; no SQL variable limit)
+    where = f" AND run_id IN ({','.join('?' * len(run_ids))})" if few else ""
+    with open_index(runs_dir) as db:
+        rows = db.execute(f"SELECT run_id, name, max(value), min(value) FROM metrics "
+                          f"WHERE split='test' AND value IS NOT NULL{where} "
+                          f"GROUP BY run_id, name", run_ids if few else []).fetchall()
+    out: dict[str, dict] = {r: {} for r in run_ids}
+    for run_id, name, hi, lo in rows:
+        if run_id in out:
+            out[run_id][name] = hi if HIGHER_IS_BETTER.get(name, True) else lo
+    return out
 
 
 def get_run(runs_dir: str | os.PathLike, run_id: str) -> dict | None:
@@ -307,7 +379,7 @@ def run_checkpoints(runs_dir: str | os.PathLike, run_id: str) -> list[dict]:
 
 def run_row(db: sqlite_utils.Database, run_id: str) -> dict | None:
     rows = list(db.query("SELECT * FROM runs WHERE id=?", [run_id]))
-    return rows[0] if rows else None
+    return _decoded(rows[0]) if rows else None
 
 
 def metric_rows(db: sqlite_utils.Database, run_id: str, after_offset: int = -1,
