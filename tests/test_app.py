@@ -19,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 from aqa.config import build_run_config, to_dict
 from aqa.runs import status, store
 from aqa.runs.events import EVENTS_FILE, EventWriter
-from conftest import FAST, SMALL_CLIPS, wait_for
+from conftest import FAST, SMALL_CLIPS, finish_task, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["home", "launch", "runs", "compare", "score", "data"]
@@ -200,7 +200,7 @@ def test_data_page_extracts_mtl_aqa_frames(runs_dir, synthetic_root, tmp_path):
 def test_data_doctor_and_prepare(runs_dir, synthetic_root):
     at = app("data")
     at.text_input(key="ds_root").set_value(str(synthetic_root))
-    at.button(key="doctor").click().run()
+    finish_task(at.button(key="doctor").click().run(), "doctor")  # it runs in the background
     no_exception(at)
     assert "Data ready: 24 annotated samples: 18 train, 6 test" in at.success[0].value
 
@@ -261,7 +261,9 @@ def _upload_dirs() -> set[str]:
 def _score(at: AppTest, name: str, data: bytes) -> AppTest:
     at.file_uploader(key="upload").set_value((name, data, "video/mp4"))
     at.run()
-    return at.button(key="score_btn").click().run()
+    if at.button(key="score_btn").disabled:  # refused when it was read (the page says why)
+        return at
+    return finish_task(at.button(key="score_btn").click().run(), "score")
 
 
 def test_score_page_scores_an_upload(seeded, synthetic_root):
@@ -423,7 +425,7 @@ def test_score_page_draws_fdtsa_step_transitions_and_lists_exemplars(runs_dir, s
     assert not at.error, [e.value for e in at.error]
     float(at.main.metric[0].value)
     assert any("Predicted step transitions" in m.value for m in at.markdown)
-    assert len(at.get("plotly_chart")) == 1
+    assert [c.key for c in at.get("plotly_chart")] == ["voters", "steps"]  # spread, steps
     assert any("chosen by difficulty" in m.value for m in at.markdown)
     assert len(at.dataframe[0].value) == 3  # the three exemplars
     assert any("no difficulty given" in c.value for c in at.caption), [c.value for c in at.caption]
