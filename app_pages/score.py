@@ -40,7 +40,7 @@ else:
     else:
         st.caption("No sample clips found (../shared/data/clips or the rendered synthetic dives).")
 
-info, start_s, end_s = None, None, None
+info, start_s, end_s, trim_ok = None, None, None, True
 if upload or sample:
     try:
         info = scoring.clip_info(upload, sample)
@@ -66,7 +66,7 @@ if info:
             if b <= a:
                 st.error(f"The end ({b:.2f} s) must come after the start ({a:.2f} s): only the "
                          "frames between them are scored.", icon=":material/error:")
-                info = None
+                trim_ok = False
             else:
                 start_s, end_s = scoring.trim_seconds(a, b, info["duration"])
                 fps = info["fps"] or 1.0
@@ -111,7 +111,7 @@ st.caption(sport_caption)
 
 task = scoring.tasks.get("score")
 if st.button("Score", type="primary", key="score_btn",
-             disabled=not ((upload or sample) and info) or (task is not None and task.running)):
+             disabled=not ((upload or sample) and info and trim_ok) or (task is not None and task.running)):
     try:
         the_scorer = scoring.scorer(ckpt)
     except AQAError as exc:
