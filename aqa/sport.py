@@ -29,6 +29,9 @@ for scoring where they are large enough (:func:`check_frames`).
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import runpy
 import threading
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -115,8 +118,15 @@ def classifier() -> torch.nn.Module:
         return _model[0]
 
 
+@functools.lru_cache(maxsize=1)
 def class_names() -> list[str]:
-    """The 400 Kinetics class names in the order of the logits."""
+    """The 400 Kinetics class names in the order of the logits: torchvision's list
+    (``torchvision/models/_meta.py``, a data-only file, read without importing torchvision's
+    model zoo, which takes seconds)."""
+    spec = importlib.util.find_spec("torchvision")
+    path = Path(spec.origin).parent / "models" / "_meta.py" if spec and spec.origin else None
+    if path is not None and path.is_file():
+        return list(runpy.run_path(str(path))["_KINETICS400_CATEGORIES"])
     from torchvision.models._meta import _KINETICS400_CATEGORIES
 
     return list(_KINETICS400_CATEGORIES)

@@ -27,10 +27,28 @@ SKATING_TOP = [("springboard diving", 0.91), ("jumping into pool", 0.05), ("vaul
 
 @pytest.fixture
 def core_run(runs_dir, synthetic_root):
+    return seed_core_run(runs_dir, synthetic_root)
+
+
+def core_with_bank(synthetic_root: Path):
+    """A tiny CoRe (method, model) whose exemplar bank holds the training split's ids and scores
+    with the model's features of random clips (decoding the 18 training dives would cost
+    seconds and test nothing more here)."""
+    from aqa.models.bank import bank_from
     from test_core import tiny_core
 
-    method, model, _, _ = tiny_core(synthetic_root)
-    method.on_eval_start(model, torch.device("cpu"))
+    method, model, _, clips = tiny_core(synthetic_root)
+    with torch.no_grad():
+        video = torch.randint(0, 256, (len(clips.samples), 3, 8, 32, 32), dtype=torch.uint8,
+                              generator=torch.Generator().manual_seed(0))
+        method._bank = bank_from(clips.samples, model.video_features(video),
+                                 method.cfg.model.exemplar_rule)
+    return method, model
+
+
+def seed_core_run(runs_dir: Path, synthetic_root: Path):
+    """A finished CoRe run (tiny backbone) with an exemplar bank in best.pt, in the index."""
+    method, model = core_with_bank(synthetic_root)
     path = store.create_run(runs_dir, to_dict(method.cfg))
     ckpt = path / "checkpoints" / "best.pt"
     save_checkpoint(ckpt, {"method": "core", "config": to_dict(method.cfg), "epoch": 1, "step": 2,

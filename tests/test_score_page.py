@@ -83,10 +83,9 @@ def test_cli_trims_by_seconds_and_says_the_range(scorer, capsys):
 
 
 def test_pair_method_returns_each_voter_and_the_nearest_exemplars(synthetic_root, tmp_path):
-    from test_core import tiny_core
+    from test_app_scorepage import core_with_bank
 
-    method, model, _, _ = tiny_core(synthetic_root)
-    method.on_eval_start(model, torch.device("cpu"))
+    method, model = core_with_bank(synthetic_root)
     path = tmp_path / "core.pt"
     save_checkpoint(path, {"method": "core", "config": to_dict(method.cfg),
                            "model": model.state_dict(), "exemplar_bank": method._bank})
@@ -143,3 +142,28 @@ def test_sport_check_on_the_real_dive_with_the_real_weights(scorer):
     assert "springboard diving" in skating.message  # the top classes are shown
     none = check_frames(replace(scorer.cfg, dataset="jigsaws"), result.frames)
     assert none.ok is None and "no sport check" in none.message
+
+
+def test_doctor_reports_progress_sample_by_sample(synthetic_root, tmp_path):
+    from aqa.data import doctor
+
+    seen = []
+    report = doctor.check("synthetic", str(synthetic_root), tmp_path,
+                          progress=lambda done, total: seen.append((done, total)))
+    assert report.ok
+    total = sum(report.samples.values())
+    assert seen == [(i, total) for i in range(1, total + 1)]
+
+
+def test_memory_plan_reports_each_configuration(monkeypatch):
+    from aqa import plan as P
+
+    monkeypatch.setattr(P, "measure", lambda *a, **k: [])  # no dry run: the loop is what is tested
+    monkeypatch.setattr(P, "_row", lambda name, *a: {"option": name, "fits": None})
+    cfg = build_run_config("regression", "synthetic", overrides=["data.num_frames=8",
+                                                                 "data.frame_size=32"])
+    seen = []
+    result = P.plan(cfg, "cpu", progress=lambda i, n, name: seen.append((i, n, name)))
+    names = [r["option"] for r in result["rows"] if "accum" not in r["option"]]
+    assert seen == [(i, len(names), n) for i, n in enumerate(names)] + [(len(names), len(names),
+                                                                          "done")]
