@@ -51,7 +51,8 @@ if info:
     if st.session_state.get("trim_clip") != clip_id:  # a new clip: the whole of it by default
         st.session_state.update(trim_clip=clip_id, trim_start=0.0,
                                 trim_end=float(info["duration"]))
-        if not (scoring.tasks.get("score") and scoring.tasks.get("score").running):
+        last = scoring.tasks.get("score")
+        if last is not None and not last.running:
             scoring.tasks.clear("score")  # the last result was another clip's
     c1, c2 = st.columns([3, 2])
     with c2:
@@ -110,8 +111,9 @@ check_sport = st.checkbox("Check that the clip shows the model's sport", value=s
 st.caption(sport_caption)
 
 task = scoring.tasks.get("score")
+busy = task is not None and task.running  # one scoring at a time per session
 if st.button("Score", type="primary", key="score_btn",
-             disabled=not ((upload or sample) and info and trim_ok) or (task is not None and task.running)):
+             disabled=busy or not ((upload or sample) and info and trim_ok)):
     try:
         the_scorer = scoring.scorer(ckpt)
     except AQAError as exc:

@@ -22,7 +22,7 @@ from aqa.registry import METHODS
 from aqa.train.checkpoint import load_checkpoint
 
 MIN_SOURCE_FRAMES = 4  # fewer frames than this is not a performance that can be scored
-STAGES = ("decode", "model", "result")  # what ``score(stage=...)`` reports, in order (video methods)
+STAGES = ("decode", "model", "result")  # what ``score(stage=...)`` reports, in order
 PROGRAM_STAGES = ("features", "model", "result")  # the same for a whole program (GDLT, CoFInAl)
 
 

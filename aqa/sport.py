@@ -8,11 +8,13 @@ gives a number that means nothing.
     dataset                          sport                 Kinetics-400 classes that count
     finediving, mtl_aqa,             diving                springboard diving, diving cliff,
     aqa7 diving / sync_diving_*                            jumping into pool
-    aqa7 gym_vault                   gymnastics (vault)    vault, gymnastics tumbling, somersaulting,
-                                                           cartwheeling, bouncing on trampoline
-    rg                               rhythmic gymnastics   gymnastics tumbling, hula hooping, dancing
-                                                           ballet, cartwheeling, somersaulting,
-                                                           juggling balls, spinning poi
+    aqa7 gym_vault                   gymnastics (vault)    vault, gymnastics tumbling,
+                                                           somersaulting, cartwheeling,
+                                                           bouncing on trampoline
+    rg                               rhythmic gymnastics   gymnastics tumbling, hula hooping,
+                                                           dancing ballet, cartwheeling,
+                                                           somersaulting, juggling balls,
+                                                           spinning poi
     fisv, frfs                       figure skating        ice skating
     aqa7 ski_big_air                 freestyle skiing      skiing (not slalom or crosscountry),
                                                            ski jumping, skiing slalom
@@ -83,7 +85,8 @@ class SportCheck:
         return asdict(self)
 
 
-def sport_of(dataset: str, class_name: str | None = None) -> tuple[str | None, tuple[str, ...], str]:
+def sport_of(dataset: str, class_name: str | None = None
+             ) -> tuple[str | None, tuple[str, ...], str]:
     """(sport, its Kinetics classes, why none) of a model trained on ``dataset`` (AQA-7: of
     ``class_name``; "all" is the union of its sports)."""
     if dataset == "aqa7":
@@ -142,7 +145,7 @@ def classify(frames: np.ndarray, k: int = TOP_K, num_frames: int = FRAMES,
     from aqa.video import sample_indices
 
     picks = sample_indices(len(frames), num_frames)  # a shorter clip repeats frames
-    video = torch.from_numpy(np.ascontiguousarray(frames[picks])).permute(3, 0, 1, 2)  # (3, T, H, W)
+    video = torch.from_numpy(np.ascontiguousarray(frames[picks])).permute(3, 0, 1, 2)  # 3,T,H,W
     video = centre_square(video, size)
     probs = classifier()(video[None], logits=True).softmax(-1)[0]
     top = probs.topk(k)
@@ -151,7 +154,7 @@ def classify(frames: np.ndarray, k: int = TOP_K, num_frames: int = FRAMES,
 
 
 def centre_square(video: torch.Tensor, size: int) -> torch.Tensor:
-    """(3, T, H, W) uint8 -> (3, T, size, size): shorter side to ``size`` (bilinear), centre crop."""
+    """(3, T, H, W) uint8 -> (3, T, size, size): shorter side to ``size``, centre crop."""
     h, w = video.shape[-2:]
     if (h, w) != (size, size):
         scale = size / min(h, w)

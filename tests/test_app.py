@@ -52,6 +52,18 @@ def _write_checkpoint(run_path: Path, cfg) -> Path:
     return path
 
 
+def finish_with_checkpoint(runs_dir: Path, path: Path, ckpt: Path, epoch: int, step: int) -> None:
+    """Record ``ckpt`` as the checkpoint of run ``path`` and the run as finished, in the index."""
+    from aqa.runs import index
+
+    ev = EventWriter(path / EVENTS_FILE)
+    ev.emit("checkpoint", path=str(ckpt.relative_to(path)), epoch=epoch, step=step,
+            size=ckpt.stat().st_size, metrics={"rho": 0.5})
+    ev.emit("status", status="finished", epoch=epoch, step=step)
+    ev.close()
+    index.sync(runs_dir)
+
+
 def seed_run(runs_dir: Path, kind: str, synthetic_root: Path) -> Path:
     """A run that looks ``finished``, ``running`` (this pid) or ``crashed`` (a dead pid)."""
     cfg = build_run_config("regression", "synthetic",
@@ -342,19 +354,13 @@ def test_launch_offers_slurm_when_sbatch_is_on_the_path(runs_dir, tmp_path, monk
 def test_score_page_offers_tsa_the_tube_and_says_which_was_used(runs_dir, synthetic_root):
     """A TSA checkpoint: the page asks which athlete tube to use for an upload (no boxes), and
     the result says which one the score rests on."""
-    from aqa.runs import index
 
     cfg = build_run_config("tsa", "synthetic", overrides=TINY + [
         "backbone.name=tiny3d", "model.clip_starts=0,4", "model.clip_len=4",
         f"data.root={synthetic_root}", f"data.num_clips={SMALL_CLIPS}"])
     path = store.create_run(runs_dir, to_dict(cfg))
     ckpt = _write_checkpoint(path, cfg)
-    ev = EventWriter(path / EVENTS_FILE)
-    ev.emit("checkpoint", path=str(ckpt.relative_to(path)), epoch=2, step=20,
-            size=ckpt.stat().st_size, metrics={"rho": 0.5})
-    ev.emit("status", status="finished", epoch=2, step=20)
-    ev.close()
-    index.sync(runs_dir)
+    finish_with_checkpoint(runs_dir, path, ckpt, epoch=2, step=20)
     at = app("score")
     assert at.radio(key="tube").options == ["Estimated from motion", "The whole frame"]
     at.radio(key="tube").set_value("The whole frame")
@@ -398,7 +404,6 @@ def test_score_page_draws_fdtsa_step_transitions_and_lists_exemplars(runs_dir, s
     import torch
 
     from aqa.registry import METHODS
-    from aqa.runs import index
     from aqa.train.checkpoint import save_checkpoint
 
     cfg = build_run_config("fdtsa", "synthetic", overrides=TINY + [
@@ -412,12 +417,7 @@ def test_score_page_draws_fdtsa_step_transitions_and_lists_exemplars(runs_dir, s
     ckpt = path / "checkpoints" / "best.pt"
     save_checkpoint(ckpt, {"method": "fdtsa", "config": to_dict(cfg), "model": model.state_dict(),
                            "epoch": 2, "step": 10, **method.checkpoint_extras(model)})
-    ev = EventWriter(path / EVENTS_FILE)
-    ev.emit("checkpoint", path=str(ckpt.relative_to(path)), epoch=2, step=10,
-            size=ckpt.stat().st_size, metrics={"rho": 0.5})
-    ev.emit("status", status="finished", epoch=2, step=10)
-    ev.close()
-    index.sync(runs_dir)
+    finish_with_checkpoint(runs_dir, path, ckpt, epoch=2, step=10)
     at = app("score")
     at.text_input(key="dive_number").set_value("")
     at = _score(at, "dive.mp4", (synthetic_root / "clips" / "dive_0003.mp4").read_bytes())

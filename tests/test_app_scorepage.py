@@ -15,10 +15,10 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from aqa.config import to_dict
-from aqa.runs import index, store
-from aqa.runs.events import EVENTS_FILE, EventWriter
+from aqa.runs import store
 from aqa.train.checkpoint import save_checkpoint
 from conftest import finish_task, shared_clip, wait_for
+from test_app import finish_with_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 SKATING_TOP = [("springboard diving", 0.91), ("jumping into pool", 0.05), ("vault", 0.02),
@@ -53,12 +53,7 @@ def seed_core_run(runs_dir: Path, synthetic_root: Path):
     ckpt = path / "checkpoints" / "best.pt"
     save_checkpoint(ckpt, {"method": "core", "config": to_dict(method.cfg), "epoch": 1, "step": 2,
                            "model": model.state_dict(), "exemplar_bank": method._bank})
-    ev = EventWriter(path / EVENTS_FILE)
-    ev.emit("checkpoint", path=str(ckpt.relative_to(path)), epoch=1, step=2,
-            size=ckpt.stat().st_size, metrics={"rho": 0.5})
-    ev.emit("status", status="finished", epoch=1, step=2)
-    ev.close()
-    index.sync(runs_dir)
+    finish_with_checkpoint(runs_dir, path, ckpt, epoch=1, step=2)
     return method
 
 

@@ -280,7 +280,8 @@ def voters_figure(voters: list[float], score: float):
                                marker=dict(size=12, opacity=0.7),
                                hovertemplate="voter's prediction %{x:.2f}<extra></extra>"))
     fig.add_vrect(x0=score - sd, x1=score + sd, opacity=0.2, line_width=0,
-                  fillcolor="#888888", annotation_text="mean ± std", annotation_position="top left")
+                  fillcolor="#888888", annotation_text="mean ± std",
+                  annotation_position="top left")
     fig.add_vline(x=score, line_width=2, annotation_text=f"score {score:.2f}",
                   annotation_position="bottom right")
     fig.update_layout(height=160, margin=dict(l=10, r=10, t=30, b=10), showlegend=False,
@@ -320,12 +321,13 @@ def start_scoring(runs_dir: Path, scorer_, label: str, name: str, data: bytes | 
             if check_sport:
                 from aqa.sport import check_frames, scored_frames
 
-                report(steps.index("sport check") / len(steps), "checking the sport (Kinetics-400 I3D)")
+                report(steps.index("sport check") / len(steps),
+                       "checking the sport (Kinetics-400 I3D)")
                 check = check_frames(scorer_.cfg, result.frames, clip, scored_frames(result))
+        r = result.scored_range
         add_history(runs_dir, {"clip": name, "score": result.score, "checkpoint": label,
                                "difficulty": result.difficulty,
-                               "range_s": [result.scored_range["start_s"], result.scored_range["end_s"]]
-                               if result.scored_range else None})
+                               "range_s": [r["start_s"], r["end_s"]] if r else None})
         report(1.0, "done")
         return {"result": result, "sport_check": check, "name": name, "checkpoint": label}
 
