@@ -135,16 +135,6 @@ def reads_features(method: str | None) -> bool:
         return False
 
 
-def progress_bar(text: str):
-    """A ``progress(done, total)`` callback drawing a Streamlit progress bar."""
-    bar = st.progress(0.0, text=text)
-
-    def update(done: int, total: int) -> None:
-        bar.progress(min(1.0, done / max(1, total)), text=f"{text}: {done} of {total} clips")
-
-    return update
-
-
 def timeline_figure(contributions: dict):
     """Plotly figure: each clip's share of the score at its time (bars), and each grade query's
     attention over the clips (lines, right axis)."""
