@@ -5,7 +5,7 @@ import streamlit as st
 from aqa.data import doctor
 from aqa.errors import AQAError
 from aqa.registry import DATASETS
-from ui import common, data, jobs
+from ui import common, data, jobs, tasks
 
 st.title("Data")
 runs_dir = common.runs_dir()
@@ -18,9 +18,14 @@ root = c2.text_input("Data root", key="ds_root", placeholder="empty = the datase
 
 c = st.columns([1, 1, 3])
 if c[0].button("Run the doctor", icon=":material/medical_services:", type="primary", key="doctor"):
-    with st.spinner("opening every video…"):
-        report = doctor.check(dataset, root or None, runs_dir)
-    data.full_report(report)
+    def run_doctor(report, dataset=dataset, root=root):  # in the background: a bar, file by file
+        return doctor.check(dataset, root or None, runs_dir, progress=lambda n, total: report(
+            *tasks.progress_text(n, total, "samples checked")))
+
+    tasks.start("doctor", run_doctor, f"Doctor on {dataset}", dataset=dataset, root=root)
+doctor_task = tasks.get("doctor")
+if doctor_task is not None and doctor_task.meta == {"dataset": dataset, "root": root}:
+    tasks.show("doctor", data.full_report)
 
 entry = DATASETS.get(dataset)
 PREPARE = {"synthetic": "render the synthetic dives",

@@ -105,6 +105,7 @@ with st.form("launch_form"):
 
 if estimated:
     memory.estimate(method, dataset, [f"backbone.name={backbone}"] + overrides, gpu_arg, gpus)
+memory.panel()  # the estimate's progress, then its plan (it runs in the background)
 
 if submitted:
     overrides = [f"backbone.name={backbone}"] + overrides

@@ -251,10 +251,11 @@ def _row(name: str, overrides: list[str], measured: list[dict], batch: int, accu
 
 def plan(cfg: RunConfig, device: torch.device | str, gpus: list[dict] | None = None,
          inventory: list[dict] | None = None, steps: int = 3, isolate: bool = True,
-         accum_rows: bool = True) -> dict:
+         accum_rows: bool = True, progress=None) -> dict:
     """The memory plan of ``cfg`` on ``device`` (see the module docstring). ``gpus``: inventory
     entries (``free_mb``) of the GPUs the run would use (none for a CPU run); ``inventory``: all
-    of the machine's (``aqa.jobs.gpus.probe_gpus()``), for the notes."""
+    of the machine's (``aqa.jobs.gpus.probe_gpus()``), for the notes. ``progress(done, total,
+    name)``: before each configuration's dry run and once at the end."""
     from aqa.registry import METHODS
 
     device = torch.device(device)
@@ -275,7 +276,9 @@ def plan(cfg: RunConfig, device: torch.device | str, gpus: list[dict] | None = N
         configs.append(("+" + " +".join(o["name"] for o in applied),
                         [x for o in applied for x in o["overrides"]]))
     rows, dry = [], []
-    for name, overrides in configs:
+    for i, (name, overrides) in enumerate(configs):
+        if progress is not None:
+            progress(i, len(configs), name)
         c = apply_overrides(cfg, overrides) if overrides else cfg
         measured = measure(c, device, FIT_BATCHES, steps=steps, isolate=isolate)
         dry.append({"option": name, "points": measured})
@@ -285,6 +288,8 @@ def plan(cfg: RunConfig, device: torch.device | str, gpus: list[dict] | None = N
                 rows.append(_row(f"{name} +accum x{k}", overrides
                                  + [f"train.batch_size={b // k}", f"optim.accum_steps={a * k}"],
                                  measured, b, a, k, device, budget, ddp_mb))
+    if progress is not None:
+        progress(len(configs), len(configs), "done")
     notes = ["model built with random weights: the weights' values do not change memory or time"]
     if device.type == "cpu":
         notes.append("measured on the CPU (peak RSS of a child process above its baseline): a "
@@ -351,11 +356,12 @@ def format_plan(p: dict) -> str:
     return "\n".join(lines)
 
 
-def plan_for(cfg: RunConfig, gpus_arg: str | None, inventory: list[dict], steps: int = 3) -> dict:
+def plan_for(cfg: RunConfig, gpus_arg: str | None, inventory: list[dict], steps: int = 3,
+             progress=None) -> dict:
     """The plan of a run launched with ``--gpus gpus_arg`` on a machine with ``inventory``
-    (what ``aqa plan`` and the app's launch form call)."""
+    (what ``aqa plan`` and the app's launch form call); ``progress``: see :func:`plan`."""
     device, gpus = plan_device(gpus_arg, inventory)
-    return plan(cfg, device, gpus, inventory, steps=steps)
+    return plan(cfg, device, gpus, inventory, steps=steps, progress=progress)
 
 
 def plan_device(gpus_arg: str | None, inventory: list[dict]) -> tuple[torch.device, list[dict]]:

@@ -22,6 +22,33 @@ from aqa.registry import METHODS
 from aqa.train.checkpoint import load_checkpoint
 
 MIN_SOURCE_FRAMES = 4  # fewer frames than this is not a performance that can be scored
+STAGES = ("decode", "model", "result")  # what ``score(stage=...)`` reports, in order
+PROGRAM_STAGES = ("features", "model", "result")  # the same for a whole program (GDLT, CoFInAl)
+
+
+def frame_range(num_frames: int, fps: float, start_s: float | None,
+                end_s: float | None) -> tuple[int, int]:
+    """``[start_s, end_s)`` seconds of a clip of ``num_frames`` at ``fps`` -> (first frame, frame
+    to stop before): the frames whose timestamps ``i / fps`` lie in the range. None = the clip's
+    start / end. A range outside the clip is refused with its duration, not clipped."""
+    duration = num_frames / fps if fps else 0.0
+    if not fps:
+        raise VideoError("the clip does not say its frame rate, so a range in seconds cannot be "
+                         "turned into frames; give --start/--end in frames instead")
+    lo = 0.0 if start_s is None else float(start_s)
+    hi = duration if end_s is None else float(end_s)
+    if lo < 0 or (hi <= lo < duration):
+        raise VideoError(f"the range {lo:g}–{hi:g} s is empty or negative: the start must be "
+                         f"0 or more and before the end")
+    if lo >= duration or hi > duration + 0.5 / fps:
+        raise VideoError(f"the range {lo:g}–{hi:g} s is outside the clip, which lasts "
+                         f"{duration:.2f} s ({num_frames} frames at {fps:g} fps)")
+    return int(np.ceil(lo * fps - 1e-6)), min(num_frames, int(np.ceil(hi * fps - 1e-6)))
+
+
+def _report(stage, name: str, stages: tuple[str, ...]) -> None:
+    if stage is not None:
+        stage(name, stages.index(name), len(stages))
 
 
 @dataclass
@@ -46,6 +73,9 @@ class ScoreResult:
     decoder: str = ""  # what decoded and resized the frames (aqa.data.base.video_decoder)
     contributions: dict | None = None  # feature methods (GDLT, CoFInAl): per-grade and per-clip parts of the score, "clip_seconds" the clips' times
     target: str | None = None  # the score the checkpoint predicts where the dataset has several (rg: total, fisv: tes/pcs)
+    scored_range: dict | None = None  # the part of the clip scored: start/end frame (end excluded), start_s/end_s, fps
+    voters: list[float] | None = None  # pair methods: each voter's predicted score (spread = their std)
+    nearest: list[dict] = field(default_factory=list)  # pair methods: the bank's clips nearest in feature space
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -172,18 +202,34 @@ class Scorer:
     def score(self, video: str | Path, difficulty: float | None = None,
               start: int | None = None, end: int | None = None,
               tube: str | None = None, progress=None,
-              dive_number: str | None = None) -> ScoreResult:
+              dive_number: str | None = None, start_s: float | None = None,
+              end_s: float | None = None, stage=None) -> ScoreResult:
         """``tube``: TSA's athlete tube (auto, motion, full); None keeps the checkpoint's.
         ``dive_number``: FineDiving TSA's exemplars of that dive number (the official protocol).
+        ``start``/``end`` (frames, end excluded) or ``start_s``/``end_s`` (seconds) trim the clip
+        before anything is decoded: only the frames of that range are read (by index, nothing is
+        re-encoded), and ``scored_range`` says which. ``stage(name, index, count)`` is called as
+        each of :data:`STAGES` begins (:data:`PROGRAM_STAGES` for a program).
         A feature method (GDLT, CoFInAl) scores the whole program: its clip features are
         extracted with the checkpoint's recipe first (``progress(done, total)`` per batch of
         clips), see :meth:`score_program`."""
+        if start_s is not None or end_s is not None:
+            if start is not None or end is not None:
+                from aqa.errors import ConfigError
+                raise ConfigError("give the range in frames (start/end) or in seconds "
+                                  "(start_s/end_s), not both")
+            from aqa import video as V
+
+            info = V.probe(video)
+            start, end = frame_range(info.num_frames, info.fps, start_s, end_s)
         if getattr(self.method, "inputs", "video") == "features":
             if start is not None or end is not None:
                 from aqa.errors import ConfigError
                 raise ConfigError(f"{self.cfg.method} scores a whole program: --start/--end "
                                   "trimming is not supported; cut the video first")
+            _report(stage, "features", PROGRAM_STAGES)
             result = self.score_program(video, progress)
+            _report(stage, "result", PROGRAM_STAGES)
             if difficulty is not None:
                 result.notes.append(f"the difficulty given ({difficulty:g}) is not used: "
                                     f"{self.cfg.method} scores the program from its features alone")
@@ -191,12 +237,15 @@ class Scorer:
 
         from aqa.data.base import decoder_note, video_decoder
         t0 = time.perf_counter()
+        _report(stage, "decode", STAGES)
         batch, frames, indices, source = self._batch(video, difficulty, start, end, dive_number)
         if tube:
             batch["tube"] = tube
         t1 = time.perf_counter()
+        _report(stage, "model", STAGES)
         out = self.method.score_clip(self.model, batch, self.state)
         t2 = time.perf_counter()
+        _report(stage, "result", STAGES)
         decoder = video_decoder(self.pipeline(), getattr(self.cfg.data, "video_resize", "decord"))
         notes = []
         if source != len(indices):
@@ -224,7 +273,21 @@ class Scorer:
                            exemplars=out.get("exemplars", []),
                            distribution=out.get("distribution"), spread=out.get("spread"),
                            notes=notes + out.get("notes", []), frames=frames,
-                           decoder=decoder)
+                           decoder=decoder, voters=out.get("voters"),
+                           nearest=out.get("nearest", []),
+                           scored_range=self.scored_range(video, start, source))
+
+    @staticmethod
+    def scored_range(video: str | Path, start: int | None, source: int) -> dict:
+        """The trimmed part of ``video`` that was scored: frames [start_frame, end_frame) and
+        the same in seconds."""
+        from aqa import video as V
+
+        fps = V.probe(video).fps  # learned once per file version: no second open
+        lo = max(0, start or 0)
+        seconds = (lambda f: round(f / fps, 3)) if fps else (lambda f: None)  # noqa: E731
+        return {"start_frame": lo, "end_frame": lo + source, "start_s": seconds(lo),
+                "end_s": seconds(lo + source), "fps": fps}
 
     # ------------------------------------------------------------------ long programs
     def feature_recipe(self) -> dict:

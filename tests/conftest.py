@@ -59,3 +59,12 @@ def shared_clip() -> Path:
 
 
 os.environ.setdefault("PYTHONUNBUFFERED", "1")
+
+
+def finish_task(at, key: str, timeout: float = 120.0):
+    """AppTest: wait for the session's background task ``key`` (``ui.tasks``) to end, then run
+    the script again so its result is drawn (a browser's polling fragment does this itself)."""
+    task = at.session_state[f"_task_{key}"] if f"_task_{key}" in at.session_state else None
+    if task is not None:
+        wait_for(lambda: task.future.done(), timeout=timeout, what=f"the {key} task")
+    return at.run()

@@ -19,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 from aqa.config import build_run_config, to_dict
 from aqa.runs import status, store
 from aqa.runs.events import EVENTS_FILE, EventWriter
-from conftest import FAST, SMALL_CLIPS, wait_for
+from conftest import FAST, SMALL_CLIPS, finish_task, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["home", "launch", "runs", "compare", "score", "data"]
@@ -50,6 +50,18 @@ def _write_checkpoint(run_path: Path, cfg) -> Path:
     save_checkpoint(path, {"method": cfg.method, "config": to_dict(cfg),
                            "model": model.state_dict(), "epoch": 2, "step": 10})
     return path
+
+
+def finish_with_checkpoint(runs_dir: Path, path: Path, ckpt: Path, epoch: int, step: int) -> None:
+    """Record ``ckpt`` as the checkpoint of run ``path`` and the run as finished, in the index."""
+    from aqa.runs import index
+
+    ev = EventWriter(path / EVENTS_FILE)
+    ev.emit("checkpoint", path=str(ckpt.relative_to(path)), epoch=epoch, step=step,
+            size=ckpt.stat().st_size, metrics={"rho": 0.5})
+    ev.emit("status", status="finished", epoch=epoch, step=step)
+    ev.close()
+    index.sync(runs_dir)
 
 
 def seed_run(runs_dir: Path, kind: str, synthetic_root: Path) -> Path:
@@ -200,7 +212,7 @@ def test_data_page_extracts_mtl_aqa_frames(runs_dir, synthetic_root, tmp_path):
 def test_data_doctor_and_prepare(runs_dir, synthetic_root):
     at = app("data")
     at.text_input(key="ds_root").set_value(str(synthetic_root))
-    at.button(key="doctor").click().run()
+    finish_task(at.button(key="doctor").click().run(), "doctor")  # it runs in the background
     no_exception(at)
     assert "Data ready: 24 annotated samples: 18 train, 6 test" in at.success[0].value
 
@@ -261,7 +273,9 @@ def _upload_dirs() -> set[str]:
 def _score(at: AppTest, name: str, data: bytes) -> AppTest:
     at.file_uploader(key="upload").set_value((name, data, "video/mp4"))
     at.run()
-    return at.button(key="score_btn").click().run()
+    if at.button(key="score_btn").disabled:  # refused when it was read (the page says why)
+        return at
+    return finish_task(at.button(key="score_btn").click().run(), "score")
 
 
 def test_score_page_scores_an_upload(seeded, synthetic_root):
@@ -340,19 +354,13 @@ def test_launch_offers_slurm_when_sbatch_is_on_the_path(runs_dir, tmp_path, monk
 def test_score_page_offers_tsa_the_tube_and_says_which_was_used(runs_dir, synthetic_root):
     """A TSA checkpoint: the page asks which athlete tube to use for an upload (no boxes), and
     the result says which one the score rests on."""
-    from aqa.runs import index
 
     cfg = build_run_config("tsa", "synthetic", overrides=TINY + [
         "backbone.name=tiny3d", "model.clip_starts=0,4", "model.clip_len=4",
         f"data.root={synthetic_root}", f"data.num_clips={SMALL_CLIPS}"])
     path = store.create_run(runs_dir, to_dict(cfg))
     ckpt = _write_checkpoint(path, cfg)
-    ev = EventWriter(path / EVENTS_FILE)
-    ev.emit("checkpoint", path=str(ckpt.relative_to(path)), epoch=2, step=20,
-            size=ckpt.stat().st_size, metrics={"rho": 0.5})
-    ev.emit("status", status="finished", epoch=2, step=20)
-    ev.close()
-    index.sync(runs_dir)
+    finish_with_checkpoint(runs_dir, path, ckpt, epoch=2, step=20)
     at = app("score")
     assert at.radio(key="tube").options == ["Estimated from motion", "The whole frame"]
     at.radio(key="tube").set_value("The whole frame")
@@ -396,7 +404,6 @@ def test_score_page_draws_fdtsa_step_transitions_and_lists_exemplars(runs_dir, s
     import torch
 
     from aqa.registry import METHODS
-    from aqa.runs import index
     from aqa.train.checkpoint import save_checkpoint
 
     cfg = build_run_config("fdtsa", "synthetic", overrides=TINY + [
@@ -410,12 +417,7 @@ def test_score_page_draws_fdtsa_step_transitions_and_lists_exemplars(runs_dir, s
     ckpt = path / "checkpoints" / "best.pt"
     save_checkpoint(ckpt, {"method": "fdtsa", "config": to_dict(cfg), "model": model.state_dict(),
                            "epoch": 2, "step": 10, **method.checkpoint_extras(model)})
-    ev = EventWriter(path / EVENTS_FILE)
-    ev.emit("checkpoint", path=str(ckpt.relative_to(path)), epoch=2, step=10,
-            size=ckpt.stat().st_size, metrics={"rho": 0.5})
-    ev.emit("status", status="finished", epoch=2, step=10)
-    ev.close()
-    index.sync(runs_dir)
+    finish_with_checkpoint(runs_dir, path, ckpt, epoch=2, step=10)
     at = app("score")
     at.text_input(key="dive_number").set_value("")
     at = _score(at, "dive.mp4", (synthetic_root / "clips" / "dive_0003.mp4").read_bytes())
@@ -423,7 +425,7 @@ def test_score_page_draws_fdtsa_step_transitions_and_lists_exemplars(runs_dir, s
     assert not at.error, [e.value for e in at.error]
     float(at.main.metric[0].value)
     assert any("Predicted step transitions" in m.value for m in at.markdown)
-    assert len(at.get("plotly_chart")) == 1
+    assert [c.key for c in at.get("plotly_chart")] == ["voters", "steps"]  # spread, steps
     assert any("chosen by difficulty" in m.value for m in at.markdown)
     assert len(at.dataframe[0].value) == 3  # the three exemplars
     assert any("no difficulty given" in c.value for c in at.caption), [c.value for c in at.caption]

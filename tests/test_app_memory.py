@@ -7,6 +7,7 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from aqa.runs import store
+from conftest import finish_task
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFIX = "regression:synthetic:tiny3d:None"
@@ -29,7 +30,7 @@ def test_estimate_memory_shows_the_measured_plan(runs_dir):
         widget = at.get_by_key(f"{PREFIX}:{key}") if hasattr(at, "get_by_key") else None
         widget = widget or at.text_input(key=f"{PREFIX}:{key}")
         widget.set_value(value if widget.type == "number_input" else str(value))
-    at.button(key=ESTIMATE).click().run()
+    finish_task(at.button(key=ESTIMATE).click().run(), "memory")  # it runs in the background
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     table = at.dataframe[0].value

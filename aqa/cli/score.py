@@ -20,6 +20,14 @@ def add_parsers(sub) -> None:
                         "official protocol; without it, exemplars by difficulty")
     p.add_argument("--start", type=int, default=None, help="first frame to use (0-based)")
     p.add_argument("--end", type=int, default=None, help="frame to stop before")
+    p.add_argument("--start-s", type=float, default=None, metavar="S",
+                   help="trim: the second to start at (instead of --start); only the frames of "
+                        "the range are decoded")
+    p.add_argument("--end-s", type=float, default=None, metavar="E",
+                   help="trim: the second to stop before (instead of --end)")
+    p.add_argument("--check-sport", action="store_true",
+                   help="also ask the Kinetics-400 I3D whether the clip looks like the sport the "
+                        "model was trained on (a warning if not; a few seconds more on a CPU)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--tube", default=None, choices=["auto", "boxes", "motion", "full"],
                    help="TSA: the athlete's tube (default: the checkpoint's; a clip has no "
@@ -47,11 +55,17 @@ def cmd_score(args) -> int:
         print(f"\rfeatures: {done}/{total} clips", end="\n" if done >= total else "",
               file=sys.stderr, flush=True)
 
-    result = Scorer.from_checkpoint(args.checkpoint, device=args.device).score(
+    scorer = Scorer.from_checkpoint(args.checkpoint, device=args.device)
+    result = scorer.score(
         args.video, difficulty=args.difficulty, start=args.start, end=args.end, tube=args.tube,
-        progress=progress, dive_number=args.dive_number)
+        progress=progress, dive_number=args.dive_number, start_s=args.start_s, end_s=args.end_s)
+    check = None
+    if args.check_sport:
+        from aqa.sport import check_frames, scored_frames
+
+        check = check_frames(scorer.cfg, result.frames, args.video, scored_frames(result))
     if args.json:
-        _print_json(result.to_dict())
+        _print_json({**result.to_dict(), **({"sport_check": check.to_dict()} if check else {})})
         return 0
     what = f"{result.target} " if result.contributions and result.target else ""
     print(f"{what}score {result.score:.2f}  ({result.method}, {Path(result.checkpoint).name})")
@@ -60,9 +74,18 @@ def cmd_score(args) -> int:
         print(f"  step transitions at frames {t['positions']} of the {t['frames_seen']} seen "
               f"(clip frames {t['frames']}"
               + (f", {t['seconds'][0]:.2f} s and {t['seconds'][1]:.2f} s)" if t["seconds"] else ")"))
+    r = result.scored_range
+    if r:
+        print(f"  scored frames {r['start_frame']}–{r['end_frame'] - 1}"
+              + (f" ({r['start_s']:.2f}–{r['end_s']:.2f} s)" if r["fps"] else ""))
     if result.protocol:
         print(f"  exemplars by {result.protocol}: " + ", ".join(
             f"{e['id']} ({e['score']:.2f})" for e in result.exemplars))
+    if result.voters:
+        print(f"  {len(result.voters)} voters: {min(result.voters):.2f}–{max(result.voters):.2f}, "
+              f"std {result.spread:.2f}")
+    if check:
+        print(f"  {'sport' if check.ok is not False else 'WARNING'}: {check.message}")
     for note in result.notes:
         print(f"  note: {note}")
     c = result.contributions

@@ -73,11 +73,12 @@ class CheckReport:
 
 def check_dataset(dataset: str, data_root: str | None, runs_dir: str | Path = "runs",
                   overrides: dict[str, Any] | None = None, probe: bool = True,
-                  max_probe: int | None = None) -> CheckReport:
+                  max_probe: int | None = None, progress=None) -> CheckReport:
     """Examine ``dataset`` at ``data_root`` (None/"" = the dataset's default location).
 
     ``overrides`` sets data-config fields (e.g. ``{"class_name": "all"}``); ``probe=False``
-    skips opening files (existence only); ``max_probe`` caps the files opened.
+    skips opening files (existence only); ``max_probe`` caps the files opened;
+    ``progress(done, total)`` is called after each sample's files are checked.
     """
     from aqa.registry import DATASETS
 
@@ -100,7 +101,7 @@ def check_dataset(dataset: str, data_root: str | None, runs_dir: str | Path = "r
     notes = getattr(entry, "check_notes", None)  # what the adapter says about its annotation
     if notes is not None:
         report.messages.extend(notes(cfg))
-    _check_files(report, by_split, probe, max_probe)
+    _check_files(report, by_split, probe, max_probe, progress)
     for split in ("train", "test"):
         if not report.samples.get(split):
             report.messages.append(f"the {split} split is empty; a run needs train and test samples")
@@ -112,13 +113,21 @@ def check_dataset(dataset: str, data_root: str | None, runs_dir: str | Path = "r
     return report
 
 
-def _check_files(report: CheckReport, by_split: dict, probe: bool, max_probe: int | None) -> None:
+def _check_files(report: CheckReport, by_split: dict, probe: bool, max_probe: int | None,
+                 progress=None) -> None:
     from aqa.data.base import frame_paths, missing_files
 
     missing, corrupt, invalid = [], [], []
     dims: dict[str, int] = {}  # feature file -> its D (files of another D than most are corrupt)
     budget = [max_probe if max_probe is not None else float("inf")]
     seen: dict[str, str | None] = {}
+    total, done = sum(len(s or []) for s in by_split.values()), [0]
+
+    def step() -> None:
+        done[0] += 1
+        if progress is not None:
+            progress(done[0], total)
+
     for split, samples in by_split.items():
         if not samples:
             continue
@@ -130,6 +139,7 @@ def _check_files(report: CheckReport, by_split: dict, probe: bool, max_probe: in
         gone = missing_files(samples)
         bad_ids = set(gone)
         for s in samples:
+            step()
             if s.id in gone:
                 missing.append(f"{s.id}: {gone[s.id][0]}")
                 continue

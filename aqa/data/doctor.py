@@ -26,7 +26,9 @@ def prepare_command(dataset: str, root: str) -> str:
 
 
 def check(dataset: str, data_root: str | None, runs_dir: str | Path, probe_videos: bool = True,
-          max_probe: int | None = None) -> CheckReport:
+          max_probe: int | None = None, progress=None) -> CheckReport:
     """Examine ``dataset`` at ``data_root`` (None/"" = the dataset's default location): the
-    same checks as ``python -m aqa doctor`` (``aqa.data.checks``)."""
-    return check_dataset(dataset, data_root, runs_dir, probe=probe_videos, max_probe=max_probe)
+    same checks as ``python -m aqa doctor`` (``aqa.data.checks``); ``progress(done, total)``
+    after each sample."""
+    return check_dataset(dataset, data_root, runs_dir, probe=probe_videos, max_probe=max_probe,
+                         progress=progress)

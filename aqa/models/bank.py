@@ -136,8 +136,33 @@ def score_features(vote: Vote, f_q: torch.Tensor, batch: dict, bank: dict,
     query = Sample(id=str(batch["id"][0]), video=Path(""), score=0.0, difficulty=difficulty)
     out = vote(f_q, query, bank)
     spread = torch.tensor(out["per_voter"]).std(unbiased=False).item() if out["per_voter"] else None
+    dist = feature_distances(f_q, bank)
+    if dist is not None:  # how far each voter's features are from the query's
+        for e in out["exemplars"]:
+            e["distance"] = float(dist[bank["ids"].index(e["id"])])
     return {"score": out["score"], "exemplars": out["exemplars"], "spread": spread,
+            "voters": list(out["per_voter"]), "nearest": nearest_exemplars(dist, bank),
             "notes": notes}
+
+
+def feature_distances(f_q: torch.Tensor, bank: dict) -> torch.Tensor | None:
+    """(N,) Euclidean distance between the query's features (1, ...) and each bank entry's, or
+    None where the bank holds features of another shape (FineDiving TSA's maps)."""
+    feats = bank["features"]
+    if tuple(feats.shape[1:]) != tuple(f_q.shape[1:]):
+        return None
+    return (feats.flatten(1) - f_q.detach().float().cpu().flatten(1)).norm(dim=1)
+
+
+def nearest_exemplars(dist: torch.Tensor | None, bank: dict, k: int = 5) -> list[dict]:
+    """The ``k`` training clips of the bank whose features are nearest the query's (any group):
+    id, score, difficulty, distance, nearest first."""
+    if dist is None or not len(dist):
+        return []
+    near = dist.topk(min(k, len(dist)), largest=False)
+    return [{"id": bank["ids"][i], "score": float(bank["scores"][i]),
+             "difficulty": float(bank["difficulty"][i]), "distance": float(d)}
+            for d, i in zip(near.values.tolist(), near.indices.tolist())]
 
 
 def head_to_head(pair_difference: Callable[[torch.Tensor, torch.Tensor, float], float],

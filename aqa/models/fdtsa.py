@@ -304,7 +304,8 @@ class FDTSA(Method):
         out = self._vote(model, segs[:1], query, bank_, rule)
         spread = torch.tensor(out["per_voter"]).std(unbiased=False).item()
         return {"score": out["score"], "exemplars": out["exemplars"], "spread": spread,
-                "notes": notes, "protocol": rule, "transits": pred[0].tolist()}
+                "voters": list(out["per_voter"]), "notes": notes, "protocol": rule,
+                "transits": pred[0].tolist()}
 
     def compare_clips(self, model: nn.Module, batch_a: dict, batch_b: dict,
                       state: dict | None = None) -> dict[str, Any]:
