@@ -17,6 +17,7 @@ from typing import Sequence
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from aqa import compare
 from aqa import metrics as M
 from aqa.config import build_run_config
 from aqa.errors import ConfigError, RunError
@@ -148,8 +149,7 @@ def summarize(metric_rows: list[dict], best_metric: str = "rho",
                             (honest, (honest or {}).get("epoch"))):
             path = Path(predictions_dir) / f"test_epoch_{epoch:03d}.csv" if epoch else None
             if part is not None and path is not None and path.exists():
-                with open(path, newline="") as f:
-                    rows = list(csv.DictReader(f))
-                part["rho_ci95"] = list(M.bootstrap_ci([float(r["pred"]) for r in rows],
-                                                       [float(r["true"]) for r in rows]))
+                recomputed = compare.predictions_metrics(path)  # cached per file
+                if recomputed:
+                    part["rho_ci95"] = [recomputed["rho_lo"], recomputed["rho_hi"]]
     return {"official": official, "honest": honest}
