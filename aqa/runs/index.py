@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -237,23 +238,66 @@ def _refresh_status(row: dict, run_path: Path) -> None:
         row["eta_s"] = None
 
 
+# Runs whose status cannot change while their files do not: a final status (or crashed) of a job
+# this host judges by its process or heartbeat. Slurm jobs are asked again (a requeue).
+SETTLED = ("finished", "failed", "stopped", "crashed")
+_settled: dict[str, dict[str, tuple[int, int]]] = {}  # runs dir -> run id -> its signature
+_settled_lock = threading.Lock()
+SETTLE_NS = 2_000_000_000  # a folder written this recently is read again (coarse mtimes)
+
+
+def _signature(run_path: Path) -> tuple[int, int] | None:
+    """(the run folder's mtime, the size of its event log): the folder's mtime changes with every
+    file written in it (atomically, by rename: run.json, job.json), the size with every event."""
+    try:
+        folder = os.stat(run_path).st_mtime_ns
+    except OSError:
+        return None
+    try:
+        return folder, os.stat(run_path / EVENTS_FILE).st_size
+    except OSError:
+        return folder, 0
+
+
+def _sync(db: sqlite_utils.Database, runs_dir: Path) -> dict:
+    """``sync`` on an open connection. A run whose status is settled and whose folder and log
+    are unchanged since this process last ingested it is not read again (two stats)."""
+    with _settled_lock:
+        known = _settled.setdefault(str(runs_dir.resolve()), {})
+    rows = {r[0]: r[1:] for r in db.execute("SELECT id, offset, status, executor FROM runs")}
+    seen, read = set(), 0
+    for path in store.list_run_dirs(runs_dir):
+        sig, row = _signature(path), rows.get(path.name)
+        if sig is not None and row is not None and known.get(path.name) == sig \
+                and row[0] == sig[1] and row[1] in SETTLED and row[2] != "slurm":
+            seen.add(path.name)
+            continue
+        try:
+            read += ingest_run(db, path)
+        except (ValueError, KeyError, store.RunError):
+            continue  # a run.json being written or damaged: the next sync tries again
+        seen.add(path.name)
+        after = db.execute("SELECT offset, status, executor FROM runs WHERE id=?",
+                           [path.name]).fetchone()
+        with _settled_lock:
+            if sig is not None and after is not None and after[0] == sig[1] \
+                    and after[1] in SETTLED and after[2] != "slurm" \
+                    and time.time_ns() - sig[0] > SETTLE_NS:
+                known[path.name] = sig
+            else:
+                known.pop(path.name, None)
+    gone = [r for r in rows if r not in seen]
+    for run_id in gone:
+        for table in ("metrics", "checkpoints"):
+            db.execute(f"DELETE FROM {table} WHERE run_id=?", [run_id])
+        db.execute("DELETE FROM runs WHERE id=?", [run_id])
+    return {"runs": len(seen), "events": read, "removed": len(gone)}
+
+
 def sync(runs_dir: str | os.PathLike) -> dict:
     """Ingest every run directory of the workspace; drop rows whose directory is gone."""
-    runs_dir = Path(runs_dir)
-    seen, read = set(), 0
     with open_index(runs_dir) as db:
-        for path in store.list_run_dirs(runs_dir):
-            try:
-                read += ingest_run(db, path)
-            except (ValueError, KeyError, store.RunError):
-                continue  # a run.json being written or damaged: the next sync tries again
-            seen.add(path.name)
-        gone = [r[0] for r in db.execute("SELECT id FROM runs").fetchall() if r[0] not in seen]
-        for run_id in gone:
-            for table in ("metrics", "checkpoints"):
-                db.execute(f"DELETE FROM {table} WHERE run_id=?", [run_id])
-            db.execute("DELETE FROM runs WHERE id=?", [run_id])
-    return {"runs": len(seen), "events": read, "removed": len(gone)}
+        return _sync(db, Path(runs_dir))
 
 
 def rebuild(runs_dir: str | os.PathLike) -> dict:
@@ -267,9 +311,10 @@ def rebuild(runs_dir: str | os.PathLike) -> dict:
 # ---------------------------------------------------------------- queries (dicts out)
 
 def list_runs(runs_dir: str | os.PathLike, sync_first: bool = True) -> list[dict]:
-    if sync_first:
-        sync(runs_dir)
+    """Every run's row, newest first; after a sync when ``sync_first`` (one connection)."""
     with open_index(runs_dir) as db:
+        if sync_first:
+            _sync(db, Path(runs_dir))
         return list(db.query("SELECT * FROM runs ORDER BY created DESC"))
 
 
