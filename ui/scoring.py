@@ -109,17 +109,16 @@ def loaded_models() -> dict[str, tuple[int, int]]:
 def checkpoint_options(runs_dir: Path) -> dict[str, tuple[str, str]]:
     """Label -> (absolute path, method) of every checkpoint file the index knows, newest first."""
     options = {}
-    for run in index.list_runs(runs_dir, sync_first=False):
-        for c in index.run_checkpoints(runs_dir, run["id"]):
-            path = Path(run["run_dir"]) / c["path"]
-            if path.is_file():
-                try:
-                    rho = json.loads(c["metrics"] or "{}").get("rho")
-                except ValueError:
-                    rho = None
-                extra = f", ρ {rho:.3f}" if rho is not None else ""
-                options[f"{run['id']} / {c['name']} (epoch {c['epoch']}{extra})"] = \
-                    (str(path), run["method"])
+    for c in index.workspace_checkpoints(runs_dir):  # one query, not one a run
+        path = Path(c["run_dir"]) / c["path"]
+        if path.is_file():
+            try:
+                rho = json.loads(c["metrics"] or "{}").get("rho")
+            except ValueError:
+                rho = None
+            extra = f", ρ {rho:.3f}" if rho is not None else ""
+            options[f"{c['run_id']} / {c['name']} (epoch {c['epoch']}{extra})"] = \
+                (str(path), c["method"])
     return options
 
 

@@ -36,11 +36,14 @@ def runs_frame(rows: list[dict], positions: dict[str, int] | None = None) -> pd.
             "epoch": f"{r['epoch'] or 0}/{r['epochs'] or '?'}",
             "ETA": fmt_duration(r["eta_s"]) if r["status"] == "running" else "–",
             "best ρ": r["best_rho"],
-            "started": pd.to_datetime(r["started"], unit="s") if r.get("started") else None,
+            "started": r.get("started") or None,
             "duration": fmt_duration(run_duration(r)),
             "id": r["id"],
         })
-    return pd.DataFrame(data, columns=COLUMNS)
+    frame = pd.DataFrame(data, columns=COLUMNS)
+    # one conversion of the whole column: per row, to_datetime costs ~2 ms (2 s for 1,000 runs)
+    frame["started"] = pd.to_datetime(frame["started"].astype("float64"), unit="s")
+    return frame
 
 
 def show_runs(rows: list[dict], key: str, height: int | str = "auto") -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,10 +63,12 @@ def _m2_status_note(db: sqlite_utils.Database) -> None:
 BLOCK_BYTES = 64 * 1024  # a metric series' rows are summarised per this many bytes of the log
 
 
-def _m5_metric_series(db: sqlite_utils.Database) -> None:
-    """Per-series reads in log order (charts, the run page's test rows) and a summary of each
+def _m5_app_reads(db: sqlite_utils.Database) -> None:
+    """Per-series reads in log order (charts, the run page's test rows); a summary of each
     series per block of the log (its lowest and highest point), so that a chart of a run with
-    a million points opens from a few thousand rows (``series_summary``)."""
+    a million points opens from a few thousand rows (``series_summary``); and the run folder's
+    mtime when its status settled, so that a sync skips it (``_sync``)."""
+    db["runs"].add_column("folder_mtime_ns", int)
     db.execute("CREATE INDEX IF NOT EXISTS metrics_series ON metrics (run_id, split, name, offset)")
     db.execute("""CREATE TABLE IF NOT EXISTS metric_blocks (
         run_id TEXT, split TEXT, name TEXT, block INTEGER, count INTEGER,
@@ -81,7 +82,7 @@ def _m5_metric_series(db: sqlite_utils.Database) -> None:
 MIGRATIONS: list[tuple[int, Callable[[sqlite_utils.Database], None]]] = [
     (1, _m1_initial),
     (2, _m2_status_note),
-    (5, _m5_metric_series),
+    (5, _m5_app_reads),
 ]
 
 
@@ -305,8 +306,6 @@ def _refresh_status(row: dict, run_path: Path) -> None:
 # Runs whose status cannot change while their files do not: a final status (or crashed) of a job
 # this host judges by its process or heartbeat. Slurm jobs are asked again (a requeue).
 SETTLED = ("finished", "failed", "stopped", "crashed")
-_settled: dict[str, dict[str, tuple[int, int]]] = {}  # runs dir -> run id -> its signature
-_settled_lock = threading.Lock()
 SETTLE_NS = 2_000_000_000  # a folder written this recently is read again (coarse mtimes)
 
 
@@ -324,16 +323,15 @@ def _signature(run_path: Path) -> tuple[int, int] | None:
 
 
 def _sync(db: sqlite_utils.Database, runs_dir: Path) -> dict:
-    """``sync`` on an open connection. A run whose status is settled and whose folder and log
-    are unchanged since this process last ingested it is not read again (two stats)."""
-    with _settled_lock:
-        known = _settled.setdefault(str(runs_dir.resolve()), {})
-    rows = {r[0]: r[1:] for r in db.execute("SELECT id, offset, status, executor FROM runs")}
+    """``sync`` on an open connection. A run whose status is settled and whose folder mtime and
+    log size are those recorded when it settled (``folder_mtime_ns``) is not read again."""
+    rows = {r[0]: r[1:] for r in db.execute(
+        "SELECT id, offset, status, executor, folder_mtime_ns FROM runs")}
     seen, read = set(), 0
     for path in store.list_run_dirs(runs_dir):
         sig, row = _signature(path), rows.get(path.name)
-        if sig is not None and row is not None and known.get(path.name) == sig \
-                and row[0] == sig[1] and row[1] in SETTLED and row[2] != "slurm":
+        if sig is not None and row is not None and row[3] == sig[0] and row[0] == sig[1] \
+                and row[1] in SETTLED and row[2] != "slurm":
             seen.add(path.name)
             continue
         try:
@@ -341,15 +339,13 @@ def _sync(db: sqlite_utils.Database, runs_dir: Path) -> dict:
         except (ValueError, KeyError, store.RunError):
             continue  # a run.json being written or damaged: the next sync tries again
         seen.add(path.name)
-        after = db.execute("SELECT offset, status, executor FROM runs WHERE id=?",
-                           [path.name]).fetchone()
-        with _settled_lock:
-            if sig is not None and after is not None and after[0] == sig[1] \
-                    and after[1] in SETTLED and after[2] != "slurm" \
-                    and time.time_ns() - sig[0] > SETTLE_NS:
-                known[path.name] = sig
-            else:
-                known.pop(path.name, None)
+        after = db.execute("SELECT offset, status, executor, folder_mtime_ns FROM runs "
+                           "WHERE id=?", [path.name]).fetchone()
+        settled = sig is not None and after is not None and after[0] == sig[1] \
+            and after[1] in SETTLED and after[2] != "slurm" and time.time_ns() - sig[0] > SETTLE_NS
+        if after is not None and after[3] != (sig[0] if settled else None):
+            db.execute("UPDATE runs SET folder_mtime_ns=? WHERE id=?",
+                       [sig[0] if settled else None, path.name])
     gone = [r for r in rows if r not in seen]
     for run_id in gone:
         for table in ("metrics", "metric_blocks", "checkpoints"):
@@ -411,6 +407,14 @@ def run_checkpoints(runs_dir: str | os.PathLike, run_id: str) -> list[dict]:
     with open_index(runs_dir) as db:
         return list(db.query("SELECT * FROM checkpoints WHERE run_id=? ORDER BY epoch, name",
                              [run_id]))
+
+
+def workspace_checkpoints(runs_dir: str | os.PathLike) -> list[dict]:
+    """Every checkpoint row of the workspace with its run's ``run_dir`` and ``method``: runs
+    newest first, then as ``run_checkpoints`` orders them (one query for the whole workspace)."""
+    with open_index(runs_dir) as db:
+        return list(db.query("SELECT c.*, r.run_dir, r.method FROM checkpoints c JOIN runs r "
+                             "ON r.id = c.run_id ORDER BY r.created DESC, r.id, c.epoch, c.name"))
 
 
 # ---------------------------------------------------------------- queries on an open connection
