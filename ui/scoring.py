@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import streamlit as st
+from streamlit.logger import get_logger
 
 from aqa.errors import AQAError
 from aqa.runs import index
@@ -62,6 +63,7 @@ def saved_upload(name: str, data: bytes | memoryview) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+_log = get_logger(__name__)  # the server's log: one line a model load
 MAX_MODELS = 4  # checkpoints kept loaded, least recently used dropped first
 _models: OrderedDict[str, tuple[tuple[int, int], Any]] = OrderedDict()  # path -> (version, Scorer)
 _models_lock = threading.Lock()  # guards _models and _loading
@@ -92,6 +94,7 @@ def scorer(path: str | Path):
 
         with st.spinner("loading the model…"):
             model = Scorer.from_checkpoint(key, device="cpu")
+        _log.info("loaded the checkpoint %s for scoring (%.2f s)", key, model.load_s)
         with _models_lock:
             _models[key] = (version, model)
             _models.move_to_end(key)
