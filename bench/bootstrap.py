@@ -24,21 +24,13 @@ import json  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+import timeit  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 from aqa import compare  # noqa: E402
 from aqa import metrics as M  # noqa: E402
 from test_appload_bootstrap import loop_bootstrap_ci  # noqa: E402
-
-
-def timed(fn, repeat: int) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
 
 
 def main() -> None:
@@ -52,8 +44,14 @@ def main() -> None:
     true = np.round(rng.uniform(20, 100, args.clips), 1)
     pred = np.round(true + rng.normal(0, 8, args.clips), 1)
 
-    before_s, before = timed(lambda: loop_bootstrap_ci(pred, true, n=args.boot), args.repeat)
-    after_s, after = timed(lambda: M.bootstrap_ci(pred, true, n=args.boot), args.repeat)
+    def before():
+        return loop_bootstrap_ci(pred, true, n=args.boot)
+
+    def after():
+        return M.bootstrap_ci(pred, true, n=args.boot)
+
+    before_s, after_s = (statistics.median(timeit.repeat(f, number=1, repeat=args.repeat))
+                         for f in (before, after))
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "test_epoch_001.csv"
@@ -62,13 +60,14 @@ def main() -> None:
         t0 = time.perf_counter()
         compare.predictions_metrics(path, n_boot=args.boot)
         first_s = time.perf_counter() - t0
-        cached_s, _ = timed(lambda: compare.predictions_metrics(path, n_boot=args.boot),
-                            args.repeat)
+        cached_s = statistics.median(timeit.repeat(
+            lambda: compare.predictions_metrics(path, n_boot=args.boot), number=1,
+            repeat=args.repeat))
 
     result = {"clips": args.clips, "resamples": args.boot,
               "before_s": round(before_s, 4), "after_s": round(after_s, 4),
-              "speedup": round(before_s / after_s, 2), "same_numbers": before == after,
-              "ci": list(after), "first_file_s": round(first_s, 4),
+              "speedup": round(before_s / after_s, 2), "same_numbers": before() == after(),
+              "ci": list(after()), "first_file_s": round(first_s, 4),
               "cached_file_s": round(cached_s, 6)}
     text = json.dumps(result, indent=2)
     if args.out:

@@ -11,7 +11,6 @@ model: each must get the same score, and the server's log must show one model lo
 from __future__ import annotations
 
 import re
-import subprocess
 import urllib.parse
 
 import pytest
@@ -19,22 +18,13 @@ import pytest
 from conftest import shared_clip, wait_for
 from test_app import seed_run
 from test_browser import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, free_port, metric_points, settled,
-                          start_app)
+                          start_app, stop_app)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow,
               pytest.mark.skipif(not CHROMIUM.exists(),
                                  reason="Debian chromium is not installed at /usr/bin/chromium")]
 
 SESSIONS = 5
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def predicted(page) -> float:
@@ -112,7 +102,7 @@ def test_five_sessions_score_while_a_run_trains_and_the_app_restarts(tmp_path, s
             chart.screenshot(path=str(ARTIFACTS / "load_chart.png"), full_page=True)
 
             # the app restarts mid-run: the run trains on, and every page is right at once
-            stop_server(server)
+            stop_app(server)
             assert run_status(run_path) == "running"
             server = start_app(runs_dir, port)
             chart.reload()
@@ -135,4 +125,4 @@ def test_five_sessions_score_while_a_run_trains_and_the_app_restarts(tmp_path, s
     finally:
         for path in store.list_run_dirs(runs_dir):  # never leave a training process behind
             jobs.stop(path, grace_s=10)
-        stop_server(server)
+        stop_app(server)
