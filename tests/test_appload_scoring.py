@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import types
 
 import pytest
 
@@ -21,7 +22,7 @@ def loads(monkeypatch):
     def fake(path, device="cpu"):
         calls.append(path)
         time.sleep(0.3)
-        return object()
+        return types.SimpleNamespace(load_s=0.3)
 
     monkeypatch.setattr(Scorer, "from_checkpoint", staticmethod(fake))
     monkeypatch.setattr(scoring, "_models", type(scoring._models)())
