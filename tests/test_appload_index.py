@@ -164,3 +164,20 @@ def test_test_and_val_rows_in_log_order(tmp_path):
     rows = index.run_metrics(tmp_path, path.name, split=("val", "test"))
     assert [(r["epoch"], r["split"]) for r in rows] == [(1, "val"), (1, "test"), (2, "val"),
                                                         (2, "test")]
+
+
+def test_a_long_log_is_ingested_in_parts_with_the_same_rows(tmp_path, monkeypatch):
+    path = long_run(tmp_path / "whole")
+    index.sync(tmp_path / "whole")
+    whole = index.run_metrics(tmp_path / "whole", path.name)
+    assert len(whole) == 602
+    monkeypatch.setattr(index, "INGEST_BYTES", 1000)  # a few lines a part, cut mid-line
+    reads = []
+    real = index.tail
+    monkeypatch.setattr(index, "tail", lambda *a: reads.append(a) or real(*a))
+    index.rebuild(tmp_path / "whole")
+    assert len(reads) > 50  # about 60 KB of log, 1000 bytes at a time
+    parts = index.run_metrics(tmp_path / "whole", path.name)
+    assert [(r["offset"], r["value"]) for r in parts] == [(r["offset"], r["value"]) for r in whole]
+    assert index.get_run(tmp_path / "whole", path.name)["offset"] == \
+        (path / "events.jsonl").stat().st_size

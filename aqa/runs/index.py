@@ -32,6 +32,7 @@ from aqa.runs.events import EVENTS_FILE, tail
 from aqa.runs.status import status_of
 
 INDEX_FILE = "index.db"
+INGEST_BYTES = 8 * 1024 * 1024  # of a run's log read and ingested at once
 BUSY_TIMEOUT_MS = 10_000
 HIGHER_IS_BETTER = {"rho": True, "accuracy": True, "l2": False, "rl2": False}
 
@@ -155,20 +156,26 @@ def ingest_run(db: sqlite_utils.Database, run_path: Path) -> int:
         if (row["status"], row["status_note"]) != before:
             db["runs"].upsert(row, pk="id")
         return 0
-    events, new_offset = tail(events_path, offset) if size > offset else ([], offset)
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        best_dirty = _apply_events(db, row, run_id, events)
-        row["offset"] = new_offset
-        if best_dirty:
-            _refresh_best(db, row, spec)
-        _refresh_status(row, run_path)
-        db["runs"].upsert(row, pk="id")
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    return len(events)
+    read = 0
+    while True:  # a part of the log at a time: memory stays bounded on a long first ingest
+        events, new_offset = tail(events_path, offset, INGEST_BYTES) if size > offset \
+            else ([], offset)
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            best_dirty = _apply_events(db, row, run_id, events)
+            row["offset"] = new_offset
+            if best_dirty:
+                _refresh_best(db, row, spec)
+            _refresh_status(row, run_path)
+            db["runs"].upsert(row, pk="id")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        read += len(events)
+        if new_offset >= size or new_offset == offset:  # all read, or only a torn line left
+            return read
+        offset = new_offset
 
 
 def _new_row(spec: dict, run_path: Path) -> dict:
