@@ -12,10 +12,13 @@ they are reference rows, never recomputed.
 
 from __future__ import annotations
 
+import copy
 import csv
+import functools
 import io
 import json
 import math
+import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -104,6 +107,35 @@ def fisher_z_avg(per_class: dict[str, float]) -> float | None:
     return M.fisher_z_mean(values) if values else None
 
 
+PREDICTIONS_CACHE = 256  # predictions files whose metrics are kept (a few KB each)
+
+
+def predictions_metrics(path: str | os.PathLike, n_boot: int = 1000, seed: int = 0) -> dict:
+    """``evaluate_predictions`` of one predictions CSV, with ``per_class`` rho and their
+    Fisher-z mean ``rho_fz_avg`` when it has a ``class`` column; ``{}`` under two rows.
+
+    Cached per file (resolved path, modification time, size) and bootstrap settings, so pages
+    that show the same epoch again do not bootstrap again, and a rewritten file is read anew.
+    """
+    path = Path(path).resolve()
+    st = path.stat()
+    return copy.deepcopy(_predictions_metrics(str(path), st.st_mtime_ns, st.st_size, n_boot, seed))
+
+
+@functools.lru_cache(maxsize=PREDICTIONS_CACHE)
+def _predictions_metrics(path: str, mtime_ns: int, size: int, n_boot: int, seed: int) -> dict:
+    preds = read_predictions(path)
+    if len(preds) < 2:
+        return {}
+    out = evaluate_predictions([r["true"] for r in preds], [r["pred"] for r in preds],
+                               n_boot=n_boot, seed=seed)
+    classes = per_class_rho(preds)
+    if classes:
+        out["per_class"] = classes
+        out["rho_fz_avg"] = fisher_z_avg(classes)
+    return out
+
+
 # ---------------------------------------------------------------- rows from runs
 
 def _metrics_at(db_rows: list[dict], epoch: int) -> dict[str, float]:
@@ -138,15 +170,10 @@ def run_row(run: dict, epoch: int | None, metric_rows: list[dict], n_boot: int =
         row["group"] = group
     path = predictions_path(run["run_dir"], epoch) if epoch is not None else None
     if path is not None and path.is_file():
-        preds = read_predictions(path)
-        if len(preds) >= 2:
-            row.update(evaluate_predictions([r["true"] for r in preds],
-                                            [r["pred"] for r in preds], n_boot=n_boot))
+        recomputed = predictions_metrics(path, n_boot=n_boot)
+        if recomputed:
+            row.update(recomputed)
             row["source"] = path.name
-            classes = per_class_rho(preds)
-            if classes:
-                row["per_class"] = classes
-                row["rho_fz_avg"] = fisher_z_avg(classes)
     return row
 
 

@@ -15,7 +15,7 @@ metric rows.
 from __future__ import annotations
 
 import csv
-import math
+import functools
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -31,30 +31,38 @@ def _arrays(p: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndar
     return p, y
 
 
-def _ranks(x: np.ndarray) -> np.ndarray:
-    """1-based ranks with ties given their average rank."""
-    order = np.argsort(x, kind="mergesort")
-    ranks = np.empty(len(x), dtype=np.float64)
-    sorted_x = x[order]
-    i = 0
-    while i < len(x):
-        j = i
-        while j + 1 < len(x) and sorted_x[j + 1] == sorted_x[i]:
-            j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2 + 1
-        i = j + 1
+def _row_ranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks along the last axis of a 2-D array, ties given their average rank."""
+    m, n = x.shape
+    order = np.argsort(x, axis=1, kind="mergesort")
+    sorted_x = np.take_along_axis(x, order, axis=1)
+    pos = np.broadcast_to(np.arange(n), (m, n))
+    first = np.ones((m, n), dtype=bool)  # where a run of equal values starts
+    first[:, 1:] = sorted_x[:, 1:] != sorted_x[:, :-1]
+    last = np.ones((m, n), dtype=bool)  # where it ends
+    last[:, :-1] = first[:, 1:]
+    start = np.maximum.accumulate(np.where(first, pos, 0), axis=1)
+    end = np.minimum.accumulate(np.where(last, pos, n)[:, ::-1], axis=1)[:, ::-1]
+    ranks = np.empty((m, n), dtype=np.float64)
+    np.put_along_axis(ranks, order, (start + end) / 2 + 1, axis=1)
     return ranks
+
+
+def spearman_rows(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman's rho of each row pair of two (m, n) arrays; NaN where a row is constant."""
+    rp, ry = _row_ranks(p), _row_ranks(y)
+    rp = rp - rp.mean(axis=1, keepdims=True)
+    ry = ry - ry.mean(axis=1, keepdims=True)
+    denom = np.sqrt((rp ** 2).sum(axis=1) * (ry ** 2).sum(axis=1))
+    num = (rp * ry).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denom == 0, np.nan, num / np.where(denom == 0, 1.0, denom))
 
 
 def spearman(p: Sequence[float], y: Sequence[float]) -> float:
     """Spearman's rho (Pearson correlation of average ranks); NaN if either side is constant."""
     p, y = _arrays(p, y)
-    rp, ry = _ranks(p), _ranks(y)
-    rp, ry = rp - rp.mean(), ry - ry.mean()
-    denom = math.sqrt(float((rp ** 2).sum() * (ry ** 2).sum()))
-    if denom == 0:
-        return float("nan")
-    return float((rp * ry).sum() / denom)
+    return float(spearman_rows(p[None], y[None])[0])
 
 
 def l2(p: Sequence[float], y: Sequence[float]) -> float:
@@ -86,19 +94,33 @@ def fisher_z_mean(rhos: Sequence[float]) -> float:
     return float(np.tanh(np.mean(np.arctanh(r))))
 
 
+BOOT_BLOCK = 1 << 21  # resampled values held at once (rows x clips) by bootstrap_ci
+
+
 def bootstrap_ci(p: Sequence[float], y: Sequence[float],
                  metric: Callable[[np.ndarray, np.ndarray], float] = spearman,
                  n: int = 1000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap (1 - alpha) interval of ``metric`` over resampled (p, y) pairs."""
+    """Percentile bootstrap (1 - alpha) interval of ``metric`` over resampled (p, y) pairs.
+
+    Resample ``b`` is ``rng.integers(0, len(p), len(p))``, the ``b``-th draw of
+    ``default_rng(seed)``; the draws are taken as blocks of rows of one index array (the same
+    sequence) and Spearman's rho is computed over a block's rows at once. Resamples where the
+    metric is NaN (a constant side) are left out.
+    """
     p, y = _arrays(p, y)
     rng = np.random.default_rng(seed)
+    size = len(p)
+    rows = max(1, BOOT_BLOCK // size)
     values = []
-    for _ in range(n):
-        idx = rng.integers(0, len(p), len(p))
-        v = metric(p[idx], y[idx])
-        if not math.isnan(v):
-            values.append(v)
-    if not values:
+    for done in range(0, n, rows):
+        idx = rng.integers(0, size, (min(rows, n - done), size))
+        if metric is spearman:
+            block = spearman_rows(p[idx], y[idx])
+        else:
+            block = np.array([metric(p[i], y[i]) for i in idx], dtype=np.float64)
+        values.append(block[~np.isnan(block)])
+    values = np.concatenate(values) if values else np.empty(0)
+    if not values.size:
         return float("nan"), float("nan")
     lo, hi = np.quantile(values, [alpha / 2, 1 - alpha / 2])
     return float(lo), float(hi)
@@ -150,8 +172,24 @@ def summarize(metric_rows: list[dict], best_metric: str = "rho",
                             (honest, (honest or {}).get("epoch"))):
             path = Path(predictions_dir) / f"test_epoch_{epoch:03d}.csv" if epoch else None
             if part is not None and path is not None and path.exists():
-                with open(path, newline="") as f:
-                    rows = list(csv.DictReader(f))
-                part["rho_ci95"] = list(bootstrap_ci([float(r["pred"]) for r in rows],
-                                                       [float(r["true"]) for r in rows]))
+                part["rho_ci95"] = list(predictions_ci(path))
     return {"official": official, "honest": honest}
+
+
+PREDICTIONS_CI_CACHE = 256  # predictions files whose rho interval is kept (a few bytes each)
+
+
+def predictions_ci(path: str | Path) -> tuple[float, float]:
+    """:func:`bootstrap_ci` of Spearman's rho over a predictions CSV (``pred`` and ``true``
+    columns), cached per file (resolved path, modification time, size): a page that shows the
+    same epoch again does not bootstrap again, and a rewritten file is read anew."""
+    path = Path(path).resolve()
+    st = path.stat()
+    return _predictions_ci(str(path), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=PREDICTIONS_CI_CACHE)
+def _predictions_ci(path: str, mtime_ns: int, size: int) -> tuple[float, float]:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return bootstrap_ci([float(r["pred"]) for r in rows], [float(r["true"]) for r in rows])

@@ -31,17 +31,16 @@ def minmax_downsample(x: Sequence[float], y: Sequence[float],
     if n <= 2 * buckets:
         return xs, ys
     edges = np.linspace(0, n, buckets + 1).astype(np.int64)  # (buckets + 1,)
-    keep = {0, n - 1}
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        part = ys[lo:hi]
-        if hi <= lo:
-            continue
-        if np.all(np.isnan(part)):
-            keep.add(int(lo))
-            continue
-        keep.add(int(lo + np.nanargmin(part)))
-        keep.add(int(lo + np.nanargmax(part)))
-    idx = np.fromiter(sorted(keep), dtype=np.int64)
+    lo = edges[:-1][edges[1:] > edges[:-1]]  # each bucket's first index; they tile [0, n)
+    bucket_of = np.repeat(np.arange(len(lo)), np.diff(np.append(lo, n)))
+    nan = np.isnan(ys)
+    pos = np.arange(n)
+    keep = [np.array([0, n - 1])]
+    for reduce, fill in ((np.minimum, np.inf), (np.maximum, -np.inf)):
+        y = np.where(nan, fill, ys)  # as nanargmin / nanargmax do: an all-NaN bucket gives lo
+        best = reduce.reduceat(y, lo)  # each bucket's min (max)
+        keep.append(np.minimum.reduceat(np.where(y == best[bucket_of], pos, n), lo))  # first
+    idx = np.unique(np.concatenate(keep))
     return xs[idx], ys[idx]
 
 

@@ -1,27 +1,26 @@
 """Benchmark the app in headless Chromium: page render times, live-chart latency. JSON out.
 
-    .venv/bin/python bench/app.py [--runs 200] [--events 100000] [--out bench/out/app.json]
+    .venv/bin/python bench/app.py [--runs 200] [--events 100000] [--workspace DIR]
+                                  [--out bench/out/app.json]
 
 Seeds a workspace with ``--runs`` finished runs and one running run of ``--events`` metric
 events (written directly, no training), syncs the index, starts ``streamlit run app.py`` on a
 free port and measures, per page, the seconds from navigation to its first meaningful content
 (a selector that only appears once the page's data is drawn). Then appends one metric event to
-the running run's log and measures how long the live chart takes to show it.
+the running run's log and measures how long the live chart takes to show it (its fragment
+polls every 2 s), and the server's own time for one chart tick (in this process: the same
+``ui.charts`` calls the fragment makes, and the figures' JSON).
+
+``--workspace DIR`` seeds DIR once and reuses it on later calls (the run with the longest log
+is the live one), so that a before/after pair measures the same workspace.
 """
-
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-# the project first, and not bench/ itself: bench/queue.py would shadow the stdlib queue module
-sys.path[0] = str(Path(__file__).resolve().parents[1])
-
-
 
 import argparse
 import json
 import os
 import re
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# the project first, and not bench/ itself: bench/queue.py would shadow the stdlib queue module
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
 from aqa.config import build_run_config, to_dict  # noqa: E402
@@ -60,11 +61,39 @@ def seed(runs_dir: Path, n_runs: int, n_events: int) -> str:
         ev.metric("loss", 1.0 / (1 + step ** 0.5) + (0.3 if step % 997 == 0 else 0.0),
                   epoch=1 + step * 10 // n_events, step=step, split="train")
     ev.close()
-    store.write_job(big, {"executor": "local", "pid": os.getpid(), "pgid": os.getpid(),
-                          "start_time": status.process_start_time(os.getpid()),
-                          "host": socket.gethostname(), "started": time.time(),
-                          "state": "started"})
+    mark_running(big)
     return big.name
+
+
+def mark_running(path: Path) -> None:
+    """The live run's job is this process: it stays ``running`` while the bench runs."""
+    store.write_job(path, {"executor": "local", "pid": os.getpid(), "pgid": os.getpid(),
+                           "start_time": status.process_start_time(os.getpid()),
+                           "host": socket.gethostname(), "started": time.time(),
+                           "state": "started"})
+
+
+def chart_ticks(runs_dir: Path, run_id: str, step: int, ticks: int = 5) -> dict:
+    """The server's work for a live chart in this process: the first read of the run, then
+    ``ticks`` ticks each after one new event (read, figures, their JSON)."""
+    from ui import charts
+
+    def tick() -> float:
+        t0 = time.perf_counter()
+        _, series, _ = charts.live_series(runs_dir, run_id, runs_dir / run_id)
+        for _, fig in charts.run_figures(series):
+            fig.to_json()
+        return time.perf_counter() - t0
+
+    first = tick()
+    each = []
+    for k in range(ticks):
+        ev = EventWriter(runs_dir / run_id / EVENTS_FILE)
+        ev.metric("loss", 0.02, epoch=10, step=step + k, split="train")
+        ev.close()
+        each.append(tick())
+    return {"first_read": round(first, 4), "median": round(statistics.median(each), 4),
+            "each": [round(x, 4) for x in each]}
 
 
 def free_port() -> int:
@@ -77,18 +106,85 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--workspace", default=None)
+    ap.add_argument("--no-browser", action="store_true", help="only the server-side times")
+    ap.add_argument("--again", type=int, default=3, help="reruns of each page script timed")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    from playwright.sync_api import sync_playwright
 
-    tmp = Path(tempfile.mkdtemp(prefix="aqa-bench-"))
-    runs_dir = tmp / "runs"
+    runs_dir = Path(args.workspace) if args.workspace else \
+        Path(tempfile.mkdtemp(prefix="aqa-bench-")) / "runs"
     t0 = time.perf_counter()
-    big = seed(runs_dir, args.runs, args.events)
-    seed_s = time.perf_counter() - t0
+    if args.workspace and store.list_run_dirs(runs_dir):
+        big = max(store.list_run_dirs(runs_dir),
+                  key=lambda p: (p / EVENTS_FILE).stat().st_size).name
+        mark_running(runs_dir / big)
+        seed_s = None
+    else:
+        big = seed(runs_dir, args.runs, args.events)
+        seed_s = round(time.perf_counter() - t0, 2)
     t0 = time.perf_counter()
     index.sync(runs_dir)
     sync_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    index.sync(runs_dir)
+    resync_s = time.perf_counter() - t0
+
+    pages = {  # name: (path, selector of the first meaningful content)
+        "home": ("/", "[data-testid=stDataFrame]"),
+        "runs": ("/runs", "[data-testid=stDataFrame]"),
+        f"run ({args.events:,} events)": (f"/runs?run={big}", ".js-plotly-plot"),
+        "launch": ("/launch", "[data-testid=stForm]"),
+        "compare": ("/compare", "[data-testid=stDataFrame]"),
+        "score": ("/score", "[data-testid=stFileUploader], [data-testid=stAlert]"),
+        "data": ("/data", "button:has-text('Run the doctor')"),
+    }
+    result = {"runs": args.runs, "events": args.events, "seed_s": seed_s,
+              "index_sync_s": round(sync_s, 2), "index_resync_s": round(resync_s, 3)}
+    if not args.no_browser:
+        result.update(browser_pages(runs_dir, big, pages, args.events))
+    result["pages_script_s"] = script_times(runs_dir, pages, args.again)
+    result["chart_tick_server_s"] = chart_ticks(runs_dir, big, args.events + 10)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n")
+
+
+def script_times(runs_dir: Path, pages: dict, again: int = 3) -> dict:
+    """The server's time to run each page's script (app.py, the sidebar, the page), measured
+    in this process with Streamlit's AppTest: the first run after switching to the page, and
+    the median of ``again`` reruns."""
+    from streamlit.testing.v1 import AppTest
+
+    os.environ["AQA_RUNS_DIR"] = str(runs_dir)
+    out = {}
+    for name, (path, _) in pages.items():
+        route, _, query = path.partition("?")
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
+        at.run()
+        at.switch_page(f"app_pages/{route.strip('/') or 'home'}.py")
+        for key, value in (q.split("=", 1) for q in query.split("&") if q):
+            at.query_params[key] = value
+        t0 = time.perf_counter()
+        at.run()
+        first = time.perf_counter() - t0
+        times = []
+        for _ in range(again):
+            t0 = time.perf_counter()
+            at.run()
+            times.append(time.perf_counter() - t0)
+        if at.exception:
+            raise RuntimeError(f"{name}: {at.exception[0].value}")
+        out[name] = {"first": round(first, 3), "median": round(statistics.median(times), 3)}
+    return out
+
+
+def browser_pages(runs_dir: Path, big: str, pages: dict, events: int) -> dict:
+    """Seconds from navigation to each page's first content in Chromium, and from a new event
+    to the live chart showing it."""
+    from playwright.sync_api import sync_playwright
 
     port = free_port()
     env = dict(os.environ, AQA_RUNS_DIR=str(runs_dir))
@@ -97,17 +193,7 @@ def main() -> None:
                                "--server.fileWatcherType", "none"], cwd=ROOT, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
-    pages = {  # name: (path, selector of the first meaningful content)
-        "home": ("/", "[data-testid=stDataFrame]"),
-        "runs": ("/runs", "[data-testid=stDataFrame]"),
-        "run (100k events)": (f"/runs?run={big}", ".js-plotly-plot"),
-        "launch": ("/launch", "[data-testid=stForm]"),
-        "compare": ("/compare", "[data-testid=stDataFrame]"),
-        "score": ("/score", "[data-testid=stFileUploader], [data-testid=stAlert]"),
-        "data": ("/data", "button:has-text('Run the doctor')"),
-    }
-    result = {"runs": args.runs, "events": args.events, "seed_s": round(seed_s, 2),
-              "index_sync_s": round(sync_s, 2), "pages_s": {}, "cold_first_page_s": None}
+    result = {"pages_s": {}, "cold_first_page_s": None}
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
@@ -140,7 +226,7 @@ def main() -> None:
                 before = int(label.inner_text().split()[0])
                 ev = EventWriter(runs_dir / big / EVENTS_FILE)
                 t0 = time.perf_counter()
-                ev.metric("loss", 0.01, epoch=10, step=args.events + 1 + k, split="train")
+                ev.metric("loss", 0.01, epoch=10, step=events + 1 + k, split="train")
                 ev.close()
                 while int(label.inner_text().split()[0]) <= before:
                     time.sleep(0.02)
@@ -151,11 +237,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=20)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
+    return result
 
 
 if __name__ == "__main__":

@@ -67,6 +67,10 @@ def server(tmp_path):
 
     for path in store.list_run_dirs(runs_dir):  # never leave a training process behind
         jobs.stop(path, grace_s=10)
+    stop_app(proc)
+
+
+def stop_app(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:
         proc.wait(timeout=15)

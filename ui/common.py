@@ -6,6 +6,7 @@ connections, ``aqa.runs.index``); nothing about runs is kept in ``st.session_sta
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -39,8 +40,34 @@ def list_runs(sync: bool = False) -> list[dict]:
     return index.list_runs(runs_dir(), sync_first=sync)
 
 
+WARM_AFTER_S = 1.0  # after the first page has been served
+_warm_started = threading.Event()
+
+
+def _warm_imports() -> None:
+    try:
+        from aqa.registry import BACKBONES, DATASETS, METHODS  # torch and every method module
+        for registry in (METHODS, DATASETS, BACKBONES):
+            for name in registry.names():
+                registry.get(name)
+    except Exception:  # a page that needs them reports the problem itself
+        pass
+
+
+def warm_up() -> None:
+    """Once per server process, import torch and the method registry in a background thread:
+    the first visit to Launch, Score or Data then does not wait seconds for the imports (a
+    page importing them meanwhile waits for the same import, never does it twice)."""
+    if not _warm_started.is_set():
+        _warm_started.set()
+        timer = threading.Timer(WARM_AFTER_S, _warm_imports)
+        timer.daemon = True
+        timer.start()
+
+
 def sidebar() -> None:
     """Workspace path and the counts of running and queued jobs."""
+    warm_up()
     rows = list_runs(sync=True)
     counts = {s: sum(1 for r in rows if r["status"] == s) for s in store.STATUSES}
     with st.sidebar:

@@ -69,8 +69,8 @@ def show(runs_dir: Path, run_id: str) -> None:
 def results(runs_dir: Path, run_id: str, path: Path, row: dict) -> None:
     """The run's best results both ways: the papers' protocol and an honest held-out choice."""
     from aqa.evaluate import summarize
-    summary = summarize(index.run_metrics(runs_dir, run_id), row.get("best_metric") or "rho",
-                        path / "predictions")
+    summary = summarize(index.run_metrics(runs_dir, run_id, split=("val", "test")),
+                        row.get("best_metric") or "rho", path / "predictions")
     off, hon = summary["official"], summary["honest"]
     if not off:
         return
@@ -126,8 +126,7 @@ def live(runs_dir: Path, run_id: str, path: Path, active: bool) -> None:
         row = row or {}
         if row:
             header(row)
-        points = sum(len(s["value"]) for s in series.values())
-        last_step = max((max(s["step"] or [0]) for s in series.values()), default=0)
+        points, last_step = charts.point_count(series), charts.last_step(series)
         st.caption(f"{points} metric points · last step {last_step}"
                    + (" · updating every 2 s" if active else ""))
         system, series = charts.split_system(series)
@@ -188,7 +187,7 @@ def checkpoints(runs_dir: Path, run_id: str, path: Path, row: dict) -> None:
                          file_name=f"{run_id}-{chosen}", mime="application/octet-stream",
                          key="ckpt_dl", on_click="ignore")
     if evaluate:
-        metric_rows = index.run_metrics(runs_dir, run_id)
+        metric_rows = index.run_metrics(runs_dir, run_id, split="test")  # all run_row reads
         result = compare.run_row(row, ck["epoch"], metric_rows, label=f"{chosen} (epoch {ck['epoch']})")
         if result["source"] == "index":
             st.warning("No predictions file for this epoch; showing the logged metrics only.")

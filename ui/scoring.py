@@ -2,7 +2,8 @@
 
 An upload is checked (extension, size) before anything decodes it, written to a fresh
 ``tempfile.mkdtemp()`` folder (mode 0700) and deleted in ``finally`` whatever happens.
-Models are cached per (checkpoint path, modification time), so a rewritten ``best.pt`` loads anew.
+Models are held once per checkpoint file for the whole server (``scorer``): a rewritten
+``best.pt`` loads anew and replaces its old copy.
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
+from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import streamlit as st
+from streamlit.logger import get_logger
 
 from aqa.errors import AQAError
 from aqa.runs import index
@@ -60,32 +64,65 @@ def saved_upload(name: str, data: bytes | memoryview) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-@st.cache_resource(max_entries=4, show_spinner="loading the model…")
-def _scorer(path: str, mtime: float):
-    from aqa.scoring import Scorer
-
-    return Scorer.from_checkpoint(path, device="cpu")
+_log = get_logger(__name__)  # the server's log: one line a model load
+MAX_MODELS = 4  # checkpoints kept loaded, least recently used dropped first
+_models: OrderedDict[str, tuple[tuple[int, int], Any]] = OrderedDict()  # path -> (version, Scorer)
+_models_lock = threading.Lock()  # guards _models and _loading
+_loading: dict[str, threading.Lock] = {}  # path -> held while that checkpoint loads
 
 
 def scorer(path: str | Path):
-    path = Path(path)
-    return _scorer(str(path), path.stat().st_mtime)
+    """The loaded ``Scorer`` of a checkpoint, shared by every session of the server.
+
+    One copy a checkpoint file: sessions asking for the same file at once wait for one load (a
+    lock per file) and share it; a rewritten file (new mtime or size, e.g. ``best.pt`` after a
+    better epoch) replaces its old model instead of sitting beside it; at most ``MAX_MODELS``
+    files stay loaded. Scoring is read-only on the model (eval mode, no_grad), so sessions
+    score on the shared copy at the same time.
+    """
+    key = str(Path(path).resolve())
+    info = os.stat(key)
+    version = (info.st_mtime_ns, info.st_size)
+    with _models_lock:
+        lock = _loading.setdefault(key, threading.Lock())
+    with lock:
+        with _models_lock:
+            held = _models.get(key)
+            if held is not None and held[0] == version:
+                _models.move_to_end(key)
+                return held[1]
+        from aqa.scoring import Scorer
+
+        with st.spinner("loading the model…"):
+            model = Scorer.from_checkpoint(key, device="cpu")
+        _log.info("loaded the checkpoint %s for scoring (%.2f s)", key, model.load_s)
+        with _models_lock:
+            _models[key] = (version, model)
+            _models.move_to_end(key)
+            while len(_models) > MAX_MODELS:
+                _models.popitem(last=False)
+        return model
+
+
+def loaded_models() -> dict[str, tuple[int, int]]:
+    """Checkpoint path -> (mtime ns, size) of every model held, least recently used first."""
+    with _models_lock:
+        return {k: v[0] for k, v in _models.items()}
 
 
 def checkpoint_options(runs_dir: Path) -> dict[str, tuple[str, str]]:
     """Label -> (absolute path, method) of every checkpoint file the index knows, newest first."""
     options = {}
-    for run in index.list_runs(runs_dir, sync_first=False):
-        for c in index.run_checkpoints(runs_dir, run["id"]):
-            path = Path(run["run_dir"]) / c["path"]
-            if path.is_file():
-                try:
-                    rho = json.loads(c["metrics"] or "{}").get("rho")
-                except ValueError:
-                    rho = None
-                extra = f", ρ {rho:.3f}" if rho is not None else ""
-                options[f"{run['id']} / {c['name']} (epoch {c['epoch']}{extra})"] = \
-                    (str(path), run["method"])
+    for c in index.workspace_checkpoints(runs_dir):  # one query, not one a run
+        path = Path(c["run_dir"]) / c["path"]
+        if path.is_file():
+            try:
+                rho = json.loads(c["metrics"] or "{}").get("rho")
+            except ValueError:
+                rho = None
+            extra = f", ρ {rho:.3f}" if rho is not None else ""
+            options[f"{c['run_id']} / {c['name']} (epoch {c['epoch']}{extra})"] = \
+                (str(path), c["method"])
     return options
 
 

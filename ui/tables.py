@@ -50,12 +50,14 @@ def runs_frame(rows: list[dict], positions: dict[str, int] | None = None,
             "epoch": f"{r['epoch'] or 0}/{r['epochs'] or '?'}",
             "ETA": fmt_duration(r["eta_s"]) if r["status"] == "running" else "–",
             "best ρ": r["best_rho"],
-            "started": pd.to_datetime(r["started"], unit="s") if r.get("started") else None,
+            "started": r.get("started") or None,
             "duration": fmt_duration(run_duration(r)),
             "tags": ", ".join(r.get("tags") or []),
             "id": r["id"],
         })
     frame = pd.DataFrame(data, columns=COLUMNS)
+    # one conversion of the whole column: per row, to_datetime costs ~2 ms (2 s for 1,000 runs)
+    frame["started"] = pd.to_datetime(frame["started"].astype("float64"), unit="s")
     at = COLUMNS.index("best ρ") + 1  # the chosen columns come after the result, where they show
     for i, c in enumerate([c for c in columns if c not in COLUMNS]):
         frame.insert(at + i, c, _column_values([rec.get(c) for rec in records or [{}] * len(rows)]))

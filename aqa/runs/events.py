@@ -83,12 +83,15 @@ def _last_byte(path: Path) -> bytes:
         return f.read(1)
 
 
-def tail(path: str | os.PathLike, offset: int = 0) -> tuple[list[tuple[int, dict]], int]:
+def tail(path: str | os.PathLike, offset: int = 0,
+         max_bytes: int | None = None) -> tuple[list[tuple[int, dict]], int]:
     """Events after byte ``offset``: ([(line offset, event), ...], new offset).
 
-    Reads only the bytes after ``offset`` (cost O(new bytes)). A last line without its newline
-    is not consumed: the new offset stays at its start, so the next call reads it whole.
-    Lines that are not valid JSON objects (a torn fragment ended by a later writer) are skipped.
+    Reads only the bytes after ``offset`` (cost O(new bytes)); with ``max_bytes``, about that
+    many (to the end of the line the limit falls in), so a long log is read in parts. A last
+    line without its newline is not consumed: the new offset stays at its start, so the next
+    call reads it whole. Lines that are not valid JSON objects (a torn fragment ended by a
+    later writer) are skipped.
     """
     try:
         f = open(path, "rb")
@@ -96,7 +99,9 @@ def tail(path: str | os.PathLike, offset: int = 0) -> tuple[list[tuple[int, dict
         return [], offset
     with f:
         f.seek(offset)
-        data = f.read()
+        data = f.read() if max_bytes is None else f.read(max_bytes)
+        if max_bytes is not None and len(data) == max_bytes and not data.endswith(b"\n"):
+            data += f.readline()  # the rest of the line the limit cut
     end = data.rfind(b"\n") + 1
     out = []
     pos = 0

@@ -32,6 +32,7 @@ from aqa.runs.events import EVENTS_FILE, tail
 from aqa.runs.status import status_of
 
 INDEX_FILE = "index.db"
+INGEST_BYTES = 8 * 1024 * 1024  # of a run's log read and ingested at once
 BUSY_TIMEOUT_MS = 10_000
 HIGHER_IS_BETTER = {"rho": True, "accuracy": True, "l2": False, "rl2": False}
 
@@ -68,10 +69,30 @@ def _m3_meta(db: sqlite_utils.Database) -> None:
         db["runs"].add_column(name, kind)
 
 
+BLOCK_BYTES = 64 * 1024  # a metric series' rows are summarised per this many bytes of the log
+
+
+def _m5_app_reads(db: sqlite_utils.Database) -> None:
+    """Per-series reads in log order (charts, the run page's test rows); a summary of each
+    series per block of the log (its lowest and highest point), so that a chart of a run with
+    a million points opens from a few thousand rows (``series_summary``); and the run folder's
+    mtime when its status settled, so that a sync skips it (``_sync``)."""
+    db["runs"].add_column("folder_mtime_ns", int)
+    db.execute("CREATE INDEX IF NOT EXISTS metrics_series ON metrics (run_id, split, name, offset)")
+    db.execute("""CREATE TABLE IF NOT EXISTS metric_blocks (
+        run_id TEXT, split TEXT, name TEXT, block INTEGER, count INTEGER,
+        lo_value REAL, lo_offset INTEGER, lo_step INTEGER, lo_epoch INTEGER,
+        hi_value REAL, hi_offset INTEGER, hi_step INTEGER, hi_epoch INTEGER,
+        PRIMARY KEY (run_id, split, name, block))""")
+    for (run_id,) in db.execute("SELECT DISTINCT run_id FROM metrics").fetchall():
+        _rebuild_blocks(db, run_id)
+
+
 MIGRATIONS: list[tuple[int, Callable[[sqlite_utils.Database], None]]] = [
     (1, _m1_initial),
     (2, _m2_status_note),
     (3, _m3_meta),
+    (5, _m5_app_reads),
 ]
 
 
@@ -135,6 +156,7 @@ def ingest_run(db: sqlite_utils.Database, run_path: Path) -> int:
     size = events_path.stat().st_size if events_path.exists() else 0
     if size < offset:  # the log was replaced: start over for this run
         db.execute("DELETE FROM metrics WHERE run_id=?", [run_id])
+        db.execute("DELETE FROM metric_blocks WHERE run_id=?", [run_id])
         db.execute("DELETE FROM checkpoints WHERE run_id=?", [run_id])
         row, offset = _new_row(spec, run_path), 0
     if size == offset and existing:  # no new events: only liveness and meta.json can have changed
@@ -143,21 +165,27 @@ def ingest_run(db: sqlite_utils.Database, run_path: Path) -> int:
         if _refresh_meta(row, run_path) or (row["status"], row["status_note"]) != before:
             db["runs"].upsert(row, pk="id")
         return 0
-    events, new_offset = tail(events_path, offset) if size > offset else ([], offset)
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        best_dirty = _apply_events(db, row, run_id, events)
-        row["offset"] = new_offset
-        if best_dirty:
-            _refresh_best(db, row, spec)
-        _refresh_status(row, run_path)
-        _refresh_meta(row, run_path)
-        db["runs"].upsert(row, pk="id")
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    return len(events)
+    read = 0
+    while True:  # a part of the log at a time: memory stays bounded on a long first ingest
+        events, new_offset = tail(events_path, offset, INGEST_BYTES) if size > offset \
+            else ([], offset)
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            best_dirty = _apply_events(db, row, run_id, events)
+            row["offset"] = new_offset
+            if best_dirty:
+                _refresh_best(db, row, spec)
+            _refresh_status(row, run_path)
+            _refresh_meta(row, run_path)
+            db["runs"].upsert(row, pk="id")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        read += len(events)
+        if new_offset >= size or new_offset == offset:  # all read, or only a torn line left
+            return read
+        offset = new_offset
 
 
 def _new_row(spec: dict, run_path: Path) -> dict:
@@ -177,6 +205,7 @@ def _apply_events(db: sqlite_utils.Database, row: dict, run_id: str,
     def flush() -> None:
         if pending:
             db.conn.executemany("INSERT OR IGNORE INTO metrics VALUES (?,?,?,?,?,?,?,?)", pending)
+            _add_to_blocks(db, run_id, pending)
             pending.clear()
 
     for off, e in events:
@@ -198,6 +227,7 @@ def _apply_events(db: sqlite_utils.Database, row: dict, run_id: str,
                 flush()
                 db.execute("DELETE FROM metrics WHERE run_id=? AND offset<? "
                            "AND superseded(step, ?)", [run_id, off, resumed])
+                _rebuild_blocks(db, run_id)
                 row["step"], row["epoch"] = resumed, e.get("resumed_epoch", 0)
                 best_dirty = True
         elif kind == "status":
@@ -220,6 +250,49 @@ def _apply_events(db: sqlite_utils.Database, row: dict, run_id: str,
             row["step"] = max(row.get("step") or 0, e.get("step") or 0)
     flush()
     return best_dirty
+
+
+def _add_to_blocks(db: sqlite_utils.Database, run_id: str, rows) -> None:
+    """Fold metric rows ``(run_id, offset, t, epoch, step, split, name, value)`` into their
+    series' blocks: the row count, and the lowest and highest point (value, offset, step, epoch)
+    of each (split, name, offset // BLOCK_BYTES). A missing split or name is stored as ''."""
+    acc: dict[tuple, list] = {}
+    for _, off, _, epoch, step, split, name, value in rows:
+        key = (split or "", name or "", off // BLOCK_BYTES)
+        b = acc.get(key)
+        if b is None:
+            b = acc[key] = [0, None, None]
+        b[0] += 1
+        if value is not None:
+            if b[1] is None or value < b[1][0]:
+                b[1] = (value, off, step, epoch)
+            if b[2] is None or value > b[2][0]:
+                b[2] = (value, off, step, epoch)
+    none = (None, None, None, None)
+    for (split, name, block), (count, lo, hi) in acc.items():
+        old = db.execute("SELECT count, lo_value, lo_offset, lo_step, lo_epoch, hi_value, "
+                         "hi_offset, hi_step, hi_epoch FROM metric_blocks WHERE run_id=? AND "
+                         "split=? AND name=? AND block=?", [run_id, split, name, block]).fetchone()
+        if old is not None:
+            count += old[0]
+            old_lo, old_hi = old[1:5], old[5:9]
+            if old_lo[0] is not None and (lo is None or old_lo[0] <= lo[0]):
+                lo = old_lo  # the earlier point wins a tie, as in log order
+            if old_hi[0] is not None and (hi is None or old_hi[0] >= hi[0]):
+                hi = old_hi
+        db.execute("INSERT OR REPLACE INTO metric_blocks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                   [run_id, split, name, block, count, *(lo or none), *(hi or none)])
+
+
+def _rebuild_blocks(db: sqlite_utils.Database, run_id: str) -> None:
+    """A run's blocks again from its metric rows (after a resume superseded some)."""
+    db.execute("DELETE FROM metric_blocks WHERE run_id=?", [run_id])
+    cur = db.execute("SELECT * FROM metrics WHERE run_id=? ORDER BY offset", [run_id])
+    while True:
+        rows = cur.fetchmany(50_000)
+        if not rows:
+            break
+        _add_to_blocks(db, run_id, rows)
 
 
 def _refresh_best(db: sqlite_utils.Database, row: dict, spec: dict) -> None:
@@ -257,26 +330,64 @@ def _refresh_meta(row: dict, run_path: Path) -> bool:
 
 def _forget(db: sqlite_utils.Database, run_id: str) -> None:
     """Drop every row of a run (its directory is gone)."""
-    for table in ("metrics", "checkpoints"):
+    for table in ("metrics", "metric_blocks", "checkpoints"):
         db.execute(f"DELETE FROM {table} WHERE run_id=?", [run_id])
     db.execute("DELETE FROM runs WHERE id=?", [run_id])
 
 
+# Runs whose status cannot change while their files do not: a final status (or crashed) of a job
+# this host judges by its process or heartbeat. Slurm jobs are asked again (a requeue).
+SETTLED = ("finished", "failed", "stopped", "crashed")
+SETTLE_NS = 2_000_000_000  # a folder written this recently is read again (coarse mtimes)
+
+
+def _signature(run_path: Path) -> tuple[int, int] | None:
+    """(the run folder's mtime, the size of its event log): the folder's mtime changes with every
+    file written in it (atomically, by rename: run.json, job.json), the size with every event."""
+    try:
+        folder = os.stat(run_path).st_mtime_ns
+    except OSError:
+        return None
+    try:
+        return folder, os.stat(run_path / EVENTS_FILE).st_size
+    except OSError:
+        return folder, 0
+
+
+def _sync(db: sqlite_utils.Database, runs_dir: Path) -> dict:
+    """``sync`` on an open connection. A run whose status is settled and whose folder mtime and
+    log size are those recorded when it settled (``folder_mtime_ns``) is not read again."""
+    rows = {r[0]: r[1:] for r in db.execute(
+        "SELECT id, offset, status, executor, folder_mtime_ns FROM runs")}
+    seen, read = set(), 0
+    for path in store.list_run_dirs(runs_dir):
+        sig, row = _signature(path), rows.get(path.name)
+        if sig is not None and row is not None and row[3] == sig[0] and row[0] == sig[1] \
+                and row[1] in SETTLED and row[2] != "slurm":
+            seen.add(path.name)
+            continue
+        try:
+            read += ingest_run(db, path)
+        except (ValueError, KeyError, store.RunError):
+            continue  # a run.json being written or damaged: the next sync tries again
+        seen.add(path.name)
+        after = db.execute("SELECT offset, status, executor, folder_mtime_ns FROM runs "
+                           "WHERE id=?", [path.name]).fetchone()
+        settled = sig is not None and after is not None and after[0] == sig[1] \
+            and after[1] in SETTLED and after[2] != "slurm" and time.time_ns() - sig[0] > SETTLE_NS
+        if after is not None and after[3] != (sig[0] if settled else None):
+            db.execute("UPDATE runs SET folder_mtime_ns=? WHERE id=?",
+                       [sig[0] if settled else None, path.name])
+    gone = [r for r in rows if r not in seen]
+    for run_id in gone:
+        _forget(db, run_id)
+    return {"runs": len(seen), "events": read, "removed": len(gone)}
+
+
 def sync(runs_dir: str | os.PathLike) -> dict:
     """Ingest every run directory of the workspace; drop rows whose directory is gone."""
-    runs_dir = Path(runs_dir)
-    seen, read = set(), 0
     with open_index(runs_dir) as db:
-        for path in store.list_run_dirs(runs_dir):
-            try:
-                read += ingest_run(db, path)
-            except (ValueError, KeyError, store.RunError):
-                continue  # a run.json being written or damaged: the next sync tries again
-            seen.add(path.name)
-        gone = [r[0] for r in db.execute("SELECT id FROM runs").fetchall() if r[0] not in seen]
-        for run_id in gone:
-            _forget(db, run_id)
-    return {"runs": len(seen), "events": read, "removed": len(gone)}
+        return _sync(db, Path(runs_dir))
 
 
 def rebuild(runs_dir: str | os.PathLike) -> dict:
@@ -319,11 +430,12 @@ def _decoded(row: dict) -> dict:
 
 def list_runs(runs_dir: str | os.PathLike, sync_first: bool = True,
               archived: bool = True) -> list[dict]:
-    """Every run's row, newest first; ``archived=False`` leaves the archived ones out."""
-    if sync_first:
-        sync(runs_dir)
+    """Every run's row, newest first, after a sync when ``sync_first`` (one connection);
+    ``archived=False`` leaves the archived ones out."""
     where = "" if archived else " WHERE NOT coalesce(archived, 0)"
     with open_index(runs_dir) as db:
+        if sync_first:
+            _sync(db, Path(runs_dir))
         return [_decoded(r) for r in db.query(f"SELECT * FROM runs{where} ORDER BY created DESC")]
 
 
@@ -351,9 +463,10 @@ def get_run(runs_dir: str | os.PathLike, run_id: str) -> dict | None:
 
 
 def run_metrics(runs_dir: str | os.PathLike, run_id: str, after_offset: int = -1,
-                split: str | None = None, name: str | None = None) -> list[dict]:
+                split: str | tuple[str, ...] | None = None,
+                name: str | None = None) -> list[dict]:
     """Metric rows of a run in log order: only those after ``after_offset`` if given, only one
-    split / one metric if given."""
+    split (or those of a tuple of splits) / one metric if given."""
     with open_index(runs_dir) as db:
         return metric_rows(db, run_id, after_offset, split, name)
 
@@ -375,6 +488,14 @@ def run_checkpoints(runs_dir: str | os.PathLike, run_id: str) -> list[dict]:
                              [run_id]))
 
 
+def workspace_checkpoints(runs_dir: str | os.PathLike) -> list[dict]:
+    """Every checkpoint row of the workspace with its run's ``run_dir`` and ``method``: runs
+    newest first, then as ``run_checkpoints`` orders them (one query for the whole workspace)."""
+    with open_index(runs_dir) as db:
+        return list(db.query("SELECT c.*, r.run_dir, r.method FROM checkpoints c JOIN runs r "
+                             "ON r.id = c.run_id ORDER BY r.created DESC, r.id, c.epoch, c.name"))
+
+
 # ---------------------------------------------------------------- queries on an open connection
 
 def run_row(db: sqlite_utils.Database, run_id: str) -> dict | None:
@@ -383,10 +504,15 @@ def run_row(db: sqlite_utils.Database, run_id: str) -> dict | None:
 
 
 def metric_rows(db: sqlite_utils.Database, run_id: str, after_offset: int = -1,
-                split: str | None = None, name: str | None = None) -> list[dict]:
+                split: str | tuple[str, ...] | None = None,
+                name: str | None = None) -> list[dict]:
+    if isinstance(split, (tuple, list)):  # one indexed read a split, merged in log order
+        rows = [r for one in split for r in metric_rows(db, run_id, after_offset, one, name)]
+        return sorted(rows, key=lambda r: r["offset"])
     sql, args = "SELECT * FROM metrics WHERE run_id=? AND offset>?", [run_id, after_offset]
-    if split:
-        sql, args = sql + " AND split=?", args + [split]
+    if split:  # the series index, not the log-order key a million train rows would be read by
+        sql, args = sql.replace("metrics", "metrics INDEXED BY metrics_series", 1) \
+            + " AND split=?", args + [split]
     if name:
         sql, args = sql + " AND name=?", args + [name]
     return list(db.query(sql + " ORDER BY offset", args))
@@ -406,12 +532,52 @@ def metrics_since(db: sqlite_utils.Database, run_id: str,
     on ingest): then every row the index kept is returned again and ``restart`` is True, so the
     reader drops what it held. No cursor (a first read) is a restart too.
     """
-    found = db.execute("SELECT attempts FROM runs WHERE id=?", [run_id]).fetchone()
-    attempts = (found[0] or 0) if found else 0
+    attempts = _attempts(db, run_id)
     restart = cursor is None or cursor.attempts != attempts
     after = -1 if restart else cursor.offset
     rows = metric_rows(db, run_id, after)
     return rows, Cursor(attempts, max([after] + [r["offset"] for r in rows])), restart
+
+
+def _attempts(db: sqlite_utils.Database, run_id: str) -> int:
+    found = db.execute("SELECT attempts FROM runs WHERE id=?", [run_id]).fetchone()
+    return (found[0] or 0) if found else 0
+
+
+def series_summary(db: sqlite_utils.Database, run_id: str,
+                   raw_limit: int) -> tuple[dict[tuple, dict], Cursor]:
+    """Every metric series of a run and the cursor after them, read in one snapshot.
+
+    ``{(split, name): {"count": rows, "step": [...], "epoch": [...], "value": [...]}}`` in log
+    order: every row of a series of at most ``raw_limit`` rows; of a longer one, the lowest and
+    the highest point of each ``BLOCK_BYTES`` of the log (``count`` stays the series' row
+    count). Costs O(blocks + raw_limit) whatever the run's length.
+    """
+    db.execute("BEGIN")  # one snapshot: a writer appending meanwhile is seen by the next tick
+    try:
+        attempts = _attempts(db, run_id)
+        last = db.execute("SELECT max(offset) FROM metrics WHERE run_id=?", [run_id]).fetchone()
+        blocks: dict[tuple, list] = {}
+        for b in db.execute("SELECT split, name, count, lo_value, lo_offset, lo_step, lo_epoch, "
+                            "hi_value, hi_offset, hi_step, hi_epoch FROM metric_blocks "
+                            "WHERE run_id=? ORDER BY split, name, block", [run_id]):
+            blocks.setdefault((b[0] or None, b[1] or None), []).append(b[2:])
+        series = {}
+        for (split, name), parts in blocks.items():
+            count = sum(p[0] for p in parts)
+            if count <= raw_limit:
+                points = db.execute("SELECT offset, step, epoch, value FROM metrics WHERE "
+                                    "run_id=? AND split IS ? AND name IS ? ORDER BY offset",
+                                    [run_id, split, name]).fetchall()
+            else:
+                points = sorted({(p[o + 1], p[o + 2], p[o + 3], p[o]) for p in parts
+                                 for o in (1, 5) if p[o + 1] is not None})
+            series[(split, name)] = {"count": count, "step": [p[1] for p in points],
+                                     "epoch": [p[2] for p in points],
+                                     "value": [p[3] for p in points]}
+    finally:
+        db.execute("COMMIT")
+    return series, Cursor(attempts, last[0] if last and last[0] is not None else -1)
 
 
 class Follow(NamedTuple):
@@ -419,13 +585,20 @@ class Follow(NamedTuple):
     metrics: list[dict]  # its metric rows after the cursor (all of them when restart)
     cursor: Cursor
     restart: bool
+    series: dict | None = None  # instead of ``metrics`` on a restart: ``series_summary``
 
 
 def follow_run(runs_dir: str | os.PathLike, run_id: str, run_path: str | os.PathLike,
-               cursor: Cursor | None = None) -> Follow:
+               cursor: Cursor | None = None, summary_limit: int | None = None) -> Follow:
     """One tick of a live view, on one connection: ingest the run's new bytes, read its row and
-    its metric rows after ``cursor`` (see ``metrics_since``)."""
+    its metric rows after ``cursor`` (see ``metrics_since``). With ``summary_limit``, a restart
+    (a first read, or a new attempt) returns ``series_summary(..., summary_limit)`` in
+    ``series`` instead of every row."""
     with open_index(runs_dir) as db:
         ingest_run(db, Path(run_path))
+        if summary_limit is not None and (cursor is None
+                                          or cursor.attempts != _attempts(db, run_id)):
+            series, cursor = series_summary(db, run_id, summary_limit)
+            return Follow(run_row(db, run_id), [], cursor, True, series)
         rows, cursor, restart = metrics_since(db, run_id, cursor)
         return Follow(run_row(db, run_id), rows, cursor, restart)
