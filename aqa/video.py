@@ -166,8 +166,6 @@ def read_frames(
             or decord_missing() is not None:  # without decord, "auto" resizes with PyAV's bilinear
         backend = backend._replace(pyav=True)
     num_frames = opened.info.num_frames  # counted once, when the file was first opened
-    if not backend.pyav:
-        reader = _open(path, decode_size)
     bad = wanted[(wanted < 0) | (wanted >= num_frames)]
     if bad.size:
         raise VideoError(
@@ -175,9 +173,19 @@ def read_frames(
             f"(valid indices 0..{num_frames - 1}); sample indices with aqa.video.sample_indices."
         )
     unique, where = np.unique(wanted, return_inverse=True)  # (U,), (T,)
+    batch = None
     if backend.pyav:
         batch = video_pyav.read(path, unique.tolist(), decode_size, interpolation)  # (U, H, W, 3)
-    else:
+    elif decoder == "auto" and decode_size is not None and \
+            video_sws.matches_decord(path, decode_size):
+        try:  # decord's pixels, PyAV's decoding (aqa.video_sws)
+            batch = video_pyav.read(path, unique.tolist(), None,
+                                    convert=video_sws.ScalerPool(
+                                        decode_size, video_sws.threads_for(decode_threads())))
+        except DecoderMismatch:
+            batch = None  # decord reads it below
+    if batch is None:
+        reader = _open(path, decode_size)
         try:
             batch = reader.get_batch(unique.tolist()).asnumpy()  # (U, H, W, 3), one batched read
         except Exception as exc:
@@ -320,4 +328,5 @@ def _num_frames(reader: "VideoReader", path: Path) -> int:
 
 
 # The PyAV reader lives in its own module (its helpers are in aqa.video_common).
-from aqa import video_pyav  # noqa: E402
+from aqa import video_pyav, video_sws  # noqa: E402
+from aqa.video_common import DecoderMismatch  # noqa: E402
