@@ -4,9 +4,12 @@ Native-size reads go through PyAV by default (``decoder="auto"``): a per-file in
 timestamps and keyframes lets it seek to the keyframe before the first wanted frame, decode
 forward (frame threads on every core) and convert only the wanted frames to RGB with one reused
 scaler, straight into the output array; the pixels are identical to decord's and it is faster
-(``bench/decode.py``; numbers in docs/datasets.md). Resized reads stay with decord, whose
+(``bench/decode.py``; numbers in docs/datasets.md). Resized reads make decord's pixels, whose
 in-decoder resize made the pixels the models were trained on, unless an ``interpolation`` is
-asked for (then PyAV resizes with that libswscale filter: different pixels, faster).
+asked for (then PyAV resizes with that libswscale filter: different pixels, faster): PyAV
+decodes and decord's own bundled libswscale scales (:mod:`aqa.video_sws`, checked against
+decord once per file; decord itself reads any file where the two differ), 2-3x faster than
+decord's decoder (``bench/loader.py``, docs/performance.md).
 ``decoder="decord"`` or ``"pyav"`` (or ``$AQA_DECODER``) forces one. decord is optional: where it
 does not import (0.6 has no wheel for aarch64 Linux or macOS arm64), every read goes through PyAV
 and a resized read is scaled by libswscale's bilinear filter, the closest to decord's resize but

@@ -11,7 +11,9 @@ Generates its own data in a temporary folder (deterministic JPEGs written by PIL
   the annotation and split pickles in ``info/``; every sample has the same DD, so each one is the
   others' exemplar;
 - ``videos``: the same number of trimmed H.264 clips (``videos/{event:02d}_01.mp4``, 640x360,
-  110 frames, x264 defaults), the MTL-AQA ``videos`` layout.
+  110 frames, x264 defaults), the MTL-AQA ``videos`` layout (the loader's ``videos`` cases:
+  cold and warm cache);
+- ``event.mp4``: a 30 s clip for the reader (12 s with ``--quick``).
 
 Then, every case once a round (``--rounds`` rounds; a busy neighbour on a shared machine slows a
 whole round alike), one training epoch of pairs (query + exemplar, batch 1, as CoRe trains) with
@@ -34,15 +36,16 @@ workers, from ``getrusage``) and ``clips_per_cpu_s`` (clips per second of one bu
 ``speedup_vs_official`` is ours (frames, warm cache) ÷ official in clips per CPU second, the
 median over rounds and worker counts; ``speedup_vs_official_<cache>_w<n>`` each case's median.
 
-Raw video: ``reader_fps`` is ``aqa.data.base.decode`` (the reader the dataset calls, at the
-pipeline's decode size) in frames a second for one sample's clip plan, against decoding the same
-file without any conversion, in process with PyAV (``pyav_decode_fps``) and with
-``ffmpeg -i F -f null -`` (``ffmpeg_null_fps``, which includes the process start);
-``reader_vs_decode`` divides by the faster of the two. ``reader_native_*`` the same without the
-resize.
+Raw video: the dataset's video reader (``aqa.data.base.read_video``, CoRe's decode size
+256x455, ``data.video_resize=decord``) on ``bench/decode.py``'s ``window`` plan (CoRe's 103
+frames at a random place of a 30 s 640x360 H.264 file, GOP 250), in frames a second, against
+decoding the whole file with ``ffmpeg -threads 0 -i F -f null -`` (``ffmpeg_null``) and with
+PyAV in process without any conversion (``pyav_decode``): ``reader_vs_ffmpeg`` and
+``reader_vs_pyav_decode``; ``reader_decord`` is the same read by decord itself (what resized
+reads were before ``aqa.video_sws``), ``reader_native`` without the resize.
 
 Prints progress on stderr and one JSON object last (also written to ``--out``). ``--quick``: one
-round, 3 samples, 0 workers, each case once.
+round, 3 samples, 0 workers, each case once (about a minute).
 """
 
 from __future__ import annotations
