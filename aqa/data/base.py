@@ -467,7 +467,11 @@ class ClipDataset(Dataset):
 def collate(items: list[dict]) -> dict:
     """Stack tensors, keep lists of everything else (ids). Feature programs of different
     lengths (``features``, test items of ``aqa.data.features``) are zero-padded to the longest;
-    their ``length`` says how many rows are real."""
+    their ``length`` says how many rows are real. Tensors are stacked by torch's
+    ``default_collate``, which in a DataLoader worker stacks straight into shared memory (one
+    copy fewer than a stack the queue then moves there)."""
+    from torch.utils.data import default_collate
+
     out = {}
     for key in items[0]:
         values = [it[key] for it in items]
@@ -475,7 +479,7 @@ def collate(items: list[dict]) -> dict:
             from aqa.data.features import pad_features
             out[key] = pad_features(values)
         else:
-            out[key] = torch.stack(values) if torch.is_tensor(values[0]) else values
+            out[key] = default_collate(values) if torch.is_tensor(values[0]) else values
     return out
 
 
