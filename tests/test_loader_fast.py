@@ -162,3 +162,20 @@ def test_video_sws_falls_back_to_decord(tmp_path, decord_lib, monkeypatch):
 
     monkeypatch.setattr(decord_lib.ScalerPool, "submit", refuse)
     assert np.array_equal(video.read_frames(path, [1, 5], (40, 72)), want)  # decord read it
+
+
+def test_a_worker_delivers_the_same_batches(tmp_path):
+    """collate stacks into shared memory in a DataLoader worker; the batches are the same."""
+    from torch.utils.data import DataLoader
+
+    from aqa.data.base import collate
+
+    samples = [Sample(id=f"s{k}", video=frame_folder(tmp_path / f"s{k}", 12, k), score=float(k),
+                      frames=FrameSpan(1, 12, pattern="{:08d}.jpg"), window_start=2)
+               for k in range(2)]
+    ds = ClipDataset(samples, num_frames=6, frame_size=16, train=False, seed=1,
+                     pipeline=build_pipeline("tvv_fixed", 16, hflip=False, resize=(40, 30)))
+    here = list(DataLoader(ds, batch_size=2, collate_fn=collate))
+    there = list(DataLoader(ds, batch_size=2, collate_fn=collate, num_workers=1))
+    assert torch.equal(here[0]["video"], there[0]["video"]) and here[0]["id"] == there[0]["id"]
+    assert torch.equal(here[0]["score"], there[0]["score"]) and here[0]["video"].shape == (2, 3, 6, 16, 16)
