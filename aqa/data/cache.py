@@ -81,7 +81,11 @@ class ClipCache:
         try:
             with open(tmp, "wb") as f:
                 np.save(f, np.ascontiguousarray(frames, dtype=np.uint8), allow_pickle=False)
-            os.replace(tmp, path)
+            try:
+                os.replace(tmp, path)
+            except PermissionError:  # Windows: another process holds the entry open (mapped);
+                if not path.exists():  # it holds the same frames
+                    raise
         finally:
             tmp.unlink(missing_ok=True)
 
