@@ -8,8 +8,8 @@ scaler, straight into the output array; the pixels are identical to decord's and
 in-decoder resize made the pixels the models were trained on, unless an ``interpolation`` is
 asked for (then PyAV resizes with that libswscale filter: different pixels, faster): PyAV
 decodes and decord's own bundled libswscale scales (:mod:`aqa.video_sws`, checked against
-decord once per file; decord itself reads any file where the two differ), 2-3x faster than
-decord's decoder (``bench/loader.py``, docs/performance.md).
+decord once per file; decord itself reads any file where the two differ): faster than decord's
+own read (1.6x on ``bench/loader.py``'s window plan, about 2x on short clips; docs/performance.md).
 ``decoder="decord"`` or ``"pyav"`` (or ``$AQA_DECODER``) forces one. decord is optional: where it
 does not import (0.6 has no wheel for aarch64 Linux or macOS arm64), every read goes through PyAV
 and a resized read is scaled by libswscale's bilinear filter, the closest to decord's resize but
