@@ -4,9 +4,12 @@ Native-size reads go through PyAV by default (``decoder="auto"``): a per-file in
 timestamps and keyframes lets it seek to the keyframe before the first wanted frame, decode
 forward (frame threads on every core) and convert only the wanted frames to RGB with one reused
 scaler, straight into the output array; the pixels are identical to decord's and it is faster
-(``bench/decode.py``; numbers in docs/datasets.md). Resized reads stay with decord, whose
+(``bench/decode.py``; numbers in docs/datasets.md). Resized reads make decord's pixels, whose
 in-decoder resize made the pixels the models were trained on, unless an ``interpolation`` is
-asked for (then PyAV resizes with that libswscale filter: different pixels, faster).
+asked for (then PyAV resizes with that libswscale filter: different pixels, faster): PyAV
+decodes and decord's own bundled libswscale scales (:mod:`aqa.video_sws`, checked against
+decord once per file; decord itself reads any file where the two differ): faster than decord's
+own read (1.6x on ``bench/loader.py``'s window plan, about 2x on short clips; docs/performance.md).
 ``decoder="decord"`` or ``"pyav"`` (or ``$AQA_DECODER``) forces one. decord is optional: where it
 does not import (0.6 has no wheel for aarch64 Linux or macOS arm64), every read goes through PyAV
 and a resized read is scaled by libswscale's bilinear filter, the closest to decord's resize but
@@ -166,8 +169,6 @@ def read_frames(
             or decord_missing() is not None:  # without decord, "auto" resizes with PyAV's bilinear
         backend = backend._replace(pyav=True)
     num_frames = opened.info.num_frames  # counted once, when the file was first opened
-    if not backend.pyav:
-        reader = _open(path, decode_size)
     bad = wanted[(wanted < 0) | (wanted >= num_frames)]
     if bad.size:
         raise VideoError(
@@ -175,9 +176,19 @@ def read_frames(
             f"(valid indices 0..{num_frames - 1}); sample indices with aqa.video.sample_indices."
         )
     unique, where = np.unique(wanted, return_inverse=True)  # (U,), (T,)
+    batch = None
     if backend.pyav:
         batch = video_pyav.read(path, unique.tolist(), decode_size, interpolation)  # (U, H, W, 3)
-    else:
+    elif decoder == "auto" and decode_size is not None and \
+            video_sws.matches_decord(path, decode_size):
+        try:  # decord's pixels, PyAV's decoding (aqa.video_sws)
+            batch = video_pyav.read(path, unique.tolist(), None,
+                                    convert=video_sws.ScalerPool(
+                                        decode_size, video_sws.threads_for(decode_threads())))
+        except DecoderMismatch:
+            batch = None  # decord reads it below
+    if batch is None:
+        reader = _open(path, decode_size)
         try:
             batch = reader.get_batch(unique.tolist()).asnumpy()  # (U, H, W, 3), one batched read
         except Exception as exc:
@@ -320,4 +331,5 @@ def _num_frames(reader: "VideoReader", path: Path) -> int:
 
 
 # The PyAV reader lives in its own module (its helpers are in aqa.video_common).
-from aqa import video_pyav  # noqa: E402
+from aqa import video_pyav, video_sws  # noqa: E402
+from aqa.video_common import DecoderMismatch  # noqa: E402

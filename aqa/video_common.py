@@ -12,6 +12,13 @@ from aqa.errors import VideoError
 # interpolation name -> libswscale filter (PyAV's Interpolation names)
 INTERPOLATIONS = {"nearest": "POINT", "fast_bilinear": "FAST_BILINEAR", "bilinear": "BILINEAR",
                   "bicubic": "BICUBIC", "area": "AREA"}
+
+
+class DecoderMismatch(Exception):
+    """A frame that ``aqa.video_sws`` cannot scale as decord would (another pixel format or
+    size than the file's first frame): the read is redone by decord. Never reaches the user."""
+
+
 FIX_HINT = "re-export it as H.264 MP4 (e.g. `ffmpeg -i IN -c:v libx264 -pix_fmt yuv420p OUT.mp4`) or remove it"
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from aqa.errors import VideoError
 from aqa.video_common import FIX_HINT as _FIX_HINT
+from aqa.video_common import DecoderMismatch
 from aqa.video_common import INTERPOLATIONS
 from aqa.video_common import decode_error as _decode_error
 from aqa.video_common import decode_threads
@@ -105,9 +106,10 @@ def frame_index(path: Path) -> tuple[list, list[int]] | None:
 
 
 def read(path: Path, indices: list[int], size: tuple[int, int] | None,
-                 interpolation: str | None = None) -> np.ndarray:
+                 interpolation: str | None = None, convert=None) -> np.ndarray:
     """Frames ``indices`` (sorted, unique) decoded with PyAV, scaled by libswscale to
-    ``size=(w, h)`` (bilinear unless ``interpolation`` names another filter).
+    ``size=(w, h)`` (bilinear unless ``interpolation`` names another filter), or by
+    ``convert`` (an ``aqa.video_sws.ScalerPool``: decord's scaler, on threads).
 
     With a usable index (:func:`frame_index`) it seeks to the keyframe at or before the first
     wanted frame and decodes forward, seeking again only past a gap of more than ``SEEK_GAP``
@@ -124,7 +126,7 @@ def read(path: Path, indices: list[int], size: tuple[int, int] | None,
         kwargs.update(width=size[0], height=size[1])
     if interpolation:
         kwargs["interpolation"] = INTERPOLATIONS[interpolation]
-    out = _FrameBatch(indices, scaler, kwargs)
+    out = _FrameBatch(indices, scaler, kwargs, convert)
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
@@ -145,8 +147,14 @@ def read(path: Path, indices: list[int], size: tuple[int, int] | None,
                 stream.thread_type = "AUTO"
                 stream.thread_count = decode_threads()
                 _decode_from_start(container, stream, indices, out)
+        out.join()
+    except DecoderMismatch:
+        raise  # the caller reads the file with decord instead
     except Exception as exc:  # av.error.* and friends
         raise _decode_error(path, f"frames {indices[0]}..{indices[-1]}", exc) from exc
+    finally:
+        if convert is not None:
+            convert.close()
     missing = [i for i in indices if i not in out]
     if missing:
         raise VideoError(f"{path}: frame {missing[0]} could not be decoded (the stream ended "
@@ -158,9 +166,9 @@ class _FrameBatch:
     """The frames of a read, converted to RGB straight into one preallocated
     ``(len(indices), H, W, 3)`` array (one copy a frame: no per-frame arrays, no stacking)."""
 
-    def __init__(self, indices: list[int], scaler, kwargs: dict):
+    def __init__(self, indices: list[int], scaler, kwargs: dict, convert=None):
         self.slot = {i: k for k, i in enumerate(indices)}
-        self.scaler, self.kwargs = scaler, kwargs
+        self.scaler, self.kwargs, self.convert = scaler, kwargs, convert
         self.array: np.ndarray | None = None
         self.done: set[int] = set()
 
@@ -168,17 +176,28 @@ class _FrameBatch:
         return i in self.done
 
     def clear(self) -> None:
+        self.join()
         self.done.clear()
 
     def add(self, i: int, frame) -> None:
+        if self.convert is not None:  # scaled into its slot, maybe on a thread (join())
+            if self.array is None:
+                self.array = np.empty((len(self.slot), *self.convert.shape), np.uint8)
+            self.convert.submit(frame, self.array[self.slot[i]])
+            self.done.add(i)
+            return
         rgb = self.scaler.reformat(frame, **self.kwargs)
-        h, w = rgb.height, rgb.width
         plane = rgb.planes[0]
-        rows = np.frombuffer(plane, np.uint8).reshape(h, plane.line_size)  # (H, stride)
+        rows = np.frombuffer(plane, np.uint8).reshape(rgb.height, plane.line_size)  # (H, stride)
         if self.array is None:
-            self.array = np.empty((len(self.slot), h, w, 3), np.uint8)  # (U, H, W, 3)
-        self.array[self.slot[i]] = rows[:, : w * 3].reshape(h, w, 3)
+            self.array = np.empty((len(self.slot), rgb.height, rgb.width, 3), np.uint8)  # (U, H, W, 3)
+        self.array[self.slot[i]] = rows[:, : rgb.width * 3].reshape(rgb.height, rgb.width, 3)
         self.done.add(i)
+
+    def join(self) -> None:
+        """Every frame added is in ``array`` (the threads of ``convert`` done)."""
+        if self.convert is not None:
+            self.convert.join()
 
 
 def _decode_from_start(container, stream, indices, out: _FrameBatch) -> None:

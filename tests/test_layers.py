@@ -17,7 +17,7 @@ LAYERS = [
     ("base", ["aqa", "aqa.errors", "aqa.log", "aqa.safe_pickle", "aqa.metrics", "aqa.plotting", "aqa.registry",
               "aqa.papers"]),
     ("config and video", ["aqa.config", "aqa.config_files", "aqa.official_config", "aqa.video_common", "aqa.video",
-                          "aqa.video_pyav"]),
+                          "aqa.video_pyav", "aqa.video_sws"]),
     ("data", ["aqa.data"]),
     ("runs", ["aqa.runs", "aqa.train.checkpoint"]),  # the checkpoint file format: no torch model
     ("models", ["aqa.models"]),  # with official_files: reading/writing official checkpoints

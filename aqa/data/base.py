@@ -408,7 +408,8 @@ class ClipDataset(Dataset):
                 if not made_by.startswith("decord"):  # PyAV's scaler: not decord's pixels
                     how += f"|{made_by}"  # (decord's entries keep the keys they always had)
             key = clip_key(self._fingerprint(i, positions), positions, size, how)
-            arr = self._disk.get(key)
+            # mapped, not read, unless kept in memory: a clip reads only its window and crop
+            arr = self._disk.get(key, mmap=not self.cache)
         if arr is None:
             arr = decode(self.samples[i], positions, size, interpolation, self.video_resize)
             if self._disk is not None:
@@ -417,20 +418,30 @@ class ClipDataset(Dataset):
             self._cache[mem_key] = arr
         return positions, arr
 
-    def clip(self, i: int, rng: np.random.Generator | None = None) -> np.ndarray:
-        """(T, H, W, 3) uint8 for sample i at its window (a random shift at train time)."""
-        rng = rng or self._rng(i)
+    def _window_frames(self, i: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """``(frames (P, H, W, 3), where)``: sample i's decoded frames (through the caches) and
+        the rows of its clip's window (a random shift at train time), drawn from ``rng``."""
         interpolation = self.pipeline.draw_interpolation(rng, self.train)
         positions, arr = self.frames(i, interpolation)
         s = self.samples[i]
         shift = int(rng.integers(-self.jitter, self.jitter + 1)) if self.jitter else 0
         want = window_positions(s, self.num_frames, shift, num_available(s))
-        where = np.searchsorted(positions, want)  # positions is sorted and holds every want
-        return arr[where]
+        return arr, np.searchsorted(positions, want)  # positions is sorted and holds every want
+
+    def clip(self, i: int, rng: np.random.Generator | None = None) -> np.ndarray:
+        """(T, H, W, 3) uint8 for sample i at its window (a random shift at train time)."""
+        arr, where = self._window_frames(i, rng or self._rng(i))
+        return np.asarray(arr[where])
 
     def __getitem__(self, i: int) -> dict:
+        """The item of ``_item(i, clip(i, rng), rng)``, the same draws and pixels, copying only
+        the window and crop the clip keeps (``transforms.window_clip``)."""
+        from aqa.data.transforms import window_clip
+
         rng = self._rng(i)
-        return self._item(i, self.clip(i, rng), rng)
+        arr, where = self._window_frames(i, rng)
+        flip, top, left, h, w = self.pipeline.window(arr.shape[1], arr.shape[2], self.train, rng)
+        return self._item_from_tensor(i, window_clip(arr, where, flip, top, left, h, w))
 
     def item_at(self, i: int, positions: Sequence[int], rng: np.random.Generator) -> dict:
         """Sample i's item with the clip read at ``positions`` (a method's own sampling, such as
@@ -456,7 +467,11 @@ class ClipDataset(Dataset):
 def collate(items: list[dict]) -> dict:
     """Stack tensors, keep lists of everything else (ids). Feature programs of different
     lengths (``features``, test items of ``aqa.data.features``) are zero-padded to the longest;
-    their ``length`` says how many rows are real."""
+    their ``length`` says how many rows are real. Tensors are stacked by torch's
+    ``default_collate``, which in a DataLoader worker stacks straight into shared memory (one
+    copy fewer than a stack the queue then moves there)."""
+    from torch.utils.data import default_collate
+
     out = {}
     for key in items[0]:
         values = [it[key] for it in items]
@@ -464,7 +479,7 @@ def collate(items: list[dict]) -> dict:
             from aqa.data.features import pad_features
             out[key] = pad_features(values)
         else:
-            out[key] = torch.stack(values) if torch.is_tensor(values[0]) else values
+            out[key] = default_collate(values) if torch.is_tensor(values[0]) else values
     return out
 
 

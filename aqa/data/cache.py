@@ -63,12 +63,13 @@ class ClipCache:
     def _path(self, key: str) -> Path:
         return self.folder / key[:2] / f"{key}.npy"
 
-    def get(self, key: str) -> np.ndarray | None:
+    def get(self, key: str, mmap: bool = False) -> np.ndarray | None:
+        """The entry, or None; ``mmap``: a read-only memory map of it (pages read when used)."""
         path = self._path(key)
         if not path.exists():
             return None
         try:
-            return np.load(path, allow_pickle=False)
+            return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
         except (OSError, ValueError):
             path.unlink(missing_ok=True)  # a corrupt entry: decode again
             return None
@@ -80,7 +81,11 @@ class ClipCache:
         try:
             with open(tmp, "wb") as f:
                 np.save(f, np.ascontiguousarray(frames, dtype=np.uint8), allow_pickle=False)
-            os.replace(tmp, path)
+            try:
+                os.replace(tmp, path)
+            except PermissionError:  # Windows: another process holds the entry open (mapped);
+                if not path.exists():  # it holds the same frames
+                    raise
         finally:
             tmp.unlink(missing_ok=True)
 

@@ -69,26 +69,52 @@ def hflip(clip: torch.Tensor) -> torch.Tensor:
     return clip.flip(-1)
 
 
-def crop(clip: torch.Tensor, top: int, left: int, height: int, width: int) -> torch.Tensor:
-    """The same ``height x width`` window at ``(top, left)`` of every frame."""
-    H, W = clip.shape[-2:]
+def check_window(H: int, W: int, top: int, left: int, height: int, width: int) -> None:
     if top < 0 or left < 0 or top + height > H or left + width > W:
         raise ValueError(f"crop {height}x{width} at ({top}, {left}) does not fit a {H}x{W} frame")
+
+
+def crop(clip: torch.Tensor, top: int, left: int, height: int, width: int) -> torch.Tensor:
+    """The same ``height x width`` window at ``(top, left)`` of every frame."""
+    check_window(*clip.shape[-2:], top, left, height, width)
     return clip[..., top:top + height, left:left + width]
 
 
+def center_position(H: int, W: int, size: int) -> tuple[int, int]:
+    """``(top, left)`` of the central ``size x size`` window; offsets round down like
+    torchvision's ``int(round((H - size) / 2))`` for even differences (455 -> 224: top 115)."""
+    return int(round((H - size) / 2.0)), int(round((W - size) / 2.0))
+
+
+def random_position(H: int, W: int, size: int, rng: np.random.Generator) -> tuple[int, int]:
+    """``(top, left)`` of a ``size x size`` window at a seeded random position."""
+    return int(rng.integers(0, H - size + 1)), int(rng.integers(0, W - size + 1))
+
+
 def center_crop(clip: torch.Tensor, size: int) -> torch.Tensor:
-    """The central ``size x size`` window; offsets round down like torchvision's
-    ``int(round((H - size) / 2))`` for even differences (both agree on 455 -> 224: top 115)."""
-    H, W = clip.shape[-2:]
-    return crop(clip, int(round((H - size) / 2.0)), int(round((W - size) / 2.0)), size, size)
+    """The central ``size x size`` window (:func:`center_position`)."""
+    return crop(clip, *center_position(*clip.shape[-2:], size), size, size)
 
 
 def random_crop(clip: torch.Tensor, size: int, rng: np.random.Generator) -> torch.Tensor:
     """A ``size x size`` window at a seeded random position, the same for every frame."""
-    H, W = clip.shape[-2:]
-    top, left = int(rng.integers(0, H - size + 1)), int(rng.integers(0, W - size + 1))
-    return crop(clip, top, left, size, size)
+    return crop(clip, *random_position(*clip.shape[-2:], size, rng), size, size)
+
+
+def window_clip(frames: np.ndarray, where, flip: bool, top: int, left: int, height: int,
+                width: int) -> torch.Tensor:
+    """``hflip`` (when ``flip``) then :func:`crop` of the frames ``frames[where]`` of a
+    ``(P, H, W, 3)`` uint8 array (or memmap), as a contiguous ``(C, T, height, width)`` tensor:
+    the pixels of ``Pipeline.apply`` on the permuted clip, copying only what the clip keeps
+    (the window of the wanted frames, gathered once, then one transpose; the flip is of the
+    small result)."""
+    W = frames.shape[2]
+    check_window(frames.shape[1], W, top, left, height, width)
+    if flip:  # the window of the flipped frame, in the frame as stored
+        left = W - left - width
+    part = np.asarray(frames[np.asarray(where), top:top + height, left:left + width])  # (T, h, w, 3)
+    clip = torch.from_numpy(np.ascontiguousarray(part.transpose(3, 0, 1, 2)))  # (C, T, h, w)
+    return clip.flip(-1) if flip else clip
 
 
 def resize(clip: torch.Tensor, height: int, width: int, mode: str = "bilinear") -> torch.Tensor:
@@ -184,18 +210,26 @@ class Pipeline:
     def draw_flip(self, rng: np.random.Generator, train: bool) -> bool:
         return bool(train and self.hflip and rng.random() < 0.5)
 
+    def window(self, H: int, W: int, train: bool, rng: np.random.Generator,
+               flipped: bool | None = None) -> tuple[bool, int, int, int, int]:
+        """``(flip, top, left, height, width)``: what :meth:`apply` does to ``H x W`` frames,
+        drawn from ``rng`` as it draws (the flip, then the crop position); the window is in
+        the flipped frame. ``flipped`` not None: the flip was drawn (and done) already."""
+        flip = flipped is None and self.draw_flip(rng, train)
+        if not self.crop:
+            return flip, 0, 0, H, W
+        if train and self.random_crop:
+            return (flip, *random_position(H, W, self.crop, rng), self.crop, self.crop)
+        return (flip, *center_position(H, W, self.crop), self.crop, self.crop)
+
     def apply(self, clip: torch.Tensor, train: bool, rng: np.random.Generator,
               flipped: bool | None = None) -> torch.Tensor:
         """Flip then crop the decoded uint8 clip ``(C, T, H, W)`` (same for every frame);
         ``flipped`` not None: the flip was drawn (and done) by the reader already."""
-        if flipped is None and self.draw_flip(rng, train):
+        flip, top, left, height, width = self.window(*clip.shape[-2:], train, rng, flipped)
+        if flip:
             clip = hflip(clip)
-        if self.crop:
-            if train and self.random_crop:
-                clip = random_crop(clip, self.crop, rng)
-            else:
-                clip = center_crop(clip, self.crop)
-        return clip.contiguous()
+        return crop(clip, top, left, height, width).contiguous()
 
     @property
     def out_size(self) -> tuple[int, int]:
