@@ -68,7 +68,7 @@ def show(runs_dir: Path, run_id: str) -> None:
 
 def results(runs_dir: Path, run_id: str, path: Path, row: dict) -> None:
     """The run's best results both ways: the papers' protocol and an honest held-out choice."""
-    from aqa.evaluate import summarize
+    from aqa.metrics import summarize
     summary = summarize(index.run_metrics(runs_dir, run_id, split=("val", "test")),
                         row.get("best_metric") or "rho", path / "predictions")
     off, hon = summary["official"], summary["honest"]

@@ -139,7 +139,7 @@ def cmd_runs(args) -> int:
     if action == "show":
         index.sync(runs_dir)
         row = index.get_run(runs_dir, path.name) or {}
-        from aqa.evaluate import summarize
+        from aqa.metrics import summarize
         info = {"run": {k: v for k, v in row.items() if k not in ("config", "meta_sig")},
                 "spec": store.read_run(path), "job": store.read_job(path),
                 "checkpoints": index.run_checkpoints(runs_dir, path.name),
