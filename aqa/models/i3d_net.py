@@ -112,10 +112,15 @@ class Unit3D(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.dynamic:
-            x = F.pad(x, _pads(self.kernel, self.stride, x.shape[2:]))
-        elif hasattr(self, "pad"):
-            x = self.pad(x)
-        x = self.conv3d(x)
+            pads = _pads(self.kernel, self.stride, x.shape[2:])
+            c = self.conv3d
+            if pads[0::2] == pads[1::2] and not _needs_grad(x, c.weight):  # inference: the
+                # convolution pads (no copy of the input; bit-identical, tests/test_perf_paths.py)
+                x = F.conv3d(x, c.weight, c.bias, c.stride, (pads[4], pads[2], pads[0]))
+            else:
+                x = self.conv3d(F.pad(x, pads) if any(pads) else x)
+        else:
+            x = self.conv3d(self.pad(x) if hasattr(self, "pad") else x)
         if self.bn_name:
             x = getattr(self, self.bn_name)(x)
         if not self.relu:
@@ -134,15 +139,16 @@ class MaxPool3dSame(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         sizes = x.shape[2:] if self.dynamic else (None, None, None)
-        x = F.pad(x, _pads(self.kernel, self.stride, sizes))
+        pads = _pads(self.kernel, self.stride, sizes)
+        x = F.pad(x, pads) if any(pads) else x
         if _needs_grad(x):
             return self.pool(x)
         return separable_max_pool3d(x, self.kernel, self.stride, ceil_mode=not self.dynamic)
 
 
-def _needs_grad(x: torch.Tensor) -> bool:
-    """Whether autograd will backpropagate through an op on ``x``."""
-    return torch.is_grad_enabled() and x.requires_grad
+def _needs_grad(*tensors: torch.Tensor) -> bool:
+    """Whether autograd will backpropagate through an op on ``tensors``."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 def separable_max_pool3d(x: torch.Tensor, kernel, stride, ceil_mode: bool) -> torch.Tensor:
