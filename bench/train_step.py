@@ -103,13 +103,19 @@ def bench_method(name: str, device: torch.device, steps: int, extra: list[str],
 
 # yuxumin/CoRe @f7881a9, tools/helper.network_forward_train twice (Adam from tools/builder.
 # build_opti_sche after the second), fed what its loader hands the model (ImageNet-normalised
-# float clips, normalised outside the step); run from a scratch folder on the CPU with `.cuda()`
-# a no-op and torchvideotransforms stubbed (unused), one fresh process per step, alternating
-# with ours; AMD EPYC, 2 cores shared with other work, torch 2.14.1, numpy 2.4.6.
-OFFICIAL_CORE_STEP = {"commit": "yuxumin/CoRe@f7881a9", "runs": None}  # filled below
+# float clips, normalised outside the step), on the inputs parity_core_step makes; run from a
+# scratch folder on the CPU with `.cuda()` a no-op and torchvideotransforms stubbed (unused),
+# a fresh process, 2026-12-06 23:16-23:52 UTC, alternating with ours; AMD EPYC, 2 cores shared
+# with seven other people's work (load average 13-35: the wall time is mostly waiting), torch
+# 2.14.1, numpy 2.4.6. docs/performance.md has both sides of that run.
+OFFICIAL_CORE_STEP = {"commit": "yuxumin/CoRe@f7881a9",
+                      "command": "python train_core.py official (scratch runner, not in the "
+                                 "repository; docs/performance.md)",
+                      "step_s": 2159.365, "peak_above_before_mb": 8133.3,
+                      "losses": [41.18816375732422, 80.45504760742188]}
 
 
-def parity_core_step() -> dict:
+def parity_core_step(size: int = 224) -> dict:
     """One CoRe parity step in this (fresh) process -> time, peak RSS, losses."""
     import resource
 
@@ -124,7 +130,7 @@ def parity_core_step() -> dict:
     cfg = build_run_config("core", "mtl_aqa", overrides=[
         "backbone.weights=", "backbone.family=hassony2", "backbone.input_norm=imagenet"])
     g = torch.Generator().manual_seed(7)
-    videos = [torch.randint(0, 256, (1, 3, 103, 224, 224), dtype=torch.uint8, generator=g)
+    videos = [torch.randint(0, 256, (1, 3, 103, size, size), dtype=torch.uint8, generator=g)
               for _ in range(3)]
     scores, dd = [60.0, 75.6, 52.5], 3.0
     comp = [torch.tensor([s / dd], dtype=torch.float64).float() for s in scores]
@@ -158,13 +164,13 @@ def parity_core_step() -> dict:
             "losses": losses}
 
 
-def vs_official(steps: int) -> dict:
+def vs_official(steps: int, size: int = 224) -> dict:
     import subprocess
 
     runs = []
     for i in range(max(1, steps)):
-        proc = subprocess.run([sys.executable, __file__, "--parity-child"], capture_output=True,
-                              text=True)
+        proc = subprocess.run([sys.executable, __file__, "--parity-child", str(size)],
+                              capture_output=True, text=True)
         if proc.returncode != 0:
             raise SystemExit(f"the parity step failed: {proc.stderr.strip()[-500:]}")
         runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
@@ -172,14 +178,14 @@ def vs_official(steps: int) -> dict:
     med = lambda k: statistics.median(r[k] for r in runs)  # noqa: E731
     out = {"method": "core", "device": "cpu", "threads": torch.get_num_threads(), "batch": 1,
            "inputs": "parity weights (tests/parity_core_data.core_model), 3 seeded random "
-                     "103x224x224 clips, pairs (0, 1) then (2, 0), Adam after the second",
+                     f"103x{size}x{size} clips, pairs (0, 1) then (2, 0), Adam after the second",
            "ours": {"side": "ours (measured now)", "step_s": med("step_s"),
                     "peak_above_before_mb": med("peak_above_before_mb"),
                     "losses": runs[0]["losses"], "runs": runs},
            "official_recorded": {"side": "official code, recorded (not run by this bench)",
                                  **OFFICIAL_CORE_STEP}}
     rec = OFFICIAL_CORE_STEP
-    if rec.get("step_s"):
+    if rec.get("step_s") and size == 224:
         out["step_vs_official_recorded"] = round(med("step_s") / rec["step_s"], 3)
         out["peak_vs_official_recorded"] = round(med("peak_above_before_mb")
                                                  / rec["peak_above_before_mb"], 3)
@@ -189,8 +195,8 @@ def vs_official(steps: int) -> dict:
 
 
 def main() -> None:
-    if sys.argv[1:] == ["--parity-child"]:
-        print(json.dumps(parity_core_step()))
+    if sys.argv[1:2] == ["--parity-child"]:
+        print(json.dumps(parity_core_step(int(sys.argv[2]))))
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--methods", default="core,tpt,tsa,pecop", help="comma-separated methods")
@@ -204,9 +210,11 @@ def main() -> None:
     ap.add_argument("--vs-official", action="store_true",
                     help="CoRe's parity step (ours, measured) beside the official code's "
                          "recorded numbers")
+    ap.add_argument("--frame-size", type=int, default=224,
+                    help="with --vs-official: clip size (the official numbers are for 224)")
     args = ap.parse_args()
     if args.vs_official:
-        print(json.dumps(vs_official(args.steps), indent=2))
+        print(json.dumps(vs_official(args.steps, args.frame_size), indent=2))
         return
     name = args.device
     if name == "auto":
