@@ -105,14 +105,14 @@ def bench_method(name: str, device: torch.device, steps: int, extra: list[str],
 # build_opti_sche after the second), fed what its loader hands the model (ImageNet-normalised
 # float clips, normalised outside the step), on the inputs parity_core_step makes; run from a
 # scratch folder on the CPU with `.cuda()` a no-op and torchvideotransforms stubbed (unused),
-# a fresh process, 2026-12-06 23:16-23:52 UTC, alternating with ours; AMD EPYC, 2 cores shared
-# with seven other people's work (load average 13-35: the wall time is mostly waiting), torch
-# 2.14.1, numpy 2.4.6. docs/performance.md has both sides of that run.
+# a fresh process, 2026-12-07 00:13-00:17 UTC, followed by ours (183.6 s wall, 182.5 s CPU,
+# 8398.5 MB); AMD EPYC, 2 cores shared with other people's work (load average 4-8 then), torch
+# 2.14.1, numpy 2.4.6. Its losses equal ours to the bit (docs/performance.md).
 OFFICIAL_CORE_STEP = {"commit": "yuxumin/CoRe@f7881a9",
                       "command": "python train_core.py official (scratch runner, not in the "
                                  "repository; docs/performance.md)",
-                      "step_s": 2159.365, "peak_above_before_mb": 8133.3,
-                      "losses": [41.18816375732422, 80.45504760742188]}
+                      "step_s": 192.133, "cpu_s": 171.494, "peak_above_before_mb": 8421.3,
+                      "losses": [154.90719604492188, 277.0403747558594]}
 
 
 def parity_core_step(size: int = 224) -> dict:
@@ -147,7 +147,7 @@ def parity_core_step(size: int = 224) -> dict:
             return next(int(x.split()[1]) / 1024 for x in f if x.startswith("VmRSS"))
 
     before, losses = rss_mb(), []
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for q, e in ((0, 1), (2, 0)):  # what the loop does with accum_steps 2 and accum_sum
         batch = {"video": videos[q], "exemplar_video": videos[e],
                  "score": torch.tensor([scores[q]]), "difficulty": torch.tensor([dd]),
@@ -158,9 +158,10 @@ def parity_core_step(size: int = 224) -> dict:
         losses.append(float(loss.detach()))
         loss.backward()
     opt.step()
-    step_s = time.perf_counter() - t0
+    step_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"step_s": round(step_s, 3), "peak_above_before_mb": round(peak - before, 1),
+    return {"step_s": round(step_s, 3), "cpu_s": round(cpu_s, 3),
+            "peak_above_before_mb": round(peak - before, 1),
             "losses": losses}
 
 
@@ -179,14 +180,18 @@ def vs_official(steps: int, size: int = 224) -> dict:
     out = {"method": "core", "device": "cpu", "threads": torch.get_num_threads(), "batch": 1,
            "inputs": "parity weights (tests/parity_core_data.core_model), 3 seeded random "
                      f"103x{size}x{size} clips, pairs (0, 1) then (2, 0), Adam after the second",
-           "ours": {"side": "ours (measured now)", "step_s": med("step_s"),
+           "ours": {"side": "ours (measured now)", "step_s": med("step_s"), "cpu_s": med("cpu_s"),
                     "peak_above_before_mb": med("peak_above_before_mb"),
                     "losses": runs[0]["losses"], "runs": runs},
            "official_recorded": {"side": "official code, recorded (not run by this bench)",
                                  **OFFICIAL_CORE_STEP}}
     rec = OFFICIAL_CORE_STEP
     if rec.get("step_s") and size == 224:
+        out["loss_rel_diff_vs_official"] = max(abs(a - b) / abs(b) for a, b in
+                                               zip(runs[0]["losses"], rec["losses"]))
         out["step_vs_official_recorded"] = round(med("step_s") / rec["step_s"], 3)
+        if rec.get("cpu_s"):
+            out["step_vs_official_recorded_cpu"] = round(med("cpu_s") / rec["cpu_s"], 3)
         out["peak_vs_official_recorded"] = round(med("peak_above_before_mb")
                                                  / rec["peak_above_before_mb"], 3)
         out["note"] = ("ratios against numbers recorded in another run of the same machine: "
