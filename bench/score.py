@@ -1,14 +1,25 @@
-"""Bench: scoring one 103-frame 224x224 clip with CoRe, the official way vs the exemplar bank.
+"""Bench: what scoring a clip costs beyond the backbone, per method; TPT's query against CoRe's.
 
-    python bench/score.py [--quick] [--repeats 3] [--voters 10]
+    python bench/score.py [--quick] [--repeats 3] [--methods core,tpt,...] [--clip FILE]
+                          [--size 224] [--official-loop]
 
-official: for each of the 10 voters, the query and the exemplar go through I3D together
-          (2 videos x 10 clips of 16 frames), then the tree -- CoRe's test loop.
-bank:     the query goes through I3D once (10 clips); the tree compares it with the cached
-          features of the same 10 exemplars.
-Random I3D weights (the timing does not depend on them); both predictions are printed and must
-agree. Then one training step as the official MTL config (batch 1: a query and an exemplar,
-both directions), with its time and the process's peak RSS. The last line is one JSON object.
+score_vs_backbone (per method): ``Scorer.score(clip)`` end to end (probe, decode at the size the
+    pipeline needs, uint8 -> float, the model, the voters, the result) divided by ONE bare pass
+    of the method's backbone over the clips the method cuts from the same clip tensor (the
+    tensor decoded once before timing; the backbone normalises the uint8 pack itself). Both are
+    timed interleaved in this process, ``--repeats`` times, medians. Each method runs its paper
+    configuration (frames, size, backbone) with random weights (the timing does not depend on
+    them) from a checkpoint written here, with an exemplar bank of random rows for the bank
+    methods (core, tpt, fdtsa); ``--size`` overrides the frame size of every method.
+tpt_vs_core_query: the same 103-frame clip tensor through the same I3D (one module, ImageNet
+    input norm): TPT's 20 clips of 8 frames against CoRe's 10 clips of 16 (160 frames each),
+    interleaved, medians.
+--official-loop: also CoRe's official test loop (each of 10 voters through I3D together with the
+    query: 20 clips a voter) against the bank (the query's 10 clips); slow, off by default.
+
+``--quick`` runs each side once. Progress goes to stderr; the last line is one JSON object with
+``score_vs_backbone`` (CoRe's ratio), ``tpt_vs_core_query`` and ``methods`` (each method's
+``score_vs_backbone`` and both times, or why it was not measured).
 """
 
 import sys  # noqa: E402
@@ -17,98 +28,263 @@ from pathlib import Path  # noqa: E402
 # the project first, and not bench/ itself: bench/queue.py would shadow the stdlib queue module
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
+import argparse  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import torch  # noqa: E402
+
+from aqa.config import build_run_config, to_dict  # noqa: E402
+from aqa.data.base import Sample  # noqa: E402
+from aqa.errors import AQAError  # noqa: E402
+from aqa.models import bank as B  # noqa: E402
+from aqa.registry import METHODS  # noqa: E402
+from aqa.scoring import Scorer  # noqa: E402
+from aqa.train.checkpoint import save_checkpoint  # noqa: E402
+
+METHOD_NAMES = ("core", "tpt", "tsa", "usdl", "musdl", "fdtsa", "regression", "pecop")
+PAPER_DATASET = {"tsa": "frfs", "fdtsa": "finediving", "pecop": "pd4t"}  # else mtl_aqa
+MTL_LEAVES = torch.tensor([[-30.0, -8.5], [-8.5, -6], [-6, -4.5], [-4.5, -3], [-3, -2.5],
+                           [-2.5, -1.5], [-1.5, -0.9118], [-0.9118, 0], [0, 0.9118],
+                           [0.9118, 1.5], [1.5, 2.5], [2.5, 3], [3, 4.5], [4.5, 6], [6, 8.5],
+                           [8.5, 30]], dtype=torch.float64)  # MTL-AQA with DD
+BANK_SIZE = 12  # exemplars in the random bank (all of difficulty 3.0, so 10 voters exist)
+DIFFICULTY = 3.0
 
 
-import argparse
-import json
-import resource
-import statistics
-import sys
-import time
-from pathlib import Path
-
-import torch
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
 
 
-from aqa.config import build_run_config  # noqa: E402
-from aqa.models.core import CoRe  # noqa: E402
-from aqa.models.group_tree import decode  # noqa: E402
+def default_clip() -> Path:
+    """The real dive of ../shared/data if it is there, else a synthetic clip written here."""
+    real = Path(__file__).resolve().parents[2] / "shared" / "data" / "clips" / \
+        "mtlaqa_diving_sample_500x280.mp4"
+    if real.exists():
+        return real
+    from aqa.data.synthetic import render_dataset
+
+    root = render_dataset(Path(tempfile.mkdtemp(prefix="bench_score_")), num_clips=1, size=224)
+    return sorted(root.rglob("*.mp4"))[0]
 
 
-def timed(fn, repeats: int) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
+def clip_pack(model: torch.nn.Module, video: torch.Tensor) -> torch.Tensor:
+    """The clips a method's model cuts from ``video`` (1, C, T, H, W) for its backbone, in one
+    batch (N, C, L, H, W); the whole tensor for a model that feeds it as it is."""
+    starts = getattr(model, "clip_starts", None) or getattr(model, "starts", None)
+    if not starts:
+        return video
+    length = model.clip_len
+    return torch.cat([video[:, :, s:s + length] for s in starts])
+
+
+def random_bank(method, model, batch: dict) -> dict:
+    """An exemplar bank of BANK_SIZE rows shaped like this model's features of ``batch``: the
+    clip's own features plus noise (one pass of the model, which also warms it up)."""
+    g = torch.Generator().manual_seed(0)
+    samples = [Sample(id=f"ex{i}", video=Path(""), score=40.0 + 3 * i, difficulty=DIFFICULTY)
+               for i in range(BANK_SIZE)]
+    with torch.no_grad():
+        if method.name == "fdtsa":
+            _, maps, pred = model.video_units(batch["video"])
+        else:
+            maps, pred = model.video_features(batch["video"]), None
+    feats = maps.float().repeat(BANK_SIZE, *([1] * (maps.dim() - 1)))
+    feats = feats + 0.01 * torch.randn(feats.shape, generator=g)
+    out = B.bank_from(samples, feats, "difficulty")
+    if pred is not None:
+        out["transits"] = pred.repeat(BANK_SIZE, 1)
+    return out
+
+
+def scorer_for(name: str, size: int | None, folder: Path, clip: Path) -> Scorer:
+    """A Scorer of ``name``'s paper configuration with random weights (and a random bank)."""
+    overrides = ["backbone.weights="]
+    if name == "regression":
+        overrides.append("backbone.name=i3d")
+    if size:
+        overrides.append(f"data.frame_size={size}")
+    cfg = build_run_config(name, PAPER_DATASET.get(name, "mtl_aqa"), overrides=overrides)
+    torch.manual_seed(0)
+    method = METHODS.get(name)(cfg)
+    if hasattr(method, "leaves"):
+        method.leaves = MTL_LEAVES.clone()
+    model = method.build_model().eval()
+    state = {"method": name, "config": to_dict(cfg), "model": model.state_dict()}
+    path = folder / f"{name}.pt"
+    save_checkpoint(path, state)
+    scorer = Scorer.from_checkpoint(path)
+    if name in ("core", "tpt", "fdtsa"):  # the bank best.pt would carry
+        batch = scorer._batch(clip, DIFFICULTY)[0]
+        scorer.state["exemplar_bank"] = random_bank(method, scorer.model, batch)
+    return scorer
+
+
+def timed(fn, cpu: list | None = None) -> tuple[float, object]:
+    """(wall seconds, fn()); with ``cpu``, this process's CPU seconds appended to it (on a
+    machine shared with other work the CPU time varies much less than the wall time)."""
+    c0, t0 = time.process_time(), time.perf_counter()
+    out = fn()
+    wall = time.perf_counter() - t0
+    if cpu is not None:
+        cpu.append(time.process_time() - c0)
+    return wall, out
+
+
+def bench_method(name: str, clip: Path, repeats: int, size: int | None, folder: Path) -> dict:
+    if name not in METHODS.names():
+        return {"status": "not registered"}
+    t0 = time.perf_counter()
+    try:
+        scorer = scorer_for(name, size, folder, clip)
+        batch = scorer._batch(clip, DIFFICULTY)[0]  # the clip tensor, decoded once, untimed
+    except AQAError as exc:
+        return {"status": "error", "note": str(exc)}
+    backbone = scorer.model.backbone
+    pack = clip_pack(scorer.model, batch["video"])
+    score_s, back_s, score_cpu, back_cpu, score = [], [], [], [], None
+    with torch.no_grad():
+        try:
+            scorer.score(clip, difficulty=DIFFICULTY)  # warm-up: first-call allocations
+        except AQAError as exc:  # a method that scores no clip (pecop)
+            return {"status": "n/a", "note": str(exc)}
+        backbone(pack)
+        for _ in range(repeats):  # interleaved: the two sides see the same machine load
+            s, result = timed(lambda: scorer.score(clip, difficulty=DIFFICULTY), score_cpu)
+            score_s.append(s)
+            score = result.score
+            back_s.append(timed(lambda: backbone(pack), back_cpu)[0])
+    med = statistics.median
+    out = {"status": "ok", "frames": tuple(batch["video"].shape[2:]),
+           "backbone_input": list(pack.shape), "score_s": round(med(score_s), 3),
+           "backbone_s": round(med(back_s), 3),
+           "score_vs_backbone": round(med(score_s) / med(back_s), 3),
+           "score_cpu_s": round(med(score_cpu), 3), "backbone_cpu_s": round(med(back_cpu), 3),
+           "score_vs_backbone_cpu": round(med(score_cpu) / med(back_cpu), 3),
+           "score_runs_s": [round(x, 3) for x in score_s],
+           "backbone_runs_s": [round(x, 3) for x in back_s],
+           "stages_s": {k: round(v, 3) for k, v in result.timings.items()}, "score": score}
+    log(f"{name}: score {out['score_s']} s, backbone {out['backbone_s']} s -> "
+        f"{out['score_vs_backbone']} (CPU {out['score_vs_backbone_cpu']}; "
+        f"{time.perf_counter() - t0:.0f} s)")
+    return out
+
+
+def tpt_vs_core(clip: Path, repeats: int, size: int) -> dict:
+    """TPT's and CoRe's query features of the same clip tensor through one I3D."""
+    from aqa.models.base import clip_features
+
+    cfg = build_run_config("tpt", "mtl_aqa", overrides=["backbone.weights=",
+                                                        f"data.frame_size={size}"])
+    torch.manual_seed(0)
+    tpt = METHODS.get("tpt")(cfg).build_model().eval()
+    core_cfg = build_run_config("core", "mtl_aqa", overrides=["backbone.weights="]).model
+    video = torch.randint(0, 256, (1, 3, cfg.data.num_frames, size, size), dtype=torch.uint8,
+                          generator=torch.Generator().manual_seed(0))
+
+    def core_query():
+        return clip_features(tpt.backbone, video, core_cfg.clip_starts, core_cfg.clip_len)
+
+    tpt_s, core_s, tpt_cpu, core_cpu = [], [], [], []
+    with torch.no_grad():
+        core_query(), tpt.video_features(video)  # warm-up
+        for _ in range(repeats):
+            tpt_s.append(timed(lambda: tpt.video_features(video), tpt_cpu)[0])
+            core_s.append(timed(core_query, core_cpu)[0])
+    med = statistics.median
+    t, c = med(tpt_s), med(core_s)
+    log(f"query: TPT 20x8 {t:.2f} s, CoRe 10x16 {c:.2f} s -> {t / c:.3f} "
+        f"(CPU {med(tpt_cpu) / med(core_cpu):.3f})")
+    return {"tpt_query_s": round(t, 3), "core_query_s": round(c, 3),
+            "tpt_vs_core_query": round(t / c, 3),
+            "tpt_vs_core_query_cpu": round(med(tpt_cpu) / med(core_cpu), 3),
+            "tpt_runs_s": [round(x, 3) for x in tpt_s],
+            "core_runs_s": [round(x, 3) for x in core_s],
+            "clips": {"tpt": f"{len(tpt.clip_starts)} x {tpt.clip_len}",
+                      "core": f"{len(core_cfg.clip_starts)} x {core_cfg.clip_len}"}}
+
+
+def official_loop(repeats: int, voters: int, size: int) -> dict:
+    """CoRe's official test loop (query and each voter through I3D together) vs the bank."""
+    from aqa.models.group_tree import decode
+
+    cfg = build_run_config("core", "synthetic", overrides=[
+        "backbone.weights=", "data.num_frames=103", f"data.frame_size={size}"])
+    method = METHODS.get("core")(cfg)
+    method.leaves = MTL_LEAVES.clone()
+    model = method.build_model().eval()
+    g = torch.Generator().manual_seed(0)
+    shape = (1, 3, 103, size, size)
+    query = torch.randint(0, 256, shape, dtype=torch.uint8, generator=g)
+    exemplars = [torch.randint(0, 256, shape, dtype=torch.uint8, generator=g)
+                 for _ in range(voters)]
+    ex_scores = torch.linspace(15.0, 25.0, voters)
+    theta = cfg.model.score_range
+    with torch.no_grad():
+        bank = torch.cat([model.video_features(v) for v in exemplars])
+
+        def official() -> float:
+            total = 0.0
+            for v, s in zip(exemplars, ex_scores):
+                f = model.video_features(torch.cat([query, v]))
+                logp, delta = model.head(f[1:], f[:1], (s / theta)[None])
+                total += float((s + decode(logp, delta, model.leaves)) * DIFFICULTY)
+            return total / voters
+
+        def with_bank() -> float:
+            f_q = model.video_features(query)
+            logp, delta = model.head(bank, f_q.expand(len(bank), -1), ex_scores / theta)
+            return float(((ex_scores + decode(logp, delta, model.leaves)) * DIFFICULTY).mean())
+
+        off, ours = [], []
+        for _ in range(repeats):
+            off.append(timed(official))
+            ours.append(timed(with_bank))
+    o, b = statistics.median(x[0] for x in off), statistics.median(x[0] for x in ours)
+    return {"official_loop_s": round(o, 3), "bank_s": round(b, 3), "speedup": round(o / b, 2),
+            "official_score": off[-1][1], "bank_score": ours[-1][1], "voters": voters}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="run each side once")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--voters", type=int, default=10)
-    ap.add_argument("--frames", type=int, default=103)
-    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--methods", default=",".join(METHOD_NAMES))
+    ap.add_argument("--clip", default=None, help="video to score (default: the real dive of "
+                                                 "../shared/data, else a synthetic clip)")
+    ap.add_argument("--size", type=int, default=None,
+                    help="frame size for every method (default: each method's paper size)")
+    ap.add_argument("--query-size", type=int, default=224, help="frame size of the TPT vs CoRe "
+                                                                "query (default 224)")
+    ap.add_argument("--no-query", action="store_true", help="skip the TPT vs CoRe query")
+    ap.add_argument("--official-loop", action="store_true",
+                    help="also CoRe's official test loop vs the bank (10 voters: slow)")
     args = ap.parse_args()
     repeats = 1 if args.quick else args.repeats
-    torch.manual_seed(0)
-    cfg = build_run_config("core", "synthetic", overrides=[
-        "backbone.weights=", f"data.num_frames={args.frames}", f"data.frame_size={args.size}"])
-    method = CoRe(cfg)
-    method.leaves = torch.tensor([[-30.0, -8.5], [-8.5, -6], [-6, -4.5], [-4.5, -3], [-3, -2.5],
-                                  [-2.5, -1.5], [-1.5, -0.9118], [-0.9118, 0], [0, 0.9118],
-                                  [0.9118, 1.5], [1.5, 2.5], [2.5, 3], [3, 4.5], [4.5, 6],
-                                  [6, 8.5], [8.5, 30]], dtype=torch.float64)  # MTL-AQA w/ DD
-    model = method.build_model().eval()
-    shape = (1, 3, args.frames, args.size, args.size)
-    query = torch.randint(0, 256, shape, dtype=torch.uint8)
-    exemplars = [torch.randint(0, 256, shape, dtype=torch.uint8) for _ in range(args.voters)]
-    ex_scores = torch.linspace(15.0, 25.0, args.voters)  # completeness of each exemplar
-    dd = 3.2
-    theta = cfg.model.score_range
-
-    with torch.no_grad():
-        bank = torch.cat([model.video_features(v) for v in exemplars])  # cached at training time
-
-        def official() -> float:
-            total = 0.0
-            for v, s in zip(exemplars, ex_scores):
-                f = model.video_features(torch.cat([query, v]))  # query and exemplar, 20 clips
-                logp, delta = model.head(f[1:], f[:1], (s / theta)[None])
-                total += float((s + decode(logp, delta, model.leaves)) * dd)
-            return total / len(exemplars)
-
-        def with_bank() -> float:
-            f_q = model.video_features(query)  # 10 clips
-            logp, delta = model.head(bank, f_q.expand(len(bank), -1), ex_scores / theta)
-            return float(((ex_scores + decode(logp, delta, model.leaves)) * dd).mean())
-
-        official_s, official_score = timed(official, repeats)
-        bank_s, bank_score = timed(with_bank, repeats)
-
-    method.set_train_mode(model)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    batch = {"video": query, "exemplar_video": exemplars[0], "score": torch.tensor([60.0]),
-             "difficulty": torch.tensor([dd]), "exemplar_score": torch.tensor([64.0]),
-             "exemplar_difficulty": torch.tensor([dd])}
-    t0 = time.perf_counter()
-    loss = method.losses(model, batch)["loss"]
-    loss.backward()
-    opt.step()
-    train_step_s = time.perf_counter() - t0
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"official {official_s:.2f} s -> {official_score:.4f}; bank {bank_s:.2f} s -> "
-          f"{bank_score:.4f}; train step {train_step_s:.2f} s, peak RSS {peak_mb:.0f} MB",
-          file=sys.stderr)
-    print(json.dumps({"device": "cpu", "threads": torch.get_num_threads(), "frames": args.frames,
-                      "size": args.size, "voters": args.voters, "repeats": repeats,
-                      "official_s": round(official_s, 3), "bank_s": round(bank_s, 3),
-                      "speedup": round(official_s / bank_s, 2),
-                      "official_score": official_score, "bank_score": bank_score,
-                      "train_step_s": round(train_step_s, 3),
-                      "train_peak_rss_mb": round(peak_mb, 1)}))
+    clip = Path(args.clip) if args.clip else default_clip()
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="bench_score_") as folder:
+        for name in methods:
+            results[name] = bench_method(name, clip, repeats, args.size, Path(folder))
+    out = {"device": "cpu", "threads": torch.get_num_threads(), "repeats": repeats,
+           "timing": "wall-clock medians, interleaved; *_cpu: this process's CPU seconds",
+           "clip": clip.name, "weights": "random init (timing does not depend on the values)",
+           "baseline": "one pass of the method's backbone over the clips it cuts from the same "
+                       "uint8 clip tensor, decoded before timing",
+           "score_vs_backbone": results.get("core", {}).get("score_vs_backbone"),
+           "methods": {k: v for k, v in results.items()},
+           "per_method_score_vs_backbone": {k: v.get("score_vs_backbone")
+                                            for k, v in results.items()},
+           "per_method_score_vs_backbone_cpu": {k: v.get("score_vs_backbone_cpu")
+                                                for k, v in results.items()}}
+    if not args.no_query:
+        out.update(tpt_vs_core(clip, repeats, args.query_size))
+    if args.official_loop:
+        out["official_loop"] = official_loop(repeats, 10, args.size or 224)
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

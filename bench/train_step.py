@@ -11,6 +11,16 @@ memory (``torch.cuda.max_memory_reserved``). On the CPU: batch 1 (said so in the
 peak RSS of a fresh child process above its baseline -- not a GPU number. "base" is the config
 with every memory option off; each other row turns one on. A method that is not registered is
 reported as such. Progress goes to stderr; stdout is one JSON object.
+
+    python bench/train_step.py --vs-official [--steps 1]
+
+CoRe's parity step beside the official code's (docs/performance.md, Scoring and training): the
+step of tests/test_parity_core.py (two ``losses`` + backward, one Adam step after the second:
+step_per_update 2) on the parity weights (tests/parity_core_data.core_model) and three seeded
+random 103x224x224 clips, batch 1, on the CPU, each step in a fresh child process (time, peak
+RSS above the process's RSS before the step, the losses). "ours" is measured by this run; the
+official side cannot run here (no official code in the repository): ``official_recorded`` holds
+the numbers the official code gave on the same inputs, with the commit, command and machine.
 """
 
 import sys  # noqa: E402
@@ -21,6 +31,7 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import statistics  # noqa: E402
 import time  # noqa: E402
 
 import torch  # noqa: E402
@@ -90,7 +101,108 @@ def bench_method(name: str, device: torch.device, steps: int, extra: list[str],
     return out
 
 
+# yuxumin/CoRe @f7881a9, tools/helper.network_forward_train twice (Adam from tools/builder.
+# build_opti_sche after the second), fed what its loader hands the model (ImageNet-normalised
+# float clips, normalised outside the step), on the inputs parity_core_step makes; run from a
+# scratch folder on the CPU with `.cuda()` a no-op and torchvideotransforms stubbed (unused),
+# a fresh process, 2026-12-07 00:13-00:17 UTC, followed by ours (183.6 s wall, 182.5 s CPU,
+# 8398.5 MB); AMD EPYC, 2 cores shared with other people's work (load average 4-8 then), torch
+# 2.14.1, numpy 2.4.6. Its losses equal ours to the bit (docs/performance.md).
+OFFICIAL_CORE_STEP = {"commit": "yuxumin/CoRe@f7881a9",
+                      "command": "python train_core.py official (scratch runner, not in the "
+                                 "repository; docs/performance.md)",
+                      "step_s": 192.133, "cpu_s": 171.494, "peak_above_before_mb": 8421.3,
+                      "losses": [154.90719604492188, 277.0403747558594]}
+
+
+def parity_core_step(size: int = 224) -> dict:
+    """One CoRe parity step in this (fresh) process -> time, peak RSS, losses."""
+    import resource
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from parity_core_data import core_model
+
+    from aqa.models.core import CoRe
+    from aqa.models.group_tree import build_leaves
+    from aqa.train.optim import build_optimizer
+
+    torch.manual_seed(0)
+    cfg = build_run_config("core", "mtl_aqa", overrides=[
+        "backbone.weights=", "backbone.family=hassony2", "backbone.input_norm=imagenet"])
+    g = torch.Generator().manual_seed(7)
+    videos = [torch.randint(0, 256, (1, 3, 103, size, size), dtype=torch.uint8, generator=g)
+              for _ in range(3)]
+    scores, dd = [60.0, 75.6, 52.5], 3.0
+    comp = [torch.tensor([s / dd], dtype=torch.float64).float() for s in scores]
+    method = CoRe(cfg)
+    method.leaves = build_leaves([abs(a / dd - b / dd) for i, a in enumerate(scores)
+                                  for b in scores[i + 1:]], 5, 30.0)
+    model = method.build_model()
+    model.load_state_dict({**core_model().state_dict(), "leaves": method.leaves})
+    opt = build_optimizer(method.param_groups(model), cfg.optim)
+    method.set_train_mode(model)
+
+    def rss_mb() -> float:
+        with open("/proc/self/status") as f:
+            return next(int(x.split()[1]) / 1024 for x in f if x.startswith("VmRSS"))
+
+    before, losses = rss_mb(), []
+    t0, c0 = time.perf_counter(), time.process_time()
+    for q, e in ((0, 1), (2, 0)):  # what the loop does with accum_steps 2 and accum_sum
+        batch = {"video": videos[q], "exemplar_video": videos[e],
+                 "score": torch.tensor([scores[q]]), "difficulty": torch.tensor([dd]),
+                 "exemplar_score": torch.tensor([scores[e]]),
+                 "exemplar_difficulty": torch.tensor([dd]),
+                 "completeness": comp[q], "exemplar_completeness": comp[e]}
+        loss = method.losses(model, batch)["loss"]
+        losses.append(float(loss.detach()))
+        loss.backward()
+    opt.step()
+    step_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"step_s": round(step_s, 3), "cpu_s": round(cpu_s, 3),
+            "peak_above_before_mb": round(peak - before, 1),
+            "losses": losses}
+
+
+def vs_official(steps: int, size: int = 224) -> dict:
+    import subprocess
+
+    runs = []
+    for i in range(max(1, steps)):
+        proc = subprocess.run([sys.executable, __file__, "--parity-child", str(size)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"the parity step failed: {proc.stderr.strip()[-500:]}")
+        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        print(f"ours, step {i + 1}: {runs[-1]}", file=sys.stderr, flush=True)
+    med = lambda k: statistics.median(r[k] for r in runs)  # noqa: E731
+    out = {"method": "core", "device": "cpu", "threads": torch.get_num_threads(), "batch": 1,
+           "inputs": "parity weights (tests/parity_core_data.core_model), 3 seeded random "
+                     f"103x{size}x{size} clips, pairs (0, 1) then (2, 0), Adam after the second",
+           "ours": {"side": "ours (measured now)", "step_s": med("step_s"), "cpu_s": med("cpu_s"),
+                    "peak_above_before_mb": med("peak_above_before_mb"),
+                    "losses": runs[0]["losses"], "runs": runs},
+           "official_recorded": {"side": "official code, recorded (not run by this bench)",
+                                 **OFFICIAL_CORE_STEP}}
+    rec = OFFICIAL_CORE_STEP
+    if rec.get("step_s") and size == 224:
+        out["loss_rel_diff_vs_official"] = max(abs(a - b) / abs(b) for a, b in
+                                               zip(runs[0]["losses"], rec["losses"]))
+        out["step_vs_official_recorded"] = round(med("step_s") / rec["step_s"], 3)
+        if rec.get("cpu_s"):
+            out["step_vs_official_recorded_cpu"] = round(med("cpu_s") / rec["cpu_s"], 3)
+        out["peak_vs_official_recorded"] = round(med("peak_above_before_mb")
+                                                 / rec["peak_above_before_mb"], 3)
+        out["note"] = ("ratios against numbers recorded in another run of the same machine: "
+                       "docs/performance.md has the interleaved measurement")
+    return out
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--parity-child"]:
+        print(json.dumps(parity_core_step(int(sys.argv[2]))))
+        return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--methods", default="core,tpt,tsa,pecop", help="comma-separated methods")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
@@ -100,7 +212,15 @@ def main() -> None:
                                                     "method's paper dataset)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override for every method, e.g. data.frame_size=112 (said in the JSON)")
+    ap.add_argument("--vs-official", action="store_true",
+                    help="CoRe's parity step (ours, measured) beside the official code's "
+                         "recorded numbers")
+    ap.add_argument("--frame-size", type=int, default=224,
+                    help="with --vs-official: clip size (the official numbers are for 224)")
     args = ap.parse_args()
+    if args.vs_official:
+        print(json.dumps(vs_official(args.steps, args.frame_size), indent=2))
+        return
     name = args.device
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"

@@ -112,13 +112,20 @@ class Unit3D(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.dynamic:
-            x = F.pad(x, _pads(self.kernel, self.stride, x.shape[2:]))
-        elif hasattr(self, "pad"):
-            x = self.pad(x)
-        x = self.conv3d(x)
+            pads = _pads(self.kernel, self.stride, x.shape[2:])
+            c = self.conv3d
+            if pads[0::2] == pads[1::2] and not _needs_grad(x, c.weight):  # inference: the
+                # convolution pads (no copy of the input; bit-identical, tests/test_perf_paths.py)
+                x = F.conv3d(x, c.weight, c.bias, c.stride, (pads[4], pads[2], pads[0]))
+            else:
+                x = self.conv3d(F.pad(x, pads) if any(pads) else x)
+        else:
+            x = self.conv3d(self.pad(x) if hasattr(self, "pad") else x)
         if self.bn_name:
             x = getattr(self, self.bn_name)(x)
-        return F.relu(x) if self.relu else x
+        if not self.relu:
+            return x
+        return F.relu(x, inplace=not _needs_grad(x))  # in place when nothing backpropagates
 
 
 class MaxPool3dSame(nn.Module):
@@ -132,7 +139,42 @@ class MaxPool3dSame(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         sizes = x.shape[2:] if self.dynamic else (None, None, None)
-        return self.pool(F.pad(x, _pads(self.kernel, self.stride, sizes)))
+        pads = _pads(self.kernel, self.stride, sizes)
+        x = F.pad(x, pads) if any(pads) else x
+        if _needs_grad(x):
+            return self.pool(x)
+        return separable_max_pool3d(x, self.kernel, self.stride, ceil_mode=not self.dynamic)
+
+
+def _needs_grad(*tensors: torch.Tensor) -> bool:
+    """Whether autograd will backpropagate through an op on ``tensors``."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def separable_max_pool3d(x: torch.Tensor, kernel, stride, ceil_mode: bool) -> torch.Tensor:
+    """``nn.MaxPool3d(kernel, stride, ceil_mode=ceil_mode)(x)``, bit for bit, as one max over
+    strided views per dimension (time, height, width): a max is exact in any order, and this is
+    2-3x faster on the CPU than ATen's ``max_pool3d_with_indices``, which also writes the argmax
+    indices inference never reads. For inference only (no indices, so no backward through it).
+    Windows that ceil mode lets run past the end ignore the missing positions (-inf), as ATen."""
+    for dim, k, s in zip((2, 3, 4), kernel, stride):
+        if k == 1 and s == 1:
+            continue
+        size = x.shape[dim]
+        n = (size - k + (s - 1 if ceil_mode else 0)) // s + 1
+        if ceil_mode and (n - 1) * s >= size:  # ATen: the last window starts inside the input
+            n -= 1
+        need = (n - 1) * s + k
+        if need > size:
+            x = F.pad(x, [0, 0] * (4 - dim) + [0, need - size], value=float("-inf"))
+        out = None
+        for i in range(k):
+            view = x.narrow(dim, i, (n - 1) * s + 1)
+            if s > 1:
+                view = view[(slice(None),) * dim + (slice(None, None, s),)]
+            out = view if out is None else torch.maximum(out, view)
+        x = out
+    return x
 
 
 class Mixed(nn.Module):

@@ -174,12 +174,11 @@ class TSANet(nn.Module):
         if max(self.starts) + self.clip_len > video.shape[2]:
             raise ConfigError(f"model.clip_starts/clip_len need {max(self.starts) + self.clip_len} "
                               f"frames but clips have {video.shape[2]}; set data.num_frames")
+        clips = [video[:, :, s:s + self.clip_len] for s in self.starts]
         if self.tsa is None:  # Plain-Net: every clip through the whole backbone
-            feats = [stage2(self.backbone, stage1(self.backbone, video[:, :, s:s + self.clip_len]))
-                     for s in self.starts]  # n x (B, D)
+            feats = self._per_clip(lambda c: stage2(self.backbone, stage1(self.backbone, c)), clips)
             return torch.stack(feats, 1).mean(1)  # (B, D)
-        parts = [stage1(self.backbone, video[:, :, s:s + self.clip_len])
-                 for s in self.starts]  # n x (B, C, T1, h, w)
+        parts = self._per_clip(lambda c: stage1(self.backbone, c), clips)  # n x (B, C, T1, h, w)
         t1, h, w = parts[0].shape[2:]
         x = torch.cat(parts, dim=2)  # (B, C, n*T1, h, w), clip-major in time
         if mask is None:
@@ -195,8 +194,16 @@ class TSANet(nn.Module):
             clips = x.view(b, c, t1, n, h, w).permute(3, 0, 1, 2, 4, 5)
         else:
             clips = x.view(b, c, n, t1, h, w).permute(2, 0, 1, 3, 4, 5)  # (n, B, C, T1, h, w)
-        feats = [stage2(self.backbone, clip) for clip in clips]  # n x (B, D)
+        feats = self._per_clip(lambda c: stage2(self.backbone, c), list(clips))  # n x (B, D)
         return torch.stack(feats, 1).mean(1)  # (B, D)
+
+    def _per_clip(self, fn, clips: list[torch.Tensor]) -> list[torch.Tensor]:
+        """``[fn(c) for c in clips]``: one backbone call a clip while training (the official
+        per-clip BatchNorm statistics); in eval mode (BN on running statistics, so a clip's
+        output does not depend on its batch) the clips go through in one batch, which is faster."""
+        if self.training:
+            return [fn(c) for c in clips]
+        return list(fn(torch.cat(clips)).chunk(len(clips)))
 
     def forward(self, video: torch.Tensor, mask: torch.Tensor | None = None,
                 tubes: Sequence | None = None) -> torch.Tensor:

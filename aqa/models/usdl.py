@@ -78,7 +78,8 @@ class DistributionModel(nn.Module):
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         """(B, C, T, H, W) -> (B, heads, bins) logits."""
-        if self.pack_clips:
+        if self.pack_clips or not self.training:  # eval: BN on running statistics, so one
+            # batch of all clips gives each clip what its own forward would, faster
             feat = clip_features(self.backbone, video, self.clip_starts, self.clip_len)  # (B, D)
         else:  # one forward per clip: (B, D) each, averaged
             n = self.clip_len

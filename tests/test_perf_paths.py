@@ -1,0 +1,95 @@
+"""The inference fast paths give exactly what the training paths give (bench/score.py measures
+how much faster they are; docs/performance.md).
+
+- I3D's max pools under no_grad: a max over strided views per dimension instead of ATen's
+  max_pool3d_with_indices, and ReLU in place: bit-identical features, both families, adapters.
+- USDL/MUSDL and TSA/Plain-Net in eval mode: all clips in one backbone batch instead of one call
+  a clip: bit-identical outputs (BatchNorm on running statistics does not mix the batch).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from aqa.models.i3d_net import I3D, separable_max_pool3d
+
+
+@pytest.mark.parametrize("kernel,stride,ceil_mode", [
+    ((3, 3, 3), (1, 1, 1), True), ((1, 3, 3), (1, 2, 2), True), ((3, 3, 3), (2, 2, 2), True),
+    ((2, 2, 2), (2, 2, 2), True), ((3, 3, 3), (2, 2, 2), False), ((1, 3, 3), (1, 2, 2), False)])
+def test_separable_max_pool_equals_aten(kernel, stride, ceil_mode):
+    g = torch.Generator().manual_seed(0)
+    pool = nn.MaxPool3d(kernel, stride, ceil_mode=ceil_mode)
+    for shape in [(2, 3, 5, 9, 8), (1, 4, 4, 7, 7), (1, 2, 3, 3, 4), (1, 1, 3, 6, 5)]:
+        x = torch.randn(shape, generator=g)  # negative values too: no zero-padding shortcut
+        x[0, 0, 0, 0, 0] = float("nan") if shape[2] == 5 else x[0, 0, 0, 0, 0]
+        got = separable_max_pool3d(x, kernel, stride, ceil_mode)
+        want = pool(x)
+        assert got.shape == want.shape, shape
+        assert torch.equal(got.nan_to_num(7.0), want.nan_to_num(7.0)), shape
+        assert got.is_contiguous()
+
+
+@pytest.mark.parametrize("family,adapters", [("piergiaj", False), ("hassony2", True)])
+def test_i3d_inference_path_is_bit_identical_to_the_autograd_path(family, adapters):
+    torch.manual_seed(0)
+    net = I3D(family, input_norm="imagenet", adapters=adapters).eval()
+    video = torch.randint(0, 256, (1, 3, 8, 32, 32), dtype=torch.uint8,
+                          generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        fast = net(video)  # separable pools, in-place ReLU
+    x = net.normalize(video).requires_grad_(True)  # ATen's pool and ReLU (autograd needs them)
+    slow = net(x)
+    assert torch.equal(fast, slow.detach())
+    slow.sum().backward()  # and the autograd path still backpropagates
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def _only_top_training(model: nn.Module) -> nn.Module:
+    """The top module in training mode (its per-clip loop), every submodule in eval."""
+    model.eval()
+    model.training = True
+    return model
+
+
+def test_usdl_eval_batches_its_clips_with_the_same_output():
+    from aqa.config import build_run_config
+    from aqa.registry import METHODS
+
+    cfg = build_run_config("musdl", "mtl_aqa", overrides=[
+        "backbone.weights=", "data.num_frames=11", "data.frame_size=32", "model.clip_starts=0,3",
+        "model.clip_len=8"])
+    torch.manual_seed(0)
+    model = METHODS.get("musdl")(cfg).build_model().eval()
+    assert not model.pack_clips  # the official one forward a clip while training
+    video = torch.randint(0, 256, (1, 3, 11, 32, 32), dtype=torch.uint8,
+                          generator=torch.Generator().manual_seed(2))
+    calls = []
+    model.backbone.register_forward_hook(lambda *a: calls.append(1))
+    with torch.no_grad():
+        packed = model(video)
+        assert len(calls) == 1  # one backbone call for the two clips
+        per_clip = _only_top_training(model)(video)
+        assert len(calls) == 3
+    assert torch.equal(packed, per_clip)
+
+
+@pytest.mark.parametrize("method", ["tsa", "plain"])
+def test_tsa_eval_batches_its_clips_with_the_same_output(method):
+    from aqa.config import build_run_config
+    from aqa.registry import METHODS
+
+    cfg = build_run_config(method, "frfs", overrides=[
+        "backbone.weights=", "data.num_frames=20", "data.frame_size=32", "model.clip_starts=0,4",
+        "model.clip_len=16"])
+    torch.manual_seed(0)
+    m = METHODS.get(method)(cfg)
+    model = m.build_model().eval()
+    batch = m.example_batch(1)
+    tubes, _ = m.tubes(batch)
+    with torch.no_grad():
+        packed = model(batch["video"], tubes=tubes)
+        per_clip = _only_top_training(model)(batch["video"], tubes=tubes)
+    assert torch.equal(packed, per_clip)
