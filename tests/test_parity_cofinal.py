@@ -166,6 +166,8 @@ def test_training_step_matches_the_official(tmp_path, grades, align):
     assert coarse_fine(score / 25)[1].tolist() != coarse_fine(score / 25, truncate=True)[1].tolist()
     for k, (total, proj, norm) in ref["tensors"].items():
         a, b = after[k], before[k]
-        assert float(a.sum()) == pytest.approx(total, rel=1e-5, abs=1e-6)
-        assert float((a - b).norm()) == pytest.approx(norm, rel=1e-5)
-        assert float(((a - b) * b).sum()) == pytest.approx(proj, rel=1e-4, abs=1e-9)
+        # per tensor, sign-sensitive: across CPUs (docs/parity.md, "Training steps across
+        # machines") measured up to 1.3e-5 (norm) and 2.0e-4 (proj) relative
+        assert float(a.sum()) == pytest.approx(total, rel=1e-4, abs=1e-6)
+        assert float((a - b).norm()) == pytest.approx(norm, rel=1e-4)
+        assert float(((a - b) * b).sum()) == pytest.approx(proj, rel=2e-3, abs=1e-9)

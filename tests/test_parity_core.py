@@ -332,7 +332,9 @@ def test_one_training_step_matches_the_official_step(inputs):
     # measured against the official weights after the step (kept outside the repository):
     # relative L2 of the weights 6.4e-7, of the step 1.8e-4 (Adam's first step is nearly
     # lr * sign(g), so float32 noise in near-zero gradients shows in the projection)
-    tolerance = {"total": 1e-6, "backbone": 1e-6, "regressor": 1e-6, "proj": 1e-3, "w_after": 1e-8}
+    # on a second CPU kind (docs/parity.md, "Training steps across machines") the projection
+    # differed by 8.8e-3 relative: it is held to 3e-2 there, the rest as measured here
+    tolerance = {"total": 1e-6, "backbone": 1e-6, "regressor": 1e-6, "proj": 3e-2, "w_after": 1e-8}
     for k, want in OFFICIAL_STEP.items():
         assert got[k] == pytest.approx(want, rel=tolerance[k]), k
 

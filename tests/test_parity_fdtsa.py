@@ -171,8 +171,10 @@ def check_step(official, losses, before, after):
     for k, (norm, dnorm, dsum) in official["tensors"].items():
         d = after[k] - before[k]
         assert float(after[k].norm()) == pytest.approx(norm, rel=1e-5), k
-        assert float(d.norm()) == pytest.approx(dnorm, rel=1e-5), k
-        assert float(d.sum()) == pytest.approx(dsum, rel=1e-4, abs=1e-6), k
+        # sign-sensitive per-tensor summaries of Adam's first step: across CPUs (docs/parity.md,
+        # "Training steps across machines") a sum differed by 1.6e-2 relative
+        assert float(d.norm()) == pytest.approx(dnorm, rel=1e-3), k
+        assert float(d.sum()) == pytest.approx(dsum, rel=5e-2, abs=1e-6), k
 
 
 @pytest.mark.parametrize("epoch", [0, 60])

@@ -507,7 +507,9 @@ def check_training_step(ref, loss, model, before):
         # level may flip one element by 2 lr; a sum cannot be held tighter than that)
         k = ours_name(name)
         w, d = after[k], after[k] - before[k]
-        tol = 1e-5 * w.numel() ** 0.5 * float(w.norm())
+        # across CPUs (docs/parity.md, "Training steps across machines"): per-tensor update
+        # norms differed by up to 4.9e-4 relative; the sums are held 10x looser than above
+        tol = 1e-4 * w.numel() ** 0.5 * float(w.norm())
         assert abs(float(w.sum()) - value) <= tol, (name, float(w.sum()), value, tol)
         assert abs(float(d.sum()) - ref["delta_sum"][name]) <= tol, (name, float(d.sum()), tol)
-        assert float(d.norm()) == pytest.approx(ref["delta_l2_of"][name], rel=1e-5, abs=1e-9), name
+        assert float(d.norm()) == pytest.approx(ref["delta_l2_of"][name], rel=3e-3, abs=1e-9), name
