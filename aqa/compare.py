@@ -127,8 +127,9 @@ def _predictions_metrics(path: str, mtime_ns: int, size: int, n_boot: int, seed:
     preds = read_predictions(path)
     if len(preds) < 2:
         return {}
-    out = evaluate_predictions([r["true"] for r in preds], [r["pred"] for r in preds],
-                               n_boot=n_boot, seed=seed)
+    out = evaluate_predictions([r["true"] for r in preds], [r["pred"] for r in preds], n_boot=0)
+    if n_boot:  # the interval from the one per-file bootstrap cache (the run page's too)
+        out["rho_lo"], out["rho_hi"] = M.predictions_ci(path, n_boot=n_boot, seed=seed)
     classes = per_class_rho(preds)
     if classes:
         out["per_class"] = classes

@@ -179,17 +179,20 @@ def summarize(metric_rows: list[dict], best_metric: str = "rho",
 PREDICTIONS_CI_CACHE = 256  # predictions files whose rho interval is kept (a few bytes each)
 
 
-def predictions_ci(path: str | Path) -> tuple[float, float]:
+def predictions_ci(path: str | Path, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
     """:func:`bootstrap_ci` of Spearman's rho over a predictions CSV (``pred`` and ``true``
-    columns), cached per file (resolved path, modification time, size): a page that shows the
-    same epoch again does not bootstrap again, and a rewritten file is read anew."""
+    columns), cached per file (resolved path, modification time, size) and bootstrap settings:
+    a page that shows the same epoch again does not bootstrap again, and a rewritten file is read
+    anew. The one bootstrap of a file for the run page (``summarize``) and Compare."""
     path = Path(path).resolve()
     st = path.stat()
-    return _predictions_ci(str(path), st.st_mtime_ns, st.st_size)
+    return _predictions_ci(str(path), st.st_mtime_ns, st.st_size, n_boot, seed)
 
 
 @functools.lru_cache(maxsize=PREDICTIONS_CI_CACHE)
-def _predictions_ci(path: str, mtime_ns: int, size: int) -> tuple[float, float]:
+def _predictions_ci(path: str, mtime_ns: int, size: int, n_boot: int,
+                    seed: int) -> tuple[float, float]:
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
-    return bootstrap_ci([float(r["pred"]) for r in rows], [float(r["true"]) for r in rows])
+    return bootstrap_ci([float(r["pred"]) for r in rows], [float(r["true"]) for r in rows],
+                        n=n_boot, seed=seed)
