@@ -108,6 +108,24 @@ def settled(page, timeout: float = 60_000) -> None:
     page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=timeout)
 
 
+
+def upload_clip(page, clip) -> object:
+    """Upload ``clip`` on the Score page until the Score button is enabled (an upload into a
+    widget that a rerun replaces is lost: up to three tries); returns the button."""
+    from playwright.sync_api import expect
+
+    score = page.get_by_role("button", name="Score", exact=True)
+    for attempt in range(3):
+        settled(page)
+        page.locator("input[type=file]").first.set_input_files(str(clip))
+        try:
+            expect(score).to_be_enabled(timeout=30_000)  # the upload has reached the server
+            return score
+        except AssertionError:
+            if attempt == 2:
+                raise
+    return score
+
 def metric_points(page) -> int:
     text = page.get_by_text(re.compile(r"\d+ metric points")).first.inner_text()
     return int(text.split()[0])
@@ -154,18 +172,7 @@ def test_demo_live_chart_stop_compare_score(server, page):
     clip = SHARED_DATA / "clips" / "mtlaqa_diving_sample_500x280.mp4"
     if not clip.exists():  # ../shared/data is absent: a rendered synthetic dive instead
         clip = runs_dir / "datasets" / "synthetic" / "clips" / "dive_0000.mp4"
-    from playwright.sync_api import expect
-
-    score = page.get_by_role("button", name="Score", exact=True)
-    for attempt in range(3):  # an upload into a widget that a rerun replaces is lost: retry
-        settled(page)
-        page.locator("input[type=file]").first.set_input_files(str(clip))
-        try:
-            expect(score).to_be_enabled(timeout=30_000)  # the upload has reached the server
-            break
-        except AssertionError:
-            if attempt == 2:
-                raise
+    score = upload_clip(page, clip)
     score.click()
     value = page.get_by_test_id("stMetricValue").first
     value.wait_for(timeout=120_000)

@@ -10,7 +10,8 @@ import pytest
 
 from conftest import SHARED_DATA
 from test_app_scorepage import seed_core_run
-from test_browser import CHROMIUM, goto, page, server, settled, shot  # noqa: F401 (fixtures)
+from test_browser import (CHROMIUM, goto, page, server, settled, shot,  # noqa: F401 (fixtures)
+                          upload_clip)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow,
               pytest.mark.skipif(not CHROMIUM.exists(),
@@ -32,24 +33,13 @@ def set_number(page, label: str, value: str) -> None:
 
 
 def test_play_trim_score_spread_and_dark_theme(server, page, synthetic_root):  # noqa: F811
-    from playwright.sync_api import expect
-
     if not CLIP.exists():
         pytest.fail(f"the real dive clip is not at {CLIP}")
     base, runs_dir = server
     seed_core_run(runs_dir, synthetic_root)
     goto(page, f"{base}/score", "Score a clip")
     page.get_by_text("Check that the clip shows the model's sport").wait_for()  # drawn to the end
-    score = page.get_by_role("button", name="Score", exact=True)
-    for attempt in range(3):  # an upload into a widget that a rerun replaces is lost: retry
-        settled(page)
-        page.locator("input[type=file]").first.set_input_files(str(CLIP))
-        try:
-            expect(score).to_be_enabled(timeout=30_000)
-            break
-        except AssertionError:
-            if attempt == 2:
-                raise
+    score = upload_clip(page, CLIP)
     video = page.locator("video").first
     video.wait_for()
     page.wait_for_function("v => v.readyState >= 1 && v.duration > 0", arg=video.element_handle(),
