@@ -93,3 +93,56 @@ def test_tsa_eval_batches_its_clips_with_the_same_output(method):
         packed = model(batch["video"], tubes=tubes)
         per_clip = _only_top_training(model)(batch["video"], tubes=tubes)
     assert torch.equal(packed, per_clip)
+
+
+def _motion_boxes_reference(video, **kw):
+    """motion_boxes as it was before its grey conversion went plane by plane: the float32 copy
+    of the whole clip, then np.mean over the channel axis."""
+    import numpy as np
+
+    from aqa.models import tubes
+
+    grey = np.asarray(video, dtype=np.float32).mean(axis=3)
+    return tubes.motion_boxes(grey, **kw)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "float32", "float64"])
+def test_motion_boxes_grey_planes_equal_the_channel_mean(dtype):
+    import numpy as np
+
+    from aqa.models.tubes import motion_boxes
+
+    rng = np.random.default_rng(3)
+    video = rng.integers(0, 40, (30, 48, 64, 3)).astype(dtype)
+    for t in range(30):  # a bright block moving right, with noise under it
+        video[t, 10:30, 5 + t:25 + t] = 200 + rng.random((20, 20, 3)) * 50
+    layouts = [video, np.ascontiguousarray(video.transpose(3, 0, 1, 2)).transpose(1, 2, 3, 0)]
+    want, found = _motion_boxes_reference(video)
+    assert found
+    for v in layouts:  # (T, H, W, C) and the (C, T, H, W) clip's permuted view TSA passes
+        got, got_found = motion_boxes(v)
+        assert got_found and np.array_equal(got, want)
+
+
+def test_tube_attention_by_index_equals_the_boolean_mask():
+    """The attention gathers and writes back the masked cells by their flat indices: the same
+    cells, the same order, the same output and gradients as boolean-mask indexing."""
+    from aqa.models.tsa import TubeSelfAttention
+
+    torch.manual_seed(0)
+    att = TubeSelfAttention(8)
+    nn.init.normal_(att.W[1].weight)  # not the identity start
+    x = torch.randn(2, 8, 4, 5, 6, requires_grad=True)
+    mask = torch.rand(2, 4, 5, 6) > 0.6
+    mask[1] = False  # a sample without a tube stays as it was
+    out = att(x, mask)
+
+    ref = x.clone()
+    for b in range(2):
+        if mask[b].any():
+            ref[b][:, mask[b]] = att.block(x[b][:, mask[b]].unsqueeze(0)).squeeze(0)
+    assert torch.equal(out, ref)
+    assert torch.equal(out[1], x[1])
+    g_out = torch.autograd.grad(out.square().sum(), [x, att.g.weight])
+    g_ref = torch.autograd.grad(ref.square().sum(), [x, att.g.weight])
+    assert all(torch.equal(a, b) for a, b in zip(g_out, g_ref))
