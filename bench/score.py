@@ -247,6 +247,77 @@ def official_loop(repeats: int, voters: int, size: int) -> dict:
             "official_score": off[-1][1], "bank_score": ours[-1][1], "voters": voters}
 
 
+# CoRe's official test loop run by the official code itself (network_forward_test of
+# yuxumin/CoRe @f7881a9: the query through I3D again beside each voter), on the inputs of
+# ``core_test_vs_official`` (the parity weights of tests/parity_core_data.core_model; a query and
+# 10 exemplars of random uint8 103x224x224 frames, torch.Generator seed 0, ImageNet-normalised as
+# its loader does; exemplar completeness 15..25, DD 3.0; Group_helper on their differences).
+# Command: a scratch runner outside the repository, `python run_core.py test 224 10`, on the
+# 2-core AMD EPYC of docs/performance.md, 2026-12-07. ``runs``: each of its runs, wall and CPU s.
+OFFICIAL_CORE_TEST = {"commit": "yuxumin/CoRe@f7881a9",
+                      "command": "python run_core.py test 224 10 (scratch runner, not in the "
+                                 "repository; docs/performance.md)",
+                      "voters": 10, "score": None, "runs": []}
+
+
+def core_test_vs_official(size: int = 224, voters: int = 10, repeats: int = 1) -> dict:
+    """Our test path for the inputs of OFFICIAL_CORE_TEST: the bank (each exemplar through I3D
+    once, as ``aqa eval`` does for the whole training split) and a query (its 10 clips once, then
+    the tree against the voters' bank rows), with the official code's recorded numbers."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from parity_core_data import core_model
+
+    from aqa.models.group_tree import build_leaves
+
+    g = torch.Generator().manual_seed(0)
+    shape = (1, 3, 103, size, size)
+    query = torch.randint(0, 256, shape, dtype=torch.uint8, generator=g)
+    exemplars = [torch.randint(0, 256, shape, dtype=torch.uint8, generator=g)
+                 for _ in range(voters)]
+    completeness = torch.linspace(15.0, 25.0, voters)
+    cfg = build_run_config("core", "mtl_aqa", overrides=[
+        "backbone.weights=", "backbone.family=hassony2", "backbone.input_norm=imagenet",
+        f"model.voter_number={voters}"])
+    method = METHODS.get("core")(cfg)
+    values = completeness.tolist()
+    method.leaves = build_leaves([abs(a - b) for i, a in enumerate(values) for b in values[i + 1:]],
+                                 cfg.model.depth, cfg.model.score_range)
+    model = method.build_model()
+    model.load_state_dict({**core_model().state_dict(), "leaves": method.leaves})
+    model.eval()
+    samples = [Sample(id=f"ex{i}", video=Path(""), score=float(c) * DIFFICULTY,
+                      difficulty=DIFFICULTY) for i, c in enumerate(values)]
+    batch = {"id": ["query"], "difficulty": torch.tensor([DIFFICULTY]), "video": query}
+    bank_s, query_s, bank_cpu, query_cpu, score = [], [], [], [], None
+    with torch.no_grad():
+        for _ in range(repeats):
+            wall, feats = timed(lambda: torch.cat([model.video_features(v) for v in exemplars]),
+                                bank_cpu)
+            bank_s.append(wall)
+            method._bank = B.bank_from(samples, feats, "difficulty")
+            wall, pred = timed(lambda: method.predict(model, batch), query_cpu)
+            query_s.append(wall)
+            score = float(pred[0])
+    med = statistics.median
+    out = {"size": size, "voters": voters, "repeats": repeats,
+           "ours": {"bank_s": round(med(bank_s), 3), "bank_cpu_s": round(med(bank_cpu), 3),
+                    "query_s": round(med(query_s), 3), "query_cpu_s": round(med(query_cpu), 3),
+                    "score": score},
+           "official_recorded": OFFICIAL_CORE_TEST}
+    runs = OFFICIAL_CORE_TEST["runs"]
+    if runs and size == 224 and voters == OFFICIAL_CORE_TEST["voters"]:
+        off_wall, off_cpu = med(r[0] for r in runs), med(r[1] for r in runs)
+        out["score_abs_diff_vs_official"] = abs(score - OFFICIAL_CORE_TEST["score"])
+        out["query_vs_official_loop"] = round(med(query_s) / off_wall, 3)
+        out["query_vs_official_loop_cpu"] = round(med(query_cpu) / off_cpu, 3)
+        out["query_and_bank_vs_official_loop"] = round((med(query_s) + med(bank_s)) / off_wall, 3)
+        out["note"] = ("ratios against the official numbers recorded in another process on the "
+                       "same machine; the bank is built once for a whole test set (1,059 training "
+                       "videos for MTL-AQA's 353 test queries), the official loop pays its voters "
+                       "on every query")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="run each side once")
@@ -259,10 +330,16 @@ def main() -> None:
     ap.add_argument("--query-size", type=int, default=224, help="frame size of the TPT vs CoRe "
                                                                 "query (default 224)")
     ap.add_argument("--no-query", action="store_true", help="skip the TPT vs CoRe query")
+    ap.add_argument("--vs-official-test", action="store_true",
+                    help="only CoRe's test path beside the official test loop's recorded numbers "
+                         "(the parity weights, 10 voters, 224 px)")
     ap.add_argument("--official-loop", action="store_true",
                     help="also CoRe's official test loop vs the bank (10 voters: slow)")
     args = ap.parse_args()
     repeats = 1 if args.quick else args.repeats
+    if args.vs_official_test:
+        print(json.dumps(core_test_vs_official(args.size or 224, 10, repeats)))
+        return
     clip = Path(args.clip) if args.clip else default_clip()
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     results = {}
