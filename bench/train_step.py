@@ -21,6 +21,17 @@ random 103x224x224 clips, batch 1, on the CPU, each step in a fresh child proces
 RSS above the process's RSS before the step, the losses). "ours" is measured by this run; the
 official side cannot run here (no official code in the repository): ``official_recorded`` holds
 the numbers the official code gave on the same inputs, with the commit, command and machine.
+
+    python bench/train_step.py --vs-official --method tpt [--steps 1]
+
+TPT's step beside the official code's (baiyang4/aqa_tpt @cf6d163, RunPair.train's body for one
+batch): ``TPT.losses`` on one (query, exemplar) pair (both directions: NLL, per-leaf MSE, the
+ranking hinge and 0.05 x the spread of both decoder layers), backward, one Adam step with the
+official groups (backbone, decoder, pair encoder 1e-4; cls, reg 1e-3), fix_bn, the official
+dropouts (0.1; the masks drawn in the official order, ``torch.manual_seed(0)`` before the step), on
+the parity weights (tests/parity_tpt_inputs.tpt_model), two seeded
+random 103x224x224 clips cut into the official 20 clips of 8 frames, batch 1, on the CPU, a fresh
+child process a step.
 """
 
 import sys  # noqa: E402
@@ -165,30 +176,127 @@ def parity_core_step(size: int = 224) -> dict:
             "losses": losses}
 
 
-def vs_official(steps: int, size: int = 224) -> dict:
+# TPT: the inputs both sides get (parity_tpt_step and the official runner): query 60.0 and exemplar
+# 75.6 at DD 3.0, bins from the same-DD differences of TPT_TRAIN_SCORES (Group_helper(deltas,
+# depth=5, Max=30, Min=0)); two uint8 (3, 103, S, S) clips from torch.Generator seed 7.
+TPT_SCORES, TPT_DD = (60.0, 75.6), 3.0
+TPT_TRAIN_SCORES = (45.0, 52.5, 60.0, 66.0, 75.6, 81.0)
+TPT_STARTS = tuple(range(0, 100, 5))  # the official 20 clip starts (MLTPair.load_data)
+
+# baiyang4/aqa_tpt @cf6d163, train_pairencode1_decoder_1selfatt_self8head_ffn_sp_new.py: RunPair(args)
+# as its __main__ builds it with the README flags (batch 1, --margin_factor 3.2, --d_model 512
+# --d_ffn 512 --num_cluster 5, hinge and multi-hinge on), our weights resumed from its
+# results/<name>/checkpoint.pth (--use_checkpoint True), then RunPair.train() on a one-batch
+# loader, stopped after its first optimizer.step(); the batch is what MLTPair.load_data and the
+# collate hand the model (its ClipToTensor + Normalize of each clip, the 20 clips of 8 frames
+# stacked, before the step). Dropout as the official model has it (0.1), torch.manual_seed(0)
+# before the step on both sides: the masks come out the same (our pair encoder's one batch of
+# both directions draws them in the order of the official two calls). Run from a scratch folder
+# on the CPU with .cuda() a no-op, cv2, skimage, matplotlib, seaborn and torch.utils.tensorboard
+# stubbed (imported, unused here) and einops 0.8.2 beside it: `python run_tpt_step.py` (not in
+# the repository; docs/performance.md), a fresh process a step, alternating with ours.
+OFFICIAL_TPT_STEP = {"commit": "baiyang4/aqa_tpt@cf6d163",
+                     "command": "python run_tpt_step.py (scratch runner, not in the repository; "
+                                "docs/performance.md)",
+                     "step_s": None, "cpu_s": None, "peak_above_before_mb": None,
+                     "losses": {}, "weights_l2": None}
+
+
+def parity_tpt_step(size: int = 224, starts: list[int] | None = None,
+                    dropout: bool = True) -> dict:
+    """One TPT step (the official RunPair.train body) in this (fresh) process -> time, peak RSS,
+    the loss terms and the weights' L2 norm after the Adam step."""
+    import resource
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from parity_tpt_inputs import tpt_model
+
+    from aqa.models.group_tree import build_leaves
+    from aqa.models.tpt import TPT
+    from aqa.train.optim import build_optimizer
+
+    torch.manual_seed(0)
+    sets = ["backbone.weights=", "model.clip_starts=" + ",".join(map(str, starts or TPT_STARTS))]
+    if not dropout:
+        sets.append("model.dropout=0")
+    cfg = build_run_config("tpt", "mtl_aqa", overrides=sets)
+    g = torch.Generator().manual_seed(7)
+    videos = [torch.randint(0, 256, (3, 103, size, size), dtype=torch.uint8, generator=g)
+              for _ in range(2)]
+    dd, ts = TPT_DD, TPT_TRAIN_SCORES
+    method = TPT(cfg)
+    method.leaves = build_leaves([abs(a / dd - b / dd) for i, a in enumerate(ts)
+                                  for b in ts[i + 1:]], cfg.model.depth, cfg.model.score_range)
+    model = method.build_model()
+    model.load_state_dict({**tpt_model().state_dict(), "leaves": method.leaves})
+    opt = build_optimizer(method.param_groups(model), cfg.optim)
+    method.set_train_mode(model)
+    (sq, se), d = TPT_SCORES, torch.tensor([dd])
+    batch = {"video": videos[0][None], "exemplar_video": videos[1][None],
+             "score": torch.tensor([sq]), "difficulty": d,
+             "exemplar_score": torch.tensor([se]), "exemplar_difficulty": d.clone()}
+
+    def rss_mb() -> float:
+        with open("/proc/self/status") as f:
+            return next(int(x.split()[1]) / 1024 for x in f if x.startswith("VmRSS"))
+
+    torch.manual_seed(0)  # dropout masks, where dropout is on
+    before = rss_mb()
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = method.losses(model, batch)
+    out["loss"].backward()
+    opt.step()
+    step_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    w = torch.cat([p.detach().flatten().double() for p in model.parameters()])
+    return {"step_s": round(step_s, 3), "cpu_s": round(cpu_s, 3),
+            "peak_above_before_mb": round(peak - before, 1),
+            "losses": {k: float(v.detach()) for k, v in out.items()},
+            "weights_l2": float(w.norm())}
+
+
+def vs_official(steps: int, size: int = 224, method: str = "core",
+                starts: list[int] | None = None) -> dict:
     import subprocess
 
+    child = [sys.executable, __file__, "--parity-child", method, str(size)]
+    if method == "tpt":
+        child.append(",".join(map(str, starts or TPT_STARTS)))
     runs = []
     for i in range(max(1, steps)):
-        proc = subprocess.run([sys.executable, __file__, "--parity-child", str(size)],
-                              capture_output=True, text=True)
+        proc = subprocess.run(child, capture_output=True, text=True)
         if proc.returncode != 0:
             raise SystemExit(f"the parity step failed: {proc.stderr.strip()[-500:]}")
         runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         print(f"ours, step {i + 1}: {runs[-1]}", file=sys.stderr, flush=True)
     med = lambda k: statistics.median(r[k] for r in runs)  # noqa: E731
-    out = {"method": "core", "device": "cpu", "threads": torch.get_num_threads(), "batch": 1,
-           "inputs": "parity weights (tests/parity_core_data.core_model), 3 seeded random "
-                     f"103x{size}x{size} clips, pairs (0, 1) then (2, 0), Adam after the second",
-           "ours": {"side": "ours (measured now)", "step_s": med("step_s"), "cpu_s": med("cpu_s"),
-                    "peak_above_before_mb": med("peak_above_before_mb"),
-                    "losses": runs[0]["losses"], "runs": runs},
-           "official_recorded": {"side": "official code, recorded (not run by this bench)",
-                                 **OFFICIAL_CORE_STEP}}
-    rec = OFFICIAL_CORE_STEP
-    if rec.get("step_s") and size == 224:
-        out["loss_rel_diff_vs_official"] = max(abs(a - b) / abs(b) for a, b in
-                                               zip(runs[0]["losses"], rec["losses"]))
+    ours = {"side": "ours (measured now)", "step_s": med("step_s"), "cpu_s": med("cpu_s"),
+            "peak_above_before_mb": med("peak_above_before_mb"), "losses": runs[0]["losses"],
+            "runs": runs}
+    if method == "tpt":
+        rec = OFFICIAL_TPT_STEP
+        n = len(starts) if starts else 20
+        inputs = ("parity weights (tests/parity_tpt_inputs.tpt_model), 2 seeded random "
+                  f"103x{size}x{size} clips as {n} clips of 8 frames, query {TPT_SCORES[0]} and "
+                  f"exemplar {TPT_SCORES[1]} at DD {TPT_DD}, one Adam step, dropout 0.1 "
+                  "(torch seed 0 before the step)")
+        official_config = size == 224 and (not starts or tuple(starts) == TPT_STARTS)
+        ours["weights_l2"] = runs[0]["weights_l2"]
+    else:
+        rec = OFFICIAL_CORE_STEP
+        inputs = ("parity weights (tests/parity_core_data.core_model), 3 seeded random "
+                  f"103x{size}x{size} clips, pairs (0, 1) then (2, 0), Adam after the second")
+        official_config = size == 224
+    out = {"method": method, "device": "cpu", "threads": torch.get_num_threads(), "batch": 1,
+           "inputs": inputs, "ours": ours,
+           "official_recorded": {"side": "official code, recorded (not run by this bench)", **rec}}
+    if rec.get("step_s") and official_config:
+        if method == "tpt":
+            out["loss_rel_diff_vs_official"] = max(
+                abs(ours["losses"][k] - v) / max(abs(v), 1e-12) for k, v in rec["losses"].items())
+        else:
+            out["loss_rel_diff_vs_official"] = max(abs(a - b) / abs(b) for a, b in
+                                                   zip(ours["losses"], rec["losses"]))
         out["step_vs_official_recorded"] = round(med("step_s") / rec["step_s"], 3)
         if rec.get("cpu_s"):
             out["step_vs_official_recorded_cpu"] = round(med("cpu_s") / rec["cpu_s"], 3)
@@ -200,8 +308,14 @@ def vs_official(steps: int, size: int = 224) -> dict:
 
 
 def main() -> None:
-    if sys.argv[1:2] == ["--parity-child"]:
-        print(json.dumps(parity_core_step(int(sys.argv[2]))))
+    if sys.argv[1:2] == ["--parity-child"]:  # --parity-child METHOD SIZE [STARTS [nodropout]]
+        method, size = sys.argv[2], int(sys.argv[3])
+        if method == "tpt":
+            starts = [int(x) for x in sys.argv[4].split(",")] if len(sys.argv) > 4 else None
+            out = parity_tpt_step(size, starts, sys.argv[5:6] != ["nodropout"])
+        else:
+            out = parity_core_step(size)
+        print(json.dumps(out))
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--methods", default="core,tpt,tsa,pecop", help="comma-separated methods")
@@ -213,13 +327,22 @@ def main() -> None:
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override for every method, e.g. data.frame_size=112 (said in the JSON)")
     ap.add_argument("--vs-official", action="store_true",
-                    help="CoRe's parity step (ours, measured) beside the official code's "
-                         "recorded numbers")
+                    help="a parity training step (ours, measured) beside the official code's "
+                         "recorded numbers; --method picks it")
+    ap.add_argument("--method", default="core", choices=["core", "tpt"],
+                    help="with --vs-official: CoRe's step (default) or TPT's")
     ap.add_argument("--frame-size", type=int, default=224,
                     help="with --vs-official: clip size (the official numbers are for 224)")
+    ap.add_argument("--clip-starts", default="",
+                    help="with --vs-official --method tpt: clip starts, e.g. 0,95 for a quick "
+                         "run (default the official 20; the official numbers are for those)")
     args = ap.parse_args()
     if args.vs_official:
-        print(json.dumps(vs_official(args.steps, args.frame_size), indent=2))
+        starts = [int(x) for x in args.clip_starts.split(",")] if args.clip_starts else None
+        if starts and args.method != "tpt":
+            ap.error("--clip-starts is for --method tpt")
+        print(json.dumps(vs_official(args.steps, args.frame_size, args.method, starts),
+                         indent=2))
         return
     name = args.device
     if name == "auto":
