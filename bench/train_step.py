@@ -183,10 +183,10 @@ TPT_SCORES, TPT_DD = (60.0, 75.6), 3.0
 TPT_TRAIN_SCORES = (45.0, 52.5, 60.0, 66.0, 75.6, 81.0)
 TPT_STARTS = tuple(range(0, 100, 5))  # the official 20 clip starts (MLTPair.load_data)
 
-# baiyang4/aqa_tpt @cf6d163, train_pairencode1_decoder_1selfatt_self8head_ffn_sp_new.py: RunPair(args)
-# as its __main__ builds it with the README flags (batch 1, --margin_factor 3.2, --d_model 512
-# --d_ffn 512 --num_cluster 5, hinge and multi-hinge on), our weights resumed from its
-# results/<name>/checkpoint.pth (--use_checkpoint True), then RunPair.train() on a one-batch
+# baiyang4/aqa_tpt @cf6d163, train_pairencode1_decoder_1selfatt_self8head_ffn_sp_new.py:
+# RunPair(args) as its __main__ builds it with the README flags (batch 1, --margin_factor 3.2,
+# --d_model 512 --d_ffn 512 --num_cluster 5, hinge and multi-hinge on), our weights resumed from
+# its results/<name>/checkpoint.pth (--use_checkpoint True), then RunPair.train() on a one-batch
 # loader, stopped after its first optimizer.step(); the batch is what MLTPair.load_data and the
 # collate hand the model (its ClipToTensor + Normalize of each clip, the 20 clips of 8 frames
 # stacked, before the step). Dropout as the official model has it (0.1), torch.manual_seed(0)
@@ -194,12 +194,22 @@ TPT_STARTS = tuple(range(0, 100, 5))  # the official 20 clip starts (MLTPair.loa
 # both directions draws them in the order of the official two calls). Run from a scratch folder
 # on the CPU with .cuda() a no-op, cv2, skimage, matplotlib, seaborn and torch.utils.tensorboard
 # stubbed (imported, unused here) and einops 0.8.2 beside it: `python run_tpt_step.py` (not in
-# the repository; docs/performance.md), a fresh process a step, alternating with ours.
+# the repository; docs/performance.md), a fresh process a step, alternating with ours at bf06c35
+# (`--vs-official --method tpt --steps 1`), 2026-12-07 01:54-01:59 UTC; AMD EPYC, 2 cores shared
+# with other work (load average 2-4), torch 2.14.1, numpy 2.4.6. step_s, cpu_s and the peak are
+# the medians of its two runs (50.601 s / 80.458 s / 8147.9 MB, 79.304 s / 82.570 s / 8146.9
+# MB); ours gave 64.624 s / 78.923 s / 8150.6 MB and 71.040 s / 70.115 s / 8151.0 MB. Losses:
+# the terms summed as RunPair.train sums them (NLL of both directions, MSE over the leaves, hinge
+# and spread over both layers), read from nn.NLLLoss / nn.MSELoss / RunPair.get_att_loss and the
+# tensor loss_all.backward() was called on; weights_l2: every parameter after the step.
 OFFICIAL_TPT_STEP = {"commit": "baiyang4/aqa_tpt@cf6d163",
                      "command": "python run_tpt_step.py (scratch runner, not in the repository; "
                                 "docs/performance.md)",
-                     "step_s": None, "cpu_s": None, "peak_above_before_mb": None,
-                     "losses": {}, "weights_l2": None}
+                     "step_s": 64.953, "cpu_s": 81.514, "peak_above_before_mb": 8147.4,
+                     "losses": {"loss": 35.88168716430664, "nll": 8.801202178001404,
+                                "mse": 0.9154034706007224, "hinge": 25.663710594177246,
+                                "sparsity": 10.027352333068848},
+                     "weights_l2": 254.1614067353191}
 
 
 def parity_tpt_step(size: int = 224, starts: list[int] | None = None,
@@ -294,6 +304,8 @@ def vs_official(steps: int, size: int = 224, method: str = "core",
         if method == "tpt":
             out["loss_rel_diff_vs_official"] = max(
                 abs(ours["losses"][k] - v) / max(abs(v), 1e-12) for k, v in rec["losses"].items())
+            out["weights_l2_rel_diff_vs_official"] = (abs(ours["weights_l2"] - rec["weights_l2"])
+                                                      / rec["weights_l2"])
         else:
             out["loss_rel_diff_vs_official"] = max(abs(a - b) / abs(b) for a, b in
                                                    zip(ours["losses"], rec["losses"]))
