@@ -126,6 +126,12 @@ OFFICIAL_CORE_STEP = {"commit": "yuxumin/CoRe@f7881a9",
                       "losses": [154.90719604492188, 277.0403747558594]}
 
 
+def _rss_mb() -> float:
+    """This process's resident set size now, MB."""
+    with open("/proc/self/status") as f:
+        return next(int(x.split()[1]) / 1024 for x in f if x.startswith("VmRSS"))
+
+
 def parity_core_step(size: int = 224) -> dict:
     """One CoRe parity step in this (fresh) process -> time, peak RSS, losses."""
     import resource
@@ -153,11 +159,7 @@ def parity_core_step(size: int = 224) -> dict:
     opt = build_optimizer(method.param_groups(model), cfg.optim)
     method.set_train_mode(model)
 
-    def rss_mb() -> float:
-        with open("/proc/self/status") as f:
-            return next(int(x.split()[1]) / 1024 for x in f if x.startswith("VmRSS"))
-
-    before, losses = rss_mb(), []
+    before, losses = _rss_mb(), []
     t0, c0 = time.perf_counter(), time.process_time()
     for q, e in ((0, 1), (2, 0)):  # what the loop does with accum_steps 2 and accum_sum
         batch = {"video": videos[q], "exemplar_video": videos[e],
@@ -246,12 +248,8 @@ def parity_tpt_step(size: int = 224, starts: list[int] | None = None,
              "score": torch.tensor([sq]), "difficulty": d,
              "exemplar_score": torch.tensor([se]), "exemplar_difficulty": d.clone()}
 
-    def rss_mb() -> float:
-        with open("/proc/self/status") as f:
-            return next(int(x.split()[1]) / 1024 for x in f if x.startswith("VmRSS"))
-
     torch.manual_seed(0)  # dropout masks, where dropout is on
-    before = rss_mb()
+    before = _rss_mb()
     t0, c0 = time.perf_counter(), time.process_time()
     out = method.losses(model, batch)
     out["loss"].backward()
