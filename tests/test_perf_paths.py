@@ -54,13 +54,22 @@ def _only_top_training(model: nn.Module) -> nn.Module:
     return model
 
 
-def test_usdl_eval_batches_its_clips_with_the_same_output():
+def _same(packed: torch.Tensor, per_clip: torch.Tensor, layout: str) -> bool:
+    """Contiguous: bit for bit. Channels-last: oneDNN may block a batch of several clips
+    differently from a batch of one (the order of float sums), so to float noise."""
+    if layout == "contiguous":
+        return torch.equal(packed, per_clip)
+    return torch.allclose(packed, per_clip, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_usdl_eval_batches_its_clips_with_the_same_output(layout):
     from aqa.config import build_run_config
     from aqa.registry import METHODS
 
     cfg = build_run_config("musdl", "mtl_aqa", overrides=[
         "backbone.weights=", "data.num_frames=11", "data.frame_size=32", "model.clip_starts=0,3",
-        "model.clip_len=8"])
+        "model.clip_len=8", f"backbone.memory_format={layout}"])
     torch.manual_seed(0)
     model = METHODS.get("musdl")(cfg).build_model().eval()
     assert not model.pack_clips  # the official one forward a clip while training
@@ -73,17 +82,18 @@ def test_usdl_eval_batches_its_clips_with_the_same_output():
         assert len(calls) == 1  # one backbone call for the two clips
         per_clip = _only_top_training(model)(video)
         assert len(calls) == 3
-    assert torch.equal(packed, per_clip)
+    assert _same(packed, per_clip, layout)
 
 
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("method", ["tsa", "plain"])
-def test_tsa_eval_batches_its_clips_with_the_same_output(method):
+def test_tsa_eval_batches_its_clips_with_the_same_output(method, layout):
     from aqa.config import build_run_config
     from aqa.registry import METHODS
 
     cfg = build_run_config(method, "frfs", overrides=[
         "backbone.weights=", "data.num_frames=20", "data.frame_size=32", "model.clip_starts=0,4",
-        "model.clip_len=16"])
+        "model.clip_len=16", f"backbone.memory_format={layout}"])
     torch.manual_seed(0)
     m = METHODS.get(method)(cfg)
     model = m.build_model().eval()
@@ -92,7 +102,7 @@ def test_tsa_eval_batches_its_clips_with_the_same_output(method):
     with torch.no_grad():
         packed = model(batch["video"], tubes=tubes)
         per_clip = _only_top_training(model)(batch["video"], tubes=tubes)
-    assert torch.equal(packed, per_clip)
+    assert _same(packed, per_clip, layout)
 
 
 def _motion_boxes_reference(video, **kw):
@@ -146,3 +156,38 @@ def test_tube_attention_by_index_equals_the_boolean_mask():
     g_out = torch.autograd.grad(out.square().sum(), [x, att.g.weight])
     g_ref = torch.autograd.grad(ref.square().sum(), [x, att.g.weight])
     assert all(torch.equal(a, b) for a, b in zip(g_out, g_ref))
+
+
+@pytest.mark.parametrize("family", ["hassony2", "piergiaj"])
+def test_i3d_channels_last_gives_the_contiguous_results_to_float_noise(family):
+    """backbone.memory_format: the same forward and gradients in either layout (float sums in
+    another order), a contiguous feature map either way, and 'auto' = channels-last on the CPU."""
+    from aqa.errors import ConfigError
+
+    nets = {}
+    for layout in ("contiguous", "channels_last", "auto"):
+        torch.manual_seed(0)
+        nets[layout] = I3D(family, input_norm="imagenet", memory_format=layout)
+    video = torch.randint(0, 256, (2, 3, 8, 32, 32), dtype=torch.uint8,
+                          generator=torch.Generator().manual_seed(1))
+    assert nets["auto"].channels_last(video) and not nets["contiguous"].channels_last(video)
+    outs, grads, seen = {}, {}, {}
+    for layout, net in nets.items():
+        net.eval()  # BN on running statistics (CoRe's fix_bn); the parameters still train
+        first = next(m for m in net.modules() if isinstance(m, nn.Conv3d))
+        first.register_forward_hook(lambda m, a, o, k=layout: seen.__setitem__(
+            k, o.is_contiguous(memory_format=torch.channels_last_3d)))
+        fmap = net.features_at(video)
+        assert fmap.is_contiguous()
+        out = net.pool(fmap).flatten(2).mean(2)
+        out.square().sum().backward()
+        outs[layout] = out.detach()
+        grads[layout] = {n: p.grad for n, p in net.named_parameters() if p.grad is not None}
+    assert torch.equal(outs["auto"], outs["channels_last"])
+    assert torch.allclose(outs["channels_last"], outs["contiguous"], rtol=1e-5, atol=1e-6)
+    assert seen == {"contiguous": False, "channels_last": True, "auto": True}
+    for name, g in grads["contiguous"].items():
+        scale = g.abs().max().item()
+        assert (grads["channels_last"][name] - g).abs().max().item() <= 1e-4 * scale + 1e-9, name
+    with pytest.raises(ConfigError, match="memory_format"):
+        I3D(family, memory_format="nhwc")

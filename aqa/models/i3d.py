@@ -41,6 +41,7 @@ class I3DConfig(BackboneConfig):
     dropout: float = 0.0  # dropout after the average pool (before the logits)
     checkpointing: bool = False  # gradient checkpointing per Mixed block (less memory, slower)
     adapters: bool = False  # PECoP 3D adapters after every Mixed block (turned on when the weights carry them)
+    memory_format: str = "auto"  # activation layout: auto (channels_last on the CPU, contiguous on GPUs), channels_last or contiguous
 
 
 @BACKBONES.register("i3d")
@@ -63,7 +64,7 @@ class I3DEntry:
                             f"eps and padding differ: set backbone.family={family_of(state)} to "
                             "run it exactly as pretrained)")
         model = I3D(cfg.family, cfg.num_classes, cfg.dropout, cfg.input_norm, cfg.checkpointing,
-                    adapters)
+                    adapters, cfg.memory_format)
         if state is not None:
             load_i3d_state(model, state, source)
         return model
