@@ -115,15 +115,20 @@ def bench_method(name: str, device: torch.device, steps: int, extra: list[str],
 # yuxumin/CoRe @f7881a9, tools/helper.network_forward_train twice (Adam from tools/builder.
 # build_opti_sche after the second), fed what its loader hands the model (ImageNet-normalised
 # float clips, normalised outside the step), on the inputs parity_core_step makes; run from a
-# scratch folder on the CPU with `.cuda()` a no-op and torchvideotransforms stubbed (unused),
-# a fresh process, 2026-12-07 00:13-00:17 UTC, followed by ours (183.6 s wall, 182.5 s CPU,
-# 8398.5 MB); AMD EPYC, 2 cores shared with other people's work (load average 4-8 then), torch
-# 2.14.1, numpy 2.4.6. Its losses equal ours to the bit (docs/performance.md).
+# scratch folder on the CPU with `.cuda()` a no-op and torchvideotransforms stubbed (unused):
+# `python run_core.py train 224`, a fresh process a step, alternating with ours
+# (`--vs-official --steps 1`), 2026-12-07 02:37-02:43 UTC on the quiet machine (AMD EPYC, 2
+# cores, nothing else of ours running), torch 2.14.1, numpy 2.4.6. step_s, cpu_s and the peak are
+# the medians of its two runs (100.861 s / 171.682 s / 8583.3 MB, 86.094 s / 150.110 s /
+# 8350.5 MB); ours (channels-last I3D, the CPU default) gave 65.255 s / 115.222 s / 8416.0 MB
+# and 49.797 s / 91.028 s / 8318.9 MB. An earlier session's run on the same kind of machine
+# under load: 192.1 s / 171.5 s / 8421.3 MB, losses 154.90719604492188, 277.0403747558594.
 OFFICIAL_CORE_STEP = {"commit": "yuxumin/CoRe@f7881a9",
-                      "command": "python train_core.py official (scratch runner, not in the "
+                      "command": "python run_core.py train 224 (scratch runner, not in the "
                                  "repository; docs/performance.md)",
-                      "step_s": 192.133, "cpu_s": 171.494, "peak_above_before_mb": 8421.3,
-                      "losses": [154.90719604492188, 277.0403747558594]}
+                      "step_s": 93.478, "cpu_s": 160.896, "peak_above_before_mb": 8466.9,
+                      "losses": [154.90716552734375, 277.0399475097656],
+                      "weights_l2": 197.10241899947545}
 
 
 def _rss_mb() -> float:
@@ -173,9 +178,10 @@ def parity_core_step(size: int = 224) -> dict:
     opt.step()
     step_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    w = torch.cat([p.detach().flatten().double() for p in model.parameters()])
     return {"step_s": round(step_s, 3), "cpu_s": round(cpu_s, 3),
             "peak_above_before_mb": round(peak - before, 1),
-            "losses": losses}
+            "losses": losses, "weights_l2": float(w.norm())}
 
 
 # TPT: the inputs both sides get (parity_tpt_step and the official runner): query 60.0 and exemplar
@@ -196,18 +202,21 @@ TPT_STARTS = tuple(range(0, 100, 5))  # the official 20 clip starts (MLTPair.loa
 # both directions draws them in the order of the official two calls). Run from a scratch folder
 # on the CPU with .cuda() a no-op, cv2, skimage, matplotlib, seaborn and torch.utils.tensorboard
 # stubbed (imported, unused here) and einops 0.8.2 beside it: `python run_tpt_step.py` (not in
-# the repository; docs/performance.md), a fresh process a step, alternating with ours at bf06c35
-# (`--vs-official --method tpt --steps 1`), 2026-12-07 01:54-01:59 UTC; AMD EPYC, 2 cores shared
-# with other work (load average 2-4), torch 2.14.1, numpy 2.4.6. step_s, cpu_s and the peak are
-# the medians of its two runs (50.601 s / 80.458 s / 8147.9 MB, 79.304 s / 82.570 s / 8146.9
-# MB); ours gave 64.624 s / 78.923 s / 8150.6 MB and 71.040 s / 70.115 s / 8151.0 MB. Losses:
+# the repository; docs/performance.md), a fresh process a step, alternating with ours
+# (`--vs-official --method tpt --steps 1`), 2026-12-07 02:43-02:47 UTC on the quiet machine
+# (AMD EPYC, 2 cores), torch 2.14.1, numpy 2.4.6. step_s, cpu_s and the peak are the medians of
+# its two runs (44.650 s / 78.253 s / 8077.7 MB, 42.416 s / 75.316 s / 8089.9 MB); ours
+# (channels-last I3D, the CPU default) gave 32.632 s / 57.898 s / 8077.7 MB and 26.836 s /
+# 49.381 s / 8067.3 MB. The first runs, 01:54-01:59 UTC under load 2-4 with ours contiguous:
+# official 50.601 / 80.458 s and 79.304 / 82.570 s, ours 64.624 / 78.923 s and 71.040 / 70.115 s.
+# Losses:
 # the terms summed as RunPair.train sums them (NLL of both directions, MSE over the leaves, hinge
 # and spread over both layers), read from nn.NLLLoss / nn.MSELoss / RunPair.get_att_loss and the
 # tensor loss_all.backward() was called on; weights_l2: every parameter after the step.
 OFFICIAL_TPT_STEP = {"commit": "baiyang4/aqa_tpt@cf6d163",
                      "command": "python run_tpt_step.py (scratch runner, not in the repository; "
                                 "docs/performance.md)",
-                     "step_s": 64.953, "cpu_s": 81.514, "peak_above_before_mb": 8147.4,
+                     "step_s": 43.533, "cpu_s": 76.785, "peak_above_before_mb": 8083.8,
                      "losses": {"loss": 35.88168716430664, "nll": 8.801202178001404,
                                 "mse": 0.9154034706007224, "hinge": 25.663710594177246,
                                 "sparsity": 10.027352333068848},
@@ -289,12 +298,12 @@ def vs_official(steps: int, size: int = 224, method: str = "core",
                   f"exemplar {TPT_SCORES[1]} at DD {TPT_DD}, one Adam step, dropout 0.1 "
                   "(torch seed 0 before the step)")
         official_config = size == 224 and (not starts or tuple(starts) == TPT_STARTS)
-        ours["weights_l2"] = runs[0]["weights_l2"]
     else:
         rec = OFFICIAL_CORE_STEP
         inputs = ("parity weights (tests/parity_core_data.core_model), 3 seeded random "
                   f"103x{size}x{size} clips, pairs (0, 1) then (2, 0), Adam after the second")
         official_config = size == 224
+    ours["weights_l2"] = runs[0]["weights_l2"]
     out = {"method": method, "device": "cpu", "threads": torch.get_num_threads(), "batch": 1,
            "inputs": inputs, "ours": ours,
            "official_recorded": {"side": "official code, recorded (not run by this bench)", **rec}}
@@ -302,11 +311,11 @@ def vs_official(steps: int, size: int = 224, method: str = "core",
         if method == "tpt":
             out["loss_rel_diff_vs_official"] = max(
                 abs(ours["losses"][k] - v) / max(abs(v), 1e-12) for k, v in rec["losses"].items())
-            out["weights_l2_rel_diff_vs_official"] = (abs(ours["weights_l2"] - rec["weights_l2"])
-                                                      / rec["weights_l2"])
         else:
             out["loss_rel_diff_vs_official"] = max(abs(a - b) / abs(b) for a, b in
                                                    zip(ours["losses"], rec["losses"]))
+        out["weights_l2_rel_diff_vs_official"] = (abs(ours["weights_l2"] - rec["weights_l2"])
+                                                  / rec["weights_l2"])
         out["step_vs_official_recorded"] = round(med("step_s") / rec["step_s"], 3)
         if rec.get("cpu_s"):
             out["step_vs_official_recorded_cpu"] = round(med("cpu_s") / rec["cpu_s"], 3)

@@ -71,8 +71,9 @@ def sidebar() -> None:
     rows = list_runs(sync=True)
     counts = {s: sum(1 for r in rows if r["status"] == s) for s in store.STATUSES}
     with st.sidebar:
-        st.caption("Workspace")
-        st.code(str(runs_dir()), language=None)
+        # inline code in a caption: st.code would load the front end's syntax highlighter
+        # (1.5 MB of JavaScript) on every page for one path
+        st.caption(f"Workspace  \n`{runs_dir()}`")
         c1, c2 = st.columns(2)
         c1.metric("running", counts["running"])
         c2.metric("queued", counts["queued"])
