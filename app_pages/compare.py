@@ -70,8 +70,10 @@ if all_rows:
                          key="dl_tex", on_click="ignore")
     with st.expander("Markdown / LaTeX source"):
         t1, t2 = st.tabs(["Markdown", "LaTeX"])
-        t1.code(compare.to_markdown(all_rows), language="markdown")
-        t2.code(compare.to_latex(all_rows), language="latex")
+        with t1:
+            common.plain_block(compare.to_markdown(all_rows))
+        with t2:
+            common.plain_block(compare.to_latex(all_rows))
 for row in group_rows:
     with st.expander(f"Member runs of {row['group_id']} ({row['runs']} finished)"):
         st.dataframe(tables.comparison_frame(compare.with_members([row])[1:]), hide_index=True,
@@ -95,7 +97,7 @@ for col, (fmt, fn, mime) in zip(c, (("csv", compare.to_csv, "text/csv"),
     col.download_button(f"Ledger {fmt}", fn(ledger), f"ledger.{fmt}", mime,
                         icon=":material/download:", key=f"dl_ledger_{fmt}", on_click="ignore")
 with st.expander("Ledger source (Markdown)"):
-    st.code(compare.to_markdown(ledger), language="markdown")
+    common.plain_block(compare.to_markdown(ledger))
 
 if chosen:
     st.subheader("Learning curves")

@@ -25,11 +25,11 @@ def test_compare_group_row_members_and_ledger(server, page):  # noqa: F811
     settled(page)
     # the tables are drawn on a canvas: read them from their Markdown source
     page.get_by_text("Markdown / LaTeX source").click()
-    code = page.locator('[data-testid="stCode"]', has_text=f"group {GID} · seeds · 2/3 finished")
+    code = page.locator("[data-testid=stMarkdownPre]", has_text=f"group {GID} · seeds · 2/3 finished")
     table = code.first.inner_text()
     assert "| 2/3 | 0.7000 ± 0.1414 |" in table
     assert page.get_by_text(f"Member runs of {GID} (2/3 finished)").count()
     page.get_by_text("Ledger source (Markdown)").click()
-    ledger = page.locator('[data-testid="stCode"]', has_text="public issue: TPT").first.inner_text()
+    ledger = page.locator("[data-testid=stMarkdownPre]", has_text="public issue: TPT").first.inner_text()
     assert "| 0.9581 |" in ledger and f"group {GID}" in ledger
     shot(page, "compare_groups")

@@ -6,6 +6,7 @@ connections, ``aqa.runs.index``); nothing about runs is kept in ``st.session_sta
 
 from __future__ import annotations
 
+import html
 import threading
 import time
 from pathlib import Path
@@ -79,6 +80,15 @@ def sidebar() -> None:
         c2.metric("queued", counts["queued"])
         st.caption(f"{len(rows)} run(s) · {counts['finished']} finished · "
                    f"{counts['crashed']} crashed · {counts['failed']} failed")
+
+
+def plain_block(text: str) -> None:
+    """Preformatted text (a log tail, a table's Markdown or LaTeX source), drawn by Streamlit's
+    Markdown as a ``stMarkdownPre`` block. Not ``st.code``: that element loads the front end's
+    syntax highlighter (1.5 MB of JavaScript, parsed on every page load that shows one), which
+    held back the whole page's first paint on two cores (docs/performance.md). The text is
+    escaped: nothing in it is read as HTML or Markdown."""
+    st.markdown(f"<pre>{html.escape(text)}</pre>", unsafe_allow_html=True)
 
 
 def status_label(status: str | None) -> str:

@@ -63,7 +63,9 @@ def show(runs_dir: Path, run_id: str) -> None:
     checkpoints(runs_dir, run_id, path, row)
     artifacts(run_id, path, row)
     with st.expander("Resolved config (run.json)"):
-        st.json(store.read_run(path).get("config", {}), expanded=False)
+        # the JSON tree viewer loads its own front-end bundle: only when asked for
+        if st.toggle("Show the config", key="show_config"):
+            st.json(store.read_run(path).get("config", {}), expanded=False)
 
 
 def results(runs_dir: Path, run_id: str, path: Path, row: dict) -> None:
@@ -141,7 +143,7 @@ def live(runs_dir: Path, run_id: str, path: Path, active: bool) -> None:
             st.caption("No system metrics: the trainer logs them every train.log_every steps "
                        "(off with train.system_metrics=false, absent in older runs).")
         with st.expander("Output (stdout.log, last 40 lines)", expanded=active):
-            st.code(stdout_tail(path), language=None)
+            common.plain_block(stdout_tail(path))
         if active and row and row.get("status") not in ACTIVE:
             st.rerun()  # the run ended: redraw the page (actions, checkpoints) without polling
 
