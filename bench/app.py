@@ -6,7 +6,9 @@
 Seeds a workspace with ``--runs`` finished runs and one running run of ``--events`` metric
 events (written directly, no training), syncs the index, starts ``streamlit run app.py`` on a
 free port and measures, per page, the seconds from navigation to its first meaningful content
-(a selector that only appears once the page's data is drawn). Then appends one metric event to
+(a selector that only appears once the page's data is drawn): opened by its URL (a fresh page
+load: Streamlit's JavaScript parsed again, ``pages_s``) and reached from the sidebar with the app
+already loaded (``pages_in_app_s``). Then appends one metric event to
 the running run's log and measures how long the live chart takes to show it (its fragment
 polls every 2 s), and the server's own time for one chart tick (in this process: the same
 ``ui.charts`` calls the fragment makes, and the figures' JSON).
@@ -217,6 +219,8 @@ def browser_pages(runs_dir: Path, big: str, pages: dict, events: int) -> dict:
                     times.append(time.perf_counter() - t0)
                 result["pages_s"][name] = {"median": round(sorted(times)[1], 3),
                                            "min": round(min(times), 3)}
+            result["pages_in_app_s"] = in_app_pages(page, base, pages)
+            result["pages_in_app_s"][f"run ({events:,} events)"] = in_app_run(page, base, big)
             # live chart: append one event, wait until the point count shows it
             page.goto(f"{base}/runs?run={big}")
             label = page.get_by_text(re.compile(r"\d+ metric points")).first
@@ -238,6 +242,60 @@ def browser_pages(runs_dir: Path, big: str, pages: dict, events: int) -> dict:
         server.terminate()
         server.wait(timeout=20)
     return result
+
+
+SIDEBAR_TITLES = {"home": "Home", "runs": "Runs", "launch": "Launch", "compare": "Compare",
+                  "score": "Score", "data": "Data"}
+
+
+def in_app_pages(page, base: str, pages: dict) -> dict:
+    """Seconds from a click on the sidebar's link to the page's first content, the app already
+    loaded in the tab (how a user moves between pages: Streamlit swaps the page over its
+    websocket, its JavaScript is not loaded again). Each page is reached from another page that
+    does not show the target's selector, so no element of the page left behind can answer."""
+    out = {}
+    for name, (path, selector) in pages.items():
+        title = SIDEBAR_TITLES.get(name)
+        if title is None:
+            continue
+        times = []
+        for _ in range(3):
+            for source in ("data", "score", "launch", "home"):
+                if source == name:
+                    continue
+                page.goto(base + pages[source][0])
+                page.wait_for_selector(pages[source][1])
+                page.wait_for_timeout(300)  # let the source page settle
+                if page.locator(selector).count() == 0:
+                    break
+            else:
+                raise RuntimeError(f"no source page without {selector!r} to reach {name} from")
+            t0 = time.perf_counter()
+            page.locator("[data-testid=stSidebarNav] a", has_text=title).first.click()
+            page.wait_for_selector(selector)
+            times.append(time.perf_counter() - t0)
+        out[name] = {"median": round(sorted(times)[1], 3), "min": round(min(times), 3),
+                     "from": source}
+    return out
+
+
+def in_app_run(page, base: str, run_id: str) -> dict:
+    """A run's page opened from Home's "Open a run" (the app already loaded): seconds from the
+    click on Open to its first chart."""
+    times = []
+    for _ in range(3):
+        page.goto(base)
+        page.wait_for_selector("[data-testid=stDataFrame]")
+        box = page.locator(".st-key-home_open [data-testid=stSelectbox]")
+        box.click()
+        page.keyboard.type(run_id)
+        page.keyboard.press("Enter")
+        page.wait_for_timeout(500)  # the selection's rerun
+        t0 = time.perf_counter()
+        page.locator(".st-key-home_open_btn button").click()
+        page.wait_for_selector(".js-plotly-plot")
+        times.append(time.perf_counter() - t0)
+    return {"median": round(sorted(times)[1], 3), "min": round(min(times), 3), "from": "home"}
 
 
 if __name__ == "__main__":
