@@ -3,6 +3,8 @@
     python bench/score.py [--quick] [--repeats 3] [--methods core,tpt,...] [--clip FILE]
                           [--size 224] [--official-loop]
 
+score_vs_network (TSA): the same end-to-end score divided by one pass of the network itself
+    (backbone, tube attention between its two stages, head) on the same tensor and tube.
 score_vs_backbone (per method): ``Scorer.score(clip)`` end to end (probe, decode at the size the
     pipeline needs, uint8 -> float, the model, the voters, the result) divided by ONE bare pass
     of the method's backbone over the clips the method cuts from the same clip tensor (the
@@ -151,11 +153,17 @@ def bench_method(name: str, clip: Path, repeats: int, size: int | None, folder: 
         except AQAError as exc:  # a method that scores no clip (pecop)
             return {"status": "n/a", "note": str(exc)}
         backbone(pack)
+        # TSA: also the network itself (the backbone with the tube attention between its two
+        # stages, and the head) on the same tensor and the tube estimated before timing
+        tubes = scorer.method.tubes(batch)[0] if name == "tsa" else None
+        net_s, net_cpu = [], []
         for _ in range(repeats):  # interleaved: the two sides see the same machine load
             s, result = timed(lambda: scorer.score(clip, difficulty=DIFFICULTY), score_cpu)
             score_s.append(s)
             score = result.score
             back_s.append(timed(lambda: backbone(pack), back_cpu)[0])
+            if tubes is not None:
+                net_s.append(timed(lambda: scorer.model(batch["video"], tubes=tubes), net_cpu)[0])
     med = statistics.median
     out = {"status": "ok", "frames": tuple(batch["video"].shape[2:]),
            "backbone_input": list(pack.shape), "score_s": round(med(score_s), 3),
@@ -166,6 +174,11 @@ def bench_method(name: str, clip: Path, repeats: int, size: int | None, folder: 
            "score_runs_s": [round(x, 3) for x in score_s],
            "backbone_runs_s": [round(x, 3) for x in back_s],
            "stages_s": {k: round(v, 3) for k, v in result.timings.items()}, "score": score}
+    if net_s:
+        out.update({"network_s": round(med(net_s), 3), "network_cpu_s": round(med(net_cpu), 3),
+                    "score_vs_network": round(med(score_s) / med(net_s), 3),
+                    "score_vs_network_cpu": round(med(score_cpu) / med(net_cpu), 3),
+                    "network_vs_backbone": round(med(net_s) / med(back_s), 3)})
     log(f"{name}: score {out['score_s']} s, backbone {out['backbone_s']} s -> "
         f"{out['score_vs_backbone']} (CPU {out['score_vs_backbone_cpu']}; "
         f"{time.perf_counter() - t0:.0f} s)")
@@ -206,6 +219,16 @@ def tpt_vs_core(clip: Path, repeats: int, size: int) -> dict:
                       "core": f"{len(core_cfg.clip_starts)} x {core_cfg.clip_len}"}}
 
 
+def test_clips(size: int, voters: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """A query and ``voters`` exemplars, uint8 (1, 3, 103, size, size), torch.Generator seed 0
+    (what the official CoRe test loop was run on: OFFICIAL_CORE_TEST)."""
+    g = torch.Generator().manual_seed(0)
+    shape = (1, 3, 103, size, size)
+    query = torch.randint(0, 256, shape, dtype=torch.uint8, generator=g)
+    return query, [torch.randint(0, 256, shape, dtype=torch.uint8, generator=g)
+                   for _ in range(voters)]
+
+
 def official_loop(repeats: int, voters: int, size: int) -> dict:
     """CoRe's official test loop (query and each voter through I3D together) vs the bank."""
     from aqa.models.group_tree import decode
@@ -215,11 +238,7 @@ def official_loop(repeats: int, voters: int, size: int) -> dict:
     method = METHODS.get("core")(cfg)
     method.leaves = MTL_LEAVES.clone()
     model = method.build_model().eval()
-    g = torch.Generator().manual_seed(0)
-    shape = (1, 3, 103, size, size)
-    query = torch.randint(0, 256, shape, dtype=torch.uint8, generator=g)
-    exemplars = [torch.randint(0, 256, shape, dtype=torch.uint8, generator=g)
-                 for _ in range(voters)]
+    query, exemplars = test_clips(size, voters)
     ex_scores = torch.linspace(15.0, 25.0, voters)
     theta = cfg.model.score_range
     with torch.no_grad():
@@ -270,11 +289,7 @@ def core_test_vs_official(size: int = 224, voters: int = 10, repeats: int = 1) -
 
     from aqa.models.group_tree import build_leaves
 
-    g = torch.Generator().manual_seed(0)
-    shape = (1, 3, 103, size, size)
-    query = torch.randint(0, 256, shape, dtype=torch.uint8, generator=g)
-    exemplars = [torch.randint(0, 256, shape, dtype=torch.uint8, generator=g)
-                 for _ in range(voters)]
+    query, exemplars = test_clips(size, voters)
     completeness = torch.linspace(15.0, 25.0, voters)
     cfg = build_run_config("core", "mtl_aqa", overrides=[
         "backbone.weights=", "backbone.family=hassony2", "backbone.input_norm=imagenet",

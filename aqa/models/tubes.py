@@ -242,14 +242,17 @@ def motion_boxes(video: np.ndarray, window: int = 4, threshold: float = 0.3,
     if t < 2:
         return full_frame_boxes(t, w, h), False
     d = np.abs(np.diff(v, axis=0))  # (T-1, H, W): |frame t+1 - frame t|
-    motion = np.zeros_like(v)
-    count = np.zeros((t, 1, 1), dtype=np.float32)
-    motion[:-1] += d
-    count[:-1] += 1
-    motion[1:] += d
-    count[1:] += 1
-    motion /= count  # (T, H, W)
-    motion = uniform_filter1d(motion, 2 * window + 1, axis=0, mode="nearest")
+    # per frame the mean of its differences to the frames either side (one at the ends);
+    # time last in memory, so that the temporal filter runs along contiguous lines (the same
+    # running sums, in the same order, as along the strided first axis: the same values)
+    motion = np.empty((h, w, t), dtype=np.float32)
+    motion[..., 0], motion[..., -1] = d[0], d[-1]
+    if t > 2:
+        inner = d[:-1] + d[1:]
+        inner /= np.float32(2)
+        motion[..., 1:-1] = np.moveaxis(inner, 0, -1)
+    motion = uniform_filter1d(motion, 2 * window + 1, axis=-1, mode="nearest")
+    motion = np.ascontiguousarray(np.moveaxis(motion, -1, 0))  # (T, H, W)
     motion = uniform_filter(motion, size=(1, 3, 3), mode="nearest")
     boxes = np.full((t, 4), np.nan)
     ys, xs = np.mgrid[0:h, 0:w]
