@@ -39,7 +39,7 @@ FAMILIES = ("hassony2", "piergiaj")
 INPUT_NORMS = ("unit_range", "imagenet")
 # Activation layout: "channels_last" (N, T, H, W, C in memory) lets oneDNN's convolutions and
 # ATen's pools run vectorised over channels without reordering every layer's input; on this
-# project's CPUs it makes an I3D training step 1.3-1.5x and a forward 1.2x faster
+# project's CPUs it makes an I3D training step 1.4-1.7x and a forward 1.2x faster
 # (docs/performance.md). "auto": channels_last on the CPU, contiguous elsewhere (not measured on
 # GPUs here: choose channels_last there explicitly). The values differ from the contiguous
 # layout's by float summation order only (about 1e-6 relative).
