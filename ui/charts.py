@@ -109,13 +109,16 @@ def by_step(split: str, name: str) -> bool:
     return (split == "train" and not name.startswith("epoch_")) or split == SYSTEM_SPLIT
 
 
-def _trace(x, y, name: str, mode: str) -> go.Scattergl | go.Scatter:
-    # numpy arrays: plotly takes them whole (typed arrays in the JSON) instead of point by point
+def _trace(x, y, name: str, mode: str) -> go.Scatter:
+    # numpy arrays: plotly takes them whole (typed arrays in the JSON) instead of point by point.
+    # SVG, not WebGL (Scattergl): at most MAX_POINTS points a trace is one SVG path drawn in a few
+    # milliseconds, where a WebGL context costs its set-up on every chart (0.5-0.7 s of the run
+    # page's first draw in Chromium on two cores without a GPU, docs/performance.md) and browsers
+    # cap how many a page may hold
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)  # None -> NaN
     if len(x) > MAX_POINTS:
         x, y = minmax_downsample(x, y, MAX_POINTS // 2)
-    cls = go.Scattergl if len(x) > 500 else go.Scatter
-    return cls(x=x, y=y, name=name, mode=mode)
+    return go.Scatter(x=x, y=y, name=name, mode=mode)
 
 
 def metric_figure(title: str, traces: list, xlabel: str, height: int = 260) -> go.Figure:
