@@ -1,7 +1,7 @@
 """Bench: what scoring a clip costs beyond the backbone, per method; TPT's query against CoRe's.
 
     python bench/score.py [--quick] [--repeats 3] [--methods core,tpt,...] [--clip FILE]
-                          [--size 224] [--official-loop]
+                          [--size 224] [--vs-official-test]
 
 score_vs_network (TSA): the same end-to-end score divided by one pass of the network itself
     (backbone, tube attention between its two stages, head) on the same tensor and tube.
@@ -16,8 +16,8 @@ score_vs_backbone (per method): ``Scorer.score(clip)`` end to end (probe, decode
 tpt_vs_core_query: the same 103-frame clip tensor through the same I3D (one module, ImageNet
     input norm): TPT's 20 clips of 8 frames against CoRe's 10 clips of 16 (160 frames each),
     interleaved, medians.
---official-loop: also CoRe's official test loop (each of 10 voters through I3D together with the
-    query: 20 clips a voter) against the bank (the query's 10 clips); slow, off by default.
+--vs-official-test: only CoRe's test path (the bank once, then the query) on the inputs the
+    official test loop was run on, beside that run's recorded score and times (OFFICIAL_CORE_TEST).
 
 ``--quick`` runs each side once. Progress goes to stderr; the last line is one JSON object with
 ``score_vs_backbone`` (CoRe's ratio), ``tpt_vs_core_query`` and ``methods`` (each method's
@@ -229,43 +229,6 @@ def test_clips(size: int, voters: int) -> tuple[torch.Tensor, list[torch.Tensor]
                    for _ in range(voters)]
 
 
-def official_loop(repeats: int, voters: int, size: int) -> dict:
-    """CoRe's official test loop (query and each voter through I3D together) vs the bank."""
-    from aqa.models.group_tree import decode
-
-    cfg = build_run_config("core", "synthetic", overrides=[
-        "backbone.weights=", "data.num_frames=103", f"data.frame_size={size}"])
-    method = METHODS.get("core")(cfg)
-    method.leaves = MTL_LEAVES.clone()
-    model = method.build_model().eval()
-    query, exemplars = test_clips(size, voters)
-    ex_scores = torch.linspace(15.0, 25.0, voters)
-    theta = cfg.model.score_range
-    with torch.no_grad():
-        bank = torch.cat([model.video_features(v) for v in exemplars])
-
-        def official() -> float:
-            total = 0.0
-            for v, s in zip(exemplars, ex_scores):
-                f = model.video_features(torch.cat([query, v]))
-                logp, delta = model.head(f[1:], f[:1], (s / theta)[None])
-                total += float((s + decode(logp, delta, model.leaves)) * DIFFICULTY)
-            return total / voters
-
-        def with_bank() -> float:
-            f_q = model.video_features(query)
-            logp, delta = model.head(bank, f_q.expand(len(bank), -1), ex_scores / theta)
-            return float(((ex_scores + decode(logp, delta, model.leaves)) * DIFFICULTY).mean())
-
-        off, ours = [], []
-        for _ in range(repeats):
-            off.append(timed(official))
-            ours.append(timed(with_bank))
-    o, b = statistics.median(x[0] for x in off), statistics.median(x[0] for x in ours)
-    return {"official_loop_s": round(o, 3), "bank_s": round(b, 3), "speedup": round(o / b, 2),
-            "official_score": off[-1][1], "bank_score": ours[-1][1], "voters": voters}
-
-
 # CoRe's official test loop run by the official code itself (network_forward_test of
 # yuxumin/CoRe @f7881a9: the query through I3D again beside each voter), on the inputs of
 # ``core_test_vs_official`` (the parity weights of tests/parity_core_data.core_model; a query and
@@ -349,8 +312,6 @@ def main() -> None:
     ap.add_argument("--vs-official-test", action="store_true",
                     help="only CoRe's test path beside the official test loop's recorded numbers "
                          "(the parity weights, 10 voters, 224 px)")
-    ap.add_argument("--official-loop", action="store_true",
-                    help="also CoRe's official test loop vs the bank (10 voters: slow)")
     args = ap.parse_args()
     repeats = 1 if args.quick else args.repeats
     if args.vs_official_test:
@@ -375,8 +336,6 @@ def main() -> None:
                                                 for k, v in results.items()}}
     if not args.no_query:
         out.update(tpt_vs_core(clip, repeats, args.query_size))
-    if args.official_loop:
-        out["official_loop"] = official_loop(repeats, 10, args.size or 224)
     print(json.dumps(out))
 
 
