@@ -137,10 +137,22 @@ def _rss_mb() -> float:
         return next(int(x.split()[1]) / 1024 for x in f if x.startswith("VmRSS"))
 
 
-def parity_core_step(size: int = 224) -> dict:
-    """One CoRe parity step in this (fresh) process -> time, peak RSS, losses."""
+def _step_result(t0: float, c0: float, before_mb: float, model: torch.nn.Module,
+                 losses) -> dict:
+    """What a parity step child prints: wall and CPU seconds since ``t0``/``c0``, the peak RSS
+    above ``before_mb``, the losses and the L2 norm of every parameter after the step."""
     import resource
 
+    step_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    w = torch.cat([p.detach().flatten().double() for p in model.parameters()])
+    return {"step_s": round(step_s, 3), "cpu_s": round(cpu_s, 3),
+            "peak_above_before_mb": round(peak - before_mb, 1), "losses": losses,
+            "weights_l2": float(w.norm())}
+
+
+def parity_core_step(size: int = 224) -> dict:
+    """One CoRe parity step in this (fresh) process -> time, peak RSS, losses."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from parity_core_data import core_model
 
@@ -176,12 +188,7 @@ def parity_core_step(size: int = 224) -> dict:
         losses.append(float(loss.detach()))
         loss.backward()
     opt.step()
-    step_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    w = torch.cat([p.detach().flatten().double() for p in model.parameters()])
-    return {"step_s": round(step_s, 3), "cpu_s": round(cpu_s, 3),
-            "peak_above_before_mb": round(peak - before, 1),
-            "losses": losses, "weights_l2": float(w.norm())}
+    return _step_result(t0, c0, before, model, losses)
 
 
 # TPT: the inputs both sides get (parity_tpt_step and the official runner): query 60.0 and exemplar
@@ -223,12 +230,9 @@ OFFICIAL_TPT_STEP = {"commit": "baiyang4/aqa_tpt@cf6d163",
                      "weights_l2": 254.1614067353191}
 
 
-def parity_tpt_step(size: int = 224, starts: list[int] | None = None,
-                    dropout: bool = True) -> dict:
+def parity_tpt_step(size: int = 224, starts: list[int] | None = None) -> dict:
     """One TPT step (the official RunPair.train body) in this (fresh) process -> time, peak RSS,
     the loss terms and the weights' L2 norm after the Adam step."""
-    import resource
-
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from parity_tpt_inputs import tpt_model
 
@@ -238,8 +242,6 @@ def parity_tpt_step(size: int = 224, starts: list[int] | None = None,
 
     torch.manual_seed(0)
     sets = ["backbone.weights=", "model.clip_starts=" + ",".join(map(str, starts or TPT_STARTS))]
-    if not dropout:
-        sets.append("model.dropout=0")
     cfg = build_run_config("tpt", "mtl_aqa", overrides=sets)
     g = torch.Generator().manual_seed(7)
     videos = [torch.randint(0, 256, (3, 103, size, size), dtype=torch.uint8, generator=g)
@@ -257,19 +259,13 @@ def parity_tpt_step(size: int = 224, starts: list[int] | None = None,
              "score": torch.tensor([sq]), "difficulty": d,
              "exemplar_score": torch.tensor([se]), "exemplar_difficulty": d.clone()}
 
-    torch.manual_seed(0)  # dropout masks, where dropout is on
+    torch.manual_seed(0)  # the dropout masks
     before = _rss_mb()
     t0, c0 = time.perf_counter(), time.process_time()
     out = method.losses(model, batch)
     out["loss"].backward()
     opt.step()
-    step_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    w = torch.cat([p.detach().flatten().double() for p in model.parameters()])
-    return {"step_s": round(step_s, 3), "cpu_s": round(cpu_s, 3),
-            "peak_above_before_mb": round(peak - before, 1),
-            "losses": {k: float(v.detach()) for k, v in out.items()},
-            "weights_l2": float(w.norm())}
+    return _step_result(t0, c0, before, model, {k: float(v.detach()) for k, v in out.items()})
 
 
 def vs_official(steps: int, size: int = 224, method: str = "core",
@@ -327,11 +323,11 @@ def vs_official(steps: int, size: int = 224, method: str = "core",
 
 
 def main() -> None:
-    if sys.argv[1:2] == ["--parity-child"]:  # --parity-child METHOD SIZE [STARTS [nodropout]]
+    if sys.argv[1:2] == ["--parity-child"]:  # --parity-child METHOD SIZE [STARTS]
         method, size = sys.argv[2], int(sys.argv[3])
         if method == "tpt":
             starts = [int(x) for x in sys.argv[4].split(",")] if len(sys.argv) > 4 else None
-            out = parity_tpt_step(size, starts, sys.argv[5:6] != ["nodropout"])
+            out = parity_tpt_step(size, starts)
         else:
             out = parity_core_step(size)
         print(json.dumps(out))

@@ -19,7 +19,7 @@ def metric_rows(runs_dir: Path, run_id: str, split: str | None = None,
 def evaluation_rows(runs_dir: Path, run_id: str) -> list[dict]:
     """A run's test and validation metric rows: what ``aqa.compare.run_row`` needs for both
     selection protocols (the honest one chooses its epoch on the validation rows)."""
-    return metric_rows(runs_dir, run_id, split="test") + metric_rows(runs_dir, run_id, split="val")
+    return index.run_metrics(runs_dir, run_id, split=("test", "val"))  # one index connection
 
 
 def metric_names(runs_dir: Path, run_ids: list[str]) -> list[tuple[str, str]]:
@@ -27,19 +27,24 @@ def metric_names(runs_dir: Path, run_ids: list[str]) -> list[tuple[str, str]]:
 
 
 def groups(runs: dict[str, dict]) -> dict[str, dict]:
-    """Group id -> its ``group`` section and member ids, for the index rows ``runs``."""
+    """Group id -> its ``group`` section, member ids (oldest first, as
+    ``aqa.compare.group_member_ids``) and each member's label (``member_of``), for the index
+    rows ``runs``: each run's config read once."""
     out: dict[str, dict] = {}
     for run in runs.values():
         group = compare.group_of(run.get("config"))
-        if group and group["id"] not in out:
-            ids = compare.group_member_ids(runs.values(), group["id"])
-            out[group["id"]] = {**group, "ids": ids}
+        if group:
+            entry = out.setdefault(group["id"], {**group, "ids": [], "member_of": {}})
+            entry["ids"].append(run["id"])
+            entry["member_of"][run["id"]] = group.get("member")
+    for entry in out.values():
+        entry["ids"].sort(key=lambda i: (runs[i].get("created") or 0, i))
     return out
 
 
 def group_label(group: dict, runs: dict[str, dict]) -> str:
     members = [runs[i] for i in group["ids"]]
-    label = {i: compare.group_of(runs[i].get("config"))["member"] for i in group["ids"]}
+    label = group["member_of"]
     done = len({label[m["id"]] for m in members if m.get("status") == "finished"})
     first = members[0]
     size = max(group.get("size") or 0, len(set(label.values())))  # a rerun member counts once

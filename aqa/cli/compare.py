@@ -50,10 +50,10 @@ def cmd_compare(args) -> int:
         run = index.get_run(root, run_id)
         if run is None:
             raise RunError(f"run {run_id} is not in the index; run `python -m aqa index`")
-        metrics = index.run_metrics(root, run_id, split="test")
-        epoch = _epoch(args.epoch, run, metrics)
-        held_out = index.run_metrics(root, run_id, split="val")  # the honest protocol's choice
-        rows.append(compare.run_row(run, epoch, metrics + held_out, n_boot=args.boot))
+        # test and val rows in one read (the honest protocol chooses its epoch on val)
+        evaluated = index.run_metrics(root, run_id, split=("test", "val"))
+        epoch = _epoch(args.epoch, run, [m for m in evaluated if m["split"] == "test"])
+        rows.append(compare.run_row(run, epoch, evaluated, n_boot=args.boot))
     rows = compare.group_rows(rows)
     if args.members:
         rows = compare.with_members(rows)

@@ -121,13 +121,7 @@ def _check_files(report: CheckReport, by_split: dict, probe: bool, max_probe: in
     dims: dict[str, int] = {}  # feature file -> its D (files of another D than most are corrupt)
     budget = [max_probe if max_probe is not None else float("inf")]
     seen: dict[str, str | None] = {}
-    total, done = sum(len(s or []) for s in by_split.values()), [0]
-
-    def step() -> None:
-        done[0] += 1
-        if progress is not None:
-            progress(done[0], total)
-
+    total, done = sum(len(s or []) for s in by_split.values()), 0
     for split, samples in by_split.items():
         if not samples:
             continue
@@ -139,7 +133,9 @@ def _check_files(report: CheckReport, by_split: dict, probe: bool, max_probe: in
         gone = missing_files(samples)
         bad_ids = set(gone)
         for s in samples:
-            step()
+            done += 1
+            if progress is not None:
+                progress(done, total)
             if s.id in gone:
                 missing.append(f"{s.id}: {gone[s.id][0]}")
                 continue

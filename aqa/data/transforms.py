@@ -96,11 +96,6 @@ def center_crop(clip: torch.Tensor, size: int) -> torch.Tensor:
     return crop(clip, *center_position(*clip.shape[-2:], size), size, size)
 
 
-def random_crop(clip: torch.Tensor, size: int, rng: np.random.Generator) -> torch.Tensor:
-    """A ``size x size`` window at a seeded random position, the same for every frame."""
-    return crop(clip, *random_position(*clip.shape[-2:], size, rng), size, size)
-
-
 def window_clip(frames: np.ndarray, where, flip: bool, top: int, left: int, height: int,
                 width: int) -> torch.Tensor:
     """``hflip`` (when ``flip``) then :func:`crop` of the frames ``frames[where]`` of a

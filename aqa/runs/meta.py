@@ -139,10 +139,6 @@ def display_name(row: dict) -> str:
     return row.get("name") or row["id"]
 
 
-def tags_text(tags: list[str] | None) -> str:
-    return ", ".join(tags or [])
-
-
 def delete_run_dir(path: str | os.PathLike) -> None:
     """Delete a run directory with all its files, unless the run is running or queued.
 
