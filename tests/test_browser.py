@@ -109,6 +109,29 @@ def settled(page, timeout: float = 60_000) -> None:
 
 
 
+def pick(page, label: str, text: str) -> None:
+    """Choose the option holding ``text`` in the multiselect ``label``, and wait for its chip.
+    Enter picks the highlighted option, so it is pressed only once the typed text has filtered
+    the list down to that option; a rerun that swallows the pick is retried (three tries)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    box = page.locator(f'input[aria-label="{label}"]')
+    chip = page.get_by_test_id("stMultiSelectTagsContainer").locator("[data-tag]").filter(
+        has_text=text)
+    for attempt in range(3):
+        settled(page)
+        box.click()
+        box.fill(text)
+        try:
+            page.get_by_role("option").filter(has_text=text).first.wait_for(timeout=15_000)
+            box.press("Enter")
+            chip.first.wait_for(timeout=15_000)
+            return
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
+
+
 def upload_clip(page, clip) -> object:
     """Upload ``clip`` on the Score page until the Score button is enabled (an upload into a
     widget that a rerun replaces is lost: up to three tries); returns the button."""

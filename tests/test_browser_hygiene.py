@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 from aqa.runs import meta
 from conftest import wait_for
 from hygiene_fixture import seed
-from test_browser import CHROMIUM, goto, page, server, settled, shot  # noqa: F401 (fixtures)
+from test_browser import CHROMIUM, goto, page, pick, server, settled, shot  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow,
               pytest.mark.skipif(not CHROMIUM.exists(),
@@ -46,11 +46,7 @@ def test_url_filter_and_tag_from_the_ui(server, page):
 
     # tag the run shown from the page: stored in its meta.json, shown in the table
     page.get_by_text("Tag, archive or delete runs").click()
-    picker = page.locator('input[aria-label="Runs"]')
-    picker.click()
-    picker.fill(low.name)
-    picker.press("Enter")
-    settled(page)
+    pick(page, "Runs", low.name)
     tag = page.locator('input[aria-label="Tag"]')
     tag.fill("fav")
     tag.press("Enter")
