@@ -271,8 +271,10 @@ def group_result(runs_dir: str | Path, group_id: str, epoch: str = "best",
     by_id = {r["id"]: r for r in runs}
     rows = []
     for run_id in sorted(ids, key=lambda i: by_id[i].get("created") or 0):  # submission order
-        metrics = index.run_metrics(runs_dir, run_id, split="test")
-        test_epochs = sorted({m["epoch"] for m in metrics if m.get("epoch") is not None})
+        # test and val rows: the honest selection chooses its epoch on val (as Compare does)
+        metrics = index.run_metrics(runs_dir, run_id, split=("test", "val"))
+        test_epochs = sorted({m["epoch"] for m in metrics
+                              if m["split"] == "test" and m.get("epoch") is not None})
         at = test_epochs[-1] if epoch == "last" and test_epochs else None
         row = compare.run_row(by_id[run_id], at, metrics, n_boot=0)
         rows.append(dict(row, **last_mean(metrics, LAST_N)) if epoch == "last10" else row)

@@ -229,6 +229,35 @@ def finish(path, *rhos):
     ev.close()
 
 
+def test_show_chooses_the_honest_epoch_on_validation_like_compare(runs_dir, jig, capsys):
+    """Runs with a validation split: `protocol show` and `compare` give the group the same
+    numbers, the honest one at the epoch chosen on val (not the last, not test's best)."""
+    from aqa.jobs import SubmitRequest
+    from aqa.runs.events import EVENTS_FILE, EventWriter
+
+    request = SubmitRequest("usdl", "jigsaws", data_root=str(jig), start_now=False)
+    (group,) = P.submit_protocol(runs_dir, "jigsaws-louo", request, task="KT")
+    test = {1: 0.50, 2: 0.70, 3: 0.60}  # test's best: epoch 2; last: epoch 3
+    val = {1: 0.90, 2: 0.10, 3: 0.20}  # chosen on val: epoch 1
+    for r in group["runs"]:
+        ev = EventWriter(runs_dir / r["run_id"] / EVENTS_FILE)
+        ev.emit("start", epochs=3, total_steps=3, params=1)
+        for epoch in test:
+            ev.metric("rho", val[epoch], epoch=epoch, step=epoch, split="val")
+            ev.metric("rho", test[epoch], epoch=epoch, step=epoch, split="test")
+        ev.emit("status", status="finished", epoch=3, step=3)
+        ev.close()
+    assert cli("protocol", "show", group["group_id"], "--json") == 0
+    (result,) = json.loads(capsys.readouterr().out)["groups"]
+    assert result["rho_honest"] == pytest.approx(0.50)  # epoch 1, chosen on val
+    assert result["rho_official"] == pytest.approx(0.70)  # each run's best on test
+    assert {m["epoch"] for m in result["members"]} == {1}  # best.pt's epoch: chosen on val
+    assert cli("compare", group["group_id"], "--boot", "0", "--format", "json") == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["rho_honest"], row["rho_official"], row["rho"]) == pytest.approx(
+        (result["rho_honest"], result["rho_official"], result["rho"]))
+
+
 def test_jigsaws_4fold_last10_is_musdls_final_test_correlation(runs_dir, jig, capsys):
     """MUSDL's number: each epoch the mean of the four folds' test rho, then the mean of the
     last ten epochs' means; `--epoch last10` gets it as the folds' mean of their last-ten means."""
