@@ -59,6 +59,33 @@ def test_run_finishes_and_is_indexed(runs_dir, fast_overrides):
     wait_for(lambda: not status.process_alive(job["pid"], job["start_time"]), what="process exit")
 
 
+def test_the_trainer_is_let_go_before_the_process_group_is_destroyed(runs_dir, fast_overrides,
+                                                                      monkeypatch):
+    """On the way out the heartbeat thread is joined and the trainer (the model, DDP and with it
+    the process group) freed before ``destroy_process_group``: nothing of torch.distributed is
+    left to the interpreter's shutdown, where a rank aborted ("terminate called without an active
+    exception") after a finished 2-node run."""
+    import gc
+    import threading
+
+    from aqa.train import loop
+
+    alive_at_close = []
+
+    def close(self):
+        gc.collect()
+        alive_at_close.append(([t.name for t in threading.enumerate() if t.name == "aqa-heartbeat"],
+                               sum(type(o) is loop.Trainer for o in gc.get_objects())))
+
+    monkeypatch.setattr(loop.DistContext, "close", close)
+    path = local.submit(runs_dir, "regression", "synthetic", start_now=False,
+                        overrides=fast_overrides + ["train.epochs=1", "train.heartbeat_s=0.05"])
+    assert loop.main(str(path)) == 0
+    assert alive_at_close == [([], 0)]
+    assert [e for e in events(path) if e["type"] == "heartbeat"]  # the thread did run
+    assert events(path)[-1]["status"] == "finished"  # and wrote nothing after the last event
+
+
 def test_stop_checkpoints_and_ends_stopped(runs_dir, fast_overrides):
     path = local.submit(runs_dir, "regression", "synthetic",
                         overrides=fast_overrides + ["train.epochs=50"])

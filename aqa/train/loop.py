@@ -13,6 +13,8 @@ superseded (see aqa.runs.events), so every epoch's metrics appear exactly once.
 
 from __future__ import annotations
 
+import faulthandler
+import gc
 import math
 import os
 import random
@@ -393,10 +395,11 @@ class Trainer:
 
 def main(run_dir: str) -> int:
     log_to_stdout()  # the library's messages in stdout.log, as plain lines
+    _dump_stacks_on_crash()
     run_path = Path(run_dir).resolve()
     dist = DistContext.from_env()
     trainer = None
-    hb_stop = threading.Event()
+    hb_stop, heartbeat = threading.Event(), None
     try:
         spec = store.read_run(run_path)
         cfg = build_run_config(spec["method"], spec["dataset"], values=spec["config"])
@@ -405,7 +408,9 @@ def main(run_dir: str) -> int:
         dist.init(trainer.device)
         trainer.setup()
         if dist.is_main:
-            threading.Thread(target=trainer._heartbeat_loop, args=(hb_stop,), daemon=True).start()
+            heartbeat = threading.Thread(target=trainer._heartbeat_loop, args=(hb_stop,),
+                                         name="aqa-heartbeat", daemon=True)
+            heartbeat.start()
         status = "stopped" if trainer.stop.requested else trainer.run()
         trainer.events.emit("status", status=status, epoch=trainer.epoch, step=trainer.step,
                             signal=trainer.stop.signal)
@@ -413,18 +418,42 @@ def main(run_dir: str) -> int:
             print(f"run {status} at epoch {trainer.epoch}, step {trainer.step}", flush=True)
         return 0
     except AQAError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
+        print(f"error{_which(dist)}: {exc}", file=sys.stderr, flush=True)
         _emit_failure(trainer, run_path, dist, str(exc))
         return exc.exit_code
     except Exception as exc:  # a bug: keep the traceback in stdout.log, the reason in the event
+        print(f"failed{_which(dist)}:", file=sys.stderr, flush=True)
         traceback.print_exc()
         _emit_failure(trainer, run_path, dist, f"{type(exc).__name__}: {exc}"[:2000])
         return 1
     finally:
+        # The order matters on exit: the heartbeat thread ends before the event file closes (no
+        # write after close) and lets go of the trainer; the model (and DistributedDataParallel,
+        # which holds the process group) is freed before the group is destroyed, so no part of
+        # torch.distributed is left to the interpreter's shutdown, where a rank could abort.
         hb_stop.set()
+        if heartbeat is not None:
+            heartbeat.join(timeout=30)
         if trainer is not None:
             trainer.events.close()
+        trainer = None
+        gc.collect()
         dist.close()
+
+
+def _which(dist: DistContext) -> str:
+    """" on rank R of W" in a run of several processes (they share stdout.log), else ""."""
+    return f" on rank {dist.rank} of {dist.world}" if dist.enabled else ""
+
+
+def _dump_stacks_on_crash() -> None:
+    """A crash in native code (an abort, a segfault) leaves every thread's Python stack in
+    stdout.log, where the run's other messages are."""
+    if not faulthandler.is_enabled():
+        try:
+            faulthandler.enable()
+        except (AttributeError, ValueError, OSError):  # a stderr without a file descriptor
+            pass
 
 
 def _emit_failure(trainer: Trainer | None, run_path: Path, dist: DistContext, message: str) -> None:
