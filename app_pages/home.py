@@ -60,7 +60,10 @@ if best:
           "run": f"/runs?run={r['id']}", "status": common.status_label(r["status"])}
          for (m, d), r in sorted(best.items())],
         hide_index=True, width="stretch",
-        column_config={"best ρ": st.column_config.NumberColumn(format="%.4f"),
+        column_config={"best ρ": st.column_config.NumberColumn(format="%.4f",
+                                                               help=common.BEST_RHO_HELP),
+                       "epoch": st.column_config.NumberColumn(
+                           help="the epoch of that ρ (of train.best_metric, when not rho)"),
                        "run": st.column_config.LinkColumn(display_text="open")})
 else:
     st.caption("No run has been evaluated yet.")

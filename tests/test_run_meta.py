@@ -84,8 +84,10 @@ def test_cli_tag_note_rename_archive_ls_json(tmp_path, capsys):
     assert listed[a.name]["note"] == "good one" and listed[b.name]["archived"] is False
     rc, out, _ = run_cli(capsys, "runs", "ls", *d)
     assert '"best lr"  #fav' in out
+    assert "BEST RHO: the highest test rho of any epoch (official protocol)" in out  # labelled
     out = run_cli(capsys, "runs", "show", a.name, *d)[1]
     assert "name      best lr" in out and "tags      fav" in out and "note      good one" in out
+    assert "best      rho = 0.95 (epoch 2; official protocol: best on test)" in out
     assert run_cli(capsys, "runs", "archive", b.name, *d)[1].strip().endswith("archived")
     assert b.name not in run_cli(capsys, "runs", "ls", *d)[1]
     assert f"{b.name}" in run_cli(capsys, "runs", "ls", "--all", *d)[1]

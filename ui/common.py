@@ -41,6 +41,9 @@ def list_runs(sync: bool = False) -> list[dict]:
     return index.list_runs(runs_dir(), sync_first=sync)
 
 
+BEST_RHO_HELP = ("official protocol: the highest test ρ of any epoch, as the papers report it. "
+                 "A run's page shows the honest number too: one epoch chosen on a validation "
+                 "split (train.val_fraction)")
 WARM_AFTER_S = 1.0  # after the first page has been served
 _warm_started = threading.Event()
 

@@ -39,7 +39,7 @@ def header(row: dict) -> None:
     c[1].metric("epoch", f"{row['epoch'] or 0}/{row['epochs'] or '?'}")
     c[2].metric("step", f"{row['step'] or 0}/{row['total_steps'] or '?'}")
     c[3].metric("ETA", common.fmt_duration(row["eta_s"]) if row["status"] == "running" else "–")
-    c[4].metric("best ρ", common.fmt_float(row["best_rho"]))
+    c[4].metric("best ρ", common.fmt_float(row["best_rho"]), help=common.BEST_RHO_HELP)
     c[5].metric("duration", common.fmt_duration(common.run_duration(row)))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from ui.common import fmt_duration, run_duration, status_label
+from ui.common import BEST_RHO_HELP, fmt_duration, run_duration, status_label
 
 COLUMNS = ["open", "name", "status", "method", "dataset", "epoch", "ETA", "best ρ", "started",
            "duration", "tags", "id"]
@@ -74,7 +74,7 @@ def show_runs(rows: list[dict], key: str, height: int | str = "auto",
         height=height, width="stretch",
         column_config={
             "open": st.column_config.LinkColumn("run", display_text="open", width="small"),
-            "best ρ": st.column_config.NumberColumn(format="%.4f"),
+            "best ρ": st.column_config.NumberColumn(format="%.4f", help=BEST_RHO_HELP),
             "started": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
         })
 

@@ -155,7 +155,8 @@ def cmd_runs(args) -> int:
                   f"method    {r.get('method')}\ndataset   {r.get('dataset')}\n"
                   f"epoch     {r.get('epoch')}/{r.get('epochs')}\n"
                   f"best      {r.get('best_metric')} = {r.get('best_value')} "
-                  f"(epoch {r.get('best_epoch')})\ndirectory {path}")
+                  f"(epoch {r.get('best_epoch')}; official protocol: best on test)\n"
+                  f"directory {path}")
             for label, value in (("name", r.get("name")), ("tags", ", ".join(r.get("tags") or [])),
                                  ("note", r.get("note")), ("archived", r.get("archived") or None)):
                 if value:
@@ -231,6 +232,8 @@ def _ls(args, runs_dir: Path) -> int:
               f"no runs in {runs_dir}{hidden}; start one with `python -m aqa demo`")
         return 0
     widths = [max(len(c), 10) for c in view.columns]
+    print("BEST RHO: the highest test rho of any epoch (official protocol); `aqa compare RUN` "
+          "gives the honest number too")
     print(f"{'RUN':<48} {'STATUS':<9} {'EPOCH':>7} {'BEST RHO':>8} {'ETA':>8}"
           + "".join(f" {c:>{w}}" for c, w in zip(view.columns, widths)))
     for r, rec in zip(view.rows, view.records):
