@@ -12,6 +12,7 @@ import pytest
 from aqa import plotting
 from aqa.compare import read_predictions
 from aqa.evaluate import write_predictions
+from aqa.runs import logtail
 from ui import charts, comparing, runview
 
 ROWS = [("a", 10.0, 12.5), ("b", 20.0, 18.0), ("c", 30.0, 33.0), ("d", 40.0, 39.0),
@@ -126,11 +127,53 @@ def test_system_figures_group_series_by_kind():
 def test_tail_bytes_is_bounded_and_starts_at_a_line(tmp_path):
     log = tmp_path / "stdout.log"
     log.write_bytes(b"".join(b"line %06d\n" % i for i in range(100_000)))  # 1.2 MB
-    whole = runview.tail_bytes(log, 10 * 2**20)
+    whole = logtail.tail_bytes(log, 10 * 2**20)
     assert whole == log.read_bytes()
-    tail = runview.tail_bytes(log, 1000)
+    tail = logtail.tail_bytes(log, 1000)
     assert len(tail) <= 1000 and tail.endswith(b"line 099999\n")
     assert tail.startswith(b"line ") and tail == log.read_bytes()[-len(tail):]
+
+
+@pytest.mark.parametrize("ending", [b"\n", b""])
+def test_tail_lines_reads_only_the_end(tmp_path, ending, monkeypatch):
+    log = tmp_path / "stdout.log"
+    body = b"".join(b"line %06d \xc3\xa9\n" % i for i in range(100_000))  # 1.4 MB
+    log.write_bytes(body[:-1] + ending)
+    lines = body[:-1].split(b"\n")
+    for n in (1, 3, 5000, 100_000, 200_000):
+        data, size = logtail.tail_lines(log, n)
+        assert size == log.stat().st_size
+        assert data == b"\n".join(lines[-n:]) + ending
+    assert logtail.tail_lines(log, 0) == (b"", log.stat().st_size)
+    reads = []
+    real_open = open
+
+    def counting_open(*a, **k):
+        f = real_open(*a, **k)
+        read = f.read
+        f.read = lambda n=-1: reads.append(n) or read(n)
+        return f
+
+    monkeypatch.setattr("builtins.open", counting_open)
+    logtail.tail_lines(log, 3)
+    assert all(0 < n <= logtail.BLOCK for n in reads)  # never the whole file
+    empty = tmp_path / "empty.log"
+    empty.write_bytes(b"")
+    assert logtail.tail_lines(empty, 5) == (b"", 0)
+
+
+def test_runs_logs_prints_the_log_or_its_last_lines(tmp_path, capsys):
+    from aqa.cli import main as cli
+    from aqa.runs import store
+
+    path = store.create_run(tmp_path, {"method": "regression", "dataset": "synthetic"})
+    log = path / store.STDOUT_LOG
+    body = b"".join(b"step %d \xe2\x9c\x93\n" % i for i in range(300_000))  # 4 MB, several blocks
+    log.write_bytes(body)
+    assert cli(["runs", "logs", path.name, "--runs-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.encode() == body
+    assert cli(["runs", "logs", path.name, "-n", "2", "--runs-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == "step 299998 \u2713\nstep 299999 \u2713\n"
 
 
 def test_prediction_labels():

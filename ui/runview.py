@@ -12,6 +12,7 @@ import streamlit as st
 from aqa import compare, jobs
 from aqa.errors import AQAError
 from aqa.runs import index, store
+from aqa.runs.logtail import tail_bytes
 from aqa.runs.events import EVENTS_FILE
 from ui import charts, common, comparing, hygiene, tables
 
@@ -194,18 +195,6 @@ def checkpoints(runs_dir: Path, run_id: str, path: Path, row: dict) -> None:
         if result["source"] == "index":
             st.warning("No predictions file for this epoch; showing the logged metrics only.")
         st.dataframe(tables.comparison_frame([result]), hide_index=True, width="stretch")
-
-
-def tail_bytes(path: Path, limit: int) -> bytes:
-    """The file's bytes, or its last ``limit`` bytes from the first line start inside them."""
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        if size <= limit:
-            return f.read()
-        f.seek(size - limit)
-        data = f.read(limit)
-    nl = data.find(b"\n")
-    return data[nl + 1:] if 0 <= nl < len(data) - 1 else data
 
 
 def _mib(size: int) -> str:

@@ -94,25 +94,42 @@ def follow(path: Path, lines: int = 0) -> int:
     from aqa.runs.store import STDOUT_LOG
 
     log = path / STDOUT_LOG
-    offset = 0
-    if lines and log.exists():
-        text = log.read_bytes()
-        tail = b"\n".join(text.splitlines()[-lines:]) + b"\n"
-        sys.stdout.write(tail.decode(errors="replace"))
-        offset = len(text)
+    offset = _print_log(log, lines)
     while True:
         status = run_status(path)
         if log.exists():
-            with open(log, "rb") as f:
-                f.seek(offset)
-                chunk = f.read()
-            offset += len(chunk)
-            sys.stdout.write(chunk.decode(errors="replace"))
-            sys.stdout.flush()
+            offset = _print_log(log, 0, offset)
         if status not in ("running", "queued"):
             print(f"[run {path.name}: {status}]")
             return 0 if status == "finished" else 1
         time.sleep(0.5)
+
+
+def _print_log(log: Path, lines: int = 0, offset: int = 0) -> int:
+    """Write the log after ``offset`` (only its last ``lines`` lines when given) to stdout, a
+    block at a time (a log of any size is never read whole); the offset reached."""
+    import codecs
+
+    from aqa.runs import logtail
+
+    if not log.exists():
+        return offset
+    sys.stdout.flush()
+    out = getattr(sys.stdout, "buffer", None)
+    if out is not None:
+        write = out.write
+    else:  # a text-only stdout: decode, a character split between blocks kept whole
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        write = lambda b: sys.stdout.write(decoder.decode(b))  # noqa: E731
+    if lines:
+        data, offset = logtail.tail_lines(log, lines)
+        write(data if not data or data.endswith(b"\n") else data + b"\n")
+    else:
+        for chunk in logtail.chunks(log, offset):
+            write(chunk)
+            offset += len(chunk)
+    (out or sys.stdout).flush()
+    return offset
 
 
 _follow = follow  # the name the command bodies use
@@ -203,11 +220,7 @@ def cmd_runs(args) -> int:
     if action == "logs":
         if args.follow:
             return _follow(path, args.lines)
-        log = path / store.STDOUT_LOG
-        text = log.read_text(errors="replace") if log.exists() else ""
-        if args.lines:
-            text = "\n".join(text.splitlines()[-args.lines:]) + "\n"
-        sys.stdout.write(text)
+        _print_log(path / store.STDOUT_LOG, args.lines)
         return 0
     return 2
 
