@@ -26,6 +26,7 @@ def loads(monkeypatch):
 
     monkeypatch.setattr(Scorer, "from_checkpoint", staticmethod(fake))
     monkeypatch.setattr(scoring, "_models", type(scoring._models)())
+    monkeypatch.setattr(scoring, "_loading", {})
     return calls
 
 
@@ -67,3 +68,4 @@ def test_a_rewritten_checkpoint_replaces_its_copy_and_the_cache_is_bounded(tmp_p
         scoring.scorer(p)
     held = scoring.loaded_models()
     assert len(held) == scoring.MAX_MODELS and str(path.resolve()) not in held  # oldest dropped
+    assert set(scoring._loading) == set(held)  # no load lock left behind for a dropped model

@@ -68,7 +68,7 @@ _log = get_logger(__name__)  # the server's log: one line a model load
 MAX_MODELS = 4  # checkpoints kept loaded, least recently used dropped first
 _models: OrderedDict[str, tuple[tuple[int, int], Any]] = OrderedDict()  # path -> (version, Scorer)
 _models_lock = threading.Lock()  # guards _models and _loading
-_loading: dict[str, threading.Lock] = {}  # path -> held while that checkpoint loads
+_loading: dict[str, threading.Lock] = {}  # path -> held while it loads; dropped with its model
 
 
 def scorer(path: str | Path):
@@ -100,7 +100,9 @@ def scorer(path: str | Path):
             _models[key] = (version, model)
             _models.move_to_end(key)
             while len(_models) > MAX_MODELS:
-                _models.popitem(last=False)
+                dropped, _ = _models.popitem(last=False)
+                if dropped != key and not _loading[dropped].locked():
+                    del _loading[dropped]  # the load locks stay as few as the models
         return model
 
 
