@@ -26,6 +26,7 @@ from typing import Callable, Iterator, NamedTuple
 
 import sqlite_utils
 
+from aqa.metrics import HIGHER_IS_BETTER
 from aqa.runs import meta, store
 from aqa.runs import events as ev
 from aqa.runs.events import EVENTS_FILE, tail
@@ -34,7 +35,6 @@ from aqa.runs.status import status_of
 INDEX_FILE = "index.db"
 INGEST_BYTES = 8 * 1024 * 1024  # of a run's log read and ingested at once
 BUSY_TIMEOUT_MS = 10_000
-HIGHER_IS_BETTER = {"rho": True, "accuracy": True, "l2": False, "rl2": False}
 
 
 def _m1_initial(db: sqlite_utils.Database) -> None:

@@ -34,6 +34,7 @@ from aqa.data.base import SampleSubset, holdout_indices
 from aqa.errors import AQAError
 from aqa.data.base import decoder_note
 from aqa.log import log_to_stdout
+from aqa.metrics import HIGHER_IS_BETTER
 from aqa.evaluate import collate, predict_rows, write_predictions
 from aqa.models.base import count_parameters
 from aqa.registry import DATASETS, METHODS
@@ -44,8 +45,6 @@ from aqa.train.distributed import DistContext
 from aqa.train.optim import build_optimizer, build_scheduler
 from aqa.train.stopflag import STOP
 from aqa.train.sysmetrics import SPLIT as SYS_SPLIT, SystemMetrics
-
-HIGHER_IS_BETTER = {"rho": True, "accuracy": True, "l2": False, "rl2": False}
 
 
 class _NullWriter:
