@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Subset
 from aqa import metrics as M
 from aqa.metrics import HIGHER_IS_BETTER, summarize  # noqa: F401  (their old home; torch-free there)
 from aqa.config import build_run_config
-from aqa.errors import ConfigError, RunError
+from aqa.errors import ConfigError
 from aqa.registry import DATASETS, METHODS
 from aqa.data.base import collate  # noqa: F401  (its old home; the loop imports it here)
 from aqa.runs.store import resolve_checkpoint  # noqa: F401  (its old home)

@@ -19,16 +19,12 @@ so the checkpoint can score a clip with no dataset on disk.
 
 from __future__ import annotations
 
-import argparse
-import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 
-from aqa.config import build_run_config, flat_fields, to_dict
+from aqa.config import build_run_config
 from aqa.errors import CheckpointError, ConfigError
 from aqa.registry import DATASETS, METHODS
 from aqa.runs import store

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from legacy_pickle import dump_as_numpy1, save_as_numpy1
 from parity_inputs import condition, moving_frames

@@ -116,7 +116,6 @@ def test_video_decoder_names_what_resizes(no_decord):
 
 
 def test_a_score_without_decord_says_what_resized_its_frames(tmp_path, no_decord):
-    import torch
 
     from aqa.config import build_run_config, to_dict
     from aqa.registry import METHODS

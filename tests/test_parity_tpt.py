@@ -16,11 +16,8 @@ for ``aqa eval``, 4 forward and backward for the training step, 4 for the edge c
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 

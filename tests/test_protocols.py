@@ -11,7 +11,7 @@ import pytest
 
 from aqa import protocols as P
 from aqa.data import jigsaws as J
-from aqa.errors import ConfigError, DatasetError
+from aqa.errors import DatasetError
 from aqa.registry import DATASETS
 
 # The 103 trials of MUSDL's label.pkl (nzl-thu/MUSDL@205868a JIGSAWS/data/info/label.pkl): every

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
-import streamlit as st
 
 from aqa import plotting
 from aqa.plotting import minmax_downsample

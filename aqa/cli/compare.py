@@ -40,7 +40,7 @@ def add_parsers(sub) -> None:
 def cmd_compare(args) -> int:
     from aqa import compare, papers
     from aqa.errors import ConfigError, RunError
-    from aqa.runs import index, store
+    from aqa.runs import index
 
     if not args.run_ids and not args.paper:
         raise ConfigError("nothing to compare: give run ids and/or --paper BENCHMARK")

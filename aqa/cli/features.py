@@ -16,7 +16,6 @@ it ends.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from aqa.cli import common

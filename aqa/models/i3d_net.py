@@ -25,7 +25,6 @@ T=8: Mixed_5c (B, 1024, 1, 7, 7); T=32: Mixed_5c (B, 1024, 4, 7, 7), avg_pool (B
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F

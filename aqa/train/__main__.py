@@ -1,7 +1,6 @@
 """``python -m aqa.train RUN_DIR``: the one training entry point (app, CLI, jobs and tests); a
 feature extraction run (``run.json`` kind ``features``) runs ``aqa.features.run.main``."""
 
-import signal
 import sys
 
 if __name__ == "__main__":
