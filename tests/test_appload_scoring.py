@@ -69,3 +69,19 @@ def test_a_rewritten_checkpoint_replaces_its_copy_and_the_cache_is_bounded(tmp_p
     held = scoring.loaded_models()
     assert len(held) == scoring.MAX_MODELS and str(path.resolve()) not in held  # oldest dropped
     assert set(scoring._loading) == set(held)  # no load lock left behind for a dropped model
+
+
+def test_a_checkpoints_dataset_comes_from_its_own_runs_row(tmp_path):
+    from aqa.runs import index, store
+
+    runs_dir = tmp_path / "runs"
+    config = {"method": "usdl", "dataset": "aqa7", "data": {"class_name": "diving"}}
+    run = store.create_run(runs_dir, config)
+    other = store.create_run(runs_dir, {"method": "core", "dataset": "mtl_aqa"})
+    index.sync(runs_dir)
+    ckpt = run / "checkpoints" / "best.pt"
+    assert scoring.checkpoint_dataset(runs_dir, str(ckpt)) == ("aqa7", "diving")
+    assert scoring.checkpoint_dataset(runs_dir, str(other / "checkpoints" / "last.pt")) == (
+        "mtl_aqa", None)
+    assert scoring.checkpoint_dataset(runs_dir, str(tmp_path / "elsewhere.pt")) == ("", None)
+    assert scoring.checkpoint_dataset(runs_dir, str(runs_dir / "no-such-run" / "x.pt")) == ("", None)

@@ -260,16 +260,20 @@ def trim_seconds(start: float, end: float, duration: float) -> tuple[float | Non
 
 
 def checkpoint_dataset(runs_dir: Path, path: str) -> tuple[str, str | None]:
-    """(dataset, AQA-7 class name or None) of the run a checkpoint file belongs to, from the
-    index (no checkpoint is loaded)."""
-    for run in index.list_runs(runs_dir, sync_first=False):
-        if Path(path).is_relative_to(Path(run["run_dir"])):
-            try:
-                data = json.loads(run.get("config") or "{}").get("data", {})
-            except ValueError:
-                data = {}
-            return run["dataset"] or "", data.get("class_name")
-    return "", None
+    """(dataset, AQA-7 class name or None) of the run a checkpoint file belongs to, from that
+    run's index row (the folder under ``runs_dir`` holding the file; no checkpoint is loaded)."""
+    try:
+        run_id = Path(path).resolve().relative_to(Path(runs_dir).resolve()).parts[0]
+    except (ValueError, IndexError):  # not in this workspace
+        return "", None
+    run = index.get_run(runs_dir, run_id)
+    if run is None:
+        return "", None
+    try:
+        data = json.loads(run.get("config") or "{}").get("data", {})
+    except ValueError:
+        data = {}
+    return run["dataset"] or "", data.get("class_name")
 
 
 def player_range(start: float, end: float, duration: float) -> dict:
