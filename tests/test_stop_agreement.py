@@ -28,15 +28,27 @@ def test_code_and_adopt():
     assert own.signal == "SIGINT"
 
 
+def _blocks_sigterm(tid: int) -> bool:
+    """Whether thread ``tid`` of this process blocks SIGTERM (its SigBlk mask in /proc)."""
+    status = open(f"/proc/self/task/{tid}/status").read()
+    mask = int(status.split("SigBlk:")[1].split()[0], 16)
+    return bool(mask >> (int(signal.SIGTERM) - 1) & 1)
+
+
 def _rank(rank: int, port: int, out) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2")
     ctx = DistContext.from_env()
+    before = set(os.listdir("/proc/self/task"))
     ctx.init(torch.device("cpu"))
+    started = [int(t) for t in set(os.listdir("/proc/self/task")) - before]
     flag = StopFlag()
     if rank == 1:
         flag._handle(signal.SIGTERM, None)
     flag.adopt(ctx.agree_max(flag.code, torch.device("cpu")))
-    out.put((rank, flag.requested, flag.signal))
+    # the process group's threads block the stop signals; the main thread still takes them
+    threads = (len(started) > 0, all(_blocks_sigterm(t) for t in started),
+               _blocks_sigterm(os.getpid()))
+    out.put((rank, flag.requested, flag.signal, threads))
     tdist.barrier()
     ctx.close()
 
@@ -55,4 +67,5 @@ def test_a_signal_given_to_rank_1_is_recorded_by_rank_0():
     for p in procs:
         p.join(timeout=60)
         assert p.exitcode == 0
-    assert got == [(0, True, "SIGTERM"), (1, True, "SIGTERM")]
+    assert got == [(0, True, "SIGTERM", (True, True, False)),
+                   (1, True, "SIGTERM", (True, True, False))]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
@@ -33,7 +35,8 @@ class DistContext:
     def init(self, device: torch.device) -> None:
         if self.enabled and not dist.is_initialized():
             backend = "nccl" if device.type == "cuda" else "gloo"
-            dist.init_process_group(backend, timeout=timedelta(minutes=10))
+            with stop_signals_to_main_thread():  # the group's I/O threads start here
+                dist.init_process_group(backend, timeout=timedelta(minutes=10))
 
     def barrier(self) -> None:
         if self.enabled:
@@ -57,3 +60,19 @@ class DistContext:
     def close(self) -> None:
         if self.enabled and dist.is_initialized():
             dist.destroy_process_group()
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextmanager
+def stop_signals_to_main_thread() -> Iterator[None]:
+    """Threads started inside block SIGTERM and SIGINT (a thread keeps the mask it was created
+    with), so the kernel hands a stop to the main thread, whose Python handler sets the stop
+    flag, and never to a communication thread, whose blocking socket call it would interrupt.
+    The main thread's mask is restored on exit; a stop that arrived meanwhile is delivered then."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
