@@ -41,7 +41,7 @@ from aqa.registry import DATASETS, METHODS
 from aqa.runs import store
 from aqa.runs.events import EVENTS_FILE, EventWriter
 from aqa.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from aqa.train.distributed import DistContext
+from aqa.train.distributed import DistContext, stop_signals_to_main_thread
 from aqa.train.optim import build_optimizer, build_scheduler
 from aqa.train.stopflag import STOP
 from aqa.train.sysmetrics import SPLIT as SYS_SPLIT, SystemMetrics
@@ -150,8 +150,9 @@ class Trainer:
             # find_unused_parameters: parameters outside the loss's graph (I3D's logits layer in
             # every feature method, a frozen branch, a head unused this step) would otherwise
             # stop DDP at the second step ("Expected to have finished reduction ...")
-            self.ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids,
-                                                                 find_unused_parameters=True)
+            with stop_signals_to_main_thread():  # NCCL makes its communicators here, lazily
+                self.ddp = torch.nn.parallel.DistributedDataParallel(
+                    model, device_ids=ids, find_unused_parameters=True)
         per_rank = math.ceil(len(self.train_set) / self.dist.world)
         self.steps_per_epoch = math.ceil(per_rank / cfg.train.batch_size)
         self.total_steps = self.steps_per_epoch * cfg.train.epochs
