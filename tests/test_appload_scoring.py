@@ -85,3 +85,9 @@ def test_a_checkpoints_dataset_comes_from_its_own_runs_row(tmp_path):
         "mtl_aqa", None)
     assert scoring.checkpoint_dataset(runs_dir, str(tmp_path / "elsewhere.pt")) == ("", None)
     assert scoring.checkpoint_dataset(runs_dir, str(runs_dir / "no-such-run" / "x.pt")) == ("", None)
+    # a run folder that is a link to another disk: the index holds the link's target
+    moved = store.create_run(tmp_path / "disk2", {"method": "tpt", "dataset": "finediving"})
+    (runs_dir / moved.name).symlink_to(moved)
+    index.sync(runs_dir)
+    for held in (runs_dir / moved.name / "checkpoints" / "best.pt", moved / "checkpoints" / "best.pt"):
+        assert scoring.checkpoint_dataset(runs_dir, str(held)) == ("finediving", None)

@@ -82,9 +82,9 @@ def test_cli_tag_note_rename_archive_ls_json(tmp_path, capsys):
     listed = {r["id"]: r for r in json.loads(out)}
     assert listed[a.name]["tags"] == ["fav"] and listed[a.name]["name"] == "best lr"
     assert listed[a.name]["note"] == "good one" and listed[b.name]["archived"] is False
-    rc, out, _ = run_cli(capsys, "runs", "ls", *d)
-    assert '"best lr"  #fav' in out
-    assert "BEST RHO: the highest test rho of any epoch (official protocol)" in out  # labelled
+    rc, out, err = run_cli(capsys, "runs", "ls", *d)
+    assert '"best lr"  #fav' in out and out.startswith("RUN ")  # the table alone on stdout
+    assert "BEST RHO: the highest test rho of any epoch (official protocol)" in err  # labelled
     out = run_cli(capsys, "runs", "show", a.name, *d)[1]
     assert "name      best lr" in out and "tags      fav" in out and "note      good one" in out
     assert "best      rho = 0.95 (epoch 2; official protocol: best on test)" in out

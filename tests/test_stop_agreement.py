@@ -28,9 +28,13 @@ def test_code_and_adopt():
     assert own.signal == "SIGINT"
 
 
-def _blocks_sigterm(tid: int) -> bool:
-    """Whether thread ``tid`` of this process blocks SIGTERM (its SigBlk mask in /proc)."""
-    status = open(f"/proc/self/task/{tid}/status").read()
+def _blocks_sigterm(tid: int) -> bool | None:
+    """Whether thread ``tid`` of this process blocks SIGTERM (its SigBlk mask in /proc); None
+    when the thread has ended."""
+    try:
+        status = open(f"/proc/self/task/{tid}/status").read()
+    except FileNotFoundError:
+        return None
     mask = int(status.split("SigBlk:")[1].split()[0], 16)
     return bool(mask >> (int(signal.SIGTERM) - 1) & 1)
 
@@ -46,8 +50,8 @@ def _rank(rank: int, port: int, out) -> None:
         flag._handle(signal.SIGTERM, None)
     flag.adopt(ctx.agree_max(flag.code, torch.device("cpu")))
     # the process group's threads block the stop signals; the main thread still takes them
-    threads = (len(started) > 0, all(_blocks_sigterm(t) for t in started),
-               _blocks_sigterm(os.getpid()))
+    masks = [m for m in map(_blocks_sigterm, started) if m is not None]
+    threads = (len(masks) > 0, all(masks), _blocks_sigterm(os.getpid()))
     out.put((rank, flag.requested, flag.signal, threads))
     tdist.barrier()
     ctx.close()

@@ -101,7 +101,8 @@ def scorer(path: str | Path):
             _models.move_to_end(key)
             while len(_models) > MAX_MODELS:
                 dropped, _ = _models.popitem(last=False)
-                if dropped != key and not _loading[dropped].locked():
+                held = _loading.get(dropped)
+                if dropped != key and held is not None and not held.locked():
                     del _loading[dropped]  # the load locks stay as few as the models
         return model
 
@@ -260,13 +261,22 @@ def trim_seconds(start: float, end: float, duration: float) -> tuple[float | Non
 
 
 def checkpoint_dataset(runs_dir: Path, path: str) -> tuple[str, str | None]:
-    """(dataset, AQA-7 class name or None) of the run a checkpoint file belongs to, from that
-    run's index row (the folder under ``runs_dir`` holding the file; no checkpoint is loaded)."""
-    try:
-        run_id = Path(path).resolve().relative_to(Path(runs_dir).resolve()).parts[0]
-    except (ValueError, IndexError):  # not in this workspace
-        return "", None
-    run = index.get_run(runs_dir, run_id)
+    """(dataset, AQA-7 class name or None) of the run a checkpoint file belongs to, from the
+    index (no checkpoint is loaded): the run of the folder under ``runs_dir`` holding the file,
+    else (a run folder that is a link elsewhere) the run whose directory holds it."""
+    run = None
+    for base, file in ((Path(runs_dir), Path(path)),
+                       (Path(runs_dir).resolve(), Path(path).resolve())):
+        try:
+            run = index.get_run(runs_dir, file.relative_to(base).parts[0])
+        except (ValueError, IndexError):  # not under this workspace's folder
+            continue
+        if run is not None:
+            break
+    if run is None:
+        held = Path(path).resolve()
+        run = next((r for r in index.list_runs(runs_dir, sync_first=False)
+                    if held.is_relative_to(Path(r["run_dir"]))), None)
     if run is None:
         return "", None
     try:

@@ -246,7 +246,7 @@ def _ls(args, runs_dir: Path) -> int:
         return 0
     widths = [max(len(c), 10) for c in view.columns]
     print("BEST RHO: the highest test rho of any epoch (official protocol); `aqa compare RUN` "
-          "gives the honest number too")
+          "gives the honest number too", file=sys.stderr)  # the table alone on stdout
     print(f"{'RUN':<48} {'STATUS':<9} {'EPOCH':>7} {'BEST RHO':>8} {'ETA':>8}"
           + "".join(f" {c:>{w}}" for c, w in zip(view.columns, widths)))
     for r, rec in zip(view.rows, view.records):

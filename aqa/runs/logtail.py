@@ -30,15 +30,17 @@ def tail_lines(path: str | os.PathLike, n: int) -> tuple[bytes, int]:
         size = f.seek(0, os.SEEK_END)
         if n <= 0:
             return b"", size
-        pos, data = size, b""
+        pos, blocks, found = size, [], 0
         # one newline more than lines wanted marks the start (a trailing newline ends the last)
         need = n + 1 if size and _last_byte(f, size) == b"\n" else n
-        while pos > 0 and data.count(b"\n") < need:
+        while pos > 0 and found < need:
             step = min(BLOCK, pos)
             pos -= step
             f.seek(pos)
-            data = f.read(step) + data
-    if data.count(b"\n") >= need:
+            blocks.append(f.read(step))
+            found += blocks[-1].count(b"\n")
+    data = b"".join(reversed(blocks))
+    if found >= need:
         cut = len(data)
         for _ in range(need):
             cut = data.rindex(b"\n", 0, cut)

@@ -40,7 +40,8 @@ class DistContext:
 
     def barrier(self) -> None:
         if self.enabled:
-            dist.barrier()
+            with stop_signals_to_main_thread():  # NCCL's first collective makes its communicator
+                dist.barrier()
 
     def agree_max(self, value: int, device: torch.device) -> int:
         """The largest ``value`` over the ranks, on every rank."""

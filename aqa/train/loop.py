@@ -150,7 +150,7 @@ class Trainer:
             # find_unused_parameters: parameters outside the loss's graph (I3D's logits layer in
             # every feature method, a frozen branch, a head unused this step) would otherwise
             # stop DDP at the second step ("Expected to have finished reduction ...")
-            with stop_signals_to_main_thread():  # NCCL makes its communicators here, lazily
+            with stop_signals_to_main_thread():  # NCCL may make communicators here, lazily
                 self.ddp = torch.nn.parallel.DistributedDataParallel(
                     model, device_ids=ids, find_unused_parameters=True)
         per_rank = math.ceil(len(self.train_set) / self.dist.world)
@@ -400,6 +400,12 @@ def main(run_dir: str) -> int:
     dist = DistContext.from_env()
     trainer = None
     hb_stop, heartbeat = threading.Event(), None
+
+    def end_heartbeat() -> None:  # before the final status: no heartbeat is written after it
+        hb_stop.set()
+        if heartbeat is not None:
+            heartbeat.join(timeout=30)
+
     try:
         spec = store.read_run(run_path)
         cfg = build_run_config(spec["method"], spec["dataset"], values=spec["config"])
@@ -412,28 +418,30 @@ def main(run_dir: str) -> int:
                                          name="aqa-heartbeat", daemon=True)
             heartbeat.start()
         status = "stopped" if trainer.stop.requested else trainer.run()
+        end_heartbeat()
         trainer.events.emit("status", status=status, epoch=trainer.epoch, step=trainer.step,
                             signal=trainer.stop.signal)
         if dist.is_main:
             print(f"run {status} at epoch {trainer.epoch}, step {trainer.step}", flush=True)
         return 0
     except AQAError as exc:
+        end_heartbeat()
         print(f"error{_which(dist)}: {exc}", file=sys.stderr, flush=True)
         _emit_failure(trainer, run_path, dist, str(exc))
         return exc.exit_code
     except Exception as exc:  # a bug: keep the traceback in stdout.log, the reason in the event
+        end_heartbeat()
         print(f"failed{_which(dist)}:", file=sys.stderr, flush=True)
         traceback.print_exc()
         _emit_failure(trainer, run_path, dist, f"{type(exc).__name__}: {exc}"[:2000])
         return 1
     finally:
-        # The order matters on exit: the heartbeat thread ends before the event file closes (no
-        # write after close) and lets go of the trainer; the model (and DistributedDataParallel,
-        # which holds the process group) is freed before the group is destroyed, so no part of
-        # torch.distributed is left to the interpreter's shutdown, where a rank could abort.
-        hb_stop.set()
-        if heartbeat is not None:
-            heartbeat.join(timeout=30)
+        # The order matters on exit: the heartbeat thread has ended (above, or here when a
+        # KeyboardInterrupt got through) before the event file closes and lets go of the
+        # trainer; the model (and DistributedDataParallel, which holds the process group) is
+        # freed before the group is destroyed, so no part of torch.distributed is left to the
+        # interpreter's shutdown, where a rank could abort.
+        end_heartbeat()
         if trainer is not None:
             trainer.events.close()
         trainer = None
