@@ -72,6 +72,9 @@ def stop_signals_to_main_thread() -> Iterator[None]:
     with), so the kernel hands a stop to the main thread, whose Python handler sets the stop
     flag, and never to a communication thread, whose blocking socket call it would interrupt.
     The main thread's mask is restored on exit; a stop that arrived meanwhile is delivered then."""
+    if not hasattr(signal, "pthread_sigmask"):  # no per-thread masks on this platform
+        yield
+        return
     old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
         yield
