@@ -28,15 +28,16 @@ def test_code_and_adopt():
     assert own.signal == "SIGINT"
 
 
-def _blocks_sigterm(tid: int) -> bool | None:
-    """Whether thread ``tid`` of this process blocks SIGTERM (its SigBlk mask in /proc); None
+def _thread(tid: int) -> tuple[str, bool] | None:
+    """(name, whether it blocks SIGTERM) of thread ``tid`` of this process, from /proc; None
     when the thread has ended."""
     try:
+        name = open(f"/proc/self/task/{tid}/comm").read().strip()
         status = open(f"/proc/self/task/{tid}/status").read()
     except FileNotFoundError:
         return None
     mask = int(status.split("SigBlk:")[1].split()[0], 16)
-    return bool(mask >> (int(signal.SIGTERM) - 1) & 1)
+    return name, bool(mask >> (int(signal.SIGTERM) - 1) & 1)
 
 
 def _rank(rank: int, port: int, out) -> None:
@@ -50,8 +51,12 @@ def _rank(rank: int, port: int, out) -> None:
         flag._handle(signal.SIGTERM, None)
     flag.adopt(ctx.agree_max(flag.code, torch.device("cpu")))
     # the process group's threads block the stop signals; the main thread still takes them
-    masks = [m for m in map(_blocks_sigterm, started) if m is not None]
-    threads = (len(masks) > 0, all(masks), _blocks_sigterm(os.getpid()))
+    # the group's I/O threads (gloo's socket loop; rank 0's store server too) block the stop
+    # signals; the main thread still takes them. Threads torch names just "python" (thread
+    # pools, which a thread started before may have started) are left out.
+    io = {t for t in filter(None, map(_thread, started)) if t[0] != "python"}
+    threads = ("gloo_tcp_loop" in {name for name, _ in io}, all(b for _, b in io),
+               _thread(os.getpid())[1])
     out.put((rank, flag.requested, flag.signal, threads))
     tdist.barrier()
     ctx.close()
