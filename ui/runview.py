@@ -190,9 +190,8 @@ def checkpoints(runs_dir: Path, run_id: str, path: Path, row: dict) -> None:
                          file_name=f"{run_id}-{chosen}", mime="application/octet-stream",
                          key="ckpt_dl", on_click="ignore")
     if evaluate:
-        # all run_row reads: test, and val for the honest selection columns
-        metric_rows = index.run_metrics(runs_dir, run_id, split=("test", "val"))
-        result = compare.run_row(row, ck["epoch"], metric_rows, label=f"{chosen} (epoch {ck['epoch']})")
+        result = compare.run_row(row, ck["epoch"], comparing.evaluation_rows(runs_dir, run_id),
+                                 label=f"{chosen} (epoch {ck['epoch']})")
         if result["source"] == "index":
             st.warning("No predictions file for this epoch; showing the logged metrics only.")
         st.dataframe(tables.comparison_frame([result]), hide_index=True, width="stretch")
