@@ -99,23 +99,26 @@ for col, (fmt, fn, mime) in zip(c, (("csv", compare.to_csv, "text/csv"),
 with st.expander("Ledger source (Markdown)"):
     common.plain_block(compare.to_markdown(ledger))
 
-if chosen:
-    st.subheader("Learning curves")
-    names = comparing.metric_names(runs_dir, chosen)
-    if names:
-        labels = [f"{n} ({s})" for s, n in names]
-        default = labels.index("rho (test)") if "rho (test)" in labels else 0
-        split, name = names[labels.index(st.selectbox("Metric", labels, index=default,
-                                                      key="cmp_metric"))]
-        axis = "step" if charts.by_step(split, name) else "epoch"
-        curves = {}
-        for run_id in chosen:
-            m = comparing.metric_rows(runs_dir, run_id, split=split, name=name)
-            curves[run_id] = ([r[axis] for r in m], [r["value"] for r in m])
-        st.plotly_chart(charts.overlay_figure(curves, f"{name} ({split}) by {axis}", axis),
-                        key="cmp_curves")
 
-    st.subheader("Predicted vs true (test split)")
+def learning_curves(chosen: list[str]) -> None:
+    names = comparing.metric_names(runs_dir, chosen)
+    if not names:
+        st.caption("No metric logged by these runs.")
+        return
+    labels = [f"{n} ({s})" for s, n in names]
+    default = labels.index("rho (test)") if "rho (test)" in labels else 0
+    split, name = names[labels.index(st.selectbox("Metric", labels, index=default,
+                                                  key="cmp_metric"))]
+    axis = "step" if charts.by_step(split, name) else "epoch"
+    curves = {}
+    for run_id in chosen:
+        m = comparing.metric_rows(runs_dir, run_id, split=split, name=name)
+        curves[run_id] = ([r[axis] for r in m], [r["value"] for r in m])
+    st.plotly_chart(charts.overlay_figure(curves, f"{name} ({split}) by {axis}", axis),
+                    key="cmp_curves")
+
+
+def predicted_vs_true(rows: list[dict]) -> None:
     cols = st.columns(min(len(rows), 3) or 1)
     for i, row in enumerate(rows):
         path = compare.predictions_path(runs[row["run_id"]]["run_dir"], row["epoch"] or 0)
@@ -126,3 +129,14 @@ if chosen:
                                 key=f"scatter:{row['run_id']}")
             else:
                 st.caption(f"{row['label']}: no predictions file for this epoch.")
+
+
+if chosen:
+    # charts when opened: Plotly's front end (4.7 MB of JavaScript) would otherwise be loaded
+    # and run before the comparison table is drawn in a new tab (docs/performance.md)
+    with common.lazy_expander("Learning curves", key="x_curves") as open_:
+        if open_:
+            learning_curves(chosen)
+    with common.lazy_expander("Predicted vs true (test split)", key="x_scatter") as open_:
+        if open_:
+            predicted_vs_true(rows)

@@ -24,7 +24,8 @@ methods = c[1].multiselect("Method", sorted({r["method"] for r in everything}), 
 datasets = c[2].multiselect("Dataset", sorted({r["dataset"] for r in everything}), key="f_dataset")
 text = c[3].text_input("Run id contains", key="f_text")
 explore.controls(explore.record_keys(everything))
-rows = [r for r in everything if st.session_state.get("f_archived") or not r["archived"]]
+rows = everything if st.session_state.get("f_archived") else [r for r in everything
+                                                               if not r["archived"]]
 view = explore.apply(runview.filtered(rows, statuses, methods, datasets, text))
 shown = view.rows if view else []
 hidden = len(everything) - len(rows)
@@ -33,17 +34,28 @@ tables.show_runs(shown, key="runs_table", height=min(38 * (len(shown) + 1) + 4, 
                  records=view.records if view else None, columns=view.columns if view else [])
 
 if shown:
-    c1, c2 = st.columns([4, 1], vertical_alignment="bottom")
     names = {r["id"]: display_name(r) for r in shown}
-    choice = c1.selectbox("Open a run", list(names), format_func=names.get, key="runs_open")
-    if c2.button("Open", key="runs_open_btn"):
-        common.open_run(choice)
-    with st.expander("Tag, archive or delete runs"):
-        picked = st.multiselect("Runs", list(names), format_func=names.get, key="h_pick")
-        hygiene.actions(common.runs_dir(), [r for r in shown if r["id"] in picked], key="h_many")
-    with st.expander("Config diff of two runs"):
-        explore.config_diff(shown)
-    with st.expander("Parallel coordinates: hyperparameters against a metric"):
-        explore.parallel(view)
+    # each section below is built when opened (a rerun): its pickers list every shown run, and
+    # a picker of a thousand options costs the page's first draw in the browser more than the
+    # table does (docs/performance.md); the table's "open" links reach every run meanwhile
+    with common.lazy_expander("Open a run by name", key="x_open") as open_:
+        if open_:
+            c1, c2 = st.columns([4, 1], vertical_alignment="bottom")
+            choice = c1.selectbox("Open a run", list(names), format_func=names.get,
+                                  key="runs_open")
+            if c2.button("Open", key="runs_open_btn"):
+                common.open_run(choice)
+    with common.lazy_expander("Tag, archive or delete runs", key="x_hygiene") as open_:
+        if open_:
+            picked = st.multiselect("Runs", list(names), format_func=names.get, key="h_pick")
+            hygiene.actions(common.runs_dir(), [r for r in shown if r["id"] in picked],
+                            key="h_many")
+    with common.lazy_expander("Config diff of two runs", key="x_diff") as open_:
+        if open_:
+            explore.config_diff(shown)
+    with common.lazy_expander("Parallel coordinates: hyperparameters against a metric",
+                              key="x_parallel") as open_:
+        if open_:
+            explore.parallel(view)
 else:
     st.info("No runs match. Start one on the Launch page, or the demo from Home.")

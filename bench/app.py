@@ -8,7 +8,11 @@ events (written directly, no training), syncs the index, starts ``streamlit run 
 free port and measures, per page, the seconds from navigation to its first meaningful content
 (a selector that only appears once the page's data is drawn): opened by its URL (a fresh page
 load: Streamlit's JavaScript parsed again, ``pages_s``) and reached from the sidebar with the app
-already loaded (``pages_in_app_s``). Then appends one metric event to
+already loaded (``pages_in_app_s``); and each page opened in a new tab (``pages_new_tab_s``:
+its first visit in a fresh browser context, then three loads with the cache warm), timed both
+by the harness (``wall``) and by the page's own clock from its navigation start to the first
+frame that shows the selector's element (``drawn``), after the server has settled from its
+background import (``server_settled_after_s``). Then appends one metric event to
 the running run's log and measures how long the live chart takes to show it (its fragment
 polls every 2 s), and the server's own time for one chart tick (in this process: the same
 ``ui.charts`` calls the fragment makes, and the figures' JSON).
@@ -210,6 +214,10 @@ def browser_pages(runs_dir: Path, big: str, pages: dict, events: int) -> dict:
                     time.sleep(0.2)
             page.wait_for_selector(pages["home"][1])
             result["cold_first_page_s"] = round(time.perf_counter() - t0, 3)
+            # the first page starts the server's background import of torch (ui.common.warm_up):
+            # measured pages while it runs pay for it too; say how long it took to settle
+            result["server_settled_after_s"] = settle(server.pid)
+            result["pages_new_tab_s"] = new_tab_pages(browser, base, pages)
             for name, (path, selector) in pages.items():
                 times = []
                 for _ in range(3):
@@ -242,6 +250,95 @@ def browser_pages(runs_dir: Path, big: str, pages: dict, events: int) -> dict:
         server.terminate()
         server.wait(timeout=20)
     return result
+
+
+def settle(pid: int, quiet: float = 0.1, seconds: int = 3, timeout: float = 90.0) -> float:
+    """Seconds until the process ``pid`` has used under ``quiet`` of a core in each of
+    ``seconds`` seconds in a row (its user + system time from /proc), at most ``timeout``."""
+    def cpu() -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    t0, calm = time.perf_counter(), 0
+    while calm < seconds and time.perf_counter() - t0 < timeout:
+        before = cpu()
+        time.sleep(1.0)
+        calm = calm + 1 if cpu() - before < quiet else 0
+    return round(time.perf_counter() - t0, 1)
+
+
+# Installed in every new document: from the page's own navigation start, the first animation
+# frame at which each selector matches an element with a box (the frame it is painted in). The
+# harness's clock (goto .. wait_for_selector) also counts the round trips to the browser, which
+# wait behind any long task the page runs after the content is drawn.
+DRAWN_JS = """
+(() => {
+  const sels = %s, seen = {};
+  window.__aqaDrawn = seen;
+  const find = (s) => {  // CSS, or Playwright's tag:has-text('text')
+    const m = s.match(/^(\w+):has-text\('(.*)'\)$/);
+    if (!m) return document.querySelector(s);
+    for (const el of document.getElementsByTagName(m[1]))
+      if (el.textContent.includes(m[2])) return el;
+    return null;
+  };
+  const poll = () => {
+    for (const s of sels) {
+      if (seen[s] !== undefined) continue;
+      const el = find(s);
+      if (el) {
+        const r = el.getBoundingClientRect();
+        if (r.width > 0 && r.height > 0) seen[s] = performance.now();
+      }
+    }
+    if (Object.keys(seen).length < sels.length && performance.now() < 120000)
+      requestAnimationFrame(poll);
+  };
+  requestAnimationFrame(poll);
+})();
+"""
+
+
+def new_tab_pages(browser, base: str, pages: dict, loads: int = 3) -> dict:
+    """Each page opened by its URL in a new tab (how a link or a bookmark opens it), in a fresh
+    browser context: first one tab a page in turn (``first_visit``: the page's own JavaScript
+    fetched and compiled for the first time in this browser; Streamlit's core too on the first
+    page), then ``loads`` tabs a page, the cache warm (a returning user). ``wall`` is the
+    harness's seconds from goto to the selector, ``drawn`` the page's own seconds from its
+    navigation start to the first frame showing the selector's element; median and min."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.add_init_script(DRAWN_JS % json.dumps(sorted({sel for _, sel in pages.values()})))
+
+    def load(path: str, selector: str) -> tuple[float, float]:
+        tab = context.new_page()
+        tab.set_default_timeout(120_000)
+        try:
+            t0 = time.perf_counter()
+            tab.goto(base + path)
+            tab.wait_for_selector(selector)
+            wall = time.perf_counter() - t0
+            # the harness may see the element before the page's next frame records it
+            tab.wait_for_function("(s) => window.__aqaDrawn && window.__aqaDrawn[s] !== undefined",
+                                  arg=selector)
+            return wall, tab.evaluate("(s) => window.__aqaDrawn[s]", selector) / 1000
+        finally:
+            tab.close()
+
+    def summary(values: list[float]) -> dict:
+        return {"median": round(statistics.median(values), 3), "min": round(min(values), 3)}
+
+    out = {}
+    try:
+        for name, (path, selector) in pages.items():
+            wall, drawn = load(path, selector)
+            out[name] = {"first_visit": {"wall": round(wall, 3), "drawn": round(drawn, 3)}}
+        for name, (path, selector) in pages.items():
+            walls, drawns = zip(*(load(path, selector) for _ in range(loads)))
+            out[name].update(wall=summary(walls), drawn=summary(drawns),
+                             drawn_each=[round(d, 3) for d in drawns])
+    finally:
+        context.close()
+    return out
 
 
 SIDEBAR_TITLES = {"home": "Home", "runs": "Runs", "launch": "Launch", "compare": "Compare",

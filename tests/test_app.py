@@ -194,6 +194,25 @@ def test_compare_table_has_ci_and_paper_rows(seeded):
     assert at.get("download_button")
 
 
+def test_compare_draws_its_charts_when_their_section_is_opened(seeded):
+    import json
+
+    at = app("compare")
+    no_exception(at)
+    chosen = at.multiselect(key="cmp_runs").value
+    assert len(chosen) >= 2 and not at.get("plotly_chart")  # closed: no chart, no Plotly
+    for key in ("x_curves", "x_scatter"):
+        at.session_state[key] = True
+    at.run()
+    no_exception(at)
+    figs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    curves = next(f for f in figs if "by epoch" in f["layout"]["title"]["text"])
+    assert at.selectbox(key="cmp_metric").value == "rho (test)"
+    assert sorted(t["name"] for t in curves["data"]) == sorted(chosen)
+    # one predicted-vs-true scatter a chosen run (each has its epoch's predictions file)
+    assert len(figs) == 1 + len(chosen)
+
+
 def test_data_page_extracts_mtl_aqa_frames(runs_dir, synthetic_root, tmp_path):
     import shutil
     root = tmp_path / "MTL-AQA"

@@ -55,8 +55,29 @@ def test_archived_hidden_unless_toggled_and_tags_filter(three):
     assert at.dataframe[0].value["tags"].tolist() == ["fav"]
 
 
-def test_picked_runs_tag_archive_delete(three):
+def opened(at, *keys: str):
+    """The Runs page with its lazy sections ``keys`` open (as a click on each does)."""
+    for key in keys:
+        at.session_state[key] = True
+    return at.run()
+
+
+def test_the_runs_pages_pickers_are_built_only_when_their_section_is_opened(three):
     at = app("runs")
+    no_exception(at)
+    assert [e.label for e in at.expander] == [
+        "Open a run by name", "Tag, archive or delete runs", "Config diff of two runs",
+        "Parallel coordinates: hyperparameters against a metric"]
+    keys = {w.key for w in [*at.selectbox, *at.multiselect]}
+    assert not keys & {"runs_open", "h_pick", "diff_a", "diff_b", "pc_metric", "pc_dims"}
+    opened(at, "x_open")
+    assert at.selectbox(key="runs_open").options == [r.name for r in sorted(
+        three.values(), key=lambda p: p.name, reverse=True)]
+    assert "h_pick" not in {w.key for w in at.multiselect}  # the others stay closed
+
+
+def test_picked_runs_tag_archive_delete(three):
+    at = opened(app("runs"), "x_hygiene")
     at.multiselect(key="h_pick").set_value([three["low"].name, three["high"].name]).run()
     at.text_input(key="h_many_tag").set_value("sweep").run()
     at.button(key="h_many_tag_add").click().run()
@@ -95,7 +116,7 @@ def test_run_page_name_note_tag_and_running_run_not_deletable(runs_dir):
 def test_config_diff_and_parallel_coordinates(three):
     from ui import explore
 
-    at = app("runs", cols="optim.lr,train.batch_size")
+    at = opened(app("runs", cols="optim.lr,train.batch_size"), "x_diff", "x_parallel")
     no_exception(at)
     at.selectbox(key="diff_a").set_value(three["low"].name)
     at.selectbox(key="diff_b").set_value(three["tpt"].name).run()
@@ -112,3 +133,16 @@ def test_config_diff_and_parallel_coordinates(three):
     assert pc.type == "parcoords" and [d.label for d in pc.dimensions] == ["optim.lr", "method", "rho"]
     assert list(pc.dimensions[0].values) == [1e-4, 1e-2]  # the run without rho is left out
     assert list(pc.dimensions[1].ticktext) == ["core", "tpt"] and list(pc.line.color) == [0.9, 0.5]
+
+
+def test_homes_picker_offers_the_runs_the_page_lists(runs_dir):
+    best = seed(runs_dir, rho=0.99)  # the oldest: only in "Best result per method and dataset"
+    finished = [seed(runs_dir, rho=0.5 + i / 100) for i in range(12)]
+    live = seed(runs_dir, running=True)
+    index.sync(runs_dir)
+    at = app("home")
+    no_exception(at)
+    offered = at.selectbox(key="home_open").options
+    # the running run, the ten that ended last, the best: not every run of the workspace
+    assert len(offered) == 12 and live.name in offered and best.name in offered
+    assert len(set(offered) & {p.name for p in finished}) == 10

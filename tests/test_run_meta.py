@@ -142,3 +142,15 @@ def test_a_running_run_is_not_deleted(tmp_path, capsys):
     assert (path / store.RUN_JSON).is_file()
     with pytest.raises(RunError, match="stop it first"):
         index.delete_run(tmp_path, path)
+
+
+def test_best_test_metrics_by_id_and_for_every_run(tmp_path):
+    a, b = seed(tmp_path, rho=0.9), seed(tmp_path, rho=0.6)
+    index.sync(tmp_path)
+    want = {a.name: {"rho": 0.9, "l2": 7.0}, b.name: {"rho": 0.6, "l2": 7.0}}
+    assert index.best_test_metrics(tmp_path, [a.name, b.name]) == want  # ids listed in the query
+    assert index.best_test_metrics(tmp_path, [b.name]) == {b.name: want[b.name]}
+    assert index.best_test_metrics(tmp_path, ["no-such-run"]) == {"no-such-run": {}}
+    many = [b.name] + [f"absent-{i}" for i in range(600)]  # over 500: every run's, then picked
+    got = index.best_test_metrics(tmp_path, many)
+    assert got[b.name] == want[b.name] and a.name not in got and got["absent-0"] == {}

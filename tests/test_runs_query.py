@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import json
 import re
 
 import pytest
@@ -98,3 +99,12 @@ def test_config_diff():
     assert [k for k, _, _ in diff] == ["extra", "optim.lr", "seed", "train.amp"]
     assert diff[0][1] is query.MISSING and diff[0][2] == [1] and diff[1][1:] == (1e-3, 1e-4)
     assert query.as_text(query.MISSING) == "(absent)" and query.config_diff(a, a) == []
+
+
+def test_records_of_one_config_text_are_separate_dicts():
+    row = {"id": "a", "config": json.dumps({"optim": {"lr": 1e-3}, "method": "core"})}
+    first = query.record(row, {"rho": 0.9})
+    first["optim.lr"] = 5.0  # a caller's change must not reach the next record of that config
+    again = query.record(dict(row, id="b"))
+    assert again["optim.lr"] == 1e-3 and "rho" not in again and again["id"] == "b"
+    assert query.record({"id": "c", "config": "not json"}) == {"id": "c"}

@@ -6,6 +6,7 @@ connections, ``aqa.runs.index``); nothing about runs is kept in ``st.session_sta
 
 from __future__ import annotations
 
+import contextlib
 import html
 import threading
 import time
@@ -83,6 +84,16 @@ def sidebar() -> None:
         c2.metric("queued", counts["queued"])
         st.caption(f"{len(rows)} run(s) · {counts['finished']} finished · "
                    f"{counts['crashed']} crashed · {counts['failed']} failed")
+
+
+@contextlib.contextmanager
+def lazy_expander(label: str, key: str):
+    """An expander whose content the page builds only while it is open (``with ... as open_:
+    if open_: ...``): opening or closing it reruns the script. For sections whose widgets are
+    costly to send and draw (pickers over every run) and that most visits never open."""
+    box = st.expander(label, key=key, on_change="rerun")
+    with box:
+        yield bool(box.open)
 
 
 def plain_block(text: str) -> None:

@@ -445,11 +445,15 @@ def best_test_metrics(runs_dir: str | os.PathLike, run_ids: list[str]) -> dict[s
     if not run_ids:
         return {}
     few = len(run_ids) <= 500  # else every run's (one pass; no SQL variable limit)
-    where = f" AND run_id IN ({','.join('?' * len(run_ids))})" if few else ""
+    where = f" AND r.id IN ({','.join('?' * len(run_ids))})" if few else ""
+    # runs first (CROSS JOIN keeps that order): each run's test rows are then one seek in the
+    # (run_id, split, ...) index; grouping the metrics table itself scanned every row of it,
+    # a million training rows of one long run included (0.09-0.13 s against 0.015 s)
     with open_index(runs_dir) as db:
-        rows = db.execute(f"SELECT run_id, name, max(value), min(value) FROM metrics "
-                          f"WHERE split='test' AND value IS NOT NULL{where} "
-                          f"GROUP BY run_id, name", run_ids if few else []).fetchall()
+        rows = db.execute(f"SELECT r.id, m.name, max(m.value), min(m.value) FROM runs r "
+                          f"CROSS JOIN metrics m WHERE m.run_id = r.id AND m.split = 'test' "
+                          f"AND m.value IS NOT NULL{where} GROUP BY r.id, m.name",
+                          run_ids if few else []).fetchall()
     out: dict[str, dict] = {r: {} for r in run_ids}
     for run_id, name, hi, lo in rows:
         if run_id in out:

@@ -32,6 +32,7 @@ over the keys the records have.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 import math
 import re
@@ -261,13 +262,21 @@ RUN_FIELDS = ("id", "name", "method", "dataset", "status", "tags", "note", "arch
               "attempts", "executor", "created", "started", "ended")
 
 
-def record(row: dict, best: dict | None = None) -> dict:
-    """One run as a flat dict: its config keys, its row's fields, its best test metrics."""
+@functools.lru_cache(maxsize=4096)
+def _flat_config_text(text: str) -> dict[str, Any]:
+    """``flat_config`` of a config's JSON text, kept per text: a page lists every run's record on
+    each script run, and the configs of a workspace repeat (never changed in place: copied)."""
     try:
-        cfg = json.loads(row.get("config") or "{}")
+        cfg = json.loads(text)
     except (TypeError, ValueError):
         cfg = {}
-    out = flat_config(cfg if isinstance(cfg, dict) else {})
+    return flat_config(cfg if isinstance(cfg, dict) else {})
+
+
+def record(row: dict, best: dict | None = None) -> dict:
+    """One run as a flat dict: its config keys, its row's fields, its best test metrics."""
+    text = row.get("config") or "{}"
+    out = dict(_flat_config_text(text)) if isinstance(text, str) else {}
     out.update({k: row.get(k) for k in RUN_FIELDS if k in row})
     out.update(best or {})
     return out
