@@ -276,7 +276,7 @@ def settle(pid: int, quiet: float = 0.1, seconds: int = 3, timeout: float = 90.0
 # frame at which each selector matches an element with a box (the frame it is painted in). The
 # harness's clock (goto .. wait_for_selector) also counts the round trips to the browser, which
 # wait behind any long task the page runs after the content is drawn.
-DRAWN_JS = """
+DRAWN_JS = r"""
 (() => {
   const sels = %s, seen = {};
   window.__aqaDrawn = seen;

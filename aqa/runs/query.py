@@ -265,7 +265,8 @@ RUN_FIELDS = ("id", "name", "method", "dataset", "status", "tags", "note", "arch
 @functools.lru_cache(maxsize=4096)
 def _flat_config_text(text: str) -> dict[str, Any]:
     """``flat_config`` of a config's JSON text, kept per text: a page lists every run's record on
-    each script run, and the configs of a workspace repeat (never changed in place: copied)."""
+    each script run, and the configs of a workspace repeat. ``record`` copies the dict; its
+    values (a list such as ``model.clip_starts``) are shared: never change one in place."""
     try:
         cfg = json.loads(text)
     except (TypeError, ValueError):
