@@ -261,8 +261,7 @@ def settle(pid: int, quiet: float = 0.1, seconds: int = 3, timeout: float = 90.0
     """Seconds until the process ``pid`` has used under ``quiet`` of a core in each of
     ``seconds`` seconds in a row (its user + system time from /proc), at most ``timeout``."""
     def cpu() -> float:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return status.process_cpu_seconds(pid) or 0.0
 
     t0, calm = time.perf_counter(), 0
     while calm < seconds and time.perf_counter() - t0 < timeout:

@@ -57,6 +57,12 @@ def process_start_time(pid: int) -> int | None:
     return int(fields[19]) if fields else None  # field 22 of proc(5): starttime
 
 
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds ``pid`` has used so far, None if there is no such process."""
+    fields = _proc_stat(pid)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") if fields else None
+
+
 def process_state(pid: int) -> str | None:
     """The one-letter state of ``pid`` (R, S, D, Z, ...), None if there is no such process."""
     fields = _proc_stat(pid)
