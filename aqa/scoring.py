@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from aqa.allocator import reuse_freed_memory
 from aqa.config import build_run_config
 from aqa.errors import CheckpointError, VideoError
 from aqa.registry import METHODS
@@ -179,6 +180,7 @@ class Scorer:
         return batch, frames, indices, source
 
     @torch.no_grad()
+    @reuse_freed_memory()
     def compare(self, video_a: str | Path, video_b: str | Path, difficulty_a: float | None = None,
                 difficulty_b: float | None = None) -> dict[str, Any]:
         """Head to head (pair methods): which clip is better, and by how much.
@@ -199,6 +201,7 @@ class Scorer:
         return out
 
     @torch.no_grad()
+    @reuse_freed_memory()
     def score(self, video: str | Path, difficulty: float | None = None,
               start: int | None = None, end: int | None = None,
               tube: str | None = None, progress=None,

@@ -19,6 +19,8 @@ tpt_vs_core_query: the same 103-frame clip tensor through the same I3D (one modu
 --vs-official-test: only CoRe's test path (the bank once, then the query) on the inputs the
     official test loop was run on, beside that run's recorded score and times (OFFICIAL_CORE_TEST).
 
+Both sides of each ratio run under the allocator setting of ``Scorer.score`` (aqa.allocator);
+``AQA_ALLOCATOR=system`` measures both with the C library's defaults instead.
 ``--quick`` runs each side once. Progress goes to stderr; the last line is one JSON object with
 ``score_vs_backbone`` (CoRe's ratio), ``tpt_vs_core_query`` and ``methods`` (each method's
 ``score_vs_backbone`` and both times, or why it was not measured).
@@ -38,6 +40,8 @@ import time  # noqa: E402
 
 import torch  # noqa: E402
 
+from aqa.allocator import available as allocator_reuse  # noqa: E402
+from aqa.allocator import reuse_freed_memory  # noqa: E402
 from aqa.config import build_run_config, to_dict  # noqa: E402
 from aqa.data.base import Sample  # noqa: E402
 from aqa.errors import AQAError  # noqa: E402
@@ -135,6 +139,15 @@ def timed(fn, cpu: list | None = None) -> tuple[float, object]:
     return wall, out
 
 
+def as_scored(fn):
+    """``fn`` run under the allocator setting ``Scorer.score`` runs under (aqa.allocator: freed
+    memory reused during the call, handed back after it), so both sides of a ratio get it."""
+    def run():
+        with reuse_freed_memory():
+            return fn()
+    return run
+
+
 def bench_method(name: str, clip: Path, repeats: int, size: int | None, folder: Path) -> dict:
     if name not in METHODS.names():
         return {"status": "not registered"}
@@ -161,9 +174,10 @@ def bench_method(name: str, clip: Path, repeats: int, size: int | None, folder: 
             s, result = timed(lambda: scorer.score(clip, difficulty=DIFFICULTY), score_cpu)
             score_s.append(s)
             score = result.score
-            back_s.append(timed(lambda: backbone(pack), back_cpu)[0])
+            back_s.append(timed(as_scored(lambda: backbone(pack)), back_cpu)[0])
             if tubes is not None:
-                net_s.append(timed(lambda: scorer.model(batch["video"], tubes=tubes), net_cpu)[0])
+                net_s.append(timed(as_scored(lambda: scorer.model(batch["video"], tubes=tubes)),
+                                   net_cpu)[0])
     med = statistics.median
     out = {"status": "ok", "frames": tuple(batch["video"].shape[2:]),
            "backbone_input": list(pack.shape), "score_s": round(med(score_s), 3),
@@ -204,8 +218,8 @@ def tpt_vs_core(clip: Path, repeats: int, size: int) -> dict:
     with torch.no_grad():
         core_query(), tpt.video_features(video)  # warm-up
         for _ in range(repeats):
-            tpt_s.append(timed(lambda: tpt.video_features(video), tpt_cpu)[0])
-            core_s.append(timed(core_query, core_cpu)[0])
+            tpt_s.append(timed(as_scored(lambda: tpt.video_features(video)), tpt_cpu)[0])
+            core_s.append(timed(as_scored(core_query), core_cpu)[0])
     med = statistics.median
     t, c = med(tpt_s), med(core_s)
     log(f"query: TPT 20x8 {t:.2f} s, CoRe 10x16 {c:.2f} s -> {t / c:.3f} "
@@ -328,6 +342,9 @@ def main() -> None:
            "clip": clip.name, "weights": "random init (timing does not depend on the values)",
            "baseline": "one pass of the method's backbone over the clips it cuts from the same "
                        "uint8 clip tensor, decoded before timing",
+           "allocator": ("freed memory reused during each call on both sides (aqa.allocator)"
+                         if allocator_reuse() else "the C library's defaults (AQA_ALLOCATOR="
+                         "system, or not glibc)"),
            "score_vs_backbone": results.get("core", {}).get("score_vs_backbone"),
            "methods": {k: v for k, v in results.items()},
            "per_method_score_vs_backbone": {k: v.get("score_vs_backbone")

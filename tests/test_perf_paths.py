@@ -105,33 +105,130 @@ def test_tsa_eval_batches_its_clips_with_the_same_output(method, layout):
     assert _same(packed, per_clip, layout)
 
 
-def _motion_boxes_reference(video, **kw):
-    """motion_boxes as it was before its grey conversion went plane by plane: the float32 copy
-    of the whole clip, then np.mean over the channel axis."""
+def _motion_boxes_reference(video, window=4, threshold=0.3, quantile=0.02, margin=0.08,
+                            min_side=0.25, noise=2.0):
+    """motion_boxes as first written: the whole clip at once in one thread, the grey frames a
+    float32 copy then np.mean over the channels, the temporal filter along the first axis, and
+    np.quantile over the coordinates of each frame's moving pixels."""
+    import numpy as np
+    from scipy.ndimage import uniform_filter, uniform_filter1d
+
+    from aqa.models.tubes import _grow, full_frame_boxes, rect_corners
+
+    v = np.asarray(video, dtype=np.float32)
+    v = v.mean(axis=3) if v.ndim == 4 else v
+    t, h, w = v.shape
+    if t < 2:
+        return full_frame_boxes(t, w, h), False
+    d = np.abs(np.diff(v, axis=0))
+    motion = np.empty_like(v)
+    motion[0], motion[-1] = d[0], d[-1]
+    if t > 2:
+        motion[1:-1] = (d[:-1] + d[1:]) / np.float32(2)
+    motion = uniform_filter1d(motion, 2 * window + 1, axis=0, mode="nearest")
+    motion = uniform_filter(motion, size=(1, 3, 3), mode="nearest")
+    boxes = np.full((t, 4), np.nan)
+    ys, xs = np.mgrid[0:h, 0:w]
+    for i in range(t):
+        peak = float(motion[i].max())
+        if peak < noise:
+            continue
+        sel = motion[i] >= threshold * peak
+        x0, x1 = np.quantile(xs[sel], [quantile, 1 - quantile])
+        y0, y1 = np.quantile(ys[sel], [quantile, 1 - quantile])
+        (bx0, bx1), (by0, by1) = (_grow(x0, x1, w, margin, min_side),
+                                  _grow(y0, y1, h, margin, min_side))
+        boxes[i] = bx0, by0, bx1, by1
+    have = ~np.isnan(boxes[:, 0])
+    if not have.any():
+        return full_frame_boxes(t, w, h), False
+    idx = np.flatnonzero(have)
+    nearest = idx[np.abs(np.arange(t)[:, None] - idx[None, :]).argmin(axis=1)]
+    boxes = uniform_filter1d(boxes[nearest], 2 * window + 1, axis=0, mode="nearest")
+    return np.stack([rect_corners(*b) for b in boxes]), True
+
+
+def _moving_block(dtype, t=30, h=48, w=64):
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    video = rng.integers(0, 40, (t, h, w, 3)).astype(dtype)
+    for i in range(t):  # a bright block moving right, with noise under it
+        video[i, 10:30, 5 + i:25 + i] = 200 + rng.random((20, 20, 3)) * 50
+    return video
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "float32", "float64"])
+@pytest.mark.parametrize("cores", [1, 2, 3, 4])
+def test_motion_boxes_equal_the_whole_clip_procedure(dtype, cores, monkeypatch):
+    """Bands of rows and groups of frames in threads, quantiles from counts: the same boxes to
+    the last bit as the whole clip in one thread with np.quantile, for any number of cores."""
     import numpy as np
 
     from aqa.models import tubes
 
-    grey = np.asarray(video, dtype=np.float32).mean(axis=3)
-    return tubes.motion_boxes(grey, **kw)
-
-
-@pytest.mark.parametrize("dtype", ["uint8", "float32", "float64"])
-def test_motion_boxes_grey_planes_equal_the_channel_mean(dtype):
-    import numpy as np
-
-    from aqa.models.tubes import motion_boxes
-
-    rng = np.random.default_rng(3)
-    video = rng.integers(0, 40, (30, 48, 64, 3)).astype(dtype)
-    for t in range(30):  # a bright block moving right, with noise under it
-        video[t, 10:30, 5 + t:25 + t] = 200 + rng.random((20, 20, 3)) * 50
-    layouts = [video, np.ascontiguousarray(video.transpose(3, 0, 1, 2)).transpose(1, 2, 3, 0)]
+    monkeypatch.setattr(tubes, "_cores", lambda: cores)
+    video = _moving_block(dtype)
     want, found = _motion_boxes_reference(video)
     assert found
+    layouts = [video, np.ascontiguousarray(video.transpose(3, 0, 1, 2)).transpose(1, 2, 3, 0)]
     for v in layouts:  # (T, H, W, C) and the (C, T, H, W) clip's permuted view TSA passes
-        got, got_found = motion_boxes(v)
+        got, got_found = tubes.motion_boxes(v)
         assert got_found and np.array_equal(got, want)
+    rng = np.random.default_rng(cores)
+    for k in range(60):  # small, odd shapes; still clips; grey (T, H, W) input
+        shape = tuple(int(x) for x in (rng.integers(1, 9), rng.integers(1, 12),
+                                       rng.integers(1, 12)))
+        v = (rng.random(shape + (3,)) * rng.random() * 255).astype(dtype)
+        if k % 5 == 0:
+            v[:] = v[0]
+        if k % 7 == 0:
+            v = v[..., 0]
+        want, want_found = _motion_boxes_reference(v)
+        got, got_found = tubes.motion_boxes(v)
+        assert got_found == want_found and np.array_equal(got, want), shape
+
+
+def test_moving_pixels_cut_as_one_frame_at_a_time():
+    """The cut of all frames at once equals ``m >= threshold * float(m.max())`` frame by frame,
+    pixels just either side of the float32 rounding of the float64 cut included."""
+    import numpy as np
+
+    from aqa.models.tubes import _moving
+
+    rng = np.random.default_rng(0)
+    part = (rng.random((200, 4, 5)) * 255).astype(np.float32)
+    for m in part:  # pixels on and next to the cut as numpy rounds it
+        c = np.float32(0.3 * float(m.max()))
+        m[0, :3] = [np.nextafter(c, np.float32(-np.inf)), c, np.nextafter(c, np.float32(np.inf))]
+    peaks, sel = _moving(part, 0.3)
+    for m, p, s in zip(part, peaks, sel):
+        assert p == float(m.max()) and np.array_equal(s, m >= 0.3 * float(m.max()))
+
+
+def test_count_quantiles_equal_np_quantile():
+    import numpy as np
+
+    from aqa.models.tubes import _count_quantiles
+
+    rng = np.random.default_rng(0)
+    rows = [rng.integers(0, 4, 30) * (rng.random(30) < p) for p in (0.03, 0.2, 1.0)
+            for _ in range(200)]
+    rows += [np.eye(30, dtype=np.int64)[i] for i in range(30)]  # one pixel
+    rows += [np.eye(30, dtype=np.int64)[i] * 2 for i in range(30)]  # one place, twice
+    for _ in range(300):  # a few places far apart: large gaps between order statistics
+        r = np.zeros(5000, np.int64)
+        r[rng.choice(5000, int(rng.integers(1, 40)), replace=False)] = rng.integers(1, 5)
+        rows.append(r)
+    rows = [r for r in rows if r.sum() > 0]
+    got = np.concatenate([_count_quantiles(np.stack([r for r in rows if len(r) == n]), 0.02)
+                          for n in (30, 5000)])
+    rows = [r for n in (30, 5000) for r in rows if len(r) == n]
+    for r, g in zip(rows, got):
+        coords = np.repeat(np.arange(len(r)), r)
+        for q, value in zip((0.02, 0.98), g):
+            want = np.quantile(coords, q)
+            assert value == want and np.float64(value).tobytes() == np.float64(want).tobytes()
 
 
 def test_tube_attention_by_index_equals_the_boolean_mask():

@@ -226,46 +226,47 @@ def motion_boxes(video: np.ndarray, window: int = 4, threshold: float = 0.3,
     4. frames without motion take the nearest frame's box; the box edges are averaged over
        ``window`` frames either side. ``found`` is False (and every box the whole frame) when
        no frame has motion.
+
+    Steps 1-2 in time run on bands of rows, the spatial smoothing and step 3 on groups of
+    frames, one band or group per core in threads (numpy and scipy let go of the interpreter
+    lock): every value is computed by the same operations in the same order as on the whole
+    clip, so the boxes are the same to the last bit (tests/test_perf_paths.py).
     """
-    if np.ndim(video) == 4:  # (T, H, W, 3) -> (T, H, W) gray: the channel mean, summed in
-        # the order np.mean sums 3 values ((c0 + c1) + c2, float32) and divided by 3, one channel
-        # plane at a time (a mean over the strided last axis is several times slower)
-        v = np.asarray(video)
-        gray = v[..., 0].astype(np.float32)
-        for k in range(1, v.shape[3]):
-            gray += v[..., k].astype(np.float32, copy=False)
-        gray /= np.float32(v.shape[3])
-        v = gray
-    else:
-        v = np.asarray(video, dtype=np.float32)
-    t, h, w = v.shape
+    v = np.asarray(video)
+    t, h, w = v.shape[:3]
     if t < 2:
         return full_frame_boxes(t, w, h), False
-    d = np.abs(np.diff(v, axis=0))  # (T-1, H, W): |frame t+1 - frame t|
-    # per frame the mean of its differences to the frames either side (one at the ends);
-    # time last in memory, so that the temporal filter runs along contiguous lines (the same
-    # running sums, in the same order, as along the strided first axis: the same values)
-    motion = np.empty((h, w, t), dtype=np.float32)
-    motion[..., 0], motion[..., -1] = d[0], d[-1]
-    if t > 2:
-        inner = d[:-1] + d[1:]
-        inner /= np.float32(2)
-        motion[..., 1:-1] = np.moveaxis(inner, 0, -1)
-    motion = uniform_filter1d(motion, 2 * window + 1, axis=-1, mode="nearest")
-    motion = np.ascontiguousarray(np.moveaxis(motion, -1, 0))  # (T, H, W)
-    motion = uniform_filter(motion, size=(1, 3, 3), mode="nearest")
+    motion = np.empty((h, w, t), dtype=np.float32)  # time last: the temporal filter's lines
+
+    def in_time(rows: slice) -> None:
+        band = _grey(v[:, rows])  # (T, rows, W) float32
+        d = np.abs(np.diff(band, axis=0))  # (T-1, rows, W): |frame t+1 - frame t|
+        # per frame the mean of its differences to the frames either side (one at the ends)
+        m = motion[rows]
+        m[..., 0], m[..., -1] = d[0], d[-1]
+        if t > 2:
+            inner = d[:-1] + d[1:]
+            inner /= np.float32(2)
+            m[..., 1:-1] = np.moveaxis(inner, 0, -1)
+        m[...] = uniform_filter1d(m, 2 * window + 1, axis=-1, mode="nearest")
+
     boxes = np.full((t, 4), np.nan)
-    ys, xs = np.mgrid[0:h, 0:w]
-    for i in range(t):
-        peak = float(motion[i].max())
-        if peak < noise:
-            continue
-        sel = motion[i] >= threshold * peak
-        x0, x1 = np.quantile(xs[sel], [quantile, 1 - quantile])
-        y0, y1 = np.quantile(ys[sel], [quantile, 1 - quantile])
-        (bx0, bx1), (by0, by1) = (_grow(x0, x1, w, margin, min_side),
-                                  _grow(y0, y1, h, margin, min_side))
-        boxes[i] = bx0, by0, bx1, by1
+
+    def in_space(frames: slice) -> None:
+        part = np.ascontiguousarray(np.moveaxis(motion[..., frames], -1, 0))  # (t', H, W)
+        part = uniform_filter(part, size=(1, 3, 3), mode="nearest")  # frame by frame
+        peaks, sel = _moving(part, threshold)
+        xq = _count_quantiles(sel.sum(axis=1), quantile)  # (t', 2) from column counts
+        yq = _count_quantiles(sel.sum(axis=2), quantile)  # (t', 2) from row counts
+        for j, i in enumerate(range(t)[frames]):
+            if peaks[j] < noise:
+                continue
+            (bx0, bx1), (by0, by1) = (_grow(float(xq[j, 0]), float(xq[j, 1]), w, margin, min_side),
+                                      _grow(float(yq[j, 0]), float(yq[j, 1]), h, margin, min_side))
+            boxes[i] = bx0, by0, bx1, by1
+
+    _in_parallel(in_time, h)
+    _in_parallel(in_space, t)
     have = ~np.isnan(boxes[:, 0])
     if not have.any():
         return full_frame_boxes(t, w, h), False
@@ -274,6 +275,83 @@ def motion_boxes(video: np.ndarray, window: int = 4, threshold: float = 0.3,
     boxes = boxes[nearest]  # (T, 4): x0, y0, x1, y1
     boxes = uniform_filter1d(boxes, 2 * window + 1, axis=0, mode="nearest")
     return np.stack([rect_corners(*b) for b in boxes]), True
+
+
+def _grey(v: np.ndarray) -> np.ndarray:
+    """(..., 3) -> (...) float32: the channel mean, summed in the order np.mean sums 3 values
+    ((c0 + c1) + c2, float32) and divided by 3, one channel plane at a time (a mean over the
+    strided last axis is several times slower); (T, H, W) -> float32 as it is."""
+    if v.ndim == 3:
+        return v.astype(np.float32)
+    grey = v[..., 0].astype(np.float32)
+    for k in range(1, v.shape[-1]):
+        grey += v[..., k].astype(np.float32, copy=False)
+    grey /= np.float32(v.shape[-1])
+    return grey
+
+
+def _moving(part: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """(frames, H, W) float32 motion -> each frame's peak (float64) and its pixels at or above
+    ``threshold`` x the peak: per frame ``m >= threshold * float(m.max())``, a float64 product
+    compared with float32 pixels, the product taken as float32 (NumPy 2's rule for a Python
+    float), for all frames at once."""
+    peaks = part.max(axis=(1, 2)).astype(np.float64)
+    cut = (threshold * peaks).astype(np.float32)
+    return peaks, part >= cut[:, None, None]
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _in_parallel(work, n: int) -> None:
+    """``work(slice)`` over [0, n) cut into one piece a core (at most 4), in threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    k = max(1, min(_cores(), 4, n))
+    cuts = [n * i // k for i in range(k + 1)]
+    pieces = [slice(a, b) for a, b in zip(cuts, cuts[1:])]
+    if k == 1:
+        work(pieces[0])
+        return
+    with ThreadPoolExecutor(k) as pool:
+        for f in [pool.submit(work, p) for p in pieces]:
+            f.result()
+
+
+def _count_quantiles(counts: np.ndarray, q: float) -> np.ndarray:
+    """Per row of ``counts`` (rows, n): the ``q`` and ``1 - q`` quantiles of the coordinates
+    ``i`` taken ``counts[row, i]`` times each -> (rows, 2), equal to the last bit to
+    ``np.quantile(coords, [q, 1 - q])`` (the default linear method, on int64 coordinates)
+    without building and partitioning the coordinates: each order statistic is read off the
+    running count, then interpolated by numpy's own formula (its ``_lerp``). Rows that count
+    nothing give NaN."""
+    cum = np.cumsum(counts, axis=1)  # (rows, n)
+    n = cum[:, -1:]  # (rows, 1)
+    virtual = (n - 1) * np.array([q, 1 - q])  # numpy's virtual index for the linear method
+    prev = np.floor(virtual)
+    nxt = prev + 1
+    above = virtual >= n - 1  # past the last: both neighbours are the largest value
+    prev[above], nxt[above] = -1, -1
+    prev_i, next_i = prev.astype(np.intp), nxt.astype(np.intp)
+
+    def order_stat(k: np.ndarray) -> np.ndarray:  # the k-th smallest coordinate (-1: largest)
+        k = np.where(k < 0, n - 1, k)  # (rows, 2)
+        return (cum[:, None, :] <= k[:, :, None]).sum(axis=2).astype(np.int64)
+
+    a, b = order_stat(prev_i), order_stat(next_i)
+    gamma = virtual - prev_i
+    diff = b - a
+    out = np.add(a, diff * gamma)
+    np.subtract(b, diff * (1 - gamma), out=out, where=gamma >= 0.5, casting="unsafe")
+    out[n[:, 0] == 0] = np.nan
+    return out
 
 
 def _grow(lo: float, hi: float, side: int, margin: float, min_side: float) -> tuple[float, float]:
