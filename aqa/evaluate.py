@@ -25,9 +25,11 @@ from aqa.registry import DATASETS, METHODS
 from aqa.data.base import collate  # noqa: F401  (its old home; the loop imports it here)
 from aqa.runs.store import resolve_checkpoint  # noqa: F401  (its old home)
 from aqa.train.checkpoint import load_checkpoint
+from aqa.allocator import reuse_freed_memory
 
 
 @torch.no_grad()
+@reuse_freed_memory()
 def predict_rows(method, model: torch.nn.Module, dataset, device: torch.device, batch_size: int,
                  num_workers: int = 0, indices: Sequence[int] | None = None,
                  autocast=None) -> list[tuple[str, float, float]]:

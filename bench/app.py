@@ -13,7 +13,8 @@ already loaded (``pages_in_app_s``); and each page opened in a new tab (``pages_
 its first visit in a fresh browser context, then three loads with the cache warm), timed both
 by the harness (``wall``) and by the page's own clock from its navigation start to the first
 frame that shows the selector's element (``drawn``), after the server has settled from its
-background import (``server_settled_after_s``). Then appends one metric event to
+background import (``server_settled_after_s``). The run page is timed twice: to its first chart
+and to its title (its first content, drawn before Plotly's module has loaded). Then appends one metric event to
 the running run's log and measures how long the live chart takes to show it (its fragment
 polls every 2 s), and the server's own time for one chart tick (in this process: the same
 ``ui.charts`` calls the fragment makes, and the figures' JSON).
@@ -141,6 +142,8 @@ def main() -> None:
         "home": ("/", "[data-testid=stDataFrame]"),
         "runs": ("/runs", "[data-testid=stDataFrame]"),
         f"run ({args.events:,} events)": (f"/runs?run={big}", ".js-plotly-plot"),
+        # the same page's first content (its title), drawn before Plotly's module has loaded
+        f"run ({args.events:,} events): title": (f"/runs?run={big}", "h1:has-text('Run ')"),
         "launch": ("/launch", "[data-testid=stForm]"),
         "compare": ("/compare", "[data-testid=stDataFrame]"),
         "score": ("/score", "[data-testid=stFileUploader], [data-testid=stAlert]"),
@@ -166,8 +169,11 @@ def script_times(runs_dir: Path, pages: dict, again: int = 3) -> dict:
     from streamlit.testing.v1 import AppTest
 
     os.environ["AQA_RUNS_DIR"] = str(runs_dir)
-    out = {}
+    out, seen = {}, set()
     for name, (path, _) in pages.items():
+        if path in seen:  # the same page under another selector
+            continue
+        seen.add(path)
         route, _, query = path.partition("?")
         at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
         at.run()

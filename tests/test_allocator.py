@@ -89,3 +89,24 @@ def test_switched_off_by_the_environment():
     r = _probe("system")
     assert r["on"] is False
     assert min(r["inside"]) > PAGES // 2, r
+
+
+def test_evaluation_predicts_with_freed_memory_reused():
+    """``aqa.evaluate.predict_rows`` (``aqa eval`` and the training loop's evaluation) runs its
+    batches inside the context and closes it after."""
+    import torch
+
+    from aqa.evaluate import predict_rows
+
+    seen = []
+
+    class Method:
+        def predict(self, model, batch):
+            seen.append(allocator.active())
+            return batch["x"].sum(dim=1)
+
+    data = [{"id": str(i), "score": torch.tensor(float(i)), "x": torch.ones(3) * i}
+            for i in range(5)]
+    rows = predict_rows(Method(), torch.nn.Identity(), data, torch.device("cpu"), batch_size=2)
+    assert [r[2] for r in rows] == [0.0, 3.0, 6.0, 9.0, 12.0]
+    assert seen == [allocator.available()] * 3 and not allocator.active()

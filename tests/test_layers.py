@@ -14,7 +14,7 @@ AQA = Path(__file__).resolve().parents[1] / "aqa"
 # layers below it. A module is placed by its longest listed prefix (aqa.runs.index -> aqa.runs;
 # "aqa" is only the package's own __init__).
 LAYERS = [
-    ("base", ["aqa", "aqa.errors", "aqa.log", "aqa.safe_pickle", "aqa.metrics", "aqa.plotting", "aqa.registry",
+    ("base", ["aqa", "aqa.errors", "aqa.log", "aqa.allocator", "aqa.safe_pickle", "aqa.metrics", "aqa.plotting", "aqa.registry",
               "aqa.papers"]),
     ("config and video", ["aqa.config", "aqa.config_files", "aqa.official_config", "aqa.video_common", "aqa.video",
                           "aqa.video_pyav", "aqa.video_sws"]),

@@ -188,3 +188,21 @@ def test_a_score_opens_the_video_once_to_learn_it_and_once_to_read_it(tmp_path, 
     scorer.score(clip)  # the same file again: only the read opens it
     assert opens["av"] + opens["decord"] - first <= 2, opens
     assert opens["info"] == 0, opens
+
+
+def test_a_score_runs_with_freed_memory_reused_and_ends_without(checkpoint, monkeypatch):
+    """The model runs inside aqa.allocator's context (docs/performance.md); the context is
+    closed once the score returns."""
+    from aqa import allocator
+
+    scorer = Scorer.from_checkpoint(checkpoint)
+    seen = []
+    score_clip = scorer.method.score_clip
+
+    def recording(*args, **kwargs):
+        seen.append(allocator.active())
+        return score_clip(*args, **kwargs)
+
+    monkeypatch.setattr(scorer.method, "score_clip", recording)
+    scorer.score(shared_clip())
+    assert seen == [allocator.available()] and not allocator.active()
