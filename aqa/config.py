@@ -61,6 +61,7 @@ class OptimConfig:
     grad_clip: float = 0.0  # clip the gradient norm to this value (0 = no clipping)
     accum_steps: int = 1  # gradient accumulation: optimizer step every accum_steps batches
     accum_sum: bool = False  # add the accumulated batches' gradients instead of averaging them (the official CoRe's step_per_update; with Adam the two differ only through eps)
+    kernels: str = "auto"  # optimizer implementation: auto (fused on CUDA, torch's default on the CPU), fused, foreach or loop
 
 
 @dataclass
@@ -77,6 +78,8 @@ class TrainConfig:
     heartbeat_s: float = 30.0  # seconds between heartbeat events while training
     val_fraction: float = 0.0  # share of the training split held out to pick the best epoch honestly (0 = best on test, the papers' protocol)
     system_metrics: bool = True  # every log_every steps, log lr, step time, data wait, CPU RSS and GPU use as metric events (split "sys")
+    compile: str = "off"  # torch.compile: off, or backbone (its forward compiled in place; the first steps wait for the compiler)
+    compile_backend: str = "inductor"  # torch.compile backend for train.compile (inductor; eager or aot_eager capture the graph without generating code)
 
 
 @dataclass

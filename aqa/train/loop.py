@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Subset
 
 from aqa.config import RunConfig, build_run_config, to_dict
 from aqa.data.base import SampleSubset, holdout_indices
-from aqa.errors import AQAError
+from aqa.errors import AQAError, ConfigError
 from aqa.data.base import decoder_note
 from aqa.log import log_to_stdout
 from aqa.metrics import HIGHER_IS_BETTER
@@ -96,6 +96,30 @@ def _fmt_eta(seconds: float | None) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+COMPILE = ("off", "backbone")
+
+
+def compile_backbone(model: torch.nn.Module, cfg: RunConfig) -> None:
+    """``train.compile=backbone``: the backbone's forward compiled in place with
+    ``torch.compile`` (``nn.Module.compile``: the module, its parameters and its state_dict keys
+    stay as they are, so checkpoints do not change). Methods that run the backbone's stages
+    themselves rather than its forward (TSA, Plain-Net) are not changed by it."""
+    how, backend = cfg.train.compile, cfg.train.compile_backend
+    if how not in COMPILE:
+        raise ConfigError(f"train.compile={how!r} is not one of {', '.join(COMPILE)}")
+    if how == "off":
+        return
+    backends = torch._dynamo.list_backends(exclude_tags=())
+    if backend not in backends:
+        raise ConfigError(f"train.compile_backend={backend!r} is not a torch.compile backend "
+                          f"here; one of {', '.join(sorted(backends))}")
+    backbone = getattr(model, "backbone", None)
+    if not isinstance(backbone, torch.nn.Module):
+        raise ConfigError(f"train.compile=backbone: the {cfg.method} model has no backbone "
+                          "module to compile; use train.compile=off")
+    backbone.compile(backend=backend)
+
+
 class Trainer:
     def __init__(self, run_dir: Path, cfg: RunConfig, dist: DistContext):
         self.run_dir, self.cfg, self.dist = Path(run_dir), cfg, dist
@@ -138,6 +162,7 @@ class Trainer:
         self.val_set = (self.method.wrap_dataset(val_clips, "val", train_clips)
                         if val_clips is not None else None)
         model = self.method.build_model().to(self.device)
+        compile_backbone(model, cfg)
         self.params = count_parameters(model)
         self.trainable = count_parameters(model, trainable_only=True)
         self.model = model

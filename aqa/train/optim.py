@@ -7,15 +7,40 @@ import math
 import torch
 
 from aqa.config import OptimConfig
+from aqa.errors import ConfigError
+
+
+KERNELS = ("auto", "fused", "foreach", "loop")
+
+
+def kernel_options(params: list, kernels: str) -> dict:
+    """The optimizer's implementation keywords for ``optim.kernels``: ``auto`` is the fused
+    kernel (one launch for all parameters) when every parameter is a floating-point CUDA tensor,
+    else torch's own default (the official code's: foreach on CUDA, the per-parameter loop on
+    the CPU, which the parity tests compare with); ``fused``, ``foreach`` and ``loop`` ask for
+    one."""
+    if kernels not in KERNELS:
+        raise ConfigError(f"optim.kernels={kernels!r} is not one of {', '.join(KERNELS)}")
+    if kernels == "auto":
+        cuda = bool(params) and all(p.is_cuda and p.is_floating_point() for p in params)
+        return {"fused": True} if cuda else {}
+    if kernels == "fused":
+        return {"fused": True}
+    return {"foreach": kernels == "foreach"}
 
 
 def build_optimizer(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
     groups = [g for g in groups if g["params"]]
-    if cfg.name == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.name == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    extra = kernel_options([p for g in groups for p in g["params"]], cfg.kernels)
+    try:
+        if cfg.name == "adam":
+            return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, **extra)
+        if cfg.name == "adamw":
+            return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, **extra)
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay, **extra)
+    except RuntimeError as exc:  # e.g. fused kernels for a device or dtype torch has none for
+        raise ConfigError(f"optim.kernels={cfg.kernels}: {exc}; use optim.kernels=auto") from exc
 
 
 def lr_factor(epoch: int, cfg: OptimConfig, epochs: int) -> float:
