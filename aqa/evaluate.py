@@ -29,7 +29,6 @@ from aqa.allocator import reuse_freed_memory
 
 
 @torch.no_grad()
-@reuse_freed_memory()
 def predict_rows(method, model: torch.nn.Module, dataset, device: torch.device, batch_size: int,
                  num_workers: int = 0, indices: Sequence[int] | None = None,
                  autocast=None) -> list[tuple[str, float, float]]:
@@ -67,6 +66,7 @@ def write_predictions(path: Path, rows: list[tuple[str, float, float]],
     os.replace(tmp, path)
 
 
+@reuse_freed_memory()
 def evaluate_checkpoint(ref: str | Path, *, split: str = "test", runs_dir: str | Path | None = None,
                         data_root: str | None = None, device: str = "cpu",
                         batch_size: int | None = None, out: str | Path | None = None,

@@ -16,6 +16,9 @@ score_vs_backbone (per method): ``Scorer.score(clip)`` end to end (probe, decode
 tpt_vs_core_query: the same 103-frame clip tensor through the same I3D (one module, ImageNet
     input norm): TPT's 20 clips of 8 frames against CoRe's 10 clips of 16 (160 frames each),
     interleaved, medians.
+--allocator-ab: only each method's score alternately with the C library's malloc defaults and
+    with freed memory reused (aqa.allocator): median seconds and page faults a score;
+    ``--in-thread`` scores on a worker thread, as the app's server does.
 --vs-official-test: only CoRe's test path (the bank once, then the query) on the inputs the
     official test loop was run on, beside that run's recorded score and times (OFFICIAL_CORE_TEST).
 
@@ -199,6 +202,59 @@ def bench_method(name: str, clip: Path, repeats: int, size: int | None, folder: 
     return out
 
 
+def allocator_ab(clip: Path, methods: list[str], repeats: int, size: int | None,
+                 in_thread: bool) -> dict:
+    """Each method's ``Scorer.score`` alternately with the C library's defaults
+    (``AQA_ALLOCATOR=system``, read at each call) and with freed memory reused: median wall
+    seconds and minor page faults a score, ``repeats`` scores each, after one warm-up."""
+    import os
+    import resource
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(1) if in_thread else None
+    out = {"in_thread": in_thread, "glibc_tunables": os.environ.get("GLIBC_TUNABLES"),
+           "repeats": repeats, "clip": clip.name, "methods": {}}
+    saved = os.environ.get("AQA_ALLOCATOR")
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench_score_") as folder:
+            for name in methods:
+                try:
+                    scorer = scorer_for(name, size, Path(folder), clip)
+
+                    def once():
+                        work = lambda: scorer.score(clip, difficulty=DIFFICULTY)  # noqa: E731
+                        return pool.submit(work).result() if pool else work()
+
+                    once()
+                except AQAError as exc:
+                    out["methods"][name] = {"status": "n/a", "note": str(exc)}
+                    continue
+                runs = {"system": [], "reuse": []}
+                faults = {"system": [], "reuse": []}
+                for i in range(2 * repeats):
+                    mode = ("system", "reuse")[i % 2]
+                    os.environ["AQA_ALLOCATOR"] = mode
+                    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+                    runs[mode].append(timed(once)[0])
+                    faults[mode].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+                med = statistics.median
+                row = {k: {"s": round(med(v), 3), "runs_s": [round(x, 3) for x in v],
+                           "faults": int(med(faults[k]))} for k, v in runs.items()}
+                row["reuse_vs_system"] = round(med(runs["reuse"]) / med(runs["system"]), 3)
+                out["methods"][name] = row
+                log(f"{name}: defaults {row['system']['s']} s ({row['system']['faults']} faults), "
+                    f"reused {row['reuse']['s']} s ({row['reuse']['faults']} faults) -> "
+                    f"{row['reuse_vs_system']}")
+    finally:
+        if saved is None:
+            os.environ.pop("AQA_ALLOCATOR", None)
+        else:
+            os.environ["AQA_ALLOCATOR"] = saved
+        if pool:
+            pool.shutdown()
+    return out
+
+
 def tpt_vs_core(clip: Path, repeats: int, size: int) -> dict:
     """TPT's and CoRe's query features of the same clip tensor through one I3D."""
     from aqa.models.base import clip_features
@@ -326,8 +382,19 @@ def main() -> None:
     ap.add_argument("--vs-official-test", action="store_true",
                     help="only CoRe's test path beside the official test loop's recorded numbers "
                          "(the parity weights, 10 voters, 224 px)")
+    ap.add_argument("--allocator-ab", action="store_true",
+                    help="only the allocator A/B: each method's Scorer.score alternately with "
+                         "the C library's defaults and with freed memory reused (aqa.allocator)")
+    ap.add_argument("--in-thread", action="store_true",
+                    help="--allocator-ab: score on a worker thread, as the app's server does "
+                         "(run it under `aqa app`'s GLIBC_TUNABLES to measure the app)")
     args = ap.parse_args()
     repeats = 1 if args.quick else args.repeats
+    if args.allocator_ab:
+        clip = Path(args.clip) if args.clip else default_clip()
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        print(json.dumps(allocator_ab(clip, methods, repeats, args.size, args.in_thread)))
+        return
     if args.vs_official_test:
         print(json.dumps(core_test_vs_official(args.size or 224, 10, repeats)))
         return

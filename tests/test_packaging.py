@@ -109,6 +109,29 @@ def test_aqa_app_command_runs_streamlit_on_the_checkouts_app_py(tmp_path):
     assert cmd[-4:] == ["--server.address", "127.0.0.1", "--server.port", "8600"]
 
 
+def test_aqa_app_gives_the_server_one_malloc_arena(tmp_path, monkeypatch):
+    """The server scores in threads; one malloc arena lets them reuse freed memory
+    (aqa.allocator.server_env), unless the user switched that off."""
+    import argparse
+
+    from aqa import allocator
+    from aqa.cli import app
+
+    seen = []
+    monkeypatch.setattr(app.os, "execve", lambda path, argv, env: seen.append(env))
+    monkeypatch.setattr(app.os, "chdir", lambda path: None)
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    monkeypatch.delenv("AQA_ALLOCATOR", raising=False)
+    args = argparse.Namespace(port=8600, runs_dir=str(tmp_path))
+    app.cmd_app(args)
+    monkeypatch.setenv("AQA_ALLOCATOR", "system")
+    app.cmd_app(args)
+    on, off = seen
+    assert on["AQA_RUNS_DIR"] == str(tmp_path.resolve())
+    assert on.get("GLIBC_TUNABLES") == ("glibc.malloc.arena_max=1" if allocator._glibc() else None)
+    assert "GLIBC_TUNABLES" not in off
+
+
 def _imports(path: Path) -> set[str]:
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):

@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from aqa.allocator import server_env
 from aqa.cli import common
 from aqa.errors import AQAError
 
@@ -46,7 +47,8 @@ def app_command(port: int) -> list[str]:
 def cmd_app(args) -> int:
     """Become streamlit (exec): a signal to ``aqa app`` reaches the server, no orphan is left."""
     cmd = app_command(args.port)
-    env = {**os.environ, "AQA_RUNS_DIR": str(common.runs_dir(args))}
+    # one malloc arena: scoring threads then reuse freed memory as the main thread does
+    env = server_env({**os.environ, "AQA_RUNS_DIR": str(common.runs_dir(args))})
     os.chdir(app_script().parent)
     os.execve(cmd[0], cmd, env)
     return 0  # not reached

@@ -230,8 +230,12 @@ def motion_boxes(video: np.ndarray, window: int = 4, threshold: float = 0.3,
     Steps 1-2 in time run on bands of rows, the spatial smoothing and step 3 on groups of
     frames, one band or group per core in threads (numpy and scipy let go of the interpreter
     lock): every value is computed by the same operations in the same order as on the whole
-    clip, so the boxes are the same to the last bit (tests/test_perf_paths.py).
+    clip, so the boxes are the same to the last bit as the whole clip's in one thread with
+    ``np.quantile`` (tests/test_perf_paths.py). A frame in which no pixel passes the cut (NaN
+    values) counts as a frame without motion.
     """
+    if not 0 <= quantile <= 1:
+        raise ValueError(f"quantile={quantile} is not in [0, 1]")
     v = np.asarray(video)
     t, h, w = v.shape[:3]
     if t < 2:
@@ -256,10 +260,12 @@ def motion_boxes(video: np.ndarray, window: int = 4, threshold: float = 0.3,
         part = np.ascontiguousarray(np.moveaxis(motion[..., frames], -1, 0))  # (t', H, W)
         part = uniform_filter(part, size=(1, 3, 3), mode="nearest")  # frame by frame
         peaks, sel = _moving(part, threshold)
-        xq = _count_quantiles(sel.sum(axis=1), quantile)  # (t', 2) from column counts
+        cols = sel.sum(axis=1)  # (t', W): moving pixels a column
+        xq = _count_quantiles(cols, quantile)  # (t', 2)
         yq = _count_quantiles(sel.sum(axis=2), quantile)  # (t', 2) from row counts
+        moving = cols.sum(axis=1)
         for j, i in enumerate(range(t)[frames]):
-            if peaks[j] < noise:
+            if peaks[j] < noise or not moving[j]:  # still, or nothing found (NaN frames)
                 continue
             (bx0, bx1), (by0, by1) = (_grow(float(xq[j, 0]), float(xq[j, 1]), w, margin, min_side),
                                       _grow(float(yq[j, 0]), float(yq[j, 1]), h, margin, min_side))
