@@ -78,11 +78,17 @@ def _user_set(env: dict | os._Environ) -> bool:
             any(t.split("=", 1)[0].strip() in USER_TUNABLES for t in tunables.split(":")))
 
 
+def _declined(env: dict | os._Environ) -> bool:
+    """Whether ``env`` switches the reuse off (``AQA_ALLOCATOR=system``) or sets one of the
+    malloc parameters it would change, or this is not glibc."""
+    return (env.get("AQA_ALLOCATOR", "").strip().lower() == "system" or _user_set(env)
+            or _glibc() is None)
+
+
 def available() -> bool:
     """Whether :func:`reuse_freed_memory` changes anything here: glibc, not switched off with
     ``AQA_ALLOCATOR=system``, and none of its parameters set by the user's environment."""
-    return (os.environ.get("AQA_ALLOCATOR", "").strip().lower() != "system"
-            and not _user_set(os.environ) and _glibc() is not None)
+    return not _declined(os.environ)
 
 
 def active() -> bool:
@@ -125,9 +131,7 @@ def server_env(env: dict[str, str]) -> dict[str, str]:
     chose an arena count, switched the reuse off, or set the parameters it would change."""
     out = dict(env)
     tunables = out.get("GLIBC_TUNABLES", "")
-    if (out.get("AQA_ALLOCATOR", "").strip().lower() == "system" or _user_set(out)
-            or out.get("MALLOC_ARENA_MAX") or "glibc.malloc.arena_max" in tunables
-            or _glibc() is None):
+    if _declined(out) or out.get("MALLOC_ARENA_MAX") or "glibc.malloc.arena_max" in tunables:
         return out
     out["GLIBC_TUNABLES"] = f"{tunables}:{ONE_ARENA}" if tunables else ONE_ARENA
     return out

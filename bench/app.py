@@ -237,10 +237,7 @@ def browser_pages(runs_dir: Path, big: str, pages: dict, events: int) -> dict:
                     page.wait_for_selector(selector)
                     times.append(time.perf_counter() - t0)
                     drawn.append(drawn_s(page, selector))
-                result["pages_s"][name] = {"median": round(sorted(times)[1], 3),
-                                           "min": round(min(times), 3),
-                                           "drawn": {"median": round(sorted(drawn)[1], 3),
-                                                     "min": round(min(drawn), 3)}}
+                result["pages_s"][name] = {**summary(times), "drawn": summary(drawn)}
             result["pages_in_app_s"] = in_app_pages(page, base, pages)
             result["pages_in_app_s"][f"run ({events:,} events)"] = in_app_run(page, base, big)
             # live chart: append one event, wait until the point count shows it
@@ -264,6 +261,11 @@ def browser_pages(runs_dir: Path, big: str, pages: dict, events: int) -> dict:
         server.terminate()
         server.wait(timeout=20)
     return result
+
+
+def summary(values: list[float]) -> dict:
+    """Median and min of a page's load times, seconds."""
+    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3)}
 
 
 def settle(pid: int, quiet: float = 0.1, seconds: int = 3, timeout: float = 90.0) -> float:
@@ -346,9 +348,6 @@ def new_tab_pages(browser, base: str, pages: dict, loads: int = 3) -> dict:
         finally:
             tab.close()
 
-    def summary(values: list[float]) -> dict:
-        return {"median": round(statistics.median(values), 3), "min": round(min(values), 3)}
-
     out = {}
     try:
         for name, (path, selector) in pages.items():
@@ -393,7 +392,7 @@ def in_app_pages(page, base: str, pages: dict) -> dict:
             page.locator("[data-testid=stSidebarNav] a", has_text=title).first.click()
             page.wait_for_selector(selector)
             times.append(time.perf_counter() - t0)
-        out[name] = {"median": round(sorted(times)[1], 3), "min": round(min(times), 3),
+        out[name] = {**summary(times),
                      "from": source}
     return out
 
@@ -414,7 +413,7 @@ def in_app_run(page, base: str, run_id: str) -> dict:
         page.locator(".st-key-home_open_btn button").click()
         page.wait_for_selector(".js-plotly-plot")
         times.append(time.perf_counter() - t0)
-    return {"median": round(sorted(times)[1], 3), "min": round(min(times), 3), "from": "home"}
+    return {**summary(times), "from": "home"}
 
 
 if __name__ == "__main__":

@@ -16,9 +16,9 @@ KERNELS = ("auto", "fused", "foreach", "loop")
 def kernel_options(params: list, kernels: str) -> dict:
     """The optimizer's implementation keywords for ``optim.kernels``: ``auto`` is the fused
     kernel (one launch for all parameters) when every parameter is a floating-point CUDA tensor,
-    else torch's own default (the official code's: foreach on CUDA, the per-parameter loop on
-    the CPU, which the parity tests compare with); ``fused``, ``foreach`` and ``loop`` ask for
-    one."""
+    else torch's own default (foreach on CUDA, the per-parameter loop on the CPU, which the
+    parity tests compare with); ``fused``, ``foreach`` and ``loop`` ask for one (``loop`` is what
+    the official code's torch 1.x ran everywhere)."""
     if kernels not in KERNELS:
         raise ConfigError(f"optim.kernels={kernels!r} is not one of {', '.join(KERNELS)}")
     if kernels == "auto":
